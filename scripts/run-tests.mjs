@@ -1,0 +1,44 @@
+#!/usr/bin/env node
+// Runs every test file under test/ (or the files and folders given as arguments) with Node's own
+// test runner and tsx. Node 20's `--test` takes no globs, so the file list is built here.
+import { spawnSync } from "node:child_process";
+import { readdirSync, statSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { join } from "node:path";
+
+function collect(path, out) {
+  if (statSync(path).isDirectory()) {
+    for (const entry of readdirSync(path).sort()) {
+      if (entry === "node_modules" || entry === "helpers") continue;
+      collect(join(path, entry), out);
+    }
+  } else if (path.endsWith(".test.ts")) {
+    out.push(path);
+  }
+  return out;
+}
+
+const roots = process.argv.slice(2).filter((a) => !a.startsWith("-"));
+const passthrough = process.argv.slice(2).filter((a) => a.startsWith("-"));
+const files = (roots.length ? roots : ["test"]).flatMap((root) => collect(root, []));
+if (files.length === 0) {
+  console.error("run-tests: no *.test.ts files found");
+  process.exit(1);
+}
+// Integration tests mostly wait on sockets, so run more files than cores, but not so many that
+// timing-sensitive tests starve on a 2-core CI machine.
+const concurrency = process.env.TEST_CONCURRENCY ?? String(Math.max(2, Math.min(4, availableParallelism())));
+const result = spawnSync(
+  process.execPath,
+  [
+    "--import",
+    "tsx",
+    "--test",
+    `--test-concurrency=${concurrency}`,
+    "--test-timeout=300000",
+    ...passthrough,
+    ...files,
+  ],
+  { stdio: "inherit" },
+);
+process.exit(result.status ?? 1);
