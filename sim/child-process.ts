@@ -1,0 +1,137 @@
+/**
+ * Child processes of the local simulation: each part of the pattern runs as its own Node process
+ * (as it would in Azure or on an edge device), its output goes to a log file, and it announces
+ * readiness with one JSON line on stdout. Every started process is registered so that Ctrl-C,
+ * a crash of the simulation or the end of a test leaves none behind.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { createWriteStream, mkdirSync, type WriteStream } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+
+export interface NodeProcessSpec {
+  /** Short name for logs and errors ("relay-emulator", "module site-1 #2"). */
+  name: string;
+  /** TypeScript entry point, relative to the repository root. */
+  script: string;
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+  /** Where stdout and stderr are appended; nothing is written when absent. */
+  logFile?: string;
+  /** A stdout JSON line for which this returns true means "ready". Default: `event === "listening"`. */
+  isReady?: (line: Record<string, unknown>) => boolean;
+  /** How long to wait for readiness. */
+  readyTimeoutMs?: number;
+}
+
+export interface RunningProcess {
+  readonly name: string;
+  readonly child: ChildProcess;
+  /** The JSON line that announced readiness. */
+  readonly ready: Record<string, unknown>;
+  /** Resolves with the exit code (or the signal name) when the process ends. */
+  readonly exited: Promise<number | string>;
+  /** Graceful stop: the signal, then SIGKILL after `graceMs`. */
+  stop(signal?: NodeJS.Signals, graceMs?: number): Promise<number | string>;
+}
+
+const running = new Set<ChildProcess>();
+
+/** Kills every process this module started and that is still alive (synchronous: safe in `exit`). */
+export function killAllChildren(signal: NodeJS.Signals = "SIGKILL"): void {
+  for (const child of running) {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+  }
+}
+
+process.once("exit", () => killAllChildren());
+
+function parseJsonLine(line: string): Record<string, unknown> | undefined {
+  if (!line.startsWith("{")) return undefined;
+  try {
+    const value: unknown = JSON.parse(line);
+    return typeof value === "object" && value !== null ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Starts `node --import tsx <script>` and resolves once it printed its readiness line. */
+export function startNodeProcess(spec: NodeProcessSpec): Promise<RunningProcess> {
+  const isReady = spec.isReady ?? ((line) => line.event === "listening");
+  let log: WriteStream | undefined;
+  if (spec.logFile) {
+    mkdirSync(dirname(spec.logFile), { recursive: true });
+    log = createWriteStream(spec.logFile, { flags: "a" });
+  }
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", join(REPO_ROOT, spec.script), ...(spec.args ?? [])],
+    {
+      cwd: REPO_ROOT,
+      env: { ...process.env, ...spec.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  running.add(child);
+  const exited = new Promise<number | string>((resolveExit) => {
+    child.once("exit", (code, signal) => {
+      running.delete(child);
+      log?.end();
+      resolveExit(code ?? signal ?? "unknown");
+    });
+  });
+  child.stderr?.on("data", (chunk: Buffer) => log?.write(chunk));
+
+  const stop = async (signal: NodeJS.Signals = "SIGTERM", graceMs = 10_000) => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill(signal);
+      const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+      timer.unref();
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    }
+    return exited;
+  };
+
+  return new Promise((resolveReady, rejectReady) => {
+    let buffered = "";
+    let readyLine: Record<string, unknown> | undefined;
+    let lastLines: string[] = [];
+    const timer = setTimeout(() => {
+      void stop("SIGKILL");
+      rejectReady(
+        new Error(
+          `${spec.name} did not become ready in ${spec.readyTimeoutMs ?? 30_000} ms:\n${lastLines.join("\n")}`,
+        ),
+      );
+    }, spec.readyTimeoutMs ?? 30_000);
+    child.stdout?.on("data", (chunk: Buffer) => {
+      log?.write(chunk);
+      if (readyLine) return;
+      buffered += chunk.toString("utf8");
+      let newline = buffered.indexOf("\n");
+      while (newline >= 0 && !readyLine) {
+        const line = buffered.slice(0, newline).trim();
+        buffered = buffered.slice(newline + 1);
+        lastLines = [...lastLines.slice(-19), line];
+        const json = parseJsonLine(line);
+        if (json && isReady(json)) {
+          readyLine = json;
+          clearTimeout(timer);
+          resolveReady({ name: spec.name, child, ready: json, exited, stop });
+        }
+        newline = buffered.indexOf("\n");
+      }
+      if (readyLine) buffered = "";
+    });
+    void exited.then((code) => {
+      if (readyLine) return;
+      clearTimeout(timer);
+      rejectReady(new Error(`${spec.name} exited (${code}) before it was ready:\n${lastLines.join("\n")}`));
+    });
+  });
+}
