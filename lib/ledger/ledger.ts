@@ -1,0 +1,326 @@
+/**
+ * The port ledger: public ports and host-name routes → site + logical port, and one row per site
+ * with what a gateway needs to reach it. Allocation is insert-if-absent (`createEntity`, 409 means
+ * taken), which Table storage makes atomic per row, so several rollout instances can allocate at
+ * once without ever handing out one port twice (ADR 0003).
+ */
+import type { TableClient } from "@azure/data-tables";
+import { RelayFleetError } from "../errors.ts";
+import { type PortRange, portsOf } from "./port-ranges.ts";
+import {
+  DEFAULT_LEDGER_TABLE,
+  hostRouteKey,
+  parseRouteEntity,
+  parseSiteEntity,
+  ROUTE_PARTITION,
+  type RouteRow,
+  routeToEntity,
+  SITE_PARTITION,
+  type SiteRow,
+  siteToEntity,
+} from "./schema.ts";
+import { createTableClient, statusOf } from "./table.ts";
+
+/** Per-route limits stored with the route for the gateway to enforce. */
+export interface RouteOptions {
+  allowCidrs?: string[];
+  maxConnections?: number;
+  ratePerMinute?: number;
+  idleTimeoutMs?: number;
+  proxyProtocol?: boolean;
+}
+
+/** Where a mapping is published: its own TCP port (from the ranges, or a given one) or a host name on a shared port. */
+export type PublicEndpoint =
+  | { kind: "tcp"; port?: number }
+  | { kind: "tls-sni" | "http-host"; port: number; hostname: string };
+
+export interface AllocateRequest {
+  siteId: string;
+  portName: string;
+  endpoint: PublicEndpoint;
+  options?: RouteOptions;
+}
+
+export interface PortLedger {
+  readonly table: string;
+  readonly client: TableClient;
+  /** Creates the table if it does not exist. */
+  ensureTable(): Promise<void>;
+  getSite(siteId: string): Promise<SiteRow | undefined>;
+  /** Inserts or replaces a site row. */
+  putSite(row: SiteRow): Promise<void>;
+  /** Deletes a site row; absent is fine. */
+  deleteSite(siteId: string): Promise<void>;
+  listSites(): Promise<SiteRow[]>;
+  /** Every valid route row, or only a site's (rows that fail validation are skipped). */
+  listRoutes(filter?: { siteId?: string }): Promise<RouteRow[]>;
+  /** Allocates a public endpoint for a mapping; throws 409 errors when a named port or host is taken. */
+  allocate(request: AllocateRequest): Promise<RouteRow>;
+  /** Rewrites the limits of an existing route (its key, site and port name stay). */
+  updateRoute(row: RouteRow): Promise<void>;
+  /** Releases a route by RowKey; absent is fine. Removes a shared port row once no host route uses it. */
+  release(rowKey: string): Promise<void>;
+}
+
+/** Creates a ledger on a storage connection string (Azure or Azurite). */
+export function createLedger(
+  connectionString: string,
+  table: string = DEFAULT_LEDGER_TABLE,
+  config: { ranges: readonly PortRange[] } = { ranges: [{ from: 40000, to: 40999 }] },
+): PortLedger {
+  return createLedgerOnClient(createTableClient(connectionString, table), config);
+}
+
+/** Same as {@link createLedger} on an existing client (tests, custom credentials). */
+export function createLedgerOnClient(
+  client: TableClient,
+  config: { ranges: readonly PortRange[] },
+): PortLedger {
+  // Ports known to be taken: a hint only, so allocation rarely collides. Correctness comes from
+  // createEntity; the hint is refreshed from the table when the ranges look exhausted.
+  const taken = new Set<number>();
+  const pending = new Set<number>();
+  let loaded: Promise<void> | undefined;
+  let tableReady: Promise<void> | undefined;
+
+  const refreshTaken = async () => {
+    const rows = await listRoutes();
+    taken.clear();
+    for (const r of rows) taken.add(r.port);
+  };
+
+  async function listRoutes(filter: { siteId?: string } = {}): Promise<RouteRow[]> {
+    const parts = [`PartitionKey eq '${ROUTE_PARTITION}'`];
+    if (filter.siteId !== undefined) parts.push(`siteId eq '${filter.siteId.replaceAll("'", "''")}'`);
+    const rows: RouteRow[] = [];
+    for await (const e of client.listEntities({ queryOptions: { filter: parts.join(" and ") } })) {
+      const parsed = parseRouteEntity(e as Record<string, unknown>);
+      if (parsed.success) rows.push(parsed.data);
+    }
+    return rows;
+  }
+
+  async function getRoute(rowKey: string): Promise<RouteRow | undefined> {
+    try {
+      const e = await client.getEntity(ROUTE_PARTITION, rowKey);
+      const parsed = parseRouteEntity(e as Record<string, unknown>);
+      return parsed.success ? parsed.data : undefined;
+    } catch (err) {
+      if (statusOf(err) === 404) return undefined;
+      throw err;
+    }
+  }
+
+  /** Inserts a row; false when the row already exists. */
+  async function insert(row: RouteRow): Promise<boolean> {
+    try {
+      await client.createEntity(routeToEntity(row));
+      return true;
+    } catch (err) {
+      if (statusOf(err) === 409) return false;
+      throw err;
+    }
+  }
+
+  function routeRow(req: AllocateRequest, rowKey: string, port: number, kind: RouteRow["kind"]): RouteRow {
+    const o = req.options ?? {};
+    const row: RouteRow = {
+      rowKey,
+      kind,
+      port,
+      siteId: req.siteId,
+      portName: req.portName,
+      allowCidrs: o.allowCidrs ?? [],
+      maxConnections: o.maxConnections ?? 0,
+      ratePerMinute: o.ratePerMinute ?? 0,
+      idleTimeoutMs: o.idleTimeoutMs ?? 0,
+      proxyProtocol: o.proxyProtocol ?? false,
+    };
+    if (req.endpoint.kind !== "tcp") row.hostname = req.endpoint.hostname.toLowerCase();
+    return row;
+  }
+
+  function inRanges(port: number): boolean {
+    return config.ranges.some((r) => port >= r.from && port <= r.to);
+  }
+
+  /** Same site and logical port: a retry of an earlier allocation, not a conflict. */
+  const sameOwner = (row: RouteRow | undefined, req: AllocateRequest) =>
+    row !== undefined && row.siteId === req.siteId && row.portName === req.portName;
+
+  async function allocateNamedTcp(req: AllocateRequest, port: number): Promise<RouteRow> {
+    if (!inRanges(port)) {
+      throw new RelayFleetError(
+        "RF_ERR_LEDGER_PORT_OUT_OF_RANGE",
+        `Port ${port} is outside the configured public port ranges.`,
+        { status: 400 },
+      );
+    }
+    const row = routeRow(req, String(port), port, "tcp");
+    if (await insert(row)) return row;
+    const existing = await getRoute(String(port));
+    if (existing && sameOwner(existing, req)) return existing;
+    throw new RelayFleetError("RF_ERR_LEDGER_PORT_TAKEN", `Public port ${port} is already in use.`, {
+      status: 409,
+    });
+  }
+
+  async function tryFreePorts(req: AllocateRequest): Promise<RouteRow | undefined> {
+    for (const port of portsOf(config.ranges)) {
+      if (taken.has(port) || pending.has(port)) continue;
+      pending.add(port);
+      try {
+        const row = routeRow(req, String(port), port, "tcp");
+        const ok = await insert(row);
+        taken.add(port);
+        if (ok) return row;
+      } finally {
+        pending.delete(port);
+      }
+    }
+    return undefined;
+  }
+
+  async function allocateAnyTcp(req: AllocateRequest): Promise<RouteRow> {
+    loaded ??= refreshTaken().catch((err) => {
+      loaded = undefined;
+      throw err;
+    });
+    await loaded;
+    const first = await tryFreePorts(req);
+    if (first) return first;
+    await refreshTaken(); // ports released by other instances become visible here
+    const second = await tryFreePorts(req);
+    if (second) return second;
+    throw new RelayFleetError(
+      "RF_ERR_LEDGER_RANGE_EXHAUSTED",
+      "Every public port in the configured ranges is in use.",
+      { status: 503 },
+    );
+  }
+
+  async function ensureShared(port: number): Promise<void> {
+    const shared: RouteRow = {
+      rowKey: String(port),
+      kind: "shared",
+      port,
+      siteId: "",
+      portName: "",
+      allowCidrs: [],
+      maxConnections: 0,
+      ratePerMinute: 0,
+      idleTimeoutMs: 0,
+      proxyProtocol: false,
+    };
+    if (await insert(shared)) return;
+    const existing = await getRoute(String(port));
+    if (existing === undefined) {
+      // Released between our insert and read: try once more.
+      if (await insert(shared)) return;
+      return;
+    }
+    if (existing.kind !== "shared") {
+      throw new RelayFleetError(
+        "RF_ERR_LEDGER_PORT_TAKEN",
+        `Public port ${port} is a dedicated TCP port and cannot carry host-name routes.`,
+        { status: 409 },
+      );
+    }
+  }
+
+  async function allocateHost(req: AllocateRequest, port: number, hostname: string): Promise<RouteRow> {
+    const kind = req.endpoint.kind as "tls-sni" | "http-host";
+    await ensureShared(port);
+    const row = routeRow(req, hostRouteKey(port, hostname), port, kind);
+    if (!(await insert(row))) {
+      const existing = await getRoute(row.rowKey);
+      if (!sameOwner(existing, req)) {
+        throw new RelayFleetError(
+          "RF_ERR_LEDGER_HOSTNAME_TAKEN",
+          `Host name ${hostname} on port ${port} is already routed to another mapping.`,
+          { status: 409 },
+        );
+      }
+      return existing as RouteRow;
+    }
+    // A concurrent release may have removed the shared row after our first check.
+    await ensureShared(port);
+    return row;
+  }
+
+  const ledger: PortLedger = {
+    table: client.tableName,
+    client,
+    async ensureTable() {
+      tableReady ??= client.createTable().catch((err) => {
+        tableReady = undefined;
+        throw err;
+      });
+      await tableReady;
+    },
+    async getSite(siteId) {
+      try {
+        const e = await client.getEntity(SITE_PARTITION, siteId);
+        const parsed = parseSiteEntity(e as Record<string, unknown>);
+        return parsed.success ? parsed.data : undefined;
+      } catch (err) {
+        if (statusOf(err) === 404) return undefined;
+        throw err;
+      }
+    },
+    async putSite(row) {
+      await client.upsertEntity(siteToEntity(row), "Replace");
+    },
+    async deleteSite(siteId) {
+      try {
+        await client.deleteEntity(SITE_PARTITION, siteId);
+      } catch (err) {
+        if (statusOf(err) !== 404) throw err;
+      }
+    },
+    async listSites() {
+      const rows: SiteRow[] = [];
+      const filter = `PartitionKey eq '${SITE_PARTITION}'`;
+      for await (const e of client.listEntities({ queryOptions: { filter } })) {
+        const parsed = parseSiteEntity(e as Record<string, unknown>);
+        if (parsed.success) rows.push(parsed.data);
+      }
+      return rows;
+    },
+    listRoutes,
+    async allocate(req) {
+      const ep = req.endpoint;
+      if (ep.kind === "tcp") {
+        return ep.port === undefined ? allocateAnyTcp(req) : allocateNamedTcp(req, ep.port);
+      }
+      return allocateHost(req, ep.port, ep.hostname);
+    },
+    async updateRoute(row) {
+      await client.upsertEntity(routeToEntity(row), "Replace");
+    },
+    async release(rowKey) {
+      const route = await getRoute(rowKey);
+      try {
+        await client.deleteEntity(ROUTE_PARTITION, rowKey);
+      } catch (err) {
+        if (statusOf(err) !== 404) throw err;
+      }
+      if (route === undefined) return;
+      if (route.kind === "tcp") {
+        taken.delete(route.port);
+        return;
+      }
+      if (route.kind === "shared") return;
+      const others = (await listRoutes()).filter((r) => r.port === route.port && r.kind !== "shared");
+      if (others.length === 0) {
+        try {
+          await client.deleteEntity(ROUTE_PARTITION, String(route.port));
+        } catch (err) {
+          if (statusOf(err) !== 404) throw err;
+        }
+      }
+    },
+  };
+  return ledger;
+}

@@ -1,0 +1,148 @@
+/**
+ * Rows of the port ledger (Azure Table `portledger`), validated with zod on the way in and out.
+ * The gateway reads these rows; the rollout service is the only writer. See ADR 0003.
+ */
+import { z } from "zod";
+
+/** Default table name of the port ledger. */
+export const DEFAULT_LEDGER_TABLE = "portledger";
+/** PartitionKey of site rows. */
+export const SITE_PARTITION = "site";
+/** PartitionKey of route rows (one partition: a gateway reads the whole map with one query). */
+export const ROUTE_PARTITION = "route";
+
+export const SITE_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,39}$/;
+export const PORT_NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+export const siteIdSchema = z
+  .string()
+  .regex(
+    SITE_ID_PATTERN,
+    "must be 1-40 characters: lowercase letters, digits and '-', not starting with '-'",
+  );
+export const portNameSchema = z
+  .string()
+  .regex(PORT_NAME_PATTERN, "must be 1-64 characters: letters, digits, '_' and '-'");
+
+/** A site row: what a gateway needs to open a sender connection to the site. */
+export const siteRowSchema = z.object({
+  siteId: siteIdSchema,
+  hybridConnection: z.string().min(1),
+  relayEndpoint: z.string().min(1),
+  sendKeyName: z.string().min(1),
+  sendKey: z.string().min(1),
+  deviceId: z.string().min(1),
+  createdAt: z.string().min(1),
+});
+export type SiteRow = z.infer<typeof siteRowSchema>;
+
+export const routeKindSchema = z.enum(["tcp", "shared", "tls-sni", "http-host"]);
+export type RouteKind = z.infer<typeof routeKindSchema>;
+
+/** A route row: public port (and host name on a shared port) → site + logical port name. */
+export const routeRowSchema = z.object({
+  /** `<port>` or `<port>:<hostname>`. */
+  rowKey: z.string().min(1),
+  kind: routeKindSchema,
+  port: z.number().int().min(1).max(65535),
+  hostname: z.string().min(1).optional(),
+  /** Empty on `shared` rows (the shared port belongs to no site). */
+  siteId: z.string(),
+  portName: z.string(),
+  allowCidrs: z.array(z.string()),
+  maxConnections: z.number().int().min(0),
+  ratePerMinute: z.number().int().min(0),
+  idleTimeoutMs: z.number().int().min(0),
+  proxyProtocol: z.boolean(),
+});
+export type RouteRow = z.infer<typeof routeRowSchema>;
+
+/** Table entity form of a route row (`allowCidrs` is a JSON array string in the table). */
+export interface RouteEntity {
+  partitionKey: string;
+  rowKey: string;
+  kind: string;
+  port: number;
+  hostname?: string;
+  siteId: string;
+  portName: string;
+  allowCidrs: string;
+  maxConnections: number;
+  ratePerMinute: number;
+  idleTimeoutMs: number;
+  proxyProtocol: boolean;
+}
+
+export interface SiteEntity extends Omit<SiteRow, "siteId"> {
+  partitionKey: string;
+  rowKey: string;
+}
+
+/** Converts a route row to its table entity. */
+export function routeToEntity(row: RouteRow): RouteEntity {
+  const entity: RouteEntity = {
+    partitionKey: ROUTE_PARTITION,
+    rowKey: row.rowKey,
+    kind: row.kind,
+    port: row.port,
+    siteId: row.siteId,
+    portName: row.portName,
+    allowCidrs: JSON.stringify(row.allowCidrs),
+    maxConnections: row.maxConnections,
+    ratePerMinute: row.ratePerMinute,
+    idleTimeoutMs: row.idleTimeoutMs,
+    proxyProtocol: row.proxyProtocol,
+  };
+  if (row.hostname !== undefined) entity.hostname = row.hostname;
+  return entity;
+}
+
+function parseCidrs(value: unknown): unknown {
+  if (typeof value !== "string" || value === "") return [];
+  try {
+    return JSON.parse(value);
+  } catch {
+    return value; // zod then reports "expected array"
+  }
+}
+
+/** Parses a raw table entity of the route partition; `safeParse` result so readers can skip bad rows. */
+export function parseRouteEntity(entity: Record<string, unknown>) {
+  return routeRowSchema.safeParse({
+    rowKey: entity.rowKey,
+    kind: entity.kind,
+    port: entity.port,
+    hostname: entity.hostname ?? undefined,
+    siteId: entity.siteId ?? "",
+    portName: entity.portName ?? "",
+    allowCidrs: parseCidrs(entity.allowCidrs),
+    maxConnections: entity.maxConnections ?? 0,
+    ratePerMinute: entity.ratePerMinute ?? 0,
+    idleTimeoutMs: entity.idleTimeoutMs ?? 0,
+    proxyProtocol: entity.proxyProtocol ?? false,
+  });
+}
+
+/** Parses a raw table entity of the site partition. */
+export function parseSiteEntity(entity: Record<string, unknown>) {
+  return siteRowSchema.safeParse({
+    siteId: entity.rowKey,
+    hybridConnection: entity.hybridConnection,
+    relayEndpoint: entity.relayEndpoint,
+    sendKeyName: entity.sendKeyName,
+    sendKey: entity.sendKey,
+    deviceId: entity.deviceId,
+    createdAt: entity.createdAt,
+  });
+}
+
+/** Converts a site row to its table entity. */
+export function siteToEntity(row: SiteRow): SiteEntity {
+  const { siteId, ...rest } = row;
+  return { partitionKey: SITE_PARTITION, rowKey: siteId, ...rest };
+}
+
+/** RowKey of a host-name route on a shared port. */
+export function hostRouteKey(port: number, hostname: string): string {
+  return `${port}:${hostname.toLowerCase()}`;
+}

@@ -1,0 +1,140 @@
+/**
+ * Azurite's table service (Microsoft's storage emulator, from node_modules) as a child process on
+ * a free port. The port ledger and the Functions host's storage run against it locally.
+ *
+ * Azurite's own `azurite-table` entry point accepts `--tablePort 0` but then prints `:0`, so the
+ * real port cannot be read back. The child therefore runs a few lines that build Azurite's
+ * `TableServer` directly (the same classes the entry point uses) and print the bound address as
+ * one JSON line: port 0 with no race and no retry loop.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+
+/** The well-known development account every Azurite install accepts (documented by Microsoft). */
+export const AZURITE_ACCOUNT = "devstoreaccount1";
+export const AZURITE_KEY =
+  "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+export interface AzuriteOptions {
+  /** Persist tables under this directory; in memory when absent. */
+  dir?: string;
+  /** Milliseconds to wait for the service to start. */
+  startTimeoutMs?: number;
+}
+
+export interface Azurite {
+  /** Storage connection string (development account, `TableEndpoint` set). */
+  connectionString: string;
+  /** `http://127.0.0.1:<port>/devstoreaccount1` */
+  tableEndpoint: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+// Runs inside the child (CommonJS, `node -e`). It exits when its stdin closes, so an Azurite
+// whose parent died does not linger.
+const CHILD_SCRIPT = `
+const dist = process.env.AZURITE_DIST;
+const Config = require(dist + "/table/TableConfiguration").default;
+const Server = require(dist + "/table/TableServer").default;
+const path = require("node:path");
+const memory = process.env.AZURITE_MEMORY === "1";
+const dbPath = path.join(process.env.AZURITE_LOCATION, "__azurite_db_table__.json");
+const config = new Config("127.0.0.1", 0, 5, dbPath, false, false, undefined, undefined,
+  true, true, "", "", "", undefined, false, memory);
+const server = new Server(config);
+let closing = false;
+const stop = () => {
+  if (closing) return;
+  closing = true;
+  server.close().then(() => process.exit(0), () => process.exit(1));
+  setTimeout(() => process.exit(0), 3000).unref();
+};
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);
+process.stdin.on("end", stop);
+process.stdin.on("close", stop);
+process.stdin.resume();
+server.start().then(() => {
+  process.stdout.write(JSON.stringify({ event: "listening", address: server.getHttpServerAddress() }) + "\\n");
+}, (err) => {
+  process.stderr.write("azurite failed to start: " + (err && err.message) + "\\n");
+  process.exit(1);
+});
+`;
+
+function azuriteDist(): string {
+  const require = createRequire(import.meta.url);
+  // package.json of azurite has no "exports" map, so its files resolve directly.
+  return join(dirname(require.resolve("azurite/package.json")), "dist", "src");
+}
+
+/** Builds the connection string a `TableClient` needs for an Azurite table endpoint. */
+export function azuriteConnectionString(tableEndpoint: string): string {
+  return `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_KEY};TableEndpoint=${tableEndpoint};`;
+}
+
+/** Starts Azurite's table service on a free loopback port. */
+export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurite> {
+  const ownDir = options.dir === undefined ? mkdtempSync(join(tmpdir(), "rf-azurite-")) : undefined;
+  const location = options.dir ?? (ownDir as string);
+  const child: ChildProcess = spawn(process.execPath, ["-e", CHILD_SCRIPT], {
+    cwd: location,
+    env: {
+      ...process.env,
+      AZURITE_DIST: azuriteDist(),
+      AZURITE_LOCATION: location,
+      AZURITE_MEMORY: options.dir === undefined ? "1" : "0",
+    },
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  let stderr = "";
+  child.stderr?.setEncoding("utf8").on("data", (c: string) => {
+    stderr += c;
+  });
+  const cleanupDir = () => {
+    if (ownDir) rmSync(ownDir, { recursive: true, force: true });
+  };
+  const close = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 3_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    cleanupDir();
+  };
+
+  try {
+    const address = await new Promise<string>((resolve, reject) => {
+      let out = "";
+      const timer = setTimeout(
+        () => reject(new Error(`Azurite did not start within ${options.startTimeoutMs ?? 20_000} ms`)),
+        options.startTimeoutMs ?? 20_000,
+      );
+      child.stdout?.setEncoding("utf8").on("data", (c: string) => {
+        out += c;
+        const line = out.split("\n").find((l) => l.includes('"listening"'));
+        if (!line) return;
+        clearTimeout(timer);
+        const parsed = JSON.parse(line) as { address?: unknown };
+        if (typeof parsed.address !== "string") reject(new Error("Azurite printed no address"));
+        else resolve(parsed.address);
+      });
+      void exited.then(() => {
+        clearTimeout(timer);
+        reject(new Error(`Azurite exited before listening: ${stderr.trim() || "no output"}`));
+      });
+    });
+    const port = Number(new URL(address).port);
+    const tableEndpoint = `http://127.0.0.1:${port}/${AZURITE_ACCOUNT}`;
+    return { connectionString: azuriteConnectionString(tableEndpoint), tableEndpoint, port, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

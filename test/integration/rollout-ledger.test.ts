@@ -1,0 +1,125 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { createLedger, type PortLedger } from "../../lib/ledger/index.ts";
+import { startAzurite } from "../../sim/azurite.ts";
+
+async function setup(t: { after(fn: () => unknown): void }, ranges = [{ from: 41000, to: 41099 }]) {
+  const azurite = await startAzurite();
+  t.after(() => azurite.close());
+  const make = () => createLedger(azurite.connectionString, "portledger", { ranges });
+  const first = make();
+  await first.ensureTable();
+  return { azurite, make, first };
+}
+
+test("50 concurrent allocations from 5 ledger instances never share a port", async (t) => {
+  const { make } = await setup(t);
+  // Five instances = five function hosts: each has its own hint cache, so only the table's
+  // insert-if-absent keeps them apart.
+  const ledgers: PortLedger[] = Array.from({ length: 5 }, make);
+  const rows = await Promise.all(
+    Array.from({ length: 50 }, (_, i) =>
+      (ledgers[i % 5] as PortLedger).allocate({
+        siteId: `site-${i}`,
+        portName: "rdp",
+        endpoint: { kind: "tcp" },
+      }),
+    ),
+  );
+  const ports = rows.map((r) => r.port);
+  assert.equal(new Set(ports).size, 50, "every allocation got its own port");
+  const stored = await (ledgers[0] as PortLedger).listRoutes();
+  assert.equal(stored.length, 50);
+  assert.equal(new Set(stored.map((r) => r.port)).size, 50);
+  assert.deepEqual(new Set(stored.map((r) => r.siteId)), new Set(rows.map((r) => r.siteId)));
+  for (const r of stored) assert.ok(r.port >= 41000 && r.port <= 41099);
+});
+
+test("released ports are reused, exhaustion is a clear error, named ports conflict", async (t) => {
+  const { make } = await setup(t, [{ from: 42000, to: 42002 }]);
+  const a = make();
+  const b = make();
+  const got = [];
+  for (let i = 0; i < 3; i++)
+    got.push(await a.allocate({ siteId: `s${i}`, portName: "p", endpoint: { kind: "tcp" } }));
+  await assert.rejects(b.allocate({ siteId: "s9", portName: "p", endpoint: { kind: "tcp" } }), {
+    code: "RF_ERR_LEDGER_RANGE_EXHAUSTED",
+  });
+  await a.release(String(got[1]?.port));
+  // b learned the ports were taken; the refresh on exhaustion lets it see the release by a.
+  const reused = await b.allocate({ siteId: "s9", portName: "p", endpoint: { kind: "tcp" } });
+  assert.equal(reused.port, got[1]?.port);
+  await assert.rejects(
+    a.allocate({ siteId: "other", portName: "x", endpoint: { kind: "tcp", port: 42000 } }),
+    {
+      code: "RF_ERR_LEDGER_PORT_TAKEN",
+    },
+  );
+  // The same owner asking again is a retry, not a conflict.
+  const again = await a.allocate({ siteId: "s0", portName: "p", endpoint: { kind: "tcp", port: 42000 } });
+  assert.equal(again.siteId, "s0");
+  await assert.rejects(a.allocate({ siteId: "s0", portName: "p", endpoint: { kind: "tcp", port: 80 } }), {
+    code: "RF_ERR_LEDGER_PORT_OUT_OF_RANGE",
+  });
+});
+
+test("host-name routes on a shared port are unique and the shared row goes with the last one", async (t) => {
+  const { first: ledger } = await setup(t);
+  const results = await Promise.allSettled(
+    Array.from({ length: 10 }, (_, i) =>
+      ledger.allocate({
+        siteId: `s${i}`,
+        portName: "web",
+        endpoint: { kind: "tls-sni", port: 443, hostname: "same.example.com" },
+      }),
+    ),
+  );
+  assert.equal(results.filter((r) => r.status === "fulfilled").length, 1, "one winner for one host name");
+  for (const r of results) {
+    if (r.status === "rejected")
+      assert.equal((r.reason as { code?: string }).code, "RF_ERR_LEDGER_HOSTNAME_TAKEN");
+  }
+  const other = await ledger.allocate({
+    siteId: "s1",
+    portName: "web",
+    endpoint: { kind: "tls-sni", port: 443, hostname: "Other.example.com" },
+  });
+  assert.equal(other.rowKey, "443:other.example.com");
+  let rows = await ledger.listRoutes();
+  assert.equal(rows.filter((r) => r.kind === "shared").length, 1);
+  await assert.rejects(
+    ledger
+      .allocate({ siteId: "s1", portName: "x", endpoint: { kind: "tcp", port: 41000 } })
+      .then(() =>
+        ledger.allocate({
+          siteId: "s2",
+          portName: "y",
+          endpoint: { kind: "http-host", port: 41000, hostname: "a.b" },
+        }),
+      ),
+    { code: "RF_ERR_LEDGER_PORT_TAKEN" },
+  );
+  for (const r of rows.filter((x) => x.port === 443 && x.kind !== "shared")) await ledger.release(r.rowKey);
+  rows = await ledger.listRoutes();
+  assert.equal(rows.filter((r) => r.port === 443).length, 0, "shared row removed with its last host route");
+});
+
+test("site rows are stored, listed and deleted", async (t) => {
+  const { first: ledger } = await setup(t);
+  const row = {
+    siteId: "s1",
+    hybridConnection: "site-s1",
+    relayEndpoint: "sb://127.0.0.1:1",
+    sendKeyName: "send",
+    sendKey: "secret",
+    deviceId: "s1",
+    createdAt: new Date().toISOString(),
+  };
+  await ledger.putSite(row);
+  await ledger.putSite({ ...row, sendKey: "secret2" });
+  assert.equal((await ledger.getSite("s1"))?.sendKey, "secret2");
+  assert.equal((await ledger.listSites()).length, 1);
+  await ledger.deleteSite("s1");
+  await ledger.deleteSite("s1");
+  assert.equal(await ledger.getSite("s1"), undefined);
+});
