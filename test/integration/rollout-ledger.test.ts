@@ -87,18 +87,11 @@ test("host-name routes on a shared port are unique and the shared row goes with 
   assert.equal(other.rowKey, "443:other.example.com");
   let rows = await ledger.listRoutes();
   assert.equal(rows.filter((r) => r.kind === "shared").length, 1);
-  await assert.rejects(
-    ledger
-      .allocate({ siteId: "s1", portName: "x", endpoint: { kind: "tcp", port: 41000 } })
-      .then(() =>
-        ledger.allocate({
-          siteId: "s2",
-          portName: "y",
-          endpoint: { kind: "http-host", port: 41000, hostname: "a.b" },
-        }),
-      ),
-    { code: "RF_ERR_LEDGER_PORT_TAKEN" },
-  );
+  await ledger.allocate({ siteId: "s1", portName: "x", endpoint: { kind: "tcp", port: 41000 } });
+  const hostOnDedicated = { kind: "http-host", port: 41000, hostname: "a.b" } as const;
+  await assert.rejects(ledger.allocate({ siteId: "s2", portName: "y", endpoint: hostOnDedicated }), {
+    code: "RF_ERR_LEDGER_PORT_TAKEN",
+  });
   for (const r of rows.filter((x) => x.port === 443 && x.kind !== "shared")) await ledger.release(r.rowKey);
   rows = await ledger.listRoutes();
   assert.equal(rows.filter((r) => r.port === 443).length, 0, "shared row removed with its last host route");
