@@ -1,0 +1,46 @@
+/**
+ * Source allowlists: a route's `allowCidrs` compiled once per reload, matched per connection.
+ * Sockets on a dual-stack listener report IPv4 clients as `::ffff:a.b.c.d`; ipaddr.js `process`
+ * turns those back into IPv4 so an IPv4 CIDR matches them (and an IPv6 CIDR never does by accident).
+ */
+import ipaddr from "ipaddr.js";
+import { RelayFleetError } from "../../../lib/errors.ts";
+
+export interface Allowlist {
+  /** True when the list is empty (anyone) or the address falls in one of the ranges. */
+  allows(address: string | undefined): boolean;
+  readonly size: number;
+}
+
+/** Compiles CIDRs (or bare addresses = /32, /128). Throws `RF_ERR_GATEWAY_CIDR` for a bad entry. */
+export function compileAllowlist(cidrs: readonly string[]): Allowlist {
+  const ranges: Array<[ipaddr.IPv4 | ipaddr.IPv6, number]> = [];
+  for (const raw of cidrs) {
+    const text = raw.trim();
+    try {
+      if (text.includes("/")) {
+        const [addr, bits] = ipaddr.parseCIDR(text);
+        // A mapped IPv6 range (::ffff:10.0.0.0/104) means an IPv4 range; normalise it.
+        if (addr.kind() === "ipv6" && (addr as ipaddr.IPv6).isIPv4MappedAddress() && bits >= 96)
+          ranges.push([(addr as ipaddr.IPv6).toIPv4Address(), bits - 96]);
+        else ranges.push([addr, bits]);
+      } else {
+        const addr = ipaddr.process(text);
+        ranges.push([addr, addr.kind() === "ipv4" ? 32 : 128]);
+      }
+    } catch (err) {
+      throw new RelayFleetError("RF_ERR_GATEWAY_CIDR", `'${raw}' is not a CIDR range or IP address`, {
+        cause: err,
+      });
+    }
+  }
+  return {
+    size: ranges.length,
+    allows(address) {
+      if (ranges.length === 0) return true;
+      if (!address || !ipaddr.isValid(address)) return false;
+      const addr = ipaddr.process(address);
+      return ranges.some(([range, bits]) => range.kind() === addr.kind() && addr.match(range, bits));
+    },
+  };
+}

@@ -1,0 +1,92 @@
+/**
+ * Per-site circuit breaker: when the relay keeps failing for a site (no listener, unreachable,
+ * timeouts), new clients are refused at once for a backoff period instead of each one opening a
+ * sender connection that is bound to fail. After the backoff one probe connection is let through
+ * (half-open); its success closes the circuit, its failure doubles the backoff (with jitter).
+ */
+export interface BreakerOptions {
+  /** Consecutive failures that open the circuit. */
+  threshold?: number;
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+  /** 0..1: fraction of the backoff randomised, so gateways do not probe in lock-step. */
+  jitter?: number;
+  now?: () => number;
+  random?: () => number;
+}
+
+interface SiteState {
+  failures: number;
+  openUntil: number;
+  backoffMs: number;
+  probing: boolean;
+}
+
+export type BreakerState = "closed" | "open" | "half-open";
+
+export class CircuitBreaker {
+  private readonly sites = new Map<string, SiteState>();
+  private readonly threshold: number;
+  private readonly initialBackoffMs: number;
+  private readonly maxBackoffMs: number;
+  private readonly jitter: number;
+  private readonly now: () => number;
+  private readonly random: () => number;
+
+  constructor(options: BreakerOptions = {}) {
+    this.threshold = options.threshold ?? 5;
+    this.initialBackoffMs = options.initialBackoffMs ?? 1_000;
+    this.maxBackoffMs = options.maxBackoffMs ?? 30_000;
+    this.jitter = options.jitter ?? 0.2;
+    this.now = options.now ?? Date.now;
+    this.random = options.random ?? Math.random;
+  }
+
+  state(site: string): BreakerState {
+    const s = this.sites.get(site);
+    if (!s || s.openUntil === 0) return "closed";
+    return this.now() < s.openUntil ? "open" : "half-open";
+  }
+
+  /** True when a connection to `site` may be attempted now. */
+  tryAcquire(site: string): boolean {
+    const s = this.sites.get(site);
+    if (!s || s.openUntil === 0) return true;
+    if (this.now() < s.openUntil) return false;
+    if (s.probing) return false; // one probe at a time while half-open
+    s.probing = true;
+    return true;
+  }
+
+  onSuccess(site: string): void {
+    this.sites.delete(site);
+  }
+
+  onFailure(site: string): void {
+    let s = this.sites.get(site);
+    if (!s) {
+      s = { failures: 0, openUntil: 0, backoffMs: 0, probing: false };
+      this.sites.set(site, s);
+    }
+    s.failures++;
+    const wasProbing = s.probing;
+    s.probing = false;
+    if (s.failures < this.threshold && !wasProbing) return;
+    s.backoffMs = s.backoffMs === 0 ? this.initialBackoffMs : Math.min(this.maxBackoffMs, s.backoffMs * 2);
+    const spread = s.backoffMs * this.jitter;
+    s.openUntil = this.now() + s.backoffMs - spread + this.random() * 2 * spread;
+  }
+
+  /** Releases a probe that ended without a verdict (client went away before the relay answered). */
+  release(site: string): void {
+    const s = this.sites.get(site);
+    if (s) s.probing = false;
+  }
+
+  /** Sites whose circuit is not closed, for metrics. */
+  openSites(): number {
+    let n = 0;
+    for (const site of this.sites.keys()) if (this.state(site) !== "closed") n++;
+    return n;
+  }
+}

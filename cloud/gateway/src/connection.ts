@@ -1,0 +1,206 @@
+/**
+ * One client connection, from accept to close: pick the route (the port's, or by SNI / Host on
+ * a shared port), enforce the route's limits, open the tunnel to the site through the relay,
+ * replay the bytes read so far (after the optional PROXY v2 header) and pump until both sides
+ * are done. Every refusal is counted with its reason and closes the client promptly.
+ */
+import type { Socket } from "node:net";
+import type { WebSocket } from "ws";
+import { errorMessage, hasErrorCode } from "../../../lib/errors.ts";
+import type { PumpResult } from "../../../lib/hyco/pump.ts";
+import type { Logger } from "../../../lib/log.ts";
+import { encodeProxyV2 } from "../../../lib/proxy-protocol/index.ts";
+import type { CircuitBreaker } from "./circuit-breaker.ts";
+import { type FirstBytes, type FirstBytesError, readFirstBytes } from "./first-bytes.ts";
+import { httpRefusal } from "./http-host.ts";
+import type { GatewayMetrics, RefusalReason } from "./metrics.ts";
+import type { RouteStates } from "./route-state.ts";
+import { lookupName, type Route, type RoutingTable } from "./routing-table.ts";
+import { ALERT_DECODE_ERROR, ALERT_UNRECOGNIZED_NAME, tlsAlert } from "./sni.ts";
+
+/** Opens a tunnel (sender connection + logical-port preamble) to a route's site. */
+export type OpenTunnel = (route: Route, signal: AbortSignal) => Promise<WebSocket>;
+/** Pumps bytes between the tunnel and the client until both are closed. */
+export type PumpTunnel = (
+  ws: WebSocket,
+  socket: Socket,
+  options: { idleTimeoutMs: number },
+) => { done: Promise<PumpResult>; abort(reason?: string): void };
+
+export interface ConnectionContext {
+  table(): RoutingTable;
+  draining(): boolean;
+  firstBytesTimeoutMs: number;
+  openTunnel: OpenTunnel;
+  pump: PumpTunnel;
+  states: RouteStates;
+  breaker: CircuitBreaker;
+  metrics: GatewayMetrics;
+  log: Logger;
+  /** Registers a live tunnel so a drain can wait for it (and abort it at the deadline). */
+  track(abort: (reason: string) => void): () => void;
+}
+
+/** Relay failures that mean "this site is not reachable now": they feed the circuit breaker. */
+const SITE_DOWN_CODES = [
+  "RF_ERR_RELAY_NO_LISTENER",
+  "RF_ERR_RELAY_UNREACHABLE",
+  "RF_ERR_RELAY_TIMEOUT",
+  "RF_ERR_RELAY_UNAUTHORIZED",
+  "RF_ERR_RELAY_FORBIDDEN",
+];
+
+/** Time a refused client gets to read our alert / 421 before the socket is destroyed. */
+const REFUSAL_LINGER_MS = 2_000;
+
+function closeWith(socket: Socket, bytes?: Buffer): void {
+  if (socket.destroyed) return;
+  if (bytes) {
+    // end() flushes the alert / response; the timer covers a client that never closes its side.
+    socket.end(bytes);
+    setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref();
+  } else {
+    socket.destroy();
+  }
+}
+
+/** Handles one accepted socket on public `port`. Never throws; every path ends the socket. */
+export async function handleConnection(ctx: ConnectionContext, port: number, socket: Socket): Promise<void> {
+  const started = process.hrtime.bigint();
+  const source = socket.remoteAddress ?? "";
+  const log = ctx.log;
+  socket.on("error", (err) => log.debug({ port, source, err: errorMessage(err) }, "client socket error"));
+  const refuse = (routeKey: string, reason: RefusalReason, reply?: Buffer) => {
+    ctx.metrics.refused.inc({ route: routeKey, reason });
+    log.info({ event: "refused", route: routeKey, reason, source }, "connection refused");
+    closeWith(socket, reply);
+  };
+
+  const spec = ctx.table().ports.get(port);
+  if (!spec) return refuse(String(port), "no_route");
+  if (ctx.draining()) return refuse(String(port), "draining");
+
+  let route: Route;
+  let initial: Buffer[] = [];
+  if (spec.kind === "tcp") {
+    route = spec.route;
+  } else {
+    if (!spec.allowlist.allows(source)) return refuse(String(port), "allowlist");
+    let first: FirstBytes;
+    try {
+      first = await readFirstBytes(socket, ctx.firstBytesTimeoutMs);
+    } catch (err) {
+      const e = err as FirstBytesError;
+      if (e.code === "RF_ERR_GATEWAY_CLIENT_GONE") return closeWith(socket);
+      if (e.code === "RF_ERR_GATEWAY_FIRST_BYTES_TIMEOUT") {
+        const reply =
+          e.protocol === "http"
+            ? httpRefusal(408, "Request Timeout", "request head not received in time")
+            : undefined;
+        return refuse(String(port), "first_bytes_timeout", reply);
+      }
+      if (e.protocol === "http") {
+        const status = e.status ?? 400;
+        const reply = httpRefusal(
+          status,
+          status === 431 ? "Request Header Fields Too Large" : "Bad Request",
+          e.message,
+        );
+        return refuse(String(port), "bad_http_request", reply);
+      }
+      const reply = e.protocol === "tls" ? tlsAlert(ALERT_DECODE_ERROR) : undefined;
+      return refuse(String(port), "bad_client_hello", reply);
+    }
+    initial = first.bytes;
+    if (first.protocol === "tls") {
+      if (!first.serverName) return refuse(String(port), "no_sni", tlsAlert(ALERT_UNRECOGNIZED_NAME));
+      const found = lookupName(spec.tls, first.serverName);
+      if (!found) return refuse(String(port), "unknown_name", tlsAlert(ALERT_UNRECOGNIZED_NAME));
+      route = found;
+    } else {
+      const found = lookupName(spec.http, first.hostname);
+      if (!found)
+        return refuse(
+          String(port),
+          "unknown_name",
+          httpRefusal(421, "Misdirected Request", `no route for ${first.hostname} on this port`),
+        );
+      route = found;
+    }
+  }
+
+  const key = route.key;
+  if (!route.allowlist.allows(source)) return refuse(key, "allowlist");
+  if (!ctx.states.allowRate(key, route.ratePerMinute, source)) return refuse(key, "rate_limited");
+  if (!ctx.breaker.tryAcquire(route.siteId)) return refuse(key, "circuit_open");
+  if (!ctx.states.acquire(key, route.maxConnections, route.ratePerMinute)) {
+    ctx.breaker.release(route.siteId);
+    return refuse(key, "max_connections");
+  }
+  ctx.metrics.total.inc({ route: key });
+  ctx.metrics.active.inc({ route: key });
+  // A client that leaves while the relay is still answering must not leave a tunnel behind.
+  const setup = new AbortController();
+  const onEarlyClose = () => setup.abort();
+  socket.once("close", onEarlyClose);
+  socket.pause();
+  let untrack: (() => void) | undefined;
+  try {
+    let ws: WebSocket;
+    try {
+      ws = await ctx.openTunnel(route, setup.signal);
+    } catch (err) {
+      if (setup.signal.aborted) {
+        ctx.breaker.release(route.siteId);
+        return closeWith(socket);
+      }
+      const down = SITE_DOWN_CODES.some((c) => hasErrorCode(err, c));
+      if (down) ctx.breaker.onFailure(route.siteId);
+      else ctx.breaker.release(route.siteId);
+      const reason: RefusalReason = hasErrorCode(err, "RF_ERR_RELAY_NO_LISTENER")
+        ? "no_listener"
+        : down
+          ? "relay_error"
+          : "port_rejected";
+      log.warn(
+        { route: key, site: route.siteId, code: (err as { code?: string }).code, err: errorMessage(err) },
+        "tunnel failed",
+      );
+      return refuse(key, reason);
+    }
+    ctx.breaker.onSuccess(route.siteId);
+    socket.off("close", onEarlyClose);
+    if (socket.destroyed) {
+      ws.terminate();
+      return;
+    }
+    ctx.metrics.setupSeconds.observe({ route: key }, Number(process.hrtime.bigint() - started) / 1e9);
+    if (route.proxyProtocol) {
+      ws.send(
+        encodeProxyV2({
+          sourceAddress: source,
+          sourcePort: socket.remotePort ?? 0,
+          destinationAddress: socket.localAddress ?? "0.0.0.0",
+          destinationPort: socket.localPort ?? port,
+        }),
+        { binary: true },
+      );
+    }
+    for (const chunk of initial) ws.send(chunk, { binary: true });
+    const pump = ctx.pump(ws, socket, { idleTimeoutMs: route.idleTimeoutMs });
+    untrack = ctx.track((reason) => pump.abort(reason));
+    socket.resume();
+    const result = await pump.done;
+    ctx.metrics.bytes.inc({ route: key, direction: "in" }, result.bytesToWebSocket);
+    ctx.metrics.bytes.inc({ route: key, direction: "out" }, result.bytesToSocket);
+    log.debug({ route: key, source, ...result }, "tunnel closed");
+  } catch (err) {
+    log.error({ route: key, err: errorMessage(err) }, "tunnel crashed");
+    socket.destroy();
+  } finally {
+    untrack?.();
+    socket.off("close", onEarlyClose);
+    ctx.states.release(key);
+    ctx.metrics.active.dec({ route: key });
+  }
+}

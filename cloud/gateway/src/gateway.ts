@@ -1,0 +1,236 @@
+/**
+ * The gateway: loads the routing table from the port ledger, listens on its public ports, and
+ * hot-reloads as a diff (open new ports, close removed ones, re-route changed ones for new
+ * connections) without touching live tunnels. A failed reload keeps the last good table; a
+ * bad row is skipped and logged. `drain()` stops listening and waits, bounded, for live tunnels.
+ */
+import { createServer, type Server, type Socket } from "node:net";
+import { errorMessage } from "../../../lib/errors.ts";
+import type { LedgerSnapshot } from "../../../lib/ledger/read-routes.ts";
+import type { Logger } from "../../../lib/log.ts";
+import { type BreakerOptions, CircuitBreaker } from "./circuit-breaker.ts";
+import { type ConnectionContext, handleConnection, type OpenTunnel, type PumpTunnel } from "./connection.ts";
+import type { GatewayMetrics } from "./metrics.ts";
+import { RouteStates } from "./route-state.ts";
+import {
+  buildRoutingTable,
+  diffRoutes,
+  emptyTable,
+  type RouteDiff,
+  type RoutingTable,
+} from "./routing-table.ts";
+
+export interface GatewayOptions {
+  /** Reads the ledger (one query); throws when storage is unreachable. */
+  loadLedger: () => Promise<LedgerSnapshot>;
+  openTunnel: OpenTunnel;
+  pump: PumpTunnel;
+  metrics: GatewayMetrics;
+  log: Logger;
+  /** Address the public ports bind to (default all interfaces). */
+  bindHost?: string;
+  /** Periodic re-read of the ledger; 0 disables (reload only on demand). */
+  reloadIntervalMs?: number;
+  firstBytesTimeoutMs?: number;
+  breaker?: BreakerOptions;
+}
+
+export interface ReloadResult {
+  ok: boolean;
+  diff?: RouteDiff;
+  routes: number;
+  ports: number[];
+  problems: Array<{ partitionKey: string; rowKey: string; message: string }>;
+  error?: string;
+}
+
+export class Gateway {
+  private table: RoutingTable = emptyTable();
+  private loaded = false;
+  private draining = false;
+  private readonly servers = new Map<number, Server>();
+  private readonly live = new Set<(reason: string) => void>();
+  private readonly sockets = new Set<Socket>();
+  private readonly states = new RouteStates();
+  private readonly breaker: CircuitBreaker;
+  private readonly ctx: ConnectionContext;
+  private reloading: Promise<ReloadResult> | undefined;
+  private reloadQueued = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly options: GatewayOptions) {
+    this.breaker = new CircuitBreaker(options.breaker);
+    this.ctx = {
+      table: () => this.table,
+      draining: () => this.draining,
+      firstBytesTimeoutMs: options.firstBytesTimeoutMs ?? 10_000,
+      openTunnel: options.openTunnel,
+      pump: options.pump,
+      states: this.states,
+      breaker: this.breaker,
+      metrics: options.metrics,
+      log: options.log,
+      track: (abort) => {
+        this.live.add(abort);
+        return () => this.live.delete(abort);
+      },
+    };
+  }
+
+  /** Ready = a routing table has been loaded at least once (possibly empty) and not draining. */
+  get ready(): boolean {
+    return this.loaded && !this.draining;
+  }
+
+  /** Live tunnels (for drain and tests). */
+  get liveTunnels(): number {
+    return this.live.size;
+  }
+
+  /** Ports currently listening, with their bound address. */
+  listening(): Array<{ port: number; address: string }> {
+    return [...this.servers.entries()]
+      .filter(([, s]) => s.listening)
+      .map(([port, s]) => ({ port, address: (s.address() as { address: string }).address }));
+  }
+
+  /** First load (retried by the periodic reload if it fails) and the reload timer. */
+  async start(): Promise<ReloadResult> {
+    const result = await this.reload();
+    const every = this.options.reloadIntervalMs ?? 30_000;
+    if (every > 0) {
+      this.timer = setInterval(() => void this.reload(), every);
+      this.timer.unref();
+    }
+    return result;
+  }
+
+  /** Re-reads the ledger and applies the diff. Concurrent calls coalesce into one extra run. */
+  reload(): Promise<ReloadResult> {
+    if (this.reloading) {
+      this.reloadQueued = true;
+      return this.reloading.then(() => this.reloading ?? this.reload());
+    }
+    this.reloading = this.doReload().finally(() => {
+      this.reloading = undefined;
+      if (this.reloadQueued) {
+        this.reloadQueued = false;
+        void this.reload();
+      }
+    });
+    return this.reloading;
+  }
+
+  private async doReload(): Promise<ReloadResult> {
+    const { log, metrics } = this.options;
+    let next: RoutingTable;
+    try {
+      next = buildRoutingTable(await this.options.loadLedger());
+    } catch (err) {
+      metrics.reloads.inc({ result: "failed" });
+      log.error(
+        { event: "reload-failed", err: errorMessage(err) },
+        "ledger read failed; keeping the last good routing table",
+      );
+      return {
+        ok: false,
+        routes: this.table.routeCount,
+        ports: [...this.table.ports.keys()],
+        problems: [],
+        error: errorMessage(err),
+      };
+    }
+    if (this.draining) return { ok: false, routes: 0, ports: [], problems: [], error: "draining" };
+    const diff = diffRoutes(this.table, next);
+    for (const p of next.problems) log.warn({ event: "bad-row", ...p }, "ledger row skipped");
+    // Swap first: a connection arriving on a port from now on is routed by the new table.
+    this.table = next;
+    this.loaded = true;
+    // Open what is new and retry ports whose bind failed last time.
+    const toOpen = [...next.ports.keys()].filter((port) => !this.servers.get(port)?.listening);
+    await Promise.all(toOpen.map((port) => this.openPort(port)));
+    for (const port of diff.close) this.closePort(port);
+    this.states.prune(
+      new Set(
+        [...next.ports.values()].flatMap((s) =>
+          s.kind === "tcp" ? [s.route.key] : [...s.tls.values(), ...s.http.values()].map((r) => r.key),
+        ),
+      ),
+    );
+    metrics.routes.set(next.routeCount);
+    metrics.badRows.set(next.problems.length);
+    metrics.listeningPorts.set(this.listening().length);
+    metrics.reloads.inc({ result: "ok" });
+    if (diff.open.length + diff.close.length + diff.update.length > 0 || next.problems.length > 0)
+      log.info(
+        { event: "reloaded", ...diff, routes: next.routeCount, badRows: next.problems.length },
+        "routing table applied",
+      );
+    return {
+      ok: true,
+      diff,
+      routes: next.routeCount,
+      ports: [...next.ports.keys()].sort((a, b) => a - b),
+      problems: next.problems,
+    };
+  }
+
+  private openPort(port: number): Promise<void> {
+    const { log } = this.options;
+    const existing = this.servers.get(port);
+    if (existing) existing.close();
+    const server = createServer(
+      { noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 },
+      (socket) => {
+        this.sockets.add(socket);
+        socket.once("close", () => this.sockets.delete(socket));
+        void handleConnection(this.ctx, port, socket);
+      },
+    );
+    this.servers.set(port, server);
+    return new Promise((resolve) => {
+      server.once("error", (err) => {
+        // EADDRINUSE / EACCES: the route stays in the table and the next reload retries the bind.
+        log.error({ event: "listen-failed", port, err: errorMessage(err) }, "cannot listen on public port");
+        if (this.servers.get(port) === server) this.servers.delete(port);
+        resolve();
+      });
+      server.listen({ port, host: this.options.bindHost ?? "0.0.0.0", backlog: 4096 }, () => {
+        server.on("error", (err) => log.error({ port, err: errorMessage(err) }, "listener error"));
+        log.info({ event: "port-open", port }, "listening on public port");
+        resolve();
+      });
+    });
+  }
+
+  /** Stops accepting on a port; connections already accepted keep running. */
+  private closePort(port: number): void {
+    const server = this.servers.get(port);
+    if (!server) return;
+    this.servers.delete(port);
+    server.close();
+    this.options.log.info({ event: "port-closed", port }, "stopped listening on public port");
+  }
+
+  /**
+   * Graceful drain: stop listening everywhere, refuse new work, wait up to `timeoutMs` for
+   * live tunnels to finish, then abort the rest. Resolves with the number aborted.
+   */
+  async drain(timeoutMs: number): Promise<number> {
+    this.draining = true;
+    if (this.timer) clearInterval(this.timer);
+    for (const port of [...this.servers.keys()]) this.closePort(port);
+    const deadline = Date.now() + timeoutMs;
+    while (this.live.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const aborted = this.live.size;
+    for (const abort of [...this.live]) abort("gateway shutting down");
+    // Clients still in their first bytes or setup hold no tunnel; end them too.
+    for (const socket of this.sockets) socket.destroy();
+    return aborted;
+  }
+
+  /** Closes everything at once (tests). */
+  async close(): Promise<void> {
+    await this.drain(0);
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * Prometheus metrics of one gateway (prom-client, own registry so tests can build several).
+ * Labels are the route key (`<port>` or `<port>:<hostname>`) — bounded by the ledger, never by
+ * client input: refusals of an unknown name are counted on the port's key.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+
+/** Why a connection was refused; the `reason` label of `gateway_connections_refused_total`. */
+export type RefusalReason =
+  | "allowlist"
+  | "max_connections"
+  | "rate_limited"
+  | "unknown_name"
+  | "no_sni"
+  | "bad_client_hello"
+  | "bad_http_request"
+  | "first_bytes_timeout"
+  | "no_listener"
+  | "circuit_open"
+  | "relay_error"
+  | "port_rejected"
+  | "draining"
+  | "no_route";
+
+export interface GatewayMetrics {
+  registry: Registry;
+  active: Gauge<"route">;
+  total: Counter<"route">;
+  refused: Counter<"route" | "reason">;
+  bytes: Counter<"route" | "direction">;
+  setupSeconds: Histogram<"route">;
+  routes: Gauge;
+  listeningPorts: Gauge;
+  reloads: Counter<"result">;
+  badRows: Gauge;
+  openCircuits: Gauge;
+}
+
+export function createMetrics(options: { defaultMetrics?: boolean } = {}): GatewayMetrics {
+  const registry = new Registry();
+  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  return {
+    registry,
+    active: new Gauge({
+      name: "gateway_connections_active",
+      help: "Open client connections",
+      labelNames: ["route"],
+      registers,
+    }),
+    total: new Counter({
+      name: "gateway_connections_total",
+      help: "Client connections accepted on a route",
+      labelNames: ["route"],
+      registers,
+    }),
+    refused: new Counter({
+      name: "gateway_connections_refused_total",
+      help: "Client connections refused, by reason",
+      labelNames: ["route", "reason"],
+      registers,
+    }),
+    bytes: new Counter({
+      name: "gateway_bytes_total",
+      help: "Bytes relayed; direction in = client to site, out = site to client",
+      labelNames: ["route", "direction"],
+      registers,
+    }),
+    setupSeconds: new Histogram({
+      name: "gateway_tunnel_setup_seconds",
+      help: "Time from accepting a client to the site's preamble answer",
+      labelNames: ["route"],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    routes: new Gauge({ name: "gateway_routes", help: "Routes in the loaded routing table", registers }),
+    listeningPorts: new Gauge({
+      name: "gateway_listening_ports",
+      help: "Public ports being listened on",
+      registers,
+    }),
+    reloads: new Counter({
+      name: "gateway_reloads_total",
+      help: "Routing table reloads, by result",
+      labelNames: ["result"],
+      registers,
+    }),
+    badRows: new Gauge({
+      name: "gateway_ledger_bad_rows",
+      help: "Ledger rows skipped in the last reload",
+      registers,
+    }),
+    openCircuits: new Gauge({
+      name: "gateway_open_circuits",
+      help: "Sites whose circuit breaker is open",
+      registers,
+    }),
+  };
+}

@@ -1,0 +1,82 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { CircuitBreaker } from "../../cloud/gateway/src/circuit-breaker.ts";
+import { RateLimiter } from "../../cloud/gateway/src/rate-limiter.ts";
+import { RouteStates } from "../../cloud/gateway/src/route-state.ts";
+
+test("rate limiter: burst of `rate`, then refill at rate per minute, per source", () => {
+  let now = 0;
+  const rl = new RateLimiter({ ratePerMinute: 3, now: () => now });
+  assert.deepEqual([rl.take("a"), rl.take("a"), rl.take("a"), rl.take("a")], [true, true, true, false]);
+  assert.ok(rl.take("b"), "other sources have their own bucket");
+  now += 19_999;
+  assert.ok(!rl.take("a"));
+  now += 1;
+  assert.ok(rl.take("a"), "one token back after 20 s at 3/min");
+  assert.ok(!rl.take("a"));
+});
+
+test("rate limiter: 0 is unlimited; sweep forgets full buckets; tracked sources are capped", () => {
+  let now = 0;
+  assert.ok(
+    Array.from({ length: 1000 }, () => new RateLimiter({ ratePerMinute: 0 }).take("x")).every(Boolean),
+  );
+  const rl = new RateLimiter({ ratePerMinute: 60, maxSources: 2, now: () => now });
+  assert.ok(rl.take("a"));
+  assert.ok(rl.take("b"));
+  assert.ok(!rl.take("c"), "no room for a third source while the others are not refilled");
+  now += 2_000;
+  assert.ok(rl.take("c"), "a sweep made room");
+  now += 60_000;
+  rl.sweep();
+  assert.equal(rl.trackedSources, 0);
+});
+
+test("route states: the cap counts live connections and survives limit changes", () => {
+  const s = new RouteStates();
+  assert.ok(s.acquire("r", 2, 0));
+  assert.ok(s.acquire("r", 2, 0));
+  assert.ok(!s.acquire("r", 2, 0));
+  assert.ok(s.acquire("r", 3, 10), "raising the cap applies to the next connection");
+  s.release("r");
+  assert.equal(s.active("r"), 2);
+  s.prune(new Set());
+  assert.equal(s.active("r"), 2, "a removed route keeps counting its live connections");
+  s.release("r");
+  s.release("r");
+  s.prune(new Set());
+  assert.equal(s.active("r"), 0);
+});
+
+test("circuit breaker: opens after the threshold, one probe when half-open, doubles the backoff", () => {
+  let now = 0;
+  const b = new CircuitBreaker({
+    threshold: 3,
+    initialBackoffMs: 1000,
+    maxBackoffMs: 4000,
+    jitter: 0,
+    now: () => now,
+  });
+  for (let i = 0; i < 2; i++) {
+    assert.ok(b.tryAcquire("s"));
+    b.onFailure("s");
+  }
+  assert.equal(b.state("s"), "closed");
+  assert.ok(b.tryAcquire("s"));
+  b.onFailure("s");
+  assert.equal(b.state("s"), "open");
+  assert.ok(!b.tryAcquire("s"));
+  assert.ok(b.tryAcquire("other"), "other sites are not affected");
+  now += 1000;
+  assert.equal(b.state("s"), "half-open");
+  assert.ok(b.tryAcquire("s"), "one probe");
+  assert.ok(!b.tryAcquire("s"), "only one probe at a time");
+  b.onFailure("s");
+  now += 1999;
+  assert.ok(!b.tryAcquire("s"), "backoff doubled to 2 s");
+  now += 1;
+  assert.ok(b.tryAcquire("s"));
+  b.onSuccess("s");
+  assert.equal(b.state("s"), "closed");
+  assert.ok(b.tryAcquire("s"));
+});
