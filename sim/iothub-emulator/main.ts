@@ -1,0 +1,69 @@
+/**
+ * `tsx sim/iothub-emulator/main.ts [options]`: runs the IoT Hub emulator and prints one JSON line
+ * `{"event":"listening", …}` with its ports, CA file and service connection string.
+ * Options fall back to IOTHUB_EMULATOR_* environment variables; SIGINT/SIGTERM close it cleanly.
+ */
+import { Command } from "commander";
+import { createLogger } from "../../lib/log.ts";
+import { startIotHubEmulator } from "./index.ts";
+
+const env = process.env;
+const program = new Command()
+  .name("iothub-emulator")
+  .option("--host <addr>", "loopback address to bind", env.IOTHUB_EMULATOR_HOST ?? "127.0.0.1")
+  .option("--mqtt-port <n>", "MQTT over TLS port (0 = any)", env.IOTHUB_EMULATOR_MQTT_PORT ?? "0")
+  .option("--https-port <n>", "HTTPS REST port (0 = any)", env.IOTHUB_EMULATOR_HTTPS_PORT ?? "0")
+  .option(
+    "--workload-port <n>",
+    "IoT Edge workload API port (0 = any)",
+    env.IOTHUB_EMULATOR_WORKLOAD_PORT ?? "0",
+  )
+  .option("--dir <dir>", "directory for the CA and certificates", env.IOTHUB_EMULATOR_DIR)
+  .option("--state-file <file>", "persist the hub state to this JSON file", env.IOTHUB_EMULATOR_STATE_FILE)
+  .option("--event-grid-webhook <url>", "POST device events here", env.IOTHUB_EMULATOR_EVENT_GRID_WEBHOOK)
+  .option(
+    "--query-throttle <n>",
+    "query operations per minute (0 = off)",
+    env.IOTHUB_EMULATOR_QUERY_THROTTLE ?? "0",
+  )
+  .parse();
+
+const o = program.opts<Record<string, string | undefined>>();
+const port = (v: string | undefined, name: string) => {
+  const n = Number(v ?? "0");
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`--${name} must be a port number`);
+  return n;
+};
+
+const emulator = await startIotHubEmulator({
+  host: o.host ?? "127.0.0.1",
+  mqttPort: port(o.mqttPort, "mqtt-port"),
+  httpsPort: port(o.httpsPort, "https-port"),
+  workloadPort: port(o.workloadPort, "workload-port"),
+  ...(o.dir ? { dir: o.dir } : {}),
+  ...(o.stateFile ? { stateFile: o.stateFile } : {}),
+  ...(o.eventGridWebhook ? { eventGridWebhook: o.eventGridWebhook } : {}),
+  queryThrottlePerMinute: Number(o.queryThrottle ?? "0") || 0,
+  logger: createLogger("iothub-emulator"),
+});
+
+process.stdout.write(
+  `${JSON.stringify({
+    event: "listening",
+    hostName: emulator.hostName,
+    mqttPort: emulator.mqttPort,
+    httpsPort: emulator.httpsPort,
+    workloadPort: emulator.workloadPort,
+    caFile: emulator.caFile,
+    serviceConnectionString: emulator.serviceConnectionString,
+  })}\n`,
+);
+
+let stopping = false;
+const stop = () => {
+  if (stopping) return;
+  stopping = true;
+  void emulator.close().then(() => process.exit(0));
+};
+process.on("SIGINT", stop);
+process.on("SIGTERM", stop);
