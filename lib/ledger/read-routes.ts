@@ -18,6 +18,7 @@ import {
   SITE_ID_PATTERN,
   SITE_PARTITION,
 } from "./schema.ts";
+import { statusOf } from "./table.ts";
 
 /** DNS names as they appear in SNI / Host, lower-cased; a `*.` wildcard prefix is allowed. */
 const HOSTNAME = /^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$/;
@@ -145,6 +146,12 @@ export async function readLedger(client: TableClient): Promise<LedgerSnapshot> {
   const iterator = client.listEntities<Record<string, unknown>>({
     queryOptions: { filter: "PartitionKey eq 'site' or PartitionKey eq 'route'" },
   });
-  for await (const entity of iterator) rows.push(entity);
+  try {
+    for await (const entity of iterator) rows.push(entity);
+  } catch (err) {
+    // No table yet (a fresh environment, before the rollout's first write) is an empty ledger.
+    if (statusOf(err) === 404) return parseLedgerRows([]);
+    throw err;
+  }
   return parseLedgerRows(rows);
 }

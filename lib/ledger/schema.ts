@@ -33,6 +33,9 @@ export const siteRowSchema = z.object({
   sendKey: z.string().min(1),
   deviceId: z.string().min(1),
   createdAt: z.string().min(1),
+  /** Rollout's own fields (the gateway ignores them): site profile and desired spec as JSON. */
+  profile: z.string().optional(),
+  spec: z.string().optional(),
 });
 export type SiteRow = z.infer<typeof siteRowSchema>;
 
@@ -133,13 +136,18 @@ export function parseSiteEntity(entity: Record<string, unknown>) {
     sendKey: entity.sendKey,
     deviceId: entity.deviceId,
     createdAt: entity.createdAt,
+    profile: typeof entity.profile === "string" ? entity.profile : undefined,
+    spec: typeof entity.spec === "string" ? entity.spec : undefined,
   });
 }
 
 /** Converts a site row to its table entity. */
 export function siteToEntity(row: SiteRow): SiteEntity {
   const { siteId, ...rest } = row;
-  return { partitionKey: SITE_PARTITION, rowKey: siteId, ...rest };
+  const entity: SiteEntity = { partitionKey: SITE_PARTITION, rowKey: siteId, ...rest };
+  if (entity.profile === undefined) delete entity.profile;
+  if (entity.spec === undefined) delete entity.spec;
+  return entity;
 }
 
 /** RowKey of a host-name route on a shared port. */

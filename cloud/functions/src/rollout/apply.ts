@@ -1,0 +1,146 @@
+/**
+ * Converges one site to its spec: device, module identity, hybrid connection and rules, ledger
+ * row, public ports, module twin, device tags. Every step checks before it creates, so running it
+ * twice, or again after a crash at any step, ends in the same state with nothing duplicated.
+ */
+import type { RouteRow } from "../../../../lib/ledger/index.ts";
+import { hybridConnectionOf, listenRule, type OnboardStep, type RolloutDeps, sendRule } from "./context.ts";
+import { buildDesired, MODULE_ID, mergePatch, withoutMeta } from "./desired-twin.ts";
+import type { JsonObject } from "./hub.ts";
+import type { MappingSpec, SiteSpec } from "./schemas.ts";
+
+async function step(deps: RolloutDeps, name: OnboardStep, siteId: string): Promise<void> {
+  await deps.beforeStep?.(name, siteId);
+}
+
+/** A key kept if it is still one of the rule's two keys (rotation alternates slots), else the primary. */
+function pickKey(current: unknown, keys: { primaryKey: string; secondaryKey: string }): string {
+  return current === keys.primaryKey || current === keys.secondaryKey ? (current as string) : keys.primaryKey;
+}
+
+function sameEndpoint(route: RouteRow, spec: MappingSpec): boolean {
+  const p = spec.public;
+  if (p.kind === "tcp") return route.kind === "tcp" && (p.port === undefined || p.port === route.port);
+  return route.kind === p.kind && route.port === p.port && route.hostname === p.hostname.toLowerCase();
+}
+
+function routeOptions(spec: MappingSpec) {
+  return {
+    allowCidrs: spec.allowCidrs,
+    maxConnections: spec.maxConnections,
+    ratePerMinute: spec.ratePerMinute,
+    idleTimeoutMs: spec.idleTimeoutMs,
+    proxyProtocol: spec.proxyProtocol !== "none",
+  };
+}
+
+/**
+ * Makes the site's routes match its mappings: keeps a matching route (updating its limits),
+ * allocates missing ones, releases routes of removed mappings and duplicates left by a race
+ * between two instances (the lowest port wins, so both racers keep the same one).
+ */
+export async function syncRoutes(deps: RolloutDeps, spec: SiteSpec): Promise<RouteRow[]> {
+  const existing = (await deps.ledger.listRoutes({ siteId: spec.siteId })).sort((a, b) => a.port - b.port);
+  const kept: RouteRow[] = [];
+  const claimed = new Set<string>();
+  for (const [name, mapping] of Object.entries(spec.mappings)) {
+    const match = existing.find((r) => r.portName === name && sameEndpoint(r, mapping));
+    if (match) {
+      claimed.add(match.rowKey);
+      const updated = { ...match, ...routeOptions(mapping) };
+      if (JSON.stringify(updated) !== JSON.stringify(match)) await deps.ledger.updateRoute(updated);
+      kept.push(updated);
+      continue;
+    }
+    const row = await deps.ledger.allocate({
+      siteId: spec.siteId,
+      portName: name,
+      endpoint: mapping.public,
+      options: routeOptions(mapping),
+    });
+    claimed.add(row.rowKey);
+    kept.push(row);
+  }
+  for (const r of existing) if (!claimed.has(r.rowKey)) await deps.ledger.release(r.rowKey);
+  return kept;
+}
+
+/** Result of applying a site. */
+export interface AppliedSite {
+  spec: SiteSpec;
+  routes: RouteRow[];
+  desiredVersion: number;
+}
+
+/** Converges a site to `spec` (create or update). */
+export async function applySite(deps: RolloutDeps, spec: SiteSpec): Promise<AppliedSite> {
+  const { siteId, deviceId } = spec;
+  const hc = hybridConnectionOf(siteId);
+
+  await step(deps, "device", siteId);
+  await deps.hub.ensureEdgeDevice(deviceId);
+
+  await step(deps, "module", siteId);
+  await deps.hub.ensureModule(deviceId, MODULE_ID);
+
+  await step(deps, "hybrid-connection", siteId);
+  await deps.relay.ensureHybridConnection(hc);
+
+  await step(deps, "rules", siteId);
+  const listen = await deps.relay.ensureRule(hc, listenRule(deps), ["Listen"]);
+  const send = await deps.relay.ensureRule(hc, sendRule(deps), ["Send"]);
+
+  // The ledger row comes before the ports: every route then belongs to a known site, and
+  // reconcile can finish a half-done onboarding from the spec stored here.
+  await step(deps, "ledger", siteId);
+  const row = await deps.ledger.getSite(siteId);
+  await deps.ledger.putSite({
+    siteId,
+    hybridConnection: hc,
+    relayEndpoint: deps.relay.endpoint,
+    sendKeyName: send.name,
+    sendKey: pickKey(row?.sendKey, send),
+    deviceId,
+    createdAt: row?.createdAt ?? new Date().toISOString(),
+    profile: spec.profile,
+    spec: JSON.stringify(spec),
+  });
+
+  await step(deps, "ports", siteId);
+  const routes = await syncRoutes(deps, spec);
+
+  await step(deps, "twin", siteId);
+  const twin = await deps.hub.getModuleTwin(deviceId, MODULE_ID);
+  const currentDesired = withoutMeta(twin?.desired ?? {});
+  const relayNow = (currentDesired.relay ?? {}) as JsonObject;
+  const desired = buildDesired(
+    {
+      endpoint: deps.relay.endpoint,
+      hybridConnection: hc,
+      sasKeyName: listen.name,
+      sasKey: pickKey(relayNow.sasKey, listen),
+    },
+    spec.mappings,
+  );
+  deps.validateDesired?.(desired);
+  const patch = mergePatch(currentDesired, desired);
+  let desiredVersion = twin?.desiredVersion ?? 0;
+  if (Object.keys(patch).length > 0) {
+    desiredVersion = await deps.hub.patchModuleDesired(deviceId, MODULE_ID, patch);
+  }
+
+  await step(deps, "tags", siteId);
+  const tags = await deps.hub.getDeviceTags(deviceId);
+  const wanted = {
+    siteId,
+    profile: spec.profile,
+    publicPorts: [...new Set(routes.map((r) => r.port))].sort((a, b) => a - b),
+  };
+  const current = (tags?.relayFleet ?? {}) as JsonObject;
+  const tagPatch = mergePatch(current, wanted);
+  if (Object.keys(tagPatch).length > 0) {
+    // Arrays are replaced whole by a merge patch, which is what publicPorts needs.
+    await deps.hub.patchDeviceTags(deviceId, { relayFleet: wanted });
+  }
+  return { spec, routes, desiredVersion };
+}

@@ -1,0 +1,52 @@
+/**
+ * Everything rollout logic depends on, passed in (no globals): the Functions handlers, the CLI and
+ * the simulation build one of these, tests build one with fakes or emulators.
+ */
+import type { PortLedger } from "../../../../lib/ledger/index.ts";
+import type { Logger } from "../../../../lib/log.ts";
+import type { RelayAdmin } from "../relay-admin/types.ts";
+import type { FleetHub, JsonObject } from "./hub.ts";
+import type { SiteProfiles } from "./schemas.ts";
+
+/** Onboarding steps in order; tests inject a failure before each one. */
+export const ONBOARD_STEPS = [
+  "device",
+  "module",
+  "hybrid-connection",
+  "rules",
+  "ledger",
+  "ports",
+  "twin",
+  "tags",
+] as const;
+export type OnboardStep = (typeof ONBOARD_STEPS)[number];
+
+export interface RolloutOptions {
+  /** Default mappings for new sites, by profile name. */
+  profiles: SiteProfiles;
+  /** Profile used when none is named (default "default"). */
+  defaultProfile?: string;
+  listenRuleName?: string;
+  sendRuleName?: string;
+  /** Bounded wait for the module to report a rotated key (default 60 s). */
+  rotateTimeoutMs?: number;
+  /** Interval of the module-twin reads during that wait (default 500 ms; a GET, never a query). */
+  rotatePollMs?: number;
+  /** Time gateways get to reload the ledger before an old Send key is revoked (default 10 s). */
+  sendKeyGraceMs?: number;
+  /** Validates desired properties before they are written (the `lib/twin` schema). */
+  validateDesired?: (desired: JsonObject) => void;
+}
+
+export interface RolloutDeps extends RolloutOptions {
+  hub: FleetHub;
+  relay: RelayAdmin;
+  ledger: PortLedger;
+  logger?: Logger;
+  /** Test hook: called before each onboarding step (throw to simulate a crash there). */
+  beforeStep?: (step: OnboardStep, siteId: string) => void | Promise<void>;
+}
+
+export const hybridConnectionOf = (siteId: string) => `site-${siteId}`;
+export const listenRule = (deps: RolloutDeps) => deps.listenRuleName ?? "listen";
+export const sendRule = (deps: RolloutDeps) => deps.sendRuleName ?? "send";

@@ -1,0 +1,191 @@
+/**
+ * What rollout needs from IoT Hub, as a small interface over `azure-iothub`'s Registry (so unit
+ * tests can fake it and the simulation and Azure use the same code). Errors are branched on
+ * `response.statusCode`, as the newer hub error format breaks the SDK's error names.
+ */
+import type { Registry } from "azure-iothub";
+import { RelayFleetError } from "../../../../lib/errors.ts";
+
+export type JsonObject = { [key: string]: unknown };
+
+export interface ModuleTwinView {
+  deviceId: string;
+  moduleId: string;
+  desired: JsonObject;
+  reported: JsonObject;
+  /** `properties.desired.$version`. */
+  desiredVersion: number;
+}
+
+export interface FleetHub {
+  /** undefined when the device does not exist. */
+  getDevice(deviceId: string): Promise<{ deviceId: string; iotEdge: boolean } | undefined>;
+  /** Creates an IoT Edge device, or turns an existing device into one (adopt). */
+  ensureEdgeDevice(deviceId: string): Promise<void>;
+  /** Deletes a device; absent is fine. */
+  deleteDevice(deviceId: string): Promise<void>;
+  /** Creates the module identity unless it exists. */
+  ensureModule(deviceId: string, moduleId: string): Promise<void>;
+  getDeviceTags(deviceId: string): Promise<JsonObject | undefined>;
+  /** Merge-patches the device twin tags (`null` deletes). */
+  patchDeviceTags(deviceId: string, patch: JsonObject): Promise<void>;
+  getModuleTwin(deviceId: string, moduleId: string): Promise<ModuleTwinView | undefined>;
+  /** Merge-patches desired properties; returns the new desired `$version`. */
+  patchModuleDesired(deviceId: string, moduleId: string, patch: JsonObject): Promise<number>;
+  /** One query for every twin of a module id (all pages), never polled. */
+  queryModuleTwins(moduleId: string): Promise<ModuleTwinView[]>;
+}
+
+/** Status code of an azure-iothub error. */
+export function hubStatus(err: unknown): number | undefined {
+  const s = (err as { response?: { statusCode?: unknown } } | null)?.response?.statusCode;
+  if (typeof s === "number") return s;
+  const s2 = (err as { statusCode?: unknown } | null)?.statusCode;
+  return typeof s2 === "number" ? s2 : undefined;
+}
+
+function wrap(what: string, err: unknown): RelayFleetError {
+  const message = err instanceof Error ? err.message : String(err);
+  const status = hubStatus(err);
+  return new RelayFleetError(
+    "RF_ERR_ROLLOUT_IOTHUB",
+    `IoT Hub could not ${what}${status ? ` (HTTP ${status})` : ""}: ${message}`,
+    { status: 502, cause: err },
+  );
+}
+
+function asObject(value: unknown): JsonObject {
+  return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as JsonObject) : {};
+}
+
+function twinView(raw: unknown): ModuleTwinView {
+  const t = asObject(raw);
+  const props = asObject(t.properties);
+  const desired = asObject(props.desired);
+  return {
+    deviceId: String(t.deviceId ?? ""),
+    moduleId: String(t.moduleId ?? ""),
+    desired,
+    reported: asObject(props.reported),
+    desiredVersion: typeof desired.$version === "number" ? desired.$version : 0,
+  };
+}
+
+/** Plain JSON of an SDK Twin / query row (the SDK's Twin objects carry a registry reference). */
+function plain(value: unknown): unknown {
+  const o = asObject(value);
+  return { deviceId: o.deviceId, moduleId: o.moduleId, tags: o.tags, properties: o.properties };
+}
+
+/** {@link FleetHub} over an `azure-iothub` Registry. */
+export function createRegistryHub(registry: Registry): FleetHub {
+  return {
+    async getDevice(deviceId) {
+      try {
+        const { responseBody } = await registry.get(deviceId);
+        return { deviceId: responseBody.deviceId, iotEdge: responseBody.capabilities?.iotEdge === true };
+      } catch (err) {
+        if (hubStatus(err) === 404) return undefined;
+        throw wrap(`read device ${deviceId}`, err);
+      }
+    },
+    async ensureEdgeDevice(deviceId) {
+      try {
+        const { responseBody } = await registry.get(deviceId);
+        if (responseBody.capabilities?.iotEdge === true) return;
+        await registry.update({ deviceId, capabilities: { iotEdge: true } } as Registry.DeviceDescription);
+        return;
+      } catch (err) {
+        if (hubStatus(err) !== 404) throw wrap(`read device ${deviceId}`, err);
+      }
+      try {
+        await registry.create({
+          deviceId,
+          status: "enabled",
+          capabilities: { iotEdge: true },
+        } as Registry.DeviceDescription);
+      } catch (err) {
+        // Created by someone else in between (DPS, a concurrent onboarding): adopt it.
+        if (hubStatus(err) === 409) return;
+        throw wrap(`create device ${deviceId}`, err);
+      }
+    },
+    async deleteDevice(deviceId) {
+      try {
+        await registry.delete(deviceId);
+      } catch (err) {
+        if (hubStatus(err) !== 404) throw wrap(`delete device ${deviceId}`, err);
+      }
+    },
+    async ensureModule(deviceId, moduleId) {
+      try {
+        await registry.getModule(deviceId, moduleId);
+        return;
+      } catch (err) {
+        if (hubStatus(err) !== 404) throw wrap(`read module ${deviceId}/${moduleId}`, err);
+      }
+      try {
+        // managedBy "IotEdge" so the edge agent treats the identity as its own when it deploys
+        // the module (it creates missing ones itself; rollout creates it early to own the twin).
+        await registry.addModule({ deviceId, moduleId, managedBy: "IotEdge" } as Parameters<
+          Registry["addModule"]
+        >[0]);
+      } catch (err) {
+        if (hubStatus(err) === 409) return;
+        throw wrap(`create module ${deviceId}/${moduleId}`, err);
+      }
+    },
+    async getDeviceTags(deviceId) {
+      try {
+        const { responseBody } = await registry.getTwin(deviceId);
+        return asObject((responseBody as unknown as JsonObject).tags);
+      } catch (err) {
+        if (hubStatus(err) === 404) return undefined;
+        throw wrap(`read the twin of ${deviceId}`, err);
+      }
+    },
+    async patchDeviceTags(deviceId, patch) {
+      try {
+        await registry.updateTwin(deviceId, { tags: patch }, "*");
+      } catch (err) {
+        throw wrap(`tag device ${deviceId}`, err);
+      }
+    },
+    async getModuleTwin(deviceId, moduleId) {
+      try {
+        const { responseBody } = await registry.getModuleTwin(deviceId, moduleId);
+        return twinView(plain(responseBody));
+      } catch (err) {
+        if (hubStatus(err) === 404) return undefined;
+        throw wrap(`read the module twin ${deviceId}/${moduleId}`, err);
+      }
+    },
+    async patchModuleDesired(deviceId, moduleId, patch) {
+      try {
+        const { responseBody } = await registry.updateModuleTwin(
+          deviceId,
+          moduleId,
+          { properties: { desired: patch } },
+          "*",
+        );
+        return twinView(plain(responseBody)).desiredVersion;
+      } catch (err) {
+        throw wrap(`write the module twin ${deviceId}/${moduleId}`, err);
+      }
+    },
+    async queryModuleTwins(moduleId) {
+      const safe = moduleId.replaceAll("'", "''");
+      const query = registry.createQuery(`SELECT * FROM devices.modules WHERE moduleId = '${safe}'`, 1000);
+      const out: ModuleTwinView[] = [];
+      try {
+        do {
+          const { result } = await query.next();
+          for (const row of result as unknown[]) out.push(twinView(plain(row)));
+        } while (query.hasMoreResults);
+      } catch (err) {
+        throw wrap("query module twins", err);
+      }
+      return out;
+    },
+  };
+}

@@ -1,0 +1,55 @@
+/**
+ * Takes a site out of the fleet: ports released, module twin cleaned (the module drains and
+ * stops listening), tags removed, hybrid connection and its rules deleted, optionally the device
+ * deleted, and the ledger row last, so a crash part-way can simply be retried.
+ */
+import { hybridConnectionOf, type RolloutDeps } from "./context.ts";
+import { MODULE_ID } from "./desired-twin.ts";
+
+export interface OffboardResult {
+  siteId: string;
+  releasedPorts: number[];
+  hybridConnectionDeleted: boolean;
+  deviceDeleted: boolean;
+}
+
+/** Offboards a site; `deviceId` is used when the ledger row is already gone. */
+export async function offboardSite(
+  deps: RolloutDeps,
+  siteId: string,
+  options: { deleteDevice?: boolean; deviceId?: string; deviceGone?: boolean } = {},
+): Promise<OffboardResult> {
+  const row = await deps.ledger.getSite(siteId);
+  const deviceId = row?.deviceId ?? options.deviceId ?? siteId;
+
+  const routes = await deps.ledger.listRoutes({ siteId });
+  for (const r of routes) await deps.ledger.release(r.rowKey);
+
+  if (!options.deviceGone) {
+    const twin = await deps.hub.getModuleTwin(deviceId, MODULE_ID);
+    if (twin) {
+      const patch: Record<string, null> = {};
+      for (const key of Object.keys(twin.desired)) if (!key.startsWith("$")) patch[key] = null;
+      if (Object.keys(patch).length > 0) await deps.hub.patchModuleDesired(deviceId, MODULE_ID, patch);
+    }
+    const tags = await deps.hub.getDeviceTags(deviceId);
+    if (tags && "relayFleet" in tags) await deps.hub.patchDeviceTags(deviceId, { relayFleet: null });
+  }
+
+  // Deleting the hybrid connection deletes its rules and closes its listeners.
+  const hybridConnectionDeleted = await deps.relay.deleteHybridConnection(hybridConnectionOf(siteId));
+
+  let deviceDeleted = false;
+  if (options.deleteDevice && !options.deviceGone) {
+    await deps.hub.deleteDevice(deviceId);
+    deviceDeleted = true;
+  }
+  await deps.ledger.deleteSite(siteId);
+  deps.logger?.info({ siteId, ports: routes.map((r) => r.port) }, "site offboarded");
+  return {
+    siteId,
+    releasedPorts: routes.filter((r) => r.kind === "tcp").map((r) => r.port),
+    hybridConnectionDeleted,
+    deviceDeleted,
+  };
+}

@@ -1,0 +1,137 @@
+/**
+ * Reconcile: compares every site's desired state (ledger spec) with IoT Hub (one module-twin
+ * query, never a poll) and the ledger's routes, reports drift, and re-applies what rollout owns
+ * and can safely rewrite (missing twin, edited desired mappings, missing or extra routes).
+ * Module-side drift (not applied, errors, offline, old key) is reported only.
+ */
+import { errorMessage } from "../../../../lib/errors.ts";
+import { applySite } from "./apply.ts";
+import type { RolloutDeps } from "./context.ts";
+import { buildDesired, MODULE_ID, withoutMeta } from "./desired-twin.ts";
+import type { JsonObject } from "./hub.ts";
+import { type SiteSpec, siteSpecSchema } from "./schemas.ts";
+import { siteStatusFromTwin } from "./status.ts";
+
+export interface DriftItem {
+  siteId: string;
+  kind:
+    | "twin-missing"
+    | "desired-mismatch"
+    | "routes-mismatch"
+    | "module"
+    | "orphan-route"
+    | "orphan-hybrid-connection"
+    | "bad-spec";
+  detail: string;
+  /** Whether reconcile re-applied the site for it (and whether that worked). */
+  repaired?: boolean;
+  repairError?: string;
+}
+
+export interface DriftReport {
+  at: string;
+  sites: number;
+  items: DriftItem[];
+}
+
+/** Runs one reconcile pass. `repair: false` only reports. */
+export async function reconcileFleet(
+  deps: RolloutDeps,
+  options: { repair?: boolean } = {},
+): Promise<DriftReport> {
+  const repair = options.repair ?? true;
+  const [sites, routes, twins, hcs] = await Promise.all([
+    deps.ledger.listSites(),
+    deps.ledger.listRoutes(),
+    deps.hub.queryModuleTwins(MODULE_ID),
+    deps.relay.list(),
+  ]);
+  const items: DriftItem[] = [];
+  const siteIds = new Set(sites.map((s) => s.siteId));
+  const twinByDevice = new Map(twins.map((t) => [t.deviceId, t]));
+
+  for (const r of routes) {
+    if (r.kind !== "shared" && !siteIds.has(r.siteId)) {
+      items.push({ siteId: r.siteId, kind: "orphan-route", detail: `route ${r.rowKey} has no site row` });
+    }
+  }
+  for (const hc of hcs) {
+    if (hc.name.startsWith("site-") && !siteIds.has(hc.name.slice(5))) {
+      items.push({
+        siteId: hc.name.slice(5),
+        kind: "orphan-hybrid-connection",
+        detail: `${hc.name} has no site row`,
+      });
+    }
+  }
+
+  for (const site of sites) {
+    let spec: SiteSpec;
+    try {
+      spec = siteSpecSchema.parse(JSON.parse(site.spec ?? "null"));
+    } catch (err) {
+      items.push({
+        siteId: site.siteId,
+        kind: "bad-spec",
+        detail: `stored spec unreadable: ${errorMessage(err)}`,
+      });
+      continue;
+    }
+    const found: DriftItem[] = [];
+    const twin = twinByDevice.get(site.deviceId);
+    const desired = twin ? withoutMeta(twin.desired) : undefined;
+    if (!twin || !desired?.relay) {
+      found.push({
+        siteId: site.siteId,
+        kind: "twin-missing",
+        detail: "module twin or its relay settings missing",
+      });
+    } else {
+      const built = buildDesired(
+        { endpoint: "", hybridConnection: "", sasKeyName: "", sasKey: "" },
+        spec.mappings,
+      );
+      const relay = desired.relay as JsonObject;
+      if (
+        JSON.stringify(desired.mappings ?? {}) !== JSON.stringify(built.mappings) ||
+        relay.hybridConnection !== site.hybridConnection ||
+        relay.endpoint !== deps.relay.endpoint
+      ) {
+        found.push({
+          siteId: site.siteId,
+          kind: "desired-mismatch",
+          detail: "desired properties differ from the site spec",
+        });
+      }
+    }
+    const siteRoutes = routes.filter((r) => r.siteId === site.siteId);
+    const names = Object.keys(spec.mappings).sort();
+    const routed = [...new Set(siteRoutes.map((r) => r.portName))].sort();
+    if (JSON.stringify(names) !== JSON.stringify(routed) || siteRoutes.length !== names.length) {
+      found.push({
+        siteId: site.siteId,
+        kind: "routes-mismatch",
+        detail: `mappings [${names.join(", ")}] vs routes [${siteRoutes.map((r) => `${r.portName}@${r.rowKey}`).join(", ")}]`,
+      });
+    }
+    if (found.length > 0 && repair) {
+      try {
+        await applySite(deps, spec);
+        for (const f of found) f.repaired = true;
+      } catch (err) {
+        for (const f of found) {
+          f.repaired = false;
+          f.repairError = errorMessage(err);
+        }
+      }
+    }
+    items.push(...found);
+    if (twin && desired?.relay) {
+      const status = siteStatusFromTwin(twin);
+      for (const d of status.drift) items.push({ siteId: site.siteId, kind: "module", detail: d });
+    }
+  }
+  const report = { at: new Date().toISOString(), sites: sites.length, items };
+  deps.logger?.info({ sites: report.sites, drift: items.length, items }, "reconcile drift report");
+  return report;
+}
