@@ -18,13 +18,18 @@ import type { RouteStates } from "./route-state.ts";
 import { lookupName, type Route, type RoutingTable } from "./routing-table.ts";
 import { ALERT_DECODE_ERROR, ALERT_UNRECOGNIZED_NAME, tlsAlert } from "./sni.ts";
 
+/** An open tunnel; `takeEarly()` returns what the site sent behind its preamble reply and stops capturing. */
+export interface Tunnel {
+  ws: WebSocket;
+  takeEarly(): Buffer[];
+}
 /** Opens a tunnel (sender connection + logical-port preamble) to a route's site. */
-export type OpenTunnel = (route: Route, signal: AbortSignal) => Promise<WebSocket>;
+export type OpenTunnel = (route: Route, signal: AbortSignal) => Promise<Tunnel>;
 /** Pumps bytes between the tunnel and the client until both are closed. */
 export type PumpTunnel = (
   ws: WebSocket,
   socket: Socket,
-  options: { idleTimeoutMs: number },
+  options: { idleTimeoutMs: number; initialData: Buffer[] },
 ) => { done: Promise<PumpResult>; abort(reason?: string): void };
 
 export interface ConnectionContext {
@@ -146,9 +151,9 @@ export async function handleConnection(ctx: ConnectionContext, port: number, soc
   socket.pause();
   let untrack: (() => void) | undefined;
   try {
-    let ws: WebSocket;
+    let tunnel: Tunnel;
     try {
-      ws = await ctx.openTunnel(route, setup.signal);
+      tunnel = await ctx.openTunnel(route, setup.signal);
     } catch (err) {
       if (setup.signal.aborted) {
         ctx.breaker.release(route.siteId);
@@ -169,6 +174,7 @@ export async function handleConnection(ctx: ConnectionContext, port: number, soc
       return refuse(key, reason);
     }
     ctx.breaker.onSuccess(route.siteId);
+    const ws = tunnel.ws;
     socket.off("close", onEarlyClose);
     if (socket.destroyed) {
       ws.terminate();
@@ -186,12 +192,19 @@ export async function handleConnection(ctx: ConnectionContext, port: number, soc
         { binary: true },
       );
     }
-    for (const chunk of initial) ws.send(chunk, { binary: true });
-    const pump = ctx.pump(ws, socket, { idleTimeoutMs: route.idleTimeoutMs });
+    let initialBytes = 0;
+    for (const chunk of initial) {
+      ws.send(chunk, { binary: true });
+      initialBytes += chunk.length;
+    }
+    const pump = ctx.pump(ws, socket, {
+      idleTimeoutMs: route.idleTimeoutMs,
+      initialData: tunnel.takeEarly(),
+    });
     untrack = ctx.track((reason) => pump.abort(reason));
     socket.resume();
     const result = await pump.done;
-    ctx.metrics.bytes.inc({ route: key, direction: "in" }, result.bytesToWebSocket);
+    ctx.metrics.bytes.inc({ route: key, direction: "in" }, result.bytesToWebSocket + initialBytes);
     ctx.metrics.bytes.inc({ route: key, direction: "out" }, result.bytesToSocket);
     log.debug({ route: key, source, ...result }, "tunnel closed");
   } catch (err) {

@@ -180,7 +180,8 @@ export class Gateway {
     const existing = this.servers.get(port);
     if (existing) existing.close();
     const server = createServer(
-      { noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 },
+      // allowHalfOpen: a client FIN is a half-close the pump carries to the site, not the end.
+      { allowHalfOpen: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 },
       (socket) => {
         this.sockets.add(socket);
         socket.once("close", () => this.sockets.delete(socket));

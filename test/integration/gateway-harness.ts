@@ -1,0 +1,141 @@
+/**
+ * Shared set-up of the gateway integration tests (a helper, not a test file): Azurite with the
+ * port ledger written by the rollout's own ledger code, the relay emulator, a site listener with
+ * TCP targets, and gateway processes started from cloud/gateway/src/main.ts.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { createServer, type Server, type Socket } from "node:net";
+import { createLedger, type PortLedger } from "../../lib/ledger/index.ts";
+import { startAzurite } from "../../sim/azurite.ts";
+import { type RelayEmulator, startRelayEmulator } from "../../sim/relay-emulator/index.ts";
+import { type CleanupContext, type ManagedProcess, spawnTs } from "../helpers/index.ts";
+
+export { createHash, randomBytes };
+
+export interface Harness {
+  ledger: PortLedger;
+  connectionString: string;
+  relay: RelayEmulator;
+  siteId: string;
+  listenKey: string;
+}
+
+/** Asks the OS for a free TCP port on 127.0.0.1 (the ledger needs concrete public ports). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export async function startHarness(t: CleanupContext, siteId = "s1"): Promise<Harness> {
+  const [azurite, relay] = await Promise.all([startAzurite(), startRelayEmulator()]);
+  t.after(() => relay.close());
+  t.after(() => azurite.close());
+  const hc = `site-${siteId}`;
+  relay.admin.putHybridConnection(hc);
+  const send = relay.admin.putAuthorizationRule(hc, "send", ["Send"]).rule;
+  const listen = relay.admin.putAuthorizationRule(hc, "listen", ["Listen"]).rule;
+  const ledger = createLedger(azurite.connectionString, "portledger", {
+    ranges: [{ from: 1024, to: 65535 }],
+  });
+  await ledger.ensureTable();
+  await ledger.putSite({
+    siteId,
+    hybridConnection: hc,
+    relayEndpoint: relay.url,
+    sendKeyName: "send",
+    sendKey: send.primaryKey,
+    deviceId: siteId,
+    createdAt: new Date().toISOString(),
+  });
+  return { ledger, connectionString: azurite.connectionString, relay, siteId, listenKey: listen.primaryKey };
+}
+
+export interface GatewayProcess {
+  proc: ManagedProcess;
+  adminPort: number;
+  admin(path: string, method?: string): Promise<{ status: number; text: string }>;
+  metric(name: string, labels: Record<string, string>): Promise<number>;
+}
+
+export async function startGateway(
+  t: CleanupContext,
+  h: Harness,
+  env: Record<string, string> = {},
+): Promise<GatewayProcess> {
+  const proc = spawnTs(t, "cloud/gateway/src/main.ts", [], {
+    LEDGER_CONNECTION_STRING: h.connectionString,
+    LEDGER_RELOAD_INTERVAL_MS: "0",
+    GATEWAY_BIND_HOST: "127.0.0.1",
+    GATEWAY_HEALTH_HOST: "127.0.0.1",
+    GATEWAY_HEALTH_PORT: "0",
+    GATEWAY_DRAIN_TIMEOUT_MS: "5000",
+    LOG_LEVEL: "info",
+    ...env,
+  });
+  const m = await proc.waitForLine(/"event":"admin-listening","port":(\d+)/);
+  await proc.waitForLine(/"event":"started"/);
+  const adminPort = Number(m[1]);
+  const admin = async (path: string, method = "GET") => {
+    const res = await fetch(`http://127.0.0.1:${adminPort}${path}`, { method });
+    return { status: res.status, text: await res.text() };
+  };
+  const metric = async (name: string, labels: Record<string, string>) => {
+    const { text } = await admin("/metrics");
+    const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+    const line = text.split("\n").find((l) => l.startsWith(`${name}{`) && want.every((w) => l.includes(w)));
+    return line ? Number(line.split(" ").pop()) : 0;
+  };
+  return { proc, adminPort, admin, metric };
+}
+
+/** An echo server on 127.0.0.1:0 (the site's target). */
+export async function echoServer(t: CleanupContext): Promise<{ server: Server; port: number }> {
+  const sockets = new Set<Socket>();
+  const server = createServer((s) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+    s.on("error", () => {});
+    s.pipe(s);
+  });
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return { server, port: (server.address() as { port: number }).port };
+}
+
+/** Writes `payload` and resolves with everything read until the peer closes (we half-close after writing). */
+export function roundTrip(socket: Socket, payload: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    socket.on("data", (c: Buffer) => chunks.push(c));
+    socket.once("error", reject);
+    socket.once("close", () => resolve(Buffer.concat(chunks)));
+    socket.end(payload);
+  });
+}
+
+export function sha(b: Buffer): string {
+  return createHash("sha256").update(b).digest("hex");
+}
+
+/** Resolves once `socket` is closed by the far side, with the bytes it received; rejects after `timeoutMs`. */
+export function closedBy(socket: Socket, timeoutMs = 10_000): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => reject(new Error("the gateway did not close the client")), timeoutMs);
+    socket.on("data", (c: Buffer) => chunks.push(c));
+    socket.on("error", () => {});
+    socket.once("close", () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks));
+    });
+  });
+}

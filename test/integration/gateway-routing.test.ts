@@ -1,0 +1,299 @@
+/**
+ * The gateway as a real process against Azurite (port ledger) and the relay emulator, with a site
+ * listener forwarding to real TCP / TLS targets: dedicated ports, SNI and Host routing, refusals,
+ * PROXY v2, hot reload under a live transfer, first-bytes timeout, garbage, no listener.
+ */
+import assert from "node:assert/strict";
+import { connect, createServer, type Socket } from "node:net";
+import { after, before, describe, test } from "node:test";
+import { createServer as createTlsServer, connect as tlsConnect } from "node:tls";
+import { parseProxyV2 } from "../../lib/proxy-protocol/index.ts";
+import { createLocalCertificates } from "../../lib/tls/local-ca.ts";
+import { sleep, waitFor } from "../helpers/index.ts";
+import {
+  closedBy,
+  echoServer,
+  freePort,
+  type GatewayProcess,
+  type Harness,
+  randomBytes,
+  roundTrip,
+  sha,
+  startGateway,
+  startHarness,
+} from "./gateway-harness.ts";
+import { startSiteListener } from "./gateway-site.ts";
+
+const cleanups: Array<() => unknown> = [];
+const ctx = { after: (fn: () => unknown) => cleanups.push(fn) };
+let h: Harness;
+let gw: GatewayProcess;
+const ports: Record<string, number> = {};
+let tlsCa = "";
+let proxySeen: Promise<Buffer>;
+
+function dial(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, "127.0.0.1", () => resolve(s));
+    s.once("error", reject);
+    cleanups.push(() => s.destroy());
+  });
+}
+
+describe("gateway routing (real processes)", { timeout: 60_000 }, () => {
+  before(async () => {
+    h = await startHarness(ctx);
+    const echo = await echoServer(ctx);
+    const certs = createLocalCertificates(["app.example.test"]);
+    tlsCa = certs.caCert;
+    const tlsServer = createTlsServer({ cert: certs.cert, key: certs.key }, (s) => {
+      s.on("error", () => {});
+      s.pipe(s);
+    });
+    await new Promise<void>((r) => tlsServer.listen(0, "127.0.0.1", r));
+    cleanups.push(() => tlsServer.close());
+    // A target that records the first bytes it gets (the PROXY v2 header) and closes.
+    proxySeen = new Promise((resolve) => {
+      const srv = createServer((s) => s.once("data", (d: Buffer) => (resolve(d), s.end())));
+      srv.listen(0, "127.0.0.1", () => {
+        cleanups.push(() => srv.close());
+        ports.proxyTarget = (srv.address() as { port: number }).port;
+      });
+    });
+    await waitFor(() => ports.proxyTarget, "proxy target");
+    await startSiteListener(ctx, {
+      url: h.relay.url,
+      endpoint: h.relay.endpoint,
+      hybridConnection: `site-${h.siteId}`,
+      keyName: "listen",
+      key: h.listenKey,
+      targets: {
+        echo: echo.port,
+        tls: (tlsServer.address() as { port: number }).port,
+        web: echo.port,
+        px: ports.proxyTarget!,
+      },
+    });
+    for (const name of ["tcp", "shared", "http", "allow", "cap", "proxy", "ghost", "late"])
+      ports[name] = await freePort();
+    const alloc = (
+      portName: string,
+      endpoint: Parameters<Harness["ledger"]["allocate"]>[0]["endpoint"],
+      options = {},
+    ) => h.ledger.allocate({ siteId: h.siteId, portName, endpoint, options });
+    await alloc("echo", { kind: "tcp", port: ports.tcp! });
+    await alloc("tls", { kind: "tls-sni", port: ports.shared!, hostname: "app.example.test" });
+    await alloc("web", { kind: "http-host", port: ports.http!, hostname: "shop.example.test" });
+    await alloc("echo", { kind: "tcp", port: ports.allow! }, { allowCidrs: ["10.0.0.0/8"] });
+    await alloc("echo", { kind: "tcp", port: ports.cap! }, { maxConnections: 1 });
+    await alloc("px", { kind: "tcp", port: ports.proxy! }, { proxyProtocol: true });
+    await alloc("nosuchport", { kind: "tcp", port: ports.ghost! });
+    gw = await startGateway(ctx, h, { GATEWAY_FIRST_BYTES_TIMEOUT_MS: "500" });
+  });
+  after(async () => {
+    for (const fn of cleanups.reverse()) await fn();
+  });
+
+  test("ready, healthy, and listening on every ledger port", async () => {
+    assert.equal((await gw.admin("/healthz")).status, 200);
+    const ready = await gw.admin("/readyz");
+    assert.equal(ready.status, 200);
+    assert.equal(JSON.parse(ready.text).listening, 7);
+  });
+
+  test("dedicated port: 2 MiB byte-exact both ways", async () => {
+    const payload = randomBytes(2 * 1024 * 1024);
+    const back = await roundTrip(await dial(ports.tcp!), payload);
+    assert.equal(back.length, payload.length);
+    assert.equal(sha(back), sha(payload));
+    assert.ok(
+      (await gw.metric("gateway_bytes_total", { route: String(ports.tcp), direction: "in" })) >=
+        payload.length,
+    );
+  });
+
+  test("shared port: real TLS handshake with the site's server, routed by SNI", async () => {
+    const payload = randomBytes(256 * 1024);
+    const socket = tlsConnect({
+      port: ports.shared!,
+      host: "127.0.0.1",
+      servername: "app.example.test",
+      ca: tlsCa,
+    });
+    cleanups.push(() => socket.destroy());
+    await new Promise<void>((resolve, reject) => {
+      socket.once("secureConnect", resolve);
+      socket.once("error", reject);
+    });
+    assert.equal(socket.authorized, true, "the site's certificate reached the client untouched");
+    const chunks: Buffer[] = [];
+    socket.on("data", (c: Buffer) => chunks.push(c));
+    socket.write(payload);
+    await waitFor(() => Buffer.concat(chunks).length >= payload.length, "TLS echo");
+    assert.equal(sha(Buffer.concat(chunks)), sha(payload));
+    socket.end();
+  });
+
+  test("shared port: an unknown SNI name gets an unrecognized_name alert, not a hang", async () => {
+    const socket = tlsConnect({
+      port: ports.shared!,
+      host: "127.0.0.1",
+      servername: "nobody.example.test",
+      ca: tlsCa,
+    });
+    const err = await new Promise<Error>((resolve) => socket.once("error", resolve));
+    assert.match(err.message, /unrecognized name|alert number 112/i);
+    socket.destroy();
+    assert.ok(
+      (await gw.metric("gateway_connections_refused_total", {
+        route: String(ports.shared),
+        reason: "unknown_name",
+      })) >= 1,
+    );
+  });
+
+  test("Host routing on plain HTTP, and 421 for an unknown host", async () => {
+    const req = "GET / HTTP/1.1\r\nHost: shop.example.test\r\n\r\n";
+    const echoed = await roundTrip(await dial(ports.http!), Buffer.from(req));
+    assert.equal(echoed.toString(), req, "the request reached the site unchanged");
+    const refused = await roundTrip(
+      await dial(ports.http!),
+      Buffer.from("GET / HTTP/1.1\r\nHost: other.test\r\n\r\n"),
+    );
+    assert.match(refused.toString(), /^HTTP\/1\.1 421 /);
+  });
+
+  test("garbage instead of a ClientHello is refused and the gateway lives on", async () => {
+    const s = await dial(ports.shared!);
+    s.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x05, 0x02, 0xff, 0xff, 0xff, 0xff]));
+    const reply = await closedBy(s);
+    assert.equal(reply[0], 0x15, "a TLS alert record");
+    const s2 = await dial(ports.shared!);
+    s2.write(Buffer.from([0x00, 0x01, 0x02, 0x03]));
+    await closedBy(s2);
+    assert.equal((await gw.admin("/healthz")).status, 200);
+    assert.ok(
+      (await gw.metric("gateway_connections_refused_total", {
+        route: String(ports.shared),
+        reason: "bad_client_hello",
+      })) >= 2,
+    );
+  });
+
+  test("a client that sends nothing on a shared port is timed out", async () => {
+    const s = await dial(ports.shared!);
+    await closedBy(s, 10_000);
+    assert.ok(
+      (await gw.metric("gateway_connections_refused_total", {
+        route: String(ports.shared),
+        reason: "first_bytes_timeout",
+      })) >= 1,
+    );
+  });
+
+  test("allowlist refuses a source outside its CIDRs", async () => {
+    const s = await dial(ports.allow!);
+    assert.equal((await closedBy(s)).length, 0);
+    assert.equal(
+      await gw.metric("gateway_connections_refused_total", {
+        route: String(ports.allow),
+        reason: "allowlist",
+      }),
+      1,
+    );
+  });
+
+  test("connection cap: the second concurrent connection is refused, the first keeps working", async () => {
+    const first = await dial(ports.cap!);
+    const got: Buffer[] = [];
+    first.on("data", (c: Buffer) => got.push(c));
+    first.write("one");
+    await waitFor(() => Buffer.concat(got).toString() === "one", "first echo");
+    const second = await dial(ports.cap!);
+    await closedBy(second);
+    assert.equal(
+      await gw.metric("gateway_connections_refused_total", {
+        route: String(ports.cap),
+        reason: "max_connections",
+      }),
+      1,
+    );
+    first.write("two");
+    await waitFor(() => Buffer.concat(got).toString() === "onetwo", "first still echoes");
+    first.end();
+  });
+
+  test("PROXY v2 header carries the client's address to the site", async () => {
+    const s = await dial(ports.proxy!);
+    s.write("hello");
+    const first = await proxySeen;
+    const { header, rest } = parseProxyV2(first.length >= 28 ? first : Buffer.concat([first]));
+    assert.equal(header.command, "PROXY");
+    assert.ok(header.family === "TCP4");
+    assert.equal(header.sourceAddress, "127.0.0.1");
+    assert.equal(header.sourcePort, s.localPort);
+    assert.equal(header.destinationPort, ports.proxy);
+    assert.ok(rest.length === 0 || rest.toString() === "hello");
+    s.destroy();
+  });
+
+  test("a port the site does not know is closed at once and counted", async () => {
+    const s = await dial(ports.ghost!);
+    await closedBy(s);
+    assert.equal(
+      await gw.metric("gateway_connections_refused_total", {
+        route: String(ports.ghost),
+        reason: "port_rejected",
+      }),
+      1,
+    );
+  });
+
+  test("reload adds and removes routes while a long transfer on another route continues", async () => {
+    const long = await dial(ports.tcp!);
+    const received: Buffer[] = [];
+    long.on("data", (c: Buffer) => received.push(c));
+    const sent: Buffer[] = [];
+    const writer = setInterval(() => {
+      const b = randomBytes(16 * 1024);
+      sent.push(b);
+      long.write(b);
+    }, 20);
+    await sleep(300);
+    await h.ledger.allocate({
+      siteId: h.siteId,
+      portName: "echo",
+      endpoint: { kind: "tcp", port: ports.late! },
+    });
+    await h.ledger.release(String(ports.allow));
+    const reload = await gw.admin("/reload", "POST");
+    assert.equal(reload.status, 200);
+    const diff = JSON.parse(reload.text).diff;
+    assert.deepEqual(diff.open, [ports.late]);
+    assert.deepEqual(diff.close, [ports.allow]);
+    const fresh = await roundTrip(await dial(ports.late!), Buffer.from("new route"));
+    assert.equal(fresh.toString(), "new route");
+    await assert.rejects(dial(ports.allow!), /ECONNREFUSED/);
+    // SIGHUP reloads too (nothing changed now).
+    gw.proc.child.kill("SIGHUP");
+    await sleep(300);
+    clearInterval(writer);
+    const all = Buffer.concat(sent);
+    await waitFor(() => Buffer.concat(received).length >= all.length, "long transfer to finish", {
+      timeoutMs: 20_000,
+    });
+    assert.equal(sha(Buffer.concat(received)), sha(all), "the long transfer was not disturbed");
+    long.end();
+    assert.ok((await gw.metric("gateway_reloads_total", { result: "ok" })) >= 3);
+  });
+
+  test("a bad ledger row is skipped and logged; a failed reload keeps the last good table", async () => {
+    await h.ledger.client.upsertEntity({ partitionKey: "route", rowKey: "99999", kind: "tcp", port: 99999 });
+    const reload = await gw.admin("/reload", "POST");
+    assert.equal(reload.status, 200);
+    assert.ok(JSON.parse(reload.text).problems.some((p: { rowKey: string }) => p.rowKey === "99999"));
+    await waitFor(() => gw.proc.stdout().includes('"event":"bad-row"'), "bad-row log line");
+    const again = await roundTrip(await dial(ports.tcp!), Buffer.from("still here"));
+    assert.equal(again.toString(), "still here");
+  });
+});
