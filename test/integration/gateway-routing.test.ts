@@ -54,7 +54,12 @@ describe("gateway routing (real processes)", { timeout: 60_000 }, () => {
     cleanups.push(() => tlsServer.close());
     // A target that records the first bytes it gets (the PROXY v2 header) and closes.
     proxySeen = new Promise((resolve) => {
-      const srv = createServer((s) => s.once("data", (d: Buffer) => (resolve(d), s.end())));
+      const srv = createServer((s) =>
+        s.once("data", (d: Buffer) => {
+          resolve(d);
+          s.end();
+        }),
+      );
       srv.listen(0, "127.0.0.1", () => {
         cleanups.push(() => srv.close());
         ports.proxyTarget = (srv.address() as { port: number }).port;

@@ -1,0 +1,102 @@
+/**
+ * Several gateways and unhappy sites: two instances serve the same ledger routes, a site without
+ * a listener is refused at once and then backed off by the circuit breaker, and SIGTERM drains a
+ * live tunnel before exiting 0.
+ */
+import assert from "node:assert/strict";
+import { connect, type Socket } from "node:net";
+import { test } from "node:test";
+import { waitFor } from "../helpers/index.ts";
+import {
+  closedBy,
+  echoServer,
+  freePort,
+  randomBytes,
+  roundTrip,
+  sha,
+  startGateway,
+  startHarness,
+} from "./gateway-harness.ts";
+import { startSiteListener } from "./gateway-site.ts";
+
+function dial(t: { after(fn: () => unknown): void }, port: number, host = "127.0.0.1"): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, host, () => resolve(s));
+    s.once("error", reject);
+    t.after(() => s.destroy());
+  });
+}
+
+test("two gateway instances serve the same routes; no-listener sites back off; SIGTERM drains", {
+  timeout: 60_000,
+}, async (t) => {
+  const h = await startHarness(t);
+  const echo = await echoServer(t);
+  await startSiteListener(t, {
+    url: h.relay.url,
+    endpoint: h.relay.endpoint,
+    hybridConnection: `site-${h.siteId}`,
+    keyName: "listen",
+    key: h.listenKey,
+    targets: { echo: echo.port },
+  });
+  // A second site whose hybrid connection exists but has no listener.
+  h.relay.admin.putHybridConnection("site-dark");
+  const darkSend = h.relay.admin.putAuthorizationRule("site-dark", "send", ["Send"]).rule;
+  await h.ledger.putSite({
+    siteId: "dark",
+    hybridConnection: "site-dark",
+    relayEndpoint: h.relay.url,
+    sendKeyName: "send",
+    sendKey: darkSend.primaryKey,
+    deviceId: "dark",
+    createdAt: new Date().toISOString(),
+  });
+  const port = await freePort();
+  const darkPort = await freePort();
+  await h.ledger.allocate({ siteId: h.siteId, portName: "echo", endpoint: { kind: "tcp", port } });
+  await h.ledger.allocate({ siteId: "dark", portName: "rdp", endpoint: { kind: "tcp", port: darkPort } });
+
+  // Two instances on two loopback addresses stand in for two VMs behind a load balancer.
+  const env = { GATEWAY_BREAKER_THRESHOLD: "2" };
+  const a = await startGateway(t, h, { ...env, GATEWAY_BIND_HOST: "127.0.0.1" });
+  const b = await startGateway(t, h, { ...env, GATEWAY_BIND_HOST: "127.0.0.2" });
+  for (const host of ["127.0.0.1", "127.0.0.2"]) {
+    const payload = randomBytes(512 * 1024);
+    const back = await roundTrip(await dial(t, port, host), payload);
+    assert.equal(sha(back), sha(payload), `byte-exact through ${host}`);
+  }
+  assert.equal(await a.metric("gateway_connections_total", { route: String(port) }), 1);
+  assert.equal(await b.metric("gateway_connections_total", { route: String(port) }), 1);
+
+  // No listener: closed at once, counted; after the threshold the breaker refuses without the relay.
+  for (let i = 0; i < 4; i++) await closedBy(await dial(t, darkPort), 5_000);
+  assert.equal(
+    await a.metric("gateway_connections_refused_total", { route: String(darkPort), reason: "no_listener" }),
+    2,
+  );
+  assert.equal(
+    await a.metric("gateway_connections_refused_total", { route: String(darkPort), reason: "circuit_open" }),
+    2,
+  );
+
+  // SIGTERM with a live tunnel: readyz goes 503 at once, the tunnel finishes, exit code 0.
+  const live = await dial(t, port, "127.0.0.2");
+  const got: Buffer[] = [];
+  live.on("data", (c: Buffer) => got.push(c));
+  live.write("before");
+  await waitFor(() => Buffer.concat(got).toString() === "before", "live echo");
+  b.proc.child.kill("SIGTERM");
+  await waitFor(() => b.proc.stdout().includes('"event":"draining"'), "drain start");
+  await assert.rejects(dial(t, port, "127.0.0.2"), /ECONNREFUSED/, "stopped listening");
+  live.write("-during");
+  await waitFor(
+    () => Buffer.concat(got).toString() === "before-during",
+    "the live tunnel keeps working while draining",
+  );
+  live.end();
+  assert.equal(await b.proc.exited, 0);
+  // The other instance still serves.
+  const again = await roundTrip(await dial(t, port, "127.0.0.1"), Buffer.from("still up"));
+  assert.equal(again.toString(), "still up");
+});
