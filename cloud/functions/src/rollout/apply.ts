@@ -8,6 +8,7 @@ import { hybridConnectionOf, listenRule, type OnboardStep, type RolloutDeps, sen
 import { buildDesired, MODULE_ID, mergePatch, withoutMeta } from "./desired-twin.ts";
 import type { JsonObject } from "./hub.ts";
 import type { MappingSpec, SiteSpec } from "./schemas.ts";
+import { validateDesiredForWrite } from "./validate-desired.ts";
 
 async function step(deps: RolloutDeps, name: OnboardStep, siteId: string): Promise<void> {
   await deps.beforeStep?.(name, siteId);
@@ -122,7 +123,7 @@ export async function applySite(deps: RolloutDeps, spec: SiteSpec): Promise<Appl
     },
     spec.mappings,
   );
-  deps.validateDesired?.(desired);
+  (deps.validateDesired ?? validateDesiredForWrite)(desired);
   const patch = mergePatch(currentDesired, desired);
   let desiredVersion = twin?.desiredVersion ?? 0;
   if (Object.keys(patch).length > 0) {

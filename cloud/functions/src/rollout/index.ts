@@ -11,3 +11,4 @@ export * from "./rotate.ts";
 export * from "./schemas.ts";
 export * from "./service.ts";
 export * from "./status.ts";
+export * from "./validate-desired.ts";

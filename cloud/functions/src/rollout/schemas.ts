@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { portNameSchema, siteIdSchema } from "../../../../lib/ledger/schema.ts";
+import { MAX_MAPPINGS } from "../../../../lib/twin/index.ts";
 
 const TARGET = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}))?:\d{1,5}$/;
 
@@ -35,7 +36,7 @@ export const mappingSpecSchema = z
         return port >= 1 && port <= 65535;
       }, "port must be 1-65535"),
     enabled: z.boolean().default(true),
-    maxConnections: z.number().int().min(0).max(100_000).default(50),
+    maxConnections: z.number().int().min(0).max(100_000).default(100),
     connectTimeoutMs: z.number().int().min(100).max(120_000).default(5000),
     idleTimeoutMs: z.number().int().min(0).max(86_400_000).default(0),
     proxyProtocol: z.enum(["none", "strip", "forward"]).default("none"),
@@ -47,13 +48,13 @@ export const mappingSpecSchema = z
 export type MappingSpec = z.infer<typeof mappingSpecSchema>;
 export type MappingInput = z.input<typeof mappingSpecSchema>;
 
-// A few hundred mappings fit one 32 KB desired section (≈60-120 bytes each); 200 keeps headroom.
-export const MAX_MAPPINGS_PER_SITE = 200;
+// The module twin contract caps a site at MAX_MAPPINGS (reported properties must fit 32 KB).
+export const MAX_MAPPINGS_PER_SITE = MAX_MAPPINGS;
 
 export const mappingsSchema = z
   .record(portNameSchema, mappingSpecSchema)
   .refine((m) => Object.keys(m).length <= MAX_MAPPINGS_PER_SITE, {
-    message: `at most ${MAX_MAPPINGS_PER_SITE} mappings per site (module twin desired properties are limited to 32 KB)`,
+    message: `at most ${MAX_MAPPINGS_PER_SITE} mappings per site (the module twin's reported properties must fit 32 KB)`,
   });
 
 /** `POST /api/sites` body. */
