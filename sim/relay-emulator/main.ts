@@ -1,0 +1,66 @@
+/**
+ * Command: `tsx sim/relay-emulator/main.ts [--host H] [--port N] [--tls] [--dir D] [--hc NAME]...`
+ * Prints one JSON line `{"event":"listening", url, endpoint, caFile, manageKeyName, manageKey}` on
+ * stdout, then serves until SIGTERM/SIGINT (clean exit 0).
+ */
+import { Command, InvalidArgumentError } from "commander";
+import { startRelayEmulator } from "./index.ts";
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError("must be 0-65535");
+  return n;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+const program = new Command("relay-emulator")
+  .description("Local Azure Relay Hybrid Connections emulator")
+  .option("--host <host>", "interface to bind", "127.0.0.1")
+  .option("--port <port>", "TCP port (0 = any free port)", port, 0)
+  .option("--tls", "serve wss:// with a generated CA", false)
+  .option("--dir <dir>", "where to write the CA (tls)")
+  .option("--manage-key <key>", "key of RootManageSharedAccessKey (random if omitted)")
+  .option("--hc <name>", "create a hybrid connection at start (repeatable)", collect, [] as string[])
+  .parse();
+
+const opts = program.opts<{
+  host: string;
+  port: number;
+  tls: boolean;
+  dir?: string;
+  manageKey?: string;
+  hc: string[];
+}>();
+
+const emulator = await startRelayEmulator({
+  host: opts.host,
+  port: opts.port,
+  tls: opts.tls,
+  dir: opts.dir,
+  manageKey: opts.manageKey,
+  hybridConnections: opts.hc.map((name) => ({ name })),
+});
+
+process.stdout.write(
+  `${JSON.stringify({
+    event: "listening",
+    url: emulator.url,
+    endpoint: emulator.endpoint,
+    caFile: emulator.caFile ?? null,
+    manageKeyName: emulator.manageKeyName,
+    manageKey: emulator.manageKey,
+  })}\n`,
+);
+
+let stopping = false;
+async function stop(): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  await emulator.close();
+  process.exit(0);
+}
+process.on("SIGTERM", () => void stop());
+process.on("SIGINT", () => void stop());
