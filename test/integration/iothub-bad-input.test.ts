@@ -245,6 +245,53 @@ describe("IoT Hub emulator under bad input", () => {
     c.socket.end();
   });
 
+  test("an MQTT packet announcing more than the size limit closes the connection", async () => {
+    const c = await connected(emu, D, M);
+    // PUBLISH header with a 1 MiB remaining length, then keep sending bytes.
+    c.socket.write(Buffer.from([0x30, 0x80, 0x80, 0x40]));
+    const chunk = Buffer.alloc(64 * 1024, 0x41);
+    for (let i = 0; i < 8 && !c.isClosed(); i++) c.socket.write(chunk);
+    await c.closed;
+    await stillServes();
+  });
+
+  test("REST: PUT replaces a module twin and the connected module gets a patch with nulls", async () => {
+    const owner = emu.hub.store.policies.iothubowner!;
+    const auth = createHubSasToken(emu.hostName, owner.primaryKey, { keyName: "iothubowner" });
+    emu.hub.updateTwin(
+      D,
+      M,
+      { tags: { old: 1 }, properties: { desired: { a: 1, b: { c: 2 } } } },
+      "*",
+      "patch",
+    );
+    const c = await connected(emu, D, M);
+    c.send({
+      cmd: "subscribe",
+      messageId: 2,
+      subscriptions: [{ topic: "$iothub/twin/PATCH/properties/desired/#", qos: 0 }],
+    });
+    await c.next("suback");
+    const res = await fetchJson(
+      emu,
+      "PUT",
+      `/twins/${D}/modules/${M}`,
+      JSON.stringify({ tags: { fresh: true }, properties: { desired: { b: { d: 3 } } } }),
+      auth,
+    );
+    assert.equal(res.status, 200);
+    const twin = res.body as { tags: unknown; properties: { desired: Record<string, unknown> } };
+    assert.deepEqual(twin.tags, { fresh: true });
+    assert.equal(twin.properties.desired.a, undefined);
+    const patch = (await c.next("publish")) as { topic: string; payload: Buffer };
+    assert.match(patch.topic, /^\$iothub\/twin\/PATCH\/properties\/desired\/\?\$version=\d+$/);
+    const body = JSON.parse(patch.payload.toString()) as Record<string, unknown>;
+    assert.equal(body.a, null);
+    assert.deepEqual(body.b, { c: null, d: 3 });
+    assert.equal(typeof body.$version, "number");
+    c.socket.end();
+  });
+
   test("REST: malformed JSON 400, bad SAS 401, unknown route 404, no state change", async () => {
     const owner = emu.hub.store.policies.iothubowner!;
     const auth = createHubSasToken(emu.hostName, owner.primaryKey, { keyName: "iothubowner" });

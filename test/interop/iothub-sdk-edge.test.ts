@@ -11,7 +11,7 @@ import { createIotHubServiceClients, type IotHubServiceClients } from "../../lib
 import { type IotHubEmulator, startIotHubEmulator } from "../../sim/iothub-emulator/index.ts";
 import { waitFor } from "../helpers/index.ts";
 
-const { ModuleClient: ModuleClientCtor } = deviceSdk;
+const { ModuleClient: ModuleClientCtor, Client: DeviceClientCtor, Message } = deviceSdk;
 const { Mqtt } = mqttTransport;
 
 /** Runs `fn` with exactly `vars` set among the SDK's environment variables, then restores them. */
@@ -124,5 +124,25 @@ describe("device SDK edge cases against the emulator", () => {
         return true;
       },
     );
+  });
+
+  test("a device Client (not a module) connects, reads its twin and sends telemetry", async () => {
+    await svc.registry.create({ deviceId: "plain-device" });
+    await svc.registry.updateTwin("plain-device", { properties: { desired: { hello: "device" } } }, "*");
+    const device = DeviceClientCtor.fromConnectionString(emu.connectionString("plain-device"), Mqtt);
+    await device.setOptions({ ca: emu.caCert });
+    await device.open();
+    try {
+      const twin = await device.getTwin();
+      assert.equal((twin.properties.desired as { hello?: string }).hello, "device");
+      const msg = new Message(JSON.stringify({ t: 1 }));
+      msg.properties.add("kind", "probe");
+      await device.sendEvent(msg);
+      const [got] = emu.telemetry.list({ deviceId: "plain-device" });
+      assert.equal(got?.properties.kind, "probe");
+      assert.equal(got?.moduleId, undefined);
+    } finally {
+      await device.close();
+    }
   });
 });

@@ -12,6 +12,9 @@ import { handlePublish } from "./handlers/publish.ts";
 import { handleSubscribe, handleUnsubscribe } from "./handlers/subscribe.ts";
 import type { MqttSession } from "./sessions.ts";
 
+/** Largest packet accepted: the SDK's 256 KiB message limit plus topic and header room. */
+const MAX_PACKET_BYTES = 300 * 1024;
+
 /** Connection waits this long for CONNECT before giving up on the socket. */
 const CONNECT_TIMEOUT_MS = 10_000;
 
@@ -33,11 +36,22 @@ export class MqttConnection {
     this.socket = socket;
     this.ctx = ctx;
     const parser = mqttPacket.parser({ protocolVersion: 4 });
-    parser.on("packet", (packet: Packet) => this.onPacket(packet));
+    // Bytes received since the last complete packet: bounds what the parser may buffer, so a
+    // peer announcing a huge packet cannot make the hub hold it in memory.
+    let pendingBytes = 0;
+    parser.on("packet", (packet: Packet) => {
+      pendingBytes = 0;
+      this.onPacket(packet);
+    });
     parser.on("error", (err: Error) => this.close(`malformed MQTT packet: ${err.message}`));
     socket.on("data", (chunk: Buffer) => {
       if (this.closed) return;
       this.armKeepalive();
+      pendingBytes += chunk.length;
+      if (pendingBytes > MAX_PACKET_BYTES) {
+        this.close(`MQTT packet larger than ${MAX_PACKET_BYTES} bytes`);
+        return;
+      }
       try {
         parser.parse(chunk);
       } catch (err) {

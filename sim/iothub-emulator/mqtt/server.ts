@@ -54,10 +54,10 @@ export async function startMqttServer(opts: {
     );
   };
   const onRevoked = (id: { deviceId: string; moduleId?: string }) => {
-    for (const clientId of sessions.clientIds()) {
+    sessions.forgetWhere((clientId) => {
       const [d, m] = clientId.split("/");
-      if (d === id.deviceId && (id.moduleId === undefined || m === id.moduleId)) sessions.forget(clientId);
-    }
+      return d === id.deviceId && (id.moduleId === undefined || m === id.moduleId);
+    });
   };
   opts.hub.on("desired", onDesired);
   opts.hub.on("identityRevoked", onRevoked);

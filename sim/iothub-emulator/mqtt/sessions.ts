@@ -66,6 +66,13 @@ export class SessionRegistry<C extends SessionConnection> extends EventEmitter<S
     this.sessions.delete(clientId);
   }
 
+  /** Forgets every session (live or not) whose client id `matches`. */
+  forgetWhere(matches: (clientId: string) => boolean): void {
+    for (const clientId of new Set([...this.sessions.keys(), ...this.live.keys()])) {
+      if (matches(clientId)) this.forget(clientId);
+    }
+  }
+
   connections(): C[] {
     return [...this.live.values()];
   }
