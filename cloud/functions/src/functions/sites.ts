@@ -1,0 +1,121 @@
+/**
+ * The rollout HTTP API as Azure Functions (v4 programming model). Handlers are thin: parse,
+ * call the rollout service, shape the answer. `ROUTES` is the single list the Functions
+ * registration and the in-process simulation server both use.
+ */
+import { app, type HttpHandler, type HttpRequest, type InvocationContext } from "@azure/functions";
+import { getRollout } from "../config.ts";
+import { errorResponse, json, readJsonBody } from "./http-response.ts";
+
+type Method = "GET" | "POST" | "PUT" | "DELETE";
+
+export interface ApiRoute {
+  name: string;
+  method: Method;
+  /** Functions route template (under the `/api` prefix of host.json). */
+  route: string;
+  handler: HttpHandler;
+}
+
+function guarded(
+  fn: (request: HttpRequest, context: InvocationContext) => Promise<{ status: number; body: unknown }>,
+): HttpHandler {
+  return async (request, context) => {
+    try {
+      const { status, body } = await fn(request, context);
+      return status === 204 ? { status } : json(status, body);
+    } catch (err) {
+      return errorResponse(err, context);
+    }
+  };
+}
+
+const param = (request: HttpRequest, name: string) => request.params[name] ?? "";
+
+export const ROUTES: ApiRoute[] = [
+  {
+    name: "sites-create",
+    method: "POST",
+    route: "sites",
+    handler: guarded(async (request) => {
+      const rollout = await getRollout();
+      const result = await rollout.createSite(await readJsonBody(request));
+      return { status: result.created ? 201 : 200, body: result.site };
+    }),
+  },
+  {
+    name: "sites-list",
+    method: "GET",
+    route: "sites",
+    handler: guarded(async () => {
+      const sites = await (await getRollout()).listSites();
+      return { status: 200, body: { count: sites.length, sites } };
+    }),
+  },
+  {
+    name: "sites-get",
+    method: "GET",
+    route: "sites/{id}",
+    handler: guarded(async (request) => ({
+      status: 200,
+      body: await (await getRollout()).getSite(param(request, "id")),
+    })),
+  },
+  {
+    name: "sites-delete",
+    method: "DELETE",
+    route: "sites/{id}",
+    handler: guarded(async (request) => {
+      const deleteDevice = request.query.get("deleteDevice") === "true";
+      return {
+        status: 200,
+        body: await (await getRollout()).removeSite(param(request, "id"), { deleteDevice }),
+      };
+    }),
+  },
+  {
+    name: "mappings-put",
+    method: "PUT",
+    route: "sites/{id}/mappings/{name}",
+    handler: guarded(async (request) => {
+      const rollout = await getRollout();
+      const site = await rollout.putMapping(
+        param(request, "id"),
+        param(request, "name"),
+        await readJsonBody(request),
+      );
+      return { status: 200, body: site };
+    }),
+  },
+  {
+    name: "mappings-delete",
+    method: "DELETE",
+    route: "sites/{id}/mappings/{name}",
+    handler: guarded(async (request) => ({
+      status: 200,
+      body: await (await getRollout()).deleteMapping(param(request, "id"), param(request, "name")),
+    })),
+  },
+  {
+    name: "sites-rotate-keys",
+    method: "POST",
+    route: "sites/{id}/rotate-keys",
+    handler: guarded(async (request) => ({
+      status: 200,
+      body: await (await getRollout()).rotateKeys(param(request, "id")),
+    })),
+  },
+  {
+    name: "fleet-status",
+    method: "GET",
+    route: "status",
+    handler: guarded(async () => ({
+      status: 200,
+      body: { sites: await (await getRollout()).fleetStatus() },
+    })),
+  },
+];
+
+for (const r of ROUTES) {
+  app.http(r.name, { methods: [r.method], route: r.route, authLevel: "function", handler: r.handler });
+}

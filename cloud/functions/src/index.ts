@@ -1,0 +1,7 @@
+/**
+ * Entry point the Functions host loads (package.json `main` points at the built file): importing
+ * each trigger module registers it with `@azure/functions`.
+ */
+import "./functions/sites.ts";
+import "./functions/device-events.ts";
+import "./functions/reconcile.ts";
