@@ -1,0 +1,211 @@
+/**
+ * The relayListener module, wired: IoT Hub client → twin sync → reconciler (relay listeners,
+ * mappings, connections) → throttled reported properties; direct methods; metrics and health.
+ * `main.ts` only builds the SDK client and settings and calls {@link startModule}.
+ */
+import { errorMessage } from "../../../lib/errors.ts";
+import type { Logger } from "../../../lib/log.ts";
+import { type ReportedProperties, SCHEMA_VERSION } from "../../../lib/twin/index.ts";
+import { createListenerFactory } from "./listener-factory.ts";
+import { registerMethods } from "./methods.ts";
+import { type HealthServer, ModuleMetrics, startHealthServer } from "./metrics.ts";
+import { Reconciler } from "./reconciler.ts";
+import type { ListenerFactory } from "./relay-listener-port.ts";
+import { Reporter } from "./reporter.ts";
+import type { ModuleSettings } from "./settings.ts";
+import type { ModuleClientPort } from "./twin-client-port.ts";
+import { TwinSync } from "./twin-sync.ts";
+import { moduleVersion } from "./version.ts";
+
+export interface StartModuleOptions {
+  client: ModuleClientPort;
+  settings: ModuleSettings;
+  logger: Logger;
+  listenerFactory?: ListenerFactory;
+  version?: string;
+}
+
+export interface RunningModule {
+  reconciler: Reconciler;
+  twinSync: TwinSync;
+  reporter: Reporter;
+  metrics: ModuleMetrics;
+  health: HealthServer | undefined;
+  /** The reported picture, live. */
+  status(): ReportedProperties;
+  /** Stop accepting, drain (bounded), report offline, close the IoT Hub client. */
+  shutdown(): Promise<void>;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  return Promise.race([p, sleep(ms).then(() => undefined)]);
+}
+
+async function openWithRetry(
+  client: ModuleClientPort,
+  logger: Logger,
+  isStopping: () => boolean,
+): Promise<void> {
+  let delay = 1_000;
+  for (;;) {
+    try {
+      await client.open();
+      return;
+    } catch (err) {
+      if (isStopping()) return;
+      logger.warn({ err: errorMessage(err), retryInMs: delay }, "connecting to IoT Hub failed");
+      await sleep(delay);
+      delay = Math.min(delay * 2, 30_000);
+    }
+  }
+}
+
+export async function startModule(opts: StartModuleOptions): Promise<RunningModule> {
+  const { client, settings, logger } = opts;
+  const version = opts.version ?? moduleVersion();
+  const startedAt = new Date().toISOString();
+  let stopping = false;
+  let hubConnected = false;
+
+  let reporter: Reporter | undefined;
+  let metrics: ModuleMetrics | undefined;
+  const reconciler = new Reconciler({
+    listenerFactory:
+      opts.listenerFactory ??
+      createListenerFactory({ ca: settings.relayCa, backoff: settings.relayBackoff, logger }),
+    listenerCount: settings.listenerCount,
+    allowlist: settings.allowlist,
+    logger,
+    preambleTimeoutMs: settings.preambleTimeoutMs,
+    keepAliveMs: settings.keepAliveMs,
+    changed: () => reporter?.markChanged(),
+    onOutcome: (mapping, outcome) => metrics?.connections.inc({ mapping, outcome }),
+    onBytes: (mapping, direction, bytes) => metrics?.bytes.inc({ mapping, direction }, bytes),
+  });
+
+  const status = (): ReportedProperties => {
+    const s = reconciler.state();
+    return {
+      schemaVersion: SCHEMA_VERSION,
+      moduleVersion: version,
+      appliedDesiredVersion: s.appliedDesiredVersion,
+      status: stopping ? "offline" : "running",
+      startedAt,
+      updatedAt: new Date().toISOString(),
+      relay: s.relay,
+      mappings: s.mappings,
+      errors: s.errors,
+    };
+  };
+  reporter = new Reporter({ intervalMs: settings.reportIntervalMs, build: status, logger });
+  metrics = new ModuleMetrics(() => {
+    const s = reconciler.state();
+    return {
+      activeByMapping: Object.fromEntries(
+        Object.entries(s.mappings).map(([n, m]) => [n, m.activeConnections]),
+      ),
+      listenersOnline: s.relay.listeners.filter((l) => l.status === "online").length,
+      appliedDesiredVersion: s.appliedDesiredVersion,
+      twinErrors: s.errors.length,
+    };
+  });
+
+  logger.info(
+    {
+      moduleVersion: version,
+      allowlist: settings.allowlist.describe(),
+      listenerCount: settings.listenerCount,
+    },
+    "relayListener starting",
+  );
+
+  const twinSync = new TwinSync(client, (desired, v) => void reconciler.applyDesired(desired, v), {
+    twinTimeoutMs: settings.twinTimeoutMs,
+    twinResyncMs: settings.twinResyncMs,
+    logger,
+  });
+
+  client.on("error", (err) => logger.warn({ err: errorMessage(err) }, "IoT Hub client error"));
+  client.on("connect", () => {
+    hubConnected = true;
+  });
+  client.on("disconnect", (reason) => {
+    hubConnected = false;
+    if (stopping) return;
+    // The SDK gave up reconnecting by itself: reopen, then re-read the twin.
+    logger.warn({ reason: errorMessage(reason) }, "IoT Hub connection lost; reconnecting");
+    void openWithRetry(client, logger, () => stopping).then(() => twinSync.refresh());
+  });
+
+  await openWithRetry(client, logger, () => stopping);
+  hubConnected = true;
+  await twinSync.start();
+  const twin = twinSync.twinPort;
+  if (twin) {
+    const previous = twin.properties.reported?.mappings;
+    const previousNames = typeof previous === "object" && previous !== null ? Object.keys(previous) : [];
+    reporter.attach(
+      (patch) =>
+        new Promise<void>((resolve, reject) =>
+          twin.properties.reported.update(patch, (err) => (err ? reject(err) : resolve())),
+        ),
+      previousNames.filter((n) => !n.startsWith("$")),
+    );
+  }
+  registerMethods(client, {
+    reconciler,
+    allowlist: settings.allowlist,
+    status,
+    refreshTwin: () => twinSync.refresh(),
+    logger,
+  });
+
+  let health: HealthServer | undefined;
+  if (settings.metricsPort !== undefined) {
+    health = await startHealthServer(
+      metrics,
+      () => {
+        const s = status();
+        const relayOk = s.relay.status === "online" || s.relay.status === "unconfigured";
+        return {
+          ok: !stopping && relayOk,
+          detail: {
+            relay: s.relay.status,
+            iothub: hubConnected ? "connected" : "disconnected",
+            appliedDesiredVersion: s.appliedDesiredVersion,
+          },
+        };
+      },
+      settings.metricsPort,
+      settings.metricsHost,
+    );
+  }
+  logger.info(
+    { metricsPort: health?.port ?? null, desiredVersion: twinSync.desiredVersion },
+    "relayListener ready",
+  );
+
+  return {
+    reconciler,
+    twinSync,
+    reporter,
+    metrics,
+    health,
+    status,
+    async shutdown() {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ drainMs: settings.shutdownDrainMs }, "shutting down: no new connections, draining");
+      await reconciler.shutdown(settings.shutdownDrainMs);
+      twinSync.stop();
+      reporter.markChanged();
+      await withTimeout(reporter.flush(), 5_000);
+      reporter.stop();
+      await withTimeout(client.close(), 5_000).catch(() => {});
+      await health?.close();
+      logger.info("relayListener stopped");
+    },
+  };
+}

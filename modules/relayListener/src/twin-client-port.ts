@@ -1,0 +1,30 @@
+/**
+ * The part of azure-iot-device's `ModuleClient` / `Twin` the module uses, typed locally so the
+ * SDK's `any`s stay out of the module's code and tests can drive the twin logic directly.
+ */
+export interface TwinPort {
+  properties: {
+    desired: Record<string, unknown>;
+    reported: { update(patch: unknown, done: (err?: Error) => void): void; [key: string]: unknown };
+  };
+  on(event: "properties.desired", listener: (patch: Record<string, unknown>) => void): unknown;
+}
+
+export interface MethodRequestPort {
+  methodName: string;
+  payload: unknown;
+}
+
+export interface MethodResponsePort {
+  send(status: number, payload: unknown, done: (err?: Error) => void): void;
+}
+
+export interface ModuleClientPort {
+  open(): Promise<unknown>;
+  close(): Promise<unknown>;
+  getTwin(): Promise<TwinPort>;
+  onMethod(name: string, handler: (req: MethodRequestPort, res: MethodResponsePort) => void): void;
+  on(event: "connect", listener: () => void): unknown;
+  on(event: "disconnect", listener: (reason?: unknown) => void): unknown;
+  on(event: "error", listener: (err: Error) => void): unknown;
+}

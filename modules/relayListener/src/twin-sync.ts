@@ -1,0 +1,191 @@
+/**
+ * Keeps a faithful copy of the module twin's desired properties and hands each new version to the
+ * reconciler, in `$version` order:
+ *
+ * - the full twin is read at start, after every reconnect (IoT Hub only notifies connected
+ *   clients) and every `twinResyncMs` as a safety net; each read is bounded by `twinTimeoutMs`
+ *   because the SDK's getTwin waits forever for a lost response, and retried with backoff;
+ * - a patch with `$version` ≤ the current one is stale and ignored; the next version is merged
+ *   (JSON merge patch: `null` deletes); a gap means a patch was missed, so the full twin is read;
+ * - the SDK's own merged cache is not used: it merges stale patches and keeps keys removed
+ *   while disconnected.
+ */
+import { errorMessage } from "../../../lib/errors.ts";
+import type { Logger } from "../../../lib/log.ts";
+import type { ModuleClientPort, TwinPort } from "./twin-client-port.ts";
+
+export type DesiredHandler = (desired: Record<string, unknown>, version: number | null) => void;
+
+export interface TwinSyncOptions {
+  twinTimeoutMs: number;
+  twinResyncMs: number;
+  logger: Logger;
+  /** Delay before retrying a failed full read (grows to 30 s). */
+  retryInitialMs?: number;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** JSON merge patch (RFC 7386) as IoT Hub applies desired patches: `null` deletes. */
+export function mergePatch(
+  target: Record<string, unknown>,
+  patch: Record<string, unknown>,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...target };
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === null) delete out[key];
+    else if (isObject(value))
+      out[key] = mergePatch(isObject(out[key]) ? (out[key] as Record<string, unknown>) : {}, value);
+    else out[key] = value;
+  }
+  return out;
+}
+
+function versionOf(doc: Record<string, unknown>): number | null {
+  return typeof doc.$version === "number" ? doc.$version : null;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} got no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+export class TwinSync {
+  private desired: Record<string, unknown> = {};
+  private version: number | null = null;
+  private twin: TwinPort | undefined;
+  private fetching: Promise<void> | undefined;
+  private queuedPatches: Record<string, unknown>[] = [];
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private connectedOnce = false;
+  /** Full reads completed (tests and getStatus). */
+  fullReads = 0;
+
+  constructor(
+    private readonly client: ModuleClientPort,
+    private readonly onDesired: DesiredHandler,
+    private readonly opts: TwinSyncOptions,
+  ) {}
+
+  get desiredVersion(): number | null {
+    return this.version;
+  }
+
+  get twinPort(): TwinPort | undefined {
+    return this.twin;
+  }
+
+  /** Reads the twin, subscribes to patches, and re-reads after each reconnect. Resolves after the first read. */
+  async start(): Promise<void> {
+    this.client.on("connect", () => {
+      // The first 'connect' is our own open(); later ones are the SDK's reconnects.
+      if (!this.connectedOnce) {
+        this.connectedOnce = true;
+        return;
+      }
+      this.opts.logger.info("IoT Hub connection re-established; reading the full twin");
+      void this.refresh();
+    });
+    await this.refresh();
+  }
+
+  /** Reads the full twin now (or joins a read under way). Never rejects; retries on failure. */
+  refresh(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    this.fetching ??= this.fullRead().finally(() => {
+      this.fetching = undefined;
+    });
+    return this.fetching;
+  }
+
+  private async fullRead(): Promise<void> {
+    let delay = this.opts.retryInitialMs ?? 1_000;
+    for (;;) {
+      if (this.stopped) return;
+      try {
+        const twin = await withTimeout(this.client.getTwin(), this.opts.twinTimeoutMs, "getTwin");
+        if (!this.twin) {
+          this.twin = twin;
+          // Registering the first listener subscribes to desired patches.
+          twin.on("properties.desired", (patch) => this.onPatch(patch));
+        }
+        const full = structuredClone(twin.properties.desired ?? {});
+        this.fullReads++;
+        this.adopt(full);
+        const queued = this.queuedPatches;
+        this.queuedPatches = [];
+        for (const p of queued) this.onPatch(p);
+        this.scheduleResync();
+        return;
+      } catch (err) {
+        this.opts.logger.warn({ err: errorMessage(err), retryInMs: delay }, "reading the module twin failed");
+        await new Promise<void>((r) => {
+          this.retryTimer = setTimeout(r, delay);
+        });
+        delay = Math.min(delay * 2, 30_000);
+      }
+    }
+  }
+
+  private adopt(full: Record<string, unknown>): void {
+    const v = versionOf(full);
+    if (this.version !== null && v !== null && v < this.version) {
+      this.opts.logger.warn(
+        { version: v, current: this.version },
+        "full twin older than applied version; ignored",
+      );
+      return;
+    }
+    const same = v !== null && v === this.version;
+    this.desired = full;
+    this.version = v;
+    if (!same) this.onDesired(structuredClone(full), v);
+  }
+
+  private onPatch(patch: Record<string, unknown>): void {
+    if (this.stopped || !isObject(patch)) return;
+    if (this.fetching) {
+      // The SDK also fires this event with the whole document during a read; sorting it out
+      // after the read keeps the order simple.
+      this.queuedPatches.push(patch);
+      return;
+    }
+    const v = versionOf(patch);
+    if (v === null || (this.version !== null && v <= this.version)) {
+      if (v !== null)
+        this.opts.logger.debug({ version: v, current: this.version }, "stale desired patch ignored");
+      return;
+    }
+    if (this.version !== null && v > this.version + 1) {
+      this.opts.logger.info(
+        { version: v, current: this.version },
+        "desired patch gap; reading the full twin",
+      );
+      void this.refresh();
+      return;
+    }
+    this.desired = mergePatch(this.desired, patch);
+    this.desired.$version = v;
+    this.version = v;
+    this.onDesired(structuredClone(this.desired), v);
+  }
+
+  private scheduleResync(): void {
+    clearTimeout(this.resyncTimer);
+    this.resyncTimer = setTimeout(() => void this.refresh(), this.opts.twinResyncMs);
+    this.resyncTimer.unref();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.resyncTimer);
+    clearTimeout(this.retryTimer);
+  }
+}
