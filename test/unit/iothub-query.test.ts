@@ -87,3 +87,53 @@ test("the query throttle allows N per minute, then 429", () => {
   t.take(62_000);
   new QueryThrottle(0).take();
 });
+
+test("any text either parses or fails with a 400 HubError, never anything else", async () => {
+  const fc = (await import("fast-check")).default;
+  const pieces = fc.constantFrom(
+    "SELECT",
+    "*",
+    "FROM",
+    "devices",
+    "devices.modules",
+    "WHERE",
+    "AND",
+    "OR",
+    "NOT",
+    "(",
+    ")",
+    "=",
+    "!=",
+    "<",
+    ">=",
+    "'s'",
+    "'",
+    "1",
+    "-2.5",
+    "true",
+    "null",
+    "tags.a",
+    "IS_DEFINED",
+    "COUNT()",
+    "AS",
+    '"x"',
+    "$",
+  );
+  fc.assert(
+    fc.property(
+      fc.oneof(
+        fc.string(),
+        fc.array(pieces, { maxLength: 12 }).map((a) => a.join(" ")),
+      ),
+      (text) => {
+        try {
+          const q = parseQuery(text);
+          evaluate(q.where, twin);
+        } catch (err) {
+          assert.ok(err instanceof HubError && err.status === 400, String(err));
+        }
+      },
+    ),
+    { numRuns: 2000 },
+  );
+});
