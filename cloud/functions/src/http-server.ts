@@ -10,7 +10,12 @@
 import { randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { type EventGridEvent, HttpRequest, type HttpResponseInit, InvocationContext } from "@azure/functions";
+import type {
+  EventGridEvent,
+  HttpResponseInit,
+  InvocationContext as InvocationContextType,
+} from "@azure/functions";
+import functions from "@azure/functions";
 import { errorMessage } from "../../../lib/errors.ts";
 import { createLogger, type Logger } from "../../../lib/log.ts";
 import { setRollout } from "./config.ts";
@@ -27,6 +32,10 @@ export interface RolloutHttpServer {
   eventGridUrl: string;
   close(): Promise<void>;
 }
+
+// A CommonJS bundle: Node's ESM loader cannot see all its named exports, so take the default.
+const { HttpRequest, InvocationContext } = functions;
+type InvocationContext = InvocationContextType;
 
 const MAX_BODY = 1024 * 1024;
 
@@ -122,12 +131,13 @@ function contextFor(name: string, logger: Logger): InvocationContext {
   });
 }
 
-/** Starts the server on 127.0.0.1 (port 0 = any free port) serving `rollout`. */
+/** Starts the server on 127.0.0.1 (port 0 = any free port) serving `rollout` (or one set later with `setRollout`). */
 export async function startRolloutHttpServer(
-  rollout: Rollout,
+  rollout: Rollout | undefined,
   options: { port?: number; functionKey?: string; logger?: Logger } = {},
 ): Promise<RolloutHttpServer> {
-  setRollout(rollout);
+  // undefined: installed later with setRollout (when the backends need the server's URL first).
+  if (rollout) setRollout(rollout);
   const { routes, eventHandlers } = await loadHandlers();
   const functionKey = options.functionKey ?? randomBytes(24).toString("base64url");
   const logger = options.logger ?? createLogger("rollout-http");

@@ -1,0 +1,122 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { setRollout } from "../../cloud/functions/src/config.ts";
+import { startRolloutHttpServer } from "../../cloud/functions/src/http-server.ts";
+import { MODULE_ID } from "../../cloud/functions/src/rollout/index.ts";
+import { waitFor } from "../helpers/index.ts";
+import { startRolloutEnv } from "../helpers/rollout-env.ts";
+
+test("HTTP API: auth, validation, 404/409, lifecycle, and DeviceCreated/DeviceDeleted events", async (t) => {
+  const server = await startRolloutHttpServer(undefined);
+  t.after(() => server.close());
+  const env = await startRolloutEnv(t, { eventGridWebhook: server.eventGridUrl });
+  setRollout(env.rollout);
+  const call = async (
+    method: string,
+    path: string,
+    body?: unknown,
+    key: string | null = server.functionKey,
+  ) => {
+    const res = await fetch(`${server.url}${path}`, {
+      method,
+      headers: { ...(key ? { "x-functions-key": key } : {}), "content-type": "application/json" },
+      ...(body === undefined ? {} : { body: typeof body === "string" ? body : JSON.stringify(body) }),
+    });
+    const text = await res.text();
+    // biome-ignore lint/suspicious/noExplicitAny: the test reads JSON answers loosely
+    return { status: res.status, body: text ? (JSON.parse(text) as Record<string, any>) : undefined };
+  };
+
+  assert.equal((await call("GET", "/api/sites", undefined, null)).status, 401);
+  assert.equal((await call("GET", "/api/sites", undefined, "wrong")).status, 401);
+
+  let r = await call("POST", "/api/sites", "{not json");
+  assert.equal(r.status, 400);
+  assert.equal(r.body?.error.code, "RF_ERR_ROLLOUT_INVALID");
+  r = await call("POST", "/api/sites", { siteId: "Bad_Id" });
+  assert.equal(r.status, 400);
+  assert.equal(r.body?.error.issues[0].path, "siteId");
+  r = await call("POST", "/api/sites", { siteId: "ok", mappings: { rdp: { target: "nohost" } } });
+  assert.equal(r.status, 400);
+  assert.equal(r.body?.error.issues[0].path, "mappings.rdp.target");
+  assert.match(r.body?.error.message, /mappings\.rdp\.target: must be host:port/);
+  r = await call("POST", "/api/sites", { siteId: "ok", extra: 1 });
+  assert.equal(r.status, 400);
+  r = await call("POST", "/api/sites", { siteId: "ok", profile: "nope" });
+  assert.equal(r.status, 400);
+  assert.equal(r.body?.error.code, "RF_ERR_ROLLOUT_UNKNOWN_PROFILE");
+
+  for (const [method, path] of [
+    ["GET", "/api/sites/ghost"],
+    ["DELETE", "/api/sites/ghost"],
+    ["DELETE", "/api/sites/ghost/mappings/x"],
+    ["POST", "/api/sites/ghost/rotate-keys"],
+  ] as const) {
+    r = await call(method, path);
+    assert.equal(r.status, 404, `${method} ${path}`);
+    assert.equal(r.body?.error.code, "RF_ERR_ROLLOUT_SITE_NOT_FOUND");
+  }
+  r = await call("PUT", "/api/sites/ghost/mappings/x", { target: "10.0.0.1:22" });
+  assert.equal(r.status, 404);
+  assert.equal((await call("GET", "/api/nothing")).status, 404);
+  assert.equal((await call("PATCH", "/api/sites")).status, 405);
+
+  r = await call("POST", "/api/sites", { siteId: "web-1", mappings: { web: { target: "10.0.0.9:443" } } });
+  assert.equal(r.status, 201);
+  assert.equal(typeof r.body?.mappings.web.publicPort, "number");
+  assert.equal(JSON.stringify(r.body).includes("Key"), false, "no key in API answers");
+  assert.equal(
+    (await call("POST", "/api/sites", { siteId: "web-1", mappings: { web: { target: "10.0.0.9:443" } } }))
+      .status,
+    200,
+  );
+  r = await call("POST", "/api/sites", { siteId: "web-1", mappings: { web: { target: "10.0.0.9:444" } } });
+  assert.equal(r.status, 409);
+  r = await call("PUT", "/api/sites/web-1/mappings/ssh", {
+    target: "10.0.0.9:22",
+    public: { kind: "tcp", port: r.body ? 43000 : 0 },
+  });
+  assert.ok(r.status === 200 || r.status === 409, "explicit port allocated or taken");
+  r = await call("PUT", "/api/sites/web-1/mappings/bad.name", { target: "10.0.0.9:22" });
+  assert.equal(r.status, 400);
+  r = await call("PUT", "/api/sites/web-1/mappings/x", { target: "10.0.0.9:22", maxConnections: -1 });
+  assert.equal(r.status, 400);
+  assert.equal(r.body?.error.issues[0].path, "maxConnections");
+  r = await call("GET", "/api/sites");
+  assert.equal(r.body?.count, 1);
+  r = await call("GET", "/api/sites/web-1");
+  assert.equal(r.body?.siteId, "web-1");
+
+  // A device provisioned with the relay tag comes online with no human step.
+  env.hubEmulator.provisionDevice("edge-77", {
+    iotEdge: true,
+    tags: { relayFleet: { siteId: "auto-77", profile: "single" } },
+  });
+  env.hubEmulator.provisionDevice("untagged", { iotEdge: true });
+  const auto = await waitFor(() => env.deps.ledger.getSite("auto-77"), "tagged device onboarded");
+  assert.equal(auto.deviceId, "edge-77");
+  const twin = await env.deps.hub.getModuleTwin("edge-77", MODULE_ID);
+  assert.deepEqual(Object.keys(twin?.desired.mappings as object), ["app"]);
+  assert.equal(await env.deps.ledger.getSite("untagged"), undefined);
+
+  // Deleting the device offboards its site.
+  await env.deps.hub.deleteDevice("edge-77");
+  await waitFor(async () => (await env.deps.ledger.getSite("auto-77")) === undefined, "site offboarded");
+  assert.equal((await env.deps.ledger.listRoutes({ siteId: "auto-77" })).length, 0);
+
+  // Event Grid subscription validation handshake.
+  const v = await fetch(server.eventGridUrl, {
+    method: "POST",
+    headers: { "aeg-event-type": "SubscriptionValidation" },
+    body: JSON.stringify([
+      { eventType: "Microsoft.EventGrid.SubscriptionValidationEvent", data: { validationCode: "abc" } },
+    ]),
+  });
+  assert.deepEqual(await v.json(), { validationResponse: "abc" });
+  const bad = await fetch(server.eventGridUrl, { method: "POST", body: "][" });
+  assert.equal(bad.status, 400);
+
+  r = await call("DELETE", "/api/sites/web-1?deleteDevice=true");
+  assert.equal(r.status, 200);
+  assert.equal((await call("GET", "/api/sites")).body?.count, 0);
+});
