@@ -47,7 +47,7 @@ export function authorize(
   hc: HybridConnection | undefined,
   right: Right,
   token: string | undefined,
-  options: { host?: string | undefined; nowSeconds?: number } = {},
+  options: { host?: string | undefined; nowSeconds?: number; suffix?: string } = {},
 ): AuthResult {
   if (!token)
     return { ok: false, status: 401, description: "MissingToken: The request requires a SAS token" };
@@ -76,7 +76,8 @@ export function authorize(
     try {
       const parsed = verifySasToken(token, {
         keysFor: () => [rule.primaryKey, rule.secondaryKey],
-        entityPath: hc?.name ?? "",
+        // Clients sign the path they address, suffix included (hyco-ws does); a prefix covers it.
+        entityPath: hc ? `${hc.name}${options.suffix ?? ""}` : "",
         ...(options.host !== undefined ? { host: options.host } : {}),
         ...(options.nowSeconds !== undefined ? { nowSeconds: options.nowSeconds } : {}),
       });

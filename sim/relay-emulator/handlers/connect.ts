@@ -76,6 +76,7 @@ export function handleConnect(ctx: EmulatorContext, u: UpgradeRequest): void {
   if (hc.requiresClientAuthorization) {
     const auth = authorize(ctx.namespace, hc, "Send", token, {
       host: ctx.options.checkTokenHost ? hostOf(u.req.headers.host) : undefined,
+      suffix,
     });
     if (!auth.ok) {
       ctx.stats.authFailures++;

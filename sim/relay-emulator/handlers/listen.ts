@@ -51,10 +51,11 @@ export function handleListen(ctx: EmulatorContext, u: UpgradeRequest): void {
     writeUpgradeError(u.socket, 404, "Endpoint does not exist");
     return;
   }
-  const { hc } = resolved;
+  const { hc, suffix } = resolved;
   ctx.stats.hc(hc.name).listenAttempts++;
   const auth = authorize(ctx.namespace, hc, "Listen", tokenFromRequest(u.req, u.query), {
     host: ctx.options.checkTokenHost ? hostOf(u.req.headers.host) : undefined,
+    suffix,
   });
   if (!auth.ok) {
     ctx.stats.authFailures++;
