@@ -35,7 +35,19 @@ const opts = program.opts<{
   hc: string[];
 }>();
 
-const emulator = await startRelayEmulator({
+// Handlers first: a supervisor may signal as soon as it reads the "listening" line.
+let emulator: Awaited<ReturnType<typeof startRelayEmulator>> | undefined;
+let stopping = false;
+async function stop(): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  await emulator?.close();
+  process.exit(0);
+}
+process.on("SIGTERM", () => void stop());
+process.on("SIGINT", () => void stop());
+
+emulator = await startRelayEmulator({
   host: opts.host,
   port: opts.port,
   tls: opts.tls,
@@ -54,13 +66,3 @@ process.stdout.write(
     manageKey: emulator.manageKey,
   })}\n`,
 );
-
-let stopping = false;
-async function stop(): Promise<void> {
-  if (stopping) return;
-  stopping = true;
-  await emulator.close();
-  process.exit(0);
-}
-process.on("SIGTERM", () => void stop());
-process.on("SIGINT", () => void stop());
