@@ -1,0 +1,86 @@
+/**
+ * What the CLI commands call: the rollout HTTP API (simulation or a deployed app) or the rollout
+ * logic in process (direct mode). Both answer with the same shapes.
+ */
+import { RelayFleetError } from "../lib/errors.ts";
+import type { Target } from "./discovery.ts";
+
+export interface FleetClient {
+  createSite(body: unknown): Promise<unknown>;
+  listSites(): Promise<{ sites: unknown[] }>;
+  getSite(id: string): Promise<unknown>;
+  removeSite(id: string, deleteDevice: boolean): Promise<unknown>;
+  putMapping(id: string, name: string, body: unknown): Promise<unknown>;
+  deleteMapping(id: string, name: string): Promise<unknown>;
+  rotateKeys(id: string): Promise<unknown>;
+  status(): Promise<{ sites: unknown[] }>;
+  close(): Promise<void>;
+}
+
+function apiClient(url: string, key: string): FleetClient {
+  const call = async (method: string, path: string, body?: unknown) => {
+    let res: Response;
+    try {
+      res = await fetch(`${url.replace(/\/$/, "")}${path}`, {
+        method,
+        headers: { "x-functions-key": key, "content-type": "application/json" },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+    } catch (err) {
+      throw new RelayFleetError(
+        "RF_ERR_CLI_UNREACHABLE",
+        `The rollout API at ${url} is unreachable (${(err as Error).message}).`,
+      );
+    }
+    const text = await res.text();
+    let parsed: unknown;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    if (!res.ok) {
+      const e = (parsed as { error?: { code?: string; message?: string } } | undefined)?.error;
+      throw new RelayFleetError(
+        e?.code ?? "RF_ERR_CLI_API",
+        e?.message ?? `The rollout API answered HTTP ${res.status}.`,
+        {
+          status: res.status,
+        },
+      );
+    }
+    return parsed;
+  };
+  const enc = encodeURIComponent;
+  return {
+    createSite: (b) => call("POST", "/api/sites", b),
+    listSites: async () => (await call("GET", "/api/sites")) as { sites: unknown[] },
+    getSite: (id) => call("GET", `/api/sites/${enc(id)}`),
+    removeSite: (id, d) => call("DELETE", `/api/sites/${enc(id)}${d ? "?deleteDevice=true" : ""}`),
+    putMapping: (id, n, b) => call("PUT", `/api/sites/${enc(id)}/mappings/${enc(n)}`, b),
+    deleteMapping: (id, n) => call("DELETE", `/api/sites/${enc(id)}/mappings/${enc(n)}`),
+    rotateKeys: (id) => call("POST", `/api/sites/${enc(id)}/rotate-keys`),
+    status: async () => (await call("GET", "/api/status")) as { sites: unknown[] },
+    close: async () => {},
+  };
+}
+
+async function directClient(): Promise<FleetClient> {
+  const { rolloutFromEnv } = await import("../cloud/functions/src/config.ts");
+  const r = await rolloutFromEnv();
+  return {
+    createSite: async (b) => (await r.createSite(b)).site,
+    listSites: async () => ({ sites: await r.listSites() }),
+    getSite: (id) => r.getSite(id),
+    removeSite: (id, deleteDevice) => r.removeSite(id, { deleteDevice }),
+    putMapping: (id, n, b) => r.putMapping(id, n, b),
+    deleteMapping: (id, n) => r.deleteMapping(id, n),
+    rotateKeys: (id) => r.rotateKeys(id),
+    status: async () => ({ sites: await r.fleetStatus() }),
+    close: async () => {},
+  };
+}
+
+export function createFleetClient(target: Target): Promise<FleetClient> {
+  return target.kind === "api" ? Promise.resolve(apiClient(target.url, target.functionKey)) : directClient();
+}
