@@ -64,7 +64,6 @@ export class TwinSync {
   private resyncTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private stopped = false;
-  private connectedOnce = false;
   /** Full reads completed (tests and getStatus). */
   fullReads = 0;
 
@@ -82,14 +81,13 @@ export class TwinSync {
     return this.twin;
   }
 
-  /** Reads the twin, subscribes to patches, and re-reads after each reconnect. Resolves after the first read. */
+  /**
+   * Reads the twin, subscribes to patches, and re-reads after each reconnect. Call it once the
+   * client is open; resolves after the first read.
+   */
   async start(): Promise<void> {
+    // start() runs after the client is open, so every 'connect' from here on is a reconnect.
     this.client.on("connect", () => {
-      // The first 'connect' is our own open(); later ones are the SDK's reconnects.
-      if (!this.connectedOnce) {
-        this.connectedOnce = true;
-        return;
-      }
       this.opts.logger.info("IoT Hub connection re-established; reading the full twin");
       void this.refresh();
     });
