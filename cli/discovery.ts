@@ -75,7 +75,7 @@ export function discoverTarget(env: NodeJS.ProcessEnv = process.env, cwd = proce
       source: "RELAY_FLEET_API_URL",
     };
   }
-  const file = env.RELAY_FLEET_SIM_STATE ?? findUp(cwd, SIM_STATE_RELATIVE);
+  const file = env.RELAY_FLEET_SIM_STATE || findUp(cwd, SIM_STATE_RELATIVE);
   if (file) {
     const state = readSimState(file);
     return { kind: "api", url: state.rollout.url, functionKey: state.rollout.functionKey, source: file };
