@@ -96,12 +96,14 @@ export async function patchDesired(site: Site, desired: Record<string, unknown>)
     { properties: { desired } },
     "*",
   );
-  return (responseBody as unknown as { properties: { desired: { $version: number } } }).properties.desired.$version;
+  return (responseBody as unknown as { properties: { desired: { $version: number } } }).properties.desired
+    .$version;
 }
 
 export async function reported(site: Site): Promise<Record<string, unknown>> {
   const { responseBody } = await site.svc.registry.getModuleTwin(site.deviceId, MODULE_ID);
-  return (responseBody as unknown as { properties: { reported: Record<string, unknown> } }).properties.reported;
+  return (responseBody as unknown as { properties: { reported: Record<string, unknown> } }).properties
+    .reported;
 }
 
 type ReportedView = {

@@ -14,7 +14,12 @@ test("desired config, changes and errors logged by the module never contain the 
   let out = "";
   const logger = createLogger("t", {
     level: "debug",
-    destination: new Writable({ write: (c, _e, cb) => ((out += c.toString()), cb()) }),
+    destination: new Writable({
+      write: (c, _e, cb) => {
+        out += c.toString();
+        cb();
+      },
+    }),
   });
   const relay = {
     endpoint: "sb://ns.servicebus.windows.net",

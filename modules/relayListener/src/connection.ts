@@ -102,7 +102,7 @@ export async function serveConnection(ws: WebSocket, ctx: ConnectionContext): Pr
   }
 
   const mapping = ctx.findMapping(portName);
-  if (!mapping || !mapping.accepting) {
+  if (!mapping?.accepting) {
     if (mapping) mapping.rejectedConnections++;
     ctx.onOutcome?.(mapping ? portName : "", mapping ? "refused" : "unknown-port");
     ctx.logger.info(
