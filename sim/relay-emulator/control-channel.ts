@@ -6,6 +6,7 @@
  */
 import { randomUUID } from "node:crypto";
 import WebSocket from "ws";
+import { encodeAccept } from "../../lib/hyco/control-messages.ts";
 import type { EmulatorContext } from "./context.ts";
 import { handleRenewToken } from "./handlers/renew-token.ts";
 import type { HybridConnection, RegisteredListener } from "./namespace.ts";
@@ -113,7 +114,7 @@ export class ControlChannel implements RegisteredListener {
   /** Sends an accept command; false when the channel is no longer open. */
   sendAccept(message: AcceptMessage): boolean {
     if (this.closed || this.ws.readyState !== WebSocket.OPEN) return false;
-    this.ws.send(JSON.stringify(message));
+    this.ws.send(encodeAccept(message.accept));
     return true;
   }
 

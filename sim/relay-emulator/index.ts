@@ -19,7 +19,7 @@ import { writeLocalCertificates } from "../../lib/tls/local-ca.ts";
 import type { EmulatorContext } from "./context.ts";
 import type { ControlChannel } from "./control-channel.ts";
 import { createFaults, FaultState, type RelayFaults } from "./faults.ts";
-import { chosenProtocol } from "./handlers/accept.ts";
+import { chosenProtocol, extraResponseHeaders } from "./handlers/accept.ts";
 import { createAdmin, handleAdmin, type RelayAdmin } from "./handlers/admin.ts";
 import { type HybridConnection, Namespace, ROOT_RULE_NAME } from "./namespace.ts";
 import { type Distribution, type RelayEmulatorOptions, resolveOptions } from "./options.ts";
@@ -136,6 +136,10 @@ export async function startRelayEmulator(partial: StartRelayEmulatorOptions = {}
     controlChannels: new Set(),
     pickListener: listenerPicker(options.distribution),
   };
+  ctx.relayServer.on("headers", (headers: string[], req) => {
+    const extra = extraResponseHeaders.get(req);
+    if (extra) headers.push(...extra);
+  });
   const admin = createAdmin(ctx);
   let port = 0;
   const portControl = {

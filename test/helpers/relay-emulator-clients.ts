@@ -38,6 +38,9 @@ export class UpgradeRefused extends Error {
   }
 }
 
+/** The 101 response each client got (headers the listener set travel to the sender this way). */
+export const upgradeResponses = new WeakMap<WebSocket, IncomingMessage>();
+
 /** Opens a ws@8 client; resolves when open, rejects with {@link UpgradeRefused} on a non-101 answer. */
 export function openWs(
   t: CleanupContext,
@@ -58,6 +61,7 @@ export function openWs(
       reject(new UpgradeRefused(res.statusCode ?? 0, res.statusMessage ?? ""));
       ws.terminate();
     });
+    ws.once("upgrade", (res: IncomingMessage) => upgradeResponses.set(ws, res));
     ws.once("open", () => resolve(ws));
     ws.on("error", (err) => reject(err));
   });

@@ -17,6 +17,7 @@ import {
   relayedPair,
   startSender,
   UpgradeRefused,
+  upgradeResponses,
 } from "../helpers/relay-emulator-clients.ts";
 
 test("a sender reaches a listener and messages flow both ways, text stays text", async (t) => {
@@ -159,4 +160,31 @@ test("a sender that leaves while held: the listener's rendezvous is closed with 
   const rendezvous = await openWs(t, emu, accept.address);
   const closed = await closeOf(rendezvous);
   assert.equal(closed.code, 1001);
+});
+
+test("the listener's subprotocol is echoed to both legs; no permessage-deflate on either", async (t) => {
+  const emu = await startRelayEmulator();
+  t.after(() => emu.close());
+  emu.admin.putHybridConnection("proto");
+  const listener = await openListener(t, emu, "proto");
+  const senderP = startSender(t, emu, "proto", undefined, { protocols: ["alpha", "beta"] });
+  const accept = await listener.nextAccept();
+  const offered = Object.entries(accept.connectHeaders).find(
+    ([k]) => k.toLowerCase() === "sec-websocket-protocol",
+  );
+  assert.match(offered?.[1] ?? "", /^alpha, ?beta$/);
+  const rendezvous = await openWs(t, emu, accept.address, {
+    protocols: ["beta"],
+    headers: { "X-CustomHeader": "from-listener" },
+  });
+  const sender = await senderP;
+  assert.equal(
+    upgradeResponses.get(sender)?.headers["x-customheader"],
+    "from-listener",
+    "listener's header reaches the sender",
+  );
+  assert.equal(rendezvous.protocol, "beta");
+  assert.equal(sender.protocol, "beta");
+  assert.equal(sender.extensions, "");
+  assert.equal(rendezvous.extensions, "");
 });

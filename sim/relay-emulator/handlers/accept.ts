@@ -13,6 +13,38 @@ import { handleReject } from "./reject.ts";
 /** The subprotocol each relay-leg request is answered with (read by the relay server's handleProtocols). */
 export const chosenProtocol = new WeakMap<IncomingMessage, string>();
 
+/** Extra `Name: value` lines for a sender's 101: headers the listener set on its rendezvous (§1.3 step 3). */
+export const extraResponseHeaders = new WeakMap<IncomingMessage, string[]>();
+
+// Handshake, hop-by-hop and credential headers are the rendezvous request's own, not for the sender.
+const NOT_FORWARDED = new Set([
+  "host",
+  "upgrade",
+  "connection",
+  "sec-websocket-key",
+  "sec-websocket-version",
+  "sec-websocket-extensions",
+  "sec-websocket-protocol",
+  "content-length",
+  "transfer-encoding",
+  "servicebusauthorization",
+  "authorization",
+  "user-agent",
+  "accept-encoding",
+]);
+
+function listenerResponseHeaders(rawHeaders: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    // hyco-ws sends a bogus header named "0" (relay-protocol.md §3.4): names must start with a letter
+    if (NOT_FORWARDED.has(name.toLowerCase()) || !/^[A-Za-z][A-Za-z0-9-]*$/.test(name)) continue;
+    out.push(`${name}: ${rawHeaders[i + 1]!.replace(/[\r\n]/g, " ")}`);
+    if (out.length >= 32) break;
+  }
+  return out;
+}
+
 export function handleAccept(ctx: EmulatorContext, u: UpgradeRequest): void {
   const key = u.query.get("sb-hc-id") ?? "";
   const pending = ctx.rendezvous.get(key);
@@ -34,6 +66,8 @@ export function handleAccept(ctx: EmulatorContext, u: UpgradeRequest): void {
 function join(ctx: EmulatorContext, u: UpgradeRequest, pending: PendingRendezvous): void {
   // The listener answers with at most the one subprotocol it accepted; the sender gets the same.
   const listenerProtocol = firstProtocol(u.req.headers["sec-websocket-protocol"]);
+  const extra = listenerResponseHeaders(u.req.rawHeaders);
+  if (extra.length > 0) extraResponseHeaders.set(pending.req, extra);
   if (listenerProtocol) {
     chosenProtocol.set(u.req, listenerProtocol);
     chosenProtocol.set(pending.req, listenerProtocol);
