@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import Ajv from "ajv";
+import { Ajv } from "ajv";
 import {
   generateAll,
   generateDeployment,
