@@ -1,0 +1,179 @@
+/**
+ * The sender side of a Hybrid Connection: one WebSocket per relayed connection
+ * (`sb-hc-action=connect`), authorised with a Send token in the `ServiceBusAuthorization` header.
+ * The relay holds the upgrade until the listener accepts or rejects, so every outcome arrives as
+ * the upgrade's answer and is mapped to a `RelayFleetError` code here.
+ */
+import type { IncomingMessage } from "node:http";
+import { WebSocket } from "ws";
+import { RelayFleetError } from "../errors.ts";
+import {
+  CONNECT_TIMEOUT_MS,
+  MAX_PAYLOAD_BYTES,
+  TOKEN_RENEW_FRACTION,
+  TOKEN_TTL_SECONDS,
+  USER_AGENT,
+} from "./constants.ts";
+import { createSasToken } from "./sas.ts";
+import { connectUrl, parseEndpoint, tokenAudience } from "./urls.ts";
+
+export interface SenderOptions {
+  /** `sb://host[:port]`, `wss://host:port` or `ws://host:port`. */
+  endpoint: string;
+  hybridConnection: string;
+  /** Send rule; omit both for a hybrid connection that does not require client authorization. */
+  keyName?: string;
+  key?: string;
+  /** Extra CA (PEM) trusted for the relay's TLS certificate. */
+  ca?: string | Buffer;
+  /** Whole connect, including the listener's accept (default 30 s). */
+  timeoutMs?: number;
+  /** Tracking id (`sb-hc-id`). */
+  id?: string;
+  /**
+   * Send frames with an all-zero mask so ws skips the XOR pass. Masking protects transparent
+   * proxies from attacker-chosen bytes in cleartext (RFC 6455 §10.3); inside TLS no proxy sees
+   * them, so the default is on for `wss` and off for plain `ws`.
+   */
+  unmaskedFrames?: boolean;
+  /** Largest message accepted (default 16 MiB). */
+  maxPayload?: number;
+}
+
+/** Fills ws's mask buffer with zeros: ws then skips masking entirely (sender.js `skipMasking`). */
+export function zeroMask(mask: Uint8Array): void {
+  mask[0] = 0;
+  mask[1] = 0;
+  mask[2] = 0;
+  mask[3] = 0;
+}
+
+// Signing is cheap but not free; a token is reused for half its lifetime (the hot connect path).
+const tokenCache = new Map<string, { token: string; renewAt: number }>();
+
+/** A Send (or Listen) token for the hybrid connection, cached until half its TTL has passed. */
+export function cachedToken(
+  endpoint: string,
+  hybridConnection: string,
+  keyName: string,
+  key: string,
+): string {
+  const audience = tokenAudience(endpoint, hybridConnection);
+  const cacheKey = `${audience}\n${keyName}\n${key}`;
+  const now = Date.now();
+  const hit = tokenCache.get(cacheKey);
+  if (hit && hit.renewAt > now) return hit.token;
+  const token = createSasToken(audience, keyName, key, { ttlSeconds: TOKEN_TTL_SECONDS });
+  if (tokenCache.size > 1000) tokenCache.clear();
+  tokenCache.set(cacheKey, { token, renewAt: now + TOKEN_TTL_SECONDS * 1000 * TOKEN_RENEW_FRACTION });
+  return token;
+}
+
+/** Maps a relay's HTTP answer to the sender's error codes (exported for the listener and tests). */
+export function errorForStatus(status: number, reason: string, what: string): RelayFleetError {
+  const detail = `${what}: relay answered ${status}${reason ? ` ${reason}` : ""}`;
+  if (status === 404) return new RelayFleetError("RF_ERR_RELAY_NO_LISTENER", detail, { status });
+  if (status === 401) return new RelayFleetError("RF_ERR_RELAY_UNAUTHORIZED", detail, { status });
+  if (status === 403) return new RelayFleetError("RF_ERR_RELAY_FORBIDDEN", detail, { status });
+  if (status === 504 || status === 408)
+    return new RelayFleetError("RF_ERR_RELAY_TIMEOUT", detail, { status });
+  return new RelayFleetError("RF_ERR_RELAY_REJECTED", detail, { status });
+}
+
+/** Maps a socket-level failure (refused, reset, TLS, handshake timeout) to a coded error. */
+export function errorForFailure(err: Error, what: string): RelayFleetError {
+  if (/handshake has timed out/i.test(err.message))
+    return new RelayFleetError("RF_ERR_RELAY_TIMEOUT", `${what}: timed out`, { cause: err });
+  const code = (err as { code?: string }).code;
+  return new RelayFleetError(
+    "RF_ERR_RELAY_UNREACHABLE",
+    `${what}: ${code ? `${code} ` : ""}${err.message}`.trim(),
+    { cause: err },
+  );
+}
+
+/** Options shared by every relay WebSocket we open (sender, control channel, rendezvous). */
+export function relaySocketOptions(opts: {
+  ca?: string | Buffer;
+  timeoutMs: number;
+  unmasked: boolean;
+  maxPayload: number;
+  headers?: Record<string, string>;
+}): import("ws").ClientOptions {
+  return {
+    perMessageDeflate: false,
+    // Relayed bytes are opaque; a peer's text frame need not be UTF-8 (saves a pass over it).
+    skipUTF8Validation: true,
+    maxPayload: opts.maxPayload,
+    handshakeTimeout: opts.timeoutMs,
+    headers: { "Relay-User-Agent": USER_AGENT, ...opts.headers },
+    ...(opts.ca ? { ca: opts.ca } : {}),
+    ...(opts.unmasked ? { generateMask: zeroMask } : {}),
+  };
+}
+
+/**
+ * Opens a sender connection. Resolves with the open WebSocket once the listener accepted; rejects
+ * with `RF_ERR_RELAY_NO_LISTENER` (404), `RF_ERR_RELAY_UNAUTHORIZED` (401),
+ * `RF_ERR_RELAY_FORBIDDEN` (403), `RF_ERR_RELAY_REJECTED` (the listener's status, its
+ * description in the message), `RF_ERR_RELAY_TIMEOUT` or `RF_ERR_RELAY_UNREACHABLE`.
+ *
+ * On the wire a listener's rejection is only a status and a reason phrase, so a listener that
+ * rejects with 401/403/404 is indistinguishable from the relay's own answer and gets that code
+ * (the description still carries its text); rejections should use other codes (400, 503 …).
+ */
+export function connectSender(options: SenderOptions): Promise<WebSocket> {
+  const timeoutMs = options.timeoutMs ?? CONNECT_TIMEOUT_MS;
+  const scheme = parseEndpoint(options.endpoint).scheme;
+  const headers: Record<string, string> = {};
+  if (options.keyName && options.key) {
+    headers.ServiceBusAuthorization = cachedToken(
+      options.endpoint,
+      options.hybridConnection,
+      options.keyName,
+      options.key,
+    );
+  }
+  const url = connectUrl(options.endpoint, options.hybridConnection, { id: options.id });
+  const what = `connect to '${options.hybridConnection}'`;
+  return new Promise<WebSocket>((resolve, reject) => {
+    const ws = new WebSocket(
+      url,
+      relaySocketOptions({
+        ca: options.ca,
+        timeoutMs,
+        unmasked: options.unmaskedFrames ?? scheme === "wss",
+        maxPayload: options.maxPayload ?? MAX_PAYLOAD_BYTES,
+        headers,
+      }),
+    );
+    let settled = false;
+    const settle = (err?: RelayFleetError) => {
+      if (settled) return;
+      settled = true;
+      ws.off("open", onOpen);
+      ws.off("unexpected-response", onResponse);
+      if (err) {
+        ws.off("error", onError);
+        // Errors after this point are the caller's concern only if it holds the socket; it does not.
+        ws.on("error", () => {});
+        ws.terminate();
+        reject(err);
+      } else {
+        ws.off("error", onError);
+        // Never an unhandled 'error' (it would crash the process); 'close' always follows one.
+        ws.on("error", () => {});
+        resolve(ws);
+      }
+    };
+    const onOpen = () => settle();
+    const onResponse = (_req: unknown, res: IncomingMessage) => {
+      res.resume();
+      settle(errorForStatus(res.statusCode ?? 0, res.statusMessage ?? "", what));
+    };
+    const onError = (err: Error) => settle(errorForFailure(err, what));
+    ws.once("open", onOpen);
+    ws.once("unexpected-response", onResponse);
+    ws.on("error", onError);
+  });
+}
