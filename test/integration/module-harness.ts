@@ -57,9 +57,13 @@ export async function startSite(t: CleanupContext, deviceId = "site-a"): Promise
 }
 
 /** Module environment: emulator identity, loopback allowlist, fast timers for tests. */
-export function moduleEnv(site: Site, extra: Record<string, string> = {}): Record<string, string> {
+export function moduleEnv(
+  site: Site,
+  extra: Record<string, string> = {},
+  moduleId = MODULE_ID,
+): Record<string, string> {
   return {
-    ...site.hub.moduleEnvironment(site.deviceId, MODULE_ID),
+    ...site.hub.moduleEnvironment(site.deviceId, moduleId),
     RELAY_CA_FILE: site.relay.caFile ?? "",
     RELAY_ALLOWED_TARGETS: "127.0.0.0/8:*",
     METRICS_PORT: "0",
@@ -82,17 +86,22 @@ export async function startModuleProcess(
   t: CleanupContext,
   site: Site,
   extra: Record<string, string> = {},
+  moduleId = MODULE_ID,
 ): Promise<ModuleProcess> {
-  const proc = spawnTs(t, "modules/relayListener/src/main.ts", [], moduleEnv(site, extra));
+  const proc = spawnTs(t, "modules/relayListener/src/main.ts", [], moduleEnv(site, extra, moduleId));
   const m = await proc.waitForLine(/"metricsPort":(\d+)[^\n]*"msg":"relayListener ready"/, 30_000);
   return Object.assign(proc, { metricsPort: Number(m[1]) });
 }
 
 /** Replaces the desired properties' given keys through the real Registry (a twin PATCH). */
-export async function patchDesired(site: Site, desired: Record<string, unknown>): Promise<number> {
+export async function patchDesired(
+  site: Site,
+  desired: Record<string, unknown>,
+  moduleId = MODULE_ID,
+): Promise<number> {
   const { responseBody } = await site.svc.registry.updateModuleTwin(
     site.deviceId,
-    MODULE_ID,
+    moduleId,
     { properties: { desired } },
     "*",
   );
@@ -100,8 +109,8 @@ export async function patchDesired(site: Site, desired: Record<string, unknown>)
     .$version;
 }
 
-export async function reported(site: Site): Promise<Record<string, unknown>> {
-  const { responseBody } = await site.svc.registry.getModuleTwin(site.deviceId, MODULE_ID);
+export async function reported(site: Site, moduleId = MODULE_ID): Promise<Record<string, unknown>> {
+  const { responseBody } = await site.svc.registry.getModuleTwin(site.deviceId, moduleId);
   return (responseBody as unknown as { properties: { reported: Record<string, unknown> } }).properties
     .reported;
 }
@@ -129,10 +138,11 @@ export async function waitReported(
   predicate: (r: ReportedView) => boolean,
   what: string,
   timeoutMs = 15_000,
+  moduleId = MODULE_ID,
 ): Promise<ReportedView> {
   return waitFor(
     async () => {
-      const r = (await reported(site)) as ReportedView;
+      const r = (await reported(site, moduleId)) as ReportedView;
       return predicate(r) ? r : undefined;
     },
     what,
@@ -230,6 +240,7 @@ export async function roundTrip(
 /** A TCP echo server on a free loopback port. */
 export async function startEcho(
   t: CleanupContext,
+  port = 0,
 ): Promise<{ port: number; server: Server; sockets: Set<Socket> }> {
   const sockets = new Set<Socket>();
   const server = createServer((s) => {
@@ -238,7 +249,7 @@ export async function startEcho(
     s.on("error", () => {});
     s.pipe(s);
   });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  await new Promise<void>((r) => server.listen(port, "127.0.0.1", () => r()));
   t.after(
     () =>
       new Promise<void>((r) => {
