@@ -125,7 +125,10 @@ export class RelayPair {
       peer.pausedForPeer = false;
       if (peer.closable.ws.readyState !== WebSocket.CLOSED) peer.closable.ws.resume();
     }
-    if (!peer.ended && !peer.closable.closeSent) {
+    if (!peer.ended && peer.closable.closeSent && !peer.timer) {
+      // Nobody is left to read what `peer` still sends after its half-close: give it closeTimeoutMs.
+      this.armTimer(peer, this.options.closeTimeoutMs);
+    } else if (!peer.ended && !peer.closable.closeSent) {
       // `leg` vanished without a close frame (or before its close was answered): 1006 → 1001/1011.
       const code = leg.closable.closeReceived ? 1000 : this.options.abnormalCloseCode;
       const reason = leg.closable.closeReceived ? "" : `${leg.name} disconnected`;

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { connect } from "node:net";
 import { test } from "node:test";
+import fc from "fast-check";
 import { type RelayEmulator, startRelayEmulator } from "../../sim/relay-emulator/index.ts";
 import { type CleanupContext, sleep } from "../helpers/index.ts";
 import { RawWsClient } from "../helpers/raw-ws-client.ts";
@@ -155,5 +156,40 @@ test("peers that vanish mid-handshake, mid-rendezvous or send bad reject codes",
     headers: { ServiceBusAuthorization: tokenFor(emu, "hc", rootCredentials(emu)) },
   });
   ws.close();
+  await stillServes(t, emu);
+});
+
+test("random bytes on control channels and relayed connections never crash the emulator (fast-check)", async (t) => {
+  const emu = await startRelayEmulator();
+  t.after(() => emu.close());
+  emu.admin.putHybridConnection("hc");
+  const token = tokenFor(emu, "hc", rootCredentials(emu));
+  await fc.assert(
+    fc.asyncProperty(
+      fc.uint8Array({ minLength: 1, maxLength: 512 }),
+      fc.boolean(),
+      async (bytes, onRelay) => {
+        if (onRelay) {
+          const listener = await openListener(t, emu, "hc");
+          const s = startSender(t, emu, "hc");
+          const a = await listener.nextAccept();
+          const raw = await RawWsClient.connect(t, a.address);
+          const sender = await s;
+          sender.on("error", () => undefined);
+          raw.socket.write(Buffer.from(bytes));
+          raw.socket.destroy();
+          listener.ws.close();
+        } else {
+          const raw = await RawWsClient.connect(t, hcUrl(emu, "hc", "sb-hc-action=listen"), {
+            ServiceBusAuthorization: token,
+          });
+          raw.socket.write(Buffer.from(bytes));
+          await sleep(5);
+          raw.socket.destroy();
+        }
+      },
+    ),
+    { numRuns: 40 },
+  );
   await stillServes(t, emu);
 });

@@ -159,3 +159,24 @@ test("backpressure: a slow reader pauses the writer; the relay's buffer stays bo
   assert.ok(peak <= highWaterMarkBytes + 2 * CHUNK, `peak ${peak} exceeds the bound`);
   assert.ok(emu.stats().backpressurePauses >= 1);
 });
+
+test("a half-closed leg whose peer has gone is cut after closeTimeoutMs (no leaked connections)", async (t) => {
+  const emu = await startRelayEmulator({ closeTimeoutMs: 300 });
+  t.after(() => emu.close());
+  emu.admin.putHybridConnection("hc");
+  const listener = await openListener(t, emu, "hc");
+  const senderRaw = RawWsClient.connect(t, hcUrl(emu, "hc", "sb-hc-action=connect"), {
+    ServiceBusAuthorization: tokenFor(emu, "hc", rootCredentials(emu)),
+  });
+  const accept = await listener.nextAccept();
+  const rendezvous = await RawWsClient.connect(t, accept.address);
+  const sender = await senderRaw;
+  sender.sendClose(1000, "done");
+  await rendezvous.until((fs) => fs.some((f) => f.opcode === 0x8));
+  // The sender vanishes (RST) before the listener answers. A plain FIN after a close frame is a TCP
+  // half-close and keeps the leg writable, so an abrupt reset is what "gone" looks like here.
+  sender.socket.resetAndDestroy();
+  // the listener never answers either: the relay must not keep its leg forever
+  await waitFor(() => rendezvous.ended, "the relay to cut the silent half-closed leg", { timeoutMs: 5_000 });
+  await waitFor(() => emu.stats().activeConnections === 0, "connection released");
+});

@@ -13,7 +13,8 @@ const windows = new WeakMap<EmulatorContext, Map<string, { start: number; count:
 /** Counts a listen attempt from `source`; true when it is over the configured rate. */
 function overRate(ctx: EmulatorContext, source: string): boolean {
   ctx.stats.listenAttempts++;
-  ctx.stats.listenAttemptsBySource.set(source, (ctx.stats.listenAttemptsBySource.get(source) ?? 0) + 1);
+  const bySource = ctx.stats.listenAttemptsBySource;
+  if (bySource.size < 10_000 || bySource.has(source)) bySource.set(source, (bySource.get(source) ?? 0) + 1);
   let perSource = windows.get(ctx);
   if (!perSource) {
     perSource = new Map();
