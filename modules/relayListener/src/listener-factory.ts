@@ -1,13 +1,12 @@
 /**
- * Creates the relay listeners the reconciler runs: `RELAY_LISTENER_COUNT` control channels per
- * module instance on the site's hybrid connection, so one dropped channel never leaves the site
- * unreachable while it reconnects.
+ * Creates the relay listeners the reconciler runs (`lib/hyco/listener.ts`):
+ * `RELAY_LISTENER_COUNT` control channels per module instance on the site's hybrid connection, so
+ * one dropped channel never leaves the site unreachable while it reconnects.
  */
-
 import type { BackoffPolicy } from "../../../lib/hyco/constants.ts";
+import { HybridConnectionListener } from "../../../lib/hyco/listener.ts";
 import type { Logger } from "../../../lib/log.ts";
-import { InterimListener } from "./interim-listener.ts";
-import type { ListenerFactory } from "./relay-listener-port.ts";
+import type { ListenerFactory, RelayListenerPort } from "./relay-listener-port.ts";
 
 export interface ListenerFactoryOptions {
   ca: string | undefined;
@@ -16,15 +15,16 @@ export interface ListenerFactoryOptions {
 }
 
 export function createListenerFactory(opts: ListenerFactoryOptions): ListenerFactory {
-  return (relay) => {
-    const listener = new InterimListener({
+  return (relay, index) => {
+    const listener = new HybridConnectionListener({
       endpoint: relay.endpoint,
       hybridConnection: relay.hybridConnection,
       keyName: relay.sasKeyName,
       key: relay.sasKey,
+      logger: opts.logger.child({ listener: index }),
       ...(opts.ca ? { ca: opts.ca } : {}),
       ...(opts.backoff ? { backoff: opts.backoff } : {}),
     });
-    return listener;
+    return listener as RelayListenerPort;
   };
 }
