@@ -31,6 +31,7 @@
 import type { Socket } from "node:net";
 import type { WebSocket } from "ws";
 import { MAX_FRAME_BYTES, PUMP_HIGH_WATER_BYTES } from "./constants.ts";
+import { takeBufferedMessages } from "./held-messages.ts";
 
 export interface PumpOptions {
   /** Backpressure bound for each direction's sink buffer, bytes (default 1 MiB). */
@@ -308,6 +309,8 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
   socket.once("close", onSocketClose);
 
   for (const chunk of options.initialData ?? []) onMessage(chunk);
+  // Bytes that came in behind a preamble or its reply (tunnel.ts) go first, then live traffic.
+  for (const chunk of takeBufferedMessages(ws)) onMessage(chunk);
 
   if (options.idleTimeoutMs && options.idleTimeoutMs > 0) {
     idleTimer = setInterval(() => {

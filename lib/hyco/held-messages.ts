@@ -1,0 +1,46 @@
+/**
+ * Messages that arrive on a relayed WebSocket between a handshake step (preamble, reply) and the
+ * pump taking over. Held per WebSocket, with the socket paused so the hold stays bounded by what
+ * was already read, and handed over by `takeBufferedMessages` (the pump calls it).
+ */
+import type { WebSocket } from "ws";
+
+interface Held {
+  chunks: Buffer[];
+  listener: (data: Buffer) => void;
+}
+
+const held = new WeakMap<WebSocket, Held>();
+
+/**
+ * Starts holding `ws`'s messages, `first` (bytes behind the handshake) at their head. With
+ * `releaseSoon`, whatever the caller did not take by the next turn of the event loop is re-emitted
+ * as ordinary `message` events: a caller that just attaches its own listener after `await` gets
+ * every byte too, and the pump, which takes them synchronously, is not affected.
+ */
+export function holdMessages(ws: WebSocket, first: Buffer, releaseSoon = false): void {
+  if (held.has(ws)) return;
+  const entry: Held = { chunks: first.length ? [first] : [], listener: (d) => entry.chunks.push(d) };
+  ws.on("message", entry.listener);
+  ws.pause();
+  held.set(ws, entry);
+  if (releaseSoon) {
+    setImmediate(() => {
+      if (held.get(ws) !== entry) return;
+      for (const chunk of takeBufferedMessages(ws)) ws.emit("message", chunk, true);
+    });
+  }
+}
+
+/**
+ * Bytes received on `ws` after its handshake that nobody consumed yet, in order; stops holding
+ * and resumes the WebSocket. Call it yourself when not using the pump.
+ */
+export function takeBufferedMessages(ws: WebSocket): Buffer[] {
+  const entry = held.get(ws);
+  if (!entry) return [];
+  held.delete(ws);
+  ws.off("message", entry.listener);
+  ws.resume();
+  return entry.chunks;
+}

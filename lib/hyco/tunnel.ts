@@ -1,0 +1,175 @@
+/**
+ * The azbridge logical-port layer on top of a relayed WebSocket (relay-protocol.md §4):
+ *
+ * - sender: `openLogicalPort(opts, portName)` connects, writes `[1,0,mode,len,name]` and waits for
+ *   `[1,0,mode]`; an error reply or a close before it is `RF_ERR_TUNNEL_REFUSED`.
+ * - listener: `readPreamble(ws)` returns the port name the sender asked for (answering
+ *   `[0,0,0]` itself to a bad version), the caller looks the mapping up and calls
+ *   `answerPreamble(ws, true)`, or `answerPreamble(ws, false)` which closes (no such port).
+ *
+ * Bytes that arrive behind the preamble or the reply (a pipelining peer, a server banner) are
+ * kept per WebSocket and handed to `pumpStreams` through `takeBufferedMessages`, so none is lost
+ * between the handshake and the pump.
+ */
+import type { WebSocket } from "ws";
+import { RelayFleetError } from "../errors.ts";
+import { PREAMBLE_TIMEOUT_MS } from "./constants.ts";
+import { holdMessages, takeBufferedMessages } from "./held-messages.ts";
+import {
+  encodePreamble,
+  encodeReplyError,
+  encodeReplyOk,
+  MODE_STREAM,
+  type Preamble,
+  type PreambleMode,
+  PreambleParser,
+  type RefusalReason,
+  ReplyParser,
+} from "./preamble.ts";
+import { connectSender, type SenderOptions } from "./sender.ts";
+
+export { takeBufferedMessages } from "./held-messages.ts";
+
+function toBuffer(data: Buffer | ArrayBuffer | Buffer[]): Buffer {
+  return Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+}
+
+/**
+ * Runs `parser` over the WebSocket's messages until it completes, the timeout passes or the ws
+ * closes. Cleans up its listeners in every case. On success the bytes behind are held at once,
+ * in the same tick: ws emits several messages of one socket read synchronously, and a message
+ * emitted before a promise continuation runs would otherwise be lost.
+ */
+function readUntil<T>(
+  ws: WebSocket,
+  push: (chunk: Buffer) => { done: false } | { done: true; value: T; rest: Buffer },
+  timeoutMs: number,
+  what: string,
+  releaseSoon: boolean,
+): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const cleanup = () => {
+      clearTimeout(timer);
+      ws.off("message", onMessage);
+      ws.off("close", onClose);
+    };
+    const onMessage = (data: Buffer | ArrayBuffer | Buffer[]) => {
+      let step: ReturnType<typeof push>;
+      try {
+        step = push(toBuffer(data));
+      } catch (err) {
+        cleanup();
+        reject(err);
+        return;
+      }
+      if (step.done) {
+        cleanup();
+        holdMessages(ws, step.rest, releaseSoon);
+        resolve(step.value);
+      }
+    };
+    const onClose = (code: number, reason: Buffer) => {
+      cleanup();
+      reject(
+        new RelayFleetError(
+          "RF_ERR_TUNNEL_REFUSED",
+          `${what}: peer closed (${code}${reason.length ? ` ${reason.toString()}` : ""})`,
+          { closeCode: code },
+        ),
+      );
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new RelayFleetError("RF_ERR_PREAMBLE_TIMEOUT", `${what}: nothing after ${timeoutMs} ms`));
+    }, timeoutMs);
+    ws.on("message", onMessage);
+    ws.once("close", onClose);
+  });
+}
+
+export interface LogicalPortOptions {
+  mode?: PreambleMode;
+  /** Wait for the listener's reply at most this long (default 10 s). */
+  replyTimeoutMs?: number;
+}
+
+/**
+ * Sender side: connects to the hybrid connection and opens logical port `portName`. Resolves with
+ * the WebSocket ready for payload; rejects with the sender's relay errors,
+ * `RF_ERR_TUNNEL_REFUSED` or `RF_ERR_PREAMBLE_TIMEOUT`.
+ */
+export async function openLogicalPort(
+  sender: SenderOptions,
+  portName: string,
+  options: LogicalPortOptions = {},
+): Promise<WebSocket> {
+  const mode = options.mode ?? MODE_STREAM;
+  const preamble = encodePreamble(portName, mode); // validate before connecting
+  const ws = await connectSender(sender);
+  const parser = new ReplyParser();
+  const reply = readUntil(
+    ws,
+    (c) => parser.push(c),
+    options.replyTimeoutMs ?? PREAMBLE_TIMEOUT_MS,
+    `logical port '${portName}'`,
+    true,
+  );
+  ws.send(preamble);
+  let result: Awaited<typeof reply>;
+  try {
+    result = await reply;
+  } catch (err) {
+    ws.terminate();
+    throw err;
+  }
+  if (!result.ok) {
+    takeBufferedMessages(ws);
+    ws.close(1000);
+    throw new RelayFleetError(
+      "RF_ERR_TUNNEL_REFUSED",
+      `logical port '${portName}' refused: ${result.reason}`,
+    );
+  }
+  return ws;
+}
+
+/**
+ * Listener side: reads the sender's preamble from a freshly accepted WebSocket. A bad version or
+ * mode is answered `[0,0,0]` and closed here (then rethrown); a timeout closes with 1008.
+ */
+export async function readPreamble(ws: WebSocket, timeoutMs = PREAMBLE_TIMEOUT_MS): Promise<Preamble> {
+  const parser = new PreambleParser();
+  try {
+    return await readUntil(ws, (c) => parser.push(c), timeoutMs, "preamble", false);
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (ws.readyState === ws.OPEN) {
+      if (code === "RF_ERR_PREAMBLE_VERSION" || code === "RF_ERR_PREAMBLE_MODE") {
+        ws.send(encodeReplyError("unsupported-version"));
+        ws.close(1000, "unsupported preamble version");
+      } else if (code === "RF_ERR_PREAMBLE_TIMEOUT") ws.close(1008, "no preamble");
+      else ws.close(1008, "bad preamble");
+    }
+    throw err;
+  }
+}
+
+/**
+ * Listener side: answers the preamble. `true` sends `[1,0,mode]`; an azbridge refusal reason sends
+ * its error reply and closes; `false` closes without a reply, which is how azbridge says
+ * "no such port".
+ */
+export function answerPreamble(
+  ws: WebSocket,
+  answer: boolean | RefusalReason,
+  mode: PreambleMode = MODE_STREAM,
+): void {
+  if (ws.readyState !== ws.OPEN) return;
+  if (answer === true) {
+    ws.send(encodeReplyOk(mode));
+    return;
+  }
+  if (answer !== false) ws.send(encodeReplyError(answer));
+  takeBufferedMessages(ws);
+  ws.close(1000, answer === false ? "no such port" : answer);
+}

@@ -1,0 +1,152 @@
+/**
+ * Logical ports (azbridge preamble) end to end through the relay emulator: sender writes the
+ * preamble, listener reads it, decides, answers; bad input is refused with coded errors.
+ */
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { once } from "node:events";
+import net, { type AddressInfo } from "node:net";
+import { describe, it, type TestContext } from "node:test";
+import { type AcceptRequest, HybridConnectionListener } from "../../lib/hyco/listener.ts";
+import { encodePreamble } from "../../lib/hyco/preamble.ts";
+import { pumpStreams } from "../../lib/hyco/pump.ts";
+import { connectSender } from "../../lib/hyco/sender.ts";
+import { answerPreamble, openLogicalPort, readPreamble } from "../../lib/hyco/tunnel.ts";
+import { startRelayEmulator } from "../../sim/relay-emulator/index.ts";
+import { waitFor } from "../helpers/index.ts";
+
+const HC = "site-tun";
+
+async function setup(t: TestContext, onAccept: (req: AcceptRequest) => void) {
+  const relay = await startRelayEmulator();
+  t.after(() => relay.close());
+  relay.admin.putHybridConnection(HC);
+  const listen = relay.admin.putAuthorizationRule(HC, "listen", ["Listen"]).rule;
+  const send = relay.admin.putAuthorizationRule(HC, "send", ["Send"]).rule;
+  const listener = new HybridConnectionListener({
+    endpoint: relay.url,
+    hybridConnection: HC,
+    keyName: "listen",
+    key: listen.primaryKey,
+  });
+  t.after(() => listener.close());
+  listener.on("accept", onAccept);
+  listener.start();
+  await waitFor(() => listener.state.status === "online", "listener online");
+  const senderOpts = { endpoint: relay.url, hybridConnection: HC, keyName: "send", key: send.primaryKey };
+  return { relay, listener, senderOpts };
+}
+
+async function echoTarget(t: TestContext): Promise<number> {
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.on("error", () => {});
+    s.write("banner\n"); // servers that talk first (SSH) must not lose their first bytes
+    s.pipe(s);
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  t.after(() => server.close());
+  return (server.address() as AddressInfo).port;
+}
+
+describe("logical ports through the relay", () => {
+  it("opens a named port, pumps to the target, keeps every byte", async (t) => {
+    const port = await echoTarget(t);
+    const seen: string[] = [];
+    const { senderOpts } = await setup(t, async (req) => {
+      const ws = await req.accept();
+      const preamble = await readPreamble(ws);
+      seen.push(preamble.portName);
+      const sock = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+      sock.on("error", () => {});
+      await once(sock, "connect");
+      answerPreamble(ws, preamble.portName === "echo");
+      void pumpStreams(ws, sock);
+    });
+    const ws = await openLogicalPort(senderOpts, "echo");
+    const parts: Buffer[] = [];
+    ws.on("message", (d: Buffer) => parts.push(d));
+    const payload = randomBytes(300_000);
+    for (let i = 0; i < payload.length; i += 65536) ws.send(payload.subarray(i, i + 65536));
+    const expected = Buffer.concat([Buffer.from("banner\n"), payload]);
+    await waitFor(() => Buffer.concat(parts).length >= expected.length, "echo");
+    assert.ok(Buffer.concat(parts).equals(expected));
+    assert.deepEqual(seen, ["echo"]);
+    ws.close();
+  });
+
+  it("delivers bytes the sender pipelined right behind the preamble", async (t) => {
+    const port = await echoTarget(t);
+    const { senderOpts } = await setup(t, async (req) => {
+      const ws = await req.accept();
+      const p = await readPreamble(ws);
+      const sock = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+      sock.on("error", () => {});
+      await once(sock, "connect");
+      answerPreamble(ws, p.portName === "echo");
+      void pumpStreams(ws, sock);
+    });
+    // A raw sender: preamble and payload in ONE message, then more messages before any reply.
+    const ws = await connectSender(senderOpts);
+    const parts: Buffer[] = [];
+    ws.on("message", (d: Buffer) => parts.push(d));
+    ws.send(Buffer.concat([encodePreamble("echo"), Buffer.from("one,")]));
+    ws.send(Buffer.from("two,"));
+    ws.send(Buffer.from("three"));
+    await waitFor(() => Buffer.concat(parts).length >= 3 + 7 + 13, "echo");
+    assert.deepEqual([...Buffer.concat(parts).subarray(0, 3)], [1, 0, 0]);
+    assert.equal(Buffer.concat(parts).subarray(3).toString(), "banner\none,two,three");
+    ws.close();
+  });
+
+  it("refuses an unknown port name by closing: the sender gets RF_ERR_TUNNEL_REFUSED", async (t) => {
+    const { senderOpts } = await setup(t, async (req) => {
+      const ws = await req.accept();
+      const p = await readPreamble(ws);
+      answerPreamble(ws, p.portName === "known");
+    });
+    await assert.rejects(openLogicalPort(senderOpts, "unknown"), { code: "RF_ERR_TUNNEL_REFUSED" });
+  });
+
+  it("answers azbridge's error replies", async (t) => {
+    const { senderOpts } = await setup(t, async (req) => {
+      const ws = await req.accept();
+      await readPreamble(ws);
+      answerPreamble(ws, "datagram-unsupported");
+    });
+    await assert.rejects(openLogicalPort(senderOpts, "x"), (err: Error) => {
+      assert.equal((err as { code?: string }).code, "RF_ERR_TUNNEL_REFUSED");
+      assert.match(err.message, /datagram-unsupported/);
+      return true;
+    });
+  });
+
+  it("answers [0,0,0] to a bad version, times out a silent sender, survives garbage", async (t) => {
+    const errors: string[] = [];
+    const { senderOpts } = await setup(t, async (req) => {
+      const ws = await req.accept();
+      try {
+        await readPreamble(ws, 500);
+      } catch (err) {
+        errors.push((err as { code: string }).code);
+      }
+    });
+    // Bad version.
+    const ws = await connectSender(senderOpts);
+    const reply = once(ws, "message");
+    ws.send(Buffer.from([2, 0, 0, 1, 65]));
+    assert.deepEqual([...((await reply)[0] as Buffer)], [0, 0, 0]);
+    await once(ws, "close");
+    // Silent sender: the listener gives up and closes.
+    const silent = await connectSender(senderOpts);
+    const [code] = (await once(silent, "close")) as [number];
+    assert.equal(code, 1008);
+    // Garbage then disconnect.
+    const rude = await connectSender(senderOpts);
+    rude.send(Buffer.from([1, 0]));
+    rude.terminate();
+    await waitFor(() => errors.length >= 3, "three failures seen");
+    assert.deepEqual(errors.slice(0, 2), ["RF_ERR_PREAMBLE_VERSION", "RF_ERR_PREAMBLE_TIMEOUT"]);
+    assert.match(errors[2]!, /^RF_ERR_(TUNNEL_REFUSED|PREAMBLE_TIMEOUT)$/);
+  });
+});
