@@ -73,7 +73,8 @@ function listenerPicker(distribution: Distribution): (hc: HybridConnection) => C
   const rr = new WeakMap<HybridConnection, number>();
   const random = typeof distribution === "object" ? mulberry32(distribution.seed) : Math.random;
   return (hc) => {
-    const all = [...hc.listeners] as ControlChannel[];
+    // A channel whose close frame already arrived is CLOSING: never offer it a sender.
+    const all = ([...hc.listeners] as ControlChannel[]).filter((l) => l.ws.readyState === l.ws.OPEN);
     if (all.length === 0) return undefined;
     if (distribution === "round-robin") {
       const i = (rr.get(hc) ?? 0) % all.length;

@@ -106,4 +106,6 @@ export function wireServer(ctx: EmulatorContext, server: Server, onRequest: Requ
     socket.destroy();
   });
   server.on("tlsClientError", (err: Error) => ctx.logger.debug({ err: err.message }, "TLS client error"));
+  // Runtime server errors (e.g. a failed re-listen after an outage) are logged, never thrown.
+  server.on("error", (err: Error) => ctx.logger.error({ err }, "relay emulator server error"));
 }

@@ -8,7 +8,7 @@ import { connect } from "node:net";
 import { test } from "node:test";
 import fc from "fast-check";
 import { type RelayEmulator, startRelayEmulator } from "../../sim/relay-emulator/index.ts";
-import { type CleanupContext, sleep } from "../helpers/index.ts";
+import { type CleanupContext, sleep, waitFor } from "../helpers/index.ts";
 import { RawWsClient } from "../helpers/raw-ws-client.ts";
 import {
   hcUrl,
@@ -44,6 +44,8 @@ function rawExchange(
 }
 
 async function stillServes(t: CleanupContext, emu: RelayEmulator): Promise<void> {
+  // Its listener must be the only one, or the sender could be offered to a dying one.
+  await waitFor(() => emu.stats().listeners === 0, "earlier listeners to deregister");
   const listener = await openListener(t, emu, "hc");
   const { sender, rendezvous } = await relayedPair(t, emu, listener, "hc");
   sender.send("ping");
@@ -156,6 +158,9 @@ test("peers that vanish mid-handshake, mid-rendezvous or send bad reject codes",
     headers: { ServiceBusAuthorization: tokenFor(emu, "hc", rootCredentials(emu)) },
   });
   ws.close();
+  l2.ws.close();
+  // stillServes needs its own listener to be the only one, or the sender may go to another
+  await waitFor(() => emu.stats().listeners === 0, "earlier listeners to deregister");
   await stillServes(t, emu);
 });
 
@@ -187,9 +192,20 @@ test("random bytes on control channels and relayed connections never crash the e
           await sleep(5);
           raw.socket.destroy();
         }
+        await waitFor(() => emu.stats().listeners === 0, "the listener to deregister");
       },
     ),
     { numRuns: 40 },
   );
+  await stillServes(t, emu);
+});
+
+test("wss://: plaintext HTTP, garbage and aborted TLS handshakes never crash it", async (t) => {
+  const emu = await startRelayEmulator({ tls: true });
+  t.after(() => emu.close());
+  emu.admin.putHybridConnection("hc");
+  await rawExchange(emu, "GET /$hc/hc?sb-hc-action=listen HTTP/1.1\r\nHost: x\r\n\r\n");
+  await rawExchange(emu, Buffer.from([0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5]));
+  await rawExchange(emu, Buffer.from([0x16, 0x03, 0x01]), { closeAfterWrite: true });
   await stillServes(t, emu);
 });
