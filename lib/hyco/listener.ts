@@ -82,6 +82,8 @@ export class HybridConnectionListener extends EventEmitter<HybridConnectionListe
   private pongTimer: NodeJS.Timeout | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
   private failures = 0;
+  /** Why we cut the control channel ourselves (missing pong), for the state's lastError. */
+  private deadPeer: string | undefined;
   private onlineSince = 0;
   private closing = false;
   private closedPromise: Promise<void> | undefined;
@@ -220,8 +222,10 @@ export class HybridConnectionListener extends EventEmitter<HybridConnectionListe
       const wasOnline = this.onlineSince > 0;
       if (wasOnline && Date.now() - this.onlineSince >= BACKOFF_RESET_AFTER_MS) this.failures = 0;
       this.onlineSince = 0;
+      const dead = this.deadPeer;
+      this.deadPeer = undefined;
       const why =
-        failure ?? `control channel closed (${code}${reason.length ? ` ${reason.toString()}` : ""})`;
+        failure ?? dead ?? `control channel closed (${code}${reason.length ? ` ${reason.toString()}` : ""})`;
       this.log(wasOnline ? "warn" : "debug", { code, error: why }, "control channel lost");
       this.scheduleRetry(why);
     });
@@ -242,6 +246,7 @@ export class HybridConnectionListener extends EventEmitter<HybridConnectionListe
     this.pongTimer = setTimeout(() => {
       this.pongTimer = undefined;
       this.log("warn", {}, "no pong from the relay: reconnecting");
+      this.deadPeer = `no pong within ${this.options.pongTimeoutMs ?? PONG_TIMEOUT_MS} ms`;
       ws.terminate();
     }, this.options.pongTimeoutMs ?? PONG_TIMEOUT_MS);
     ws.ping();
