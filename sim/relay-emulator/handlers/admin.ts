@@ -188,7 +188,7 @@ export async function handleAdmin(
     const method = req.method ?? "GET";
     const body =
       method === "PUT" || method === "POST" ? await readJson(req, ctx.options.maxAdminBodyBytes) : undefined;
-    const result = await route(ctx, admin, faults, stats, method, rest, body);
+    const result = await route(admin, faults, stats, method, rest, body);
     send(res, result.status, result.body);
   } catch (err) {
     const status =
@@ -205,7 +205,6 @@ export async function handleAdmin(
 type Result = { status: number; body?: unknown };
 
 async function route(
-  ctx: EmulatorContext,
   admin: RelayAdmin,
   faults: RelayFaults,
   stats: () => unknown,
@@ -286,6 +285,5 @@ async function route(
     }
     throw new HttpError(405, "method not allowed");
   }
-  void ctx;
   throw new HttpError(404, "not found");
 }
