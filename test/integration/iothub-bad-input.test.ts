@@ -155,6 +155,15 @@ describe("IoT Hub emulator under bad input", () => {
     await stillServes();
   });
 
+  test("a second connection with the same client id closes the first", async () => {
+    const first = await connected(emu, D, M);
+    const second = await connected(emu, D, M);
+    await first.closed;
+    assert.equal(second.isClosed(), false);
+    assert.equal(emu.hub.module(D, M).connectionState, "Connected");
+    second.socket.end();
+  });
+
   test("a subscription to a foreign topic is refused in SUBACK", async () => {
     const c = await connected(emu, D, M);
     c.send({
