@@ -54,6 +54,15 @@ export function assertWsInternals(ws: WebSocket): void {
   if (!ok) throw new Error("relay emulator: unsupported ws version (close-handling internals changed)");
 }
 
+/** Codes a close frame may carry (RFC 6455 §7.4; ws throws on the others). */
+export function isSendableCloseCode(code: number): boolean {
+  return (
+    Number.isInteger(code) &&
+    ((code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) ||
+      (code >= 3000 && code <= 4999))
+  );
+}
+
 /** Close state of one leg, owned by the relay rather than by ws. */
 export interface ClosableLeg {
   readonly ws: WebSocket;

@@ -7,6 +7,7 @@
 import { randomUUID } from "node:crypto";
 import WebSocket from "ws";
 import { encodeAccept } from "../../lib/hyco/control-messages.ts";
+import { isSendableCloseCode } from "./close-control.ts";
 import type { EmulatorContext } from "./context.ts";
 import { handleRenewToken } from "./handlers/renew-token.ts";
 import type { HybridConnection, RegisteredListener } from "./namespace.ts";
@@ -121,6 +122,10 @@ export class ControlChannel implements RegisteredListener {
   /** Closes the control channel with a close frame (1001 deleted, 1008 token, 1011 error). */
   close(code: number, reason: string): void {
     if (this.closed) return;
+    if (!isSendableCloseCode(code)) {
+      this.terminate(); // 1005/1006/1015 never travel in a frame: drop the connection instead
+      return;
+    }
     this.detach();
     this.ctx.stats.controlClosed(code);
     this.ws.close(code, reason);

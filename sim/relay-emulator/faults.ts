@@ -5,6 +5,7 @@
  * over `POST /$admin/faults` with the same names.
  */
 import { z } from "zod";
+import { isSendableCloseCode } from "./close-control.ts";
 import type { EmulatorContext } from "./context.ts";
 
 export interface Refusal {
@@ -56,13 +57,14 @@ export class FaultState {
 }
 
 const hcField = z.string().min(1).max(260).optional();
+const closeCode = z.number().int().refine(isSendableCloseCode, "not a close code a frame can carry");
 
 /** Body of `POST /$admin/faults`: one action per request. */
 export const faultRequestSchema = z.discriminatedUnion("action", [
   z.object({
     action: z.literal("dropListener"),
     hybridConnection: z.string().min(1).max(260),
-    code: z.number().int().min(1000).max(4999).default(1011),
+    code: closeCode.default(1011),
     reason: z.string().max(120).default("fault injected: listener dropped"),
     /** How many listeners to drop (default 1); `all: true` drops every one. */
     count: z.number().int().min(1).default(1),
@@ -85,7 +87,7 @@ export const faultRequestSchema = z.discriminatedUnion("action", [
     action: z.literal("cutConnections"),
     hybridConnection: hcField,
     /** A close code sent to both legs, or "terminate" to drop the TCP connections without one. */
-    code: z.union([z.number().int().min(1000).max(4999), z.literal("terminate")]).default(1011),
+    code: z.union([closeCode, z.literal("terminate")]).default(1011),
   }),
   z.object({
     action: z.literal("outage"),

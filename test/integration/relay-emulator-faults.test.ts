@@ -28,6 +28,11 @@ test("dropListener closes one (or all) control channels with the given code", as
   const codes = (await Promise.all([a.closed, b.closed, c.closed])).map((x) => x.code).sort();
   assert.deepEqual(codes, [1011, 4321, 4321]);
   assert.equal(emu.faults.dropListener("missing"), 0);
+  // codes no frame may carry: dropped without a close frame in process, refused over HTTP
+  const d = await openListener(t, emu, "hc");
+  assert.equal(emu.faults.dropListener("hc", { code: 1006 }), 1);
+  assert.equal((await d.closed).code, 1006);
+  await assert.rejects(emu.faults.apply({ action: "dropListener", hybridConnection: "hc", code: 1005 }));
 });
 
 test("refuseRendezvous answers the next senders with a status; delayRendezvous holds the accept", async (t) => {
