@@ -31,6 +31,8 @@ export interface RunningProcess {
   readonly child: ChildProcess;
   /** The JSON line that announced readiness. */
   readonly ready: Record<string, unknown>;
+  /** Every JSON line printed up to and including the readiness line. */
+  readonly earlyLines: Record<string, unknown>[];
   /** Resolves with the exit code (or the signal name) when the process ends. */
   readonly exited: Promise<number | string>;
   /** Graceful stop: the signal, then SIGKILL after `graceMs`. */
@@ -101,6 +103,7 @@ export function startNodeProcess(spec: NodeProcessSpec): Promise<RunningProcess>
     let buffered = "";
     let readyLine: Record<string, unknown> | undefined;
     let lastLines: string[] = [];
+    const earlyLines: Record<string, unknown>[] = [];
     const timer = setTimeout(() => {
       void stop("SIGKILL");
       rejectReady(
@@ -119,10 +122,11 @@ export function startNodeProcess(spec: NodeProcessSpec): Promise<RunningProcess>
         buffered = buffered.slice(newline + 1);
         lastLines = [...lastLines.slice(-19), line];
         const json = parseJsonLine(line);
+        if (json) earlyLines.push(json);
         if (json && isReady(json)) {
           readyLine = json;
           clearTimeout(timer);
-          resolveReady({ name: spec.name, child, ready: json, exited, stop });
+          resolveReady({ name: spec.name, child, ready: json, earlyLines, exited, stop });
         }
         newline = buffered.indexOf("\n");
       }

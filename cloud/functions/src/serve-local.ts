@@ -1,0 +1,30 @@
+/**
+ * The rollout service as a local process, for the simulation: the same handlers the Functions host
+ * loads, served over node:http by `http-server.ts`, configured from the environment
+ * (`config.ts`). `ROLLOUT_PORT` (default 0 = any free port) and `ROLLOUT_FUNCTION_KEY` (default
+ * random) choose where and with which key. Prints one JSON line `{"event":"listening",...}`.
+ */
+import { errorMessage } from "../../../lib/errors.ts";
+import { createLogger } from "../../../lib/log.ts";
+import { rolloutFromEnv } from "./config.ts";
+import { startRolloutHttpServer } from "./http-server.ts";
+
+const logger = createLogger("rollout-local");
+
+try {
+  const rollout = await rolloutFromEnv();
+  const server = await startRolloutHttpServer(rollout, {
+    port: Number(process.env.ROLLOUT_PORT ?? "0") || 0,
+    ...(process.env.ROLLOUT_FUNCTION_KEY ? { functionKey: process.env.ROLLOUT_FUNCTION_KEY } : {}),
+    logger,
+  });
+  process.stdout.write(
+    `${JSON.stringify({ event: "listening", url: server.url, eventGridUrl: server.eventGridUrl })}\n`,
+  );
+  const stop = () => void server.close().finally(() => process.exit(0));
+  process.once("SIGTERM", stop);
+  process.once("SIGINT", stop);
+} catch (err) {
+  logger.fatal({ err: errorMessage(err) }, "rollout service failed to start");
+  process.exit(1);
+}

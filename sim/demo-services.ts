@@ -1,0 +1,60 @@
+/**
+ * The on-prem services of a simulated site, "behind the firewall": a small web page and a TCP
+ * echo, both on loopback ports that only the site's relay module is allowed to reach.
+ */
+import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
+import { createServer as createTcpServer, type Socket, type Server as TcpServer } from "node:net";
+
+export interface DemoServices {
+  siteId: string;
+  webPort: number;
+  echoPort: number;
+  close(): Promise<void>;
+}
+
+function listen(server: HttpServer | TcpServer, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      resolve(typeof address === "object" && address ? address.port : 0);
+    });
+  });
+}
+
+function page(siteId: string): string {
+  return `<!doctype html>
+<html><head><meta charset="utf-8"><title>Site ${siteId}</title></head>
+<body><h1>Hello from site ${siteId}</h1>
+<p>This page is served inside the site's network and reached through the gateway, Azure Relay and the site's relayListener module.</p>
+</body></html>
+`;
+}
+
+/** Starts the web page and the echo service of one site on `host` (loopback). */
+export async function startDemoServices(siteId: string, host = "127.0.0.1"): Promise<DemoServices> {
+  const sockets = new Set<Socket>();
+  const web = createHttpServer((req, res) => {
+    const body = page(siteId);
+    res.writeHead(200, { "content-type": "text/html; charset=utf-8", "x-relay-fleet-site": siteId });
+    res.end(req.method === "HEAD" ? undefined : body);
+  });
+  const echo = createTcpServer({ allowHalfOpen: true }, (socket) => {
+    sockets.add(socket);
+    socket.on("error", () => socket.destroy());
+    socket.once("close", () => sockets.delete(socket));
+    // Echo everything, and finish our side once the client has finished its (half-close).
+    socket.pipe(socket);
+  });
+  const [webPort, echoPort] = await Promise.all([listen(web, host), listen(echo, host)]);
+  return {
+    siteId,
+    webPort,
+    echoPort,
+    async close() {
+      for (const s of sockets) s.destroy();
+      web.closeAllConnections();
+      await Promise.all([new Promise((r) => web.close(r)), new Promise((r) => echo.close(r))]);
+    },
+  };
+}

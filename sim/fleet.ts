@@ -1,0 +1,448 @@
+/**
+ * The whole hybrid relay pattern on one machine, every part a real process on loopback: the relay
+ * emulator, the IoT Hub emulator, Azurite, the rollout service's HTTP API, gateways, and per site
+ * a relayListener module (started the way iotedgehubdev starts a module: its own identity,
+ * `EdgeHubConnectionString` and a CA file) in front of demo on-prem services. Sites are onboarded
+ * through the rollout API, never by writing configuration directly.
+ *
+ * `npm start` (sim/index.ts) and the end-to-end tests both drive the pattern through this file.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { createIotHubServiceClients } from "../lib/azure/iothub-service.ts";
+import { type Azurite, startAzurite } from "./azurite.ts";
+import { type RunningProcess, startNodeProcess } from "./child-process.ts";
+import { type DemoServices, startDemoServices } from "./demo-services.ts";
+import { freePort, freePortBlock } from "./ports.ts";
+
+export const MODULE_ID = "relayListener";
+
+export interface FleetOptions {
+  /** Where state, certificates and logs go. */
+  stateDir: string;
+  /** Demo sites to onboard at start (`plant-1` … `plant-N`). */
+  sites?: number;
+  /** Gateway instances, on 127.0.0.1, 127.0.0.2, … (the same public ports on each). */
+  gateways?: number;
+  /** relayListener processes per site (two = the redundant pair of a site). */
+  modulesPerSite?: number;
+  /** Public ports the rollout service allocates from (default: a free block found at start). */
+  portRange?: { from: number; to: number };
+  /** How often gateways re-read the ledger (they are also told to reload after each change). */
+  ledgerReloadMs?: number;
+  /** Called with a short line for each step, for progress output. */
+  onProgress?: (step: string) => void;
+  /** Extra environment for module processes (tests shorten timers). */
+  moduleEnv?: NodeJS.ProcessEnv;
+}
+
+export interface GatewayHandle {
+  index: number;
+  host: string;
+  adminPort: number;
+  process: RunningProcess;
+}
+
+export interface SiteModuleHandle {
+  index: number;
+  process: RunningProcess;
+  healthPort: number | undefined;
+}
+
+export interface SiteHandle {
+  siteId: string;
+  /** The site's own demo services; absent for a site added from outside (CLI, device event). */
+  services?: DemoServices;
+  modules: SiteModuleHandle[];
+  /** Mapping name → public port on the gateways. */
+  publicPorts: Record<string, number>;
+}
+
+/** What the rollout API answers for a site (the fields the simulation uses). */
+export interface SiteView {
+  siteId: string;
+  deviceId: string;
+  publicPorts: number[];
+  mappings: Record<string, { target: string; enabled: boolean; publicPort?: number; publicHost?: string }>;
+}
+
+export interface RelayInfo {
+  url: string;
+  endpoint: string;
+  caFile: string;
+  manageKeyName: string;
+  manageKey: string;
+}
+
+export interface HubInfo {
+  hostName: string;
+  mqttPort: number;
+  httpsPort: number;
+  caFile: string;
+  serviceConnectionString: string;
+}
+
+function str(line: Record<string, unknown>, key: string): string {
+  const v = line[key];
+  if (typeof v !== "string") throw new Error(`readiness line has no ${key}`);
+  return v;
+}
+
+function num(line: Record<string, unknown>, key: string): number {
+  const v = line[key];
+  if (typeof v !== "number") throw new Error(`readiness line has no ${key}`);
+  return v;
+}
+
+/** Error answered by the rollout API, with its status. */
+export class RolloutApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly body: unknown,
+  ) {
+    super(`rollout API answered ${status}: ${JSON.stringify(body)}`);
+  }
+}
+
+export class Fleet {
+  relay!: RelayInfo;
+  relayProcess!: RunningProcess;
+  hub!: HubInfo;
+  hubProcess!: RunningProcess;
+  storage!: Azurite;
+  rollout!: { url: string; functionKey: string; process: RunningProcess };
+  readonly gateways: GatewayHandle[] = [];
+  readonly sites = new Map<string, SiteHandle>();
+  readonly portRange: { from: number; to: number };
+  /** Demo services that the default site profile points at (sites added with the CLI). */
+  sharedServices!: DemoServices;
+  private registry!: ReturnType<typeof createIotHubServiceClients>["registry"];
+  private readonly dirs: { logs: string; relay: string; hub: string; azurite: string };
+  private stopped = false;
+
+  private constructor(
+    readonly options: FleetOptions,
+    portRange: { from: number; to: number },
+  ) {
+    this.portRange = portRange;
+    const d = options.stateDir;
+    this.dirs = {
+      logs: join(d, "logs"),
+      relay: join(d, "relay"),
+      hub: join(d, "iothub"),
+      azurite: join(d, "azurite"),
+    };
+    for (const dir of Object.values(this.dirs)) mkdirSync(dir, { recursive: true });
+  }
+
+  /** Starts every part and onboards `options.sites` demo sites. */
+  static async start(options: FleetOptions): Promise<Fleet> {
+    const gateways = options.gateways ?? 1;
+    const hosts = Array.from({ length: gateways }, (_, i) => `127.0.0.${i + 1}`);
+    const range = options.portRange ?? (await freePortBlock(Math.max(64, (options.sites ?? 2) * 4), hosts));
+    const fleet = new Fleet(options, range);
+    try {
+      await fleet.startInfrastructure();
+      for (let i = 0; i < gateways; i++) await fleet.startGateway(i);
+      for (let i = 1; i <= (options.sites ?? 0); i++) await fleet.addSite(`plant-${i}`);
+      return fleet;
+    } catch (err) {
+      await fleet.stop();
+      throw err;
+    }
+  }
+
+  private progress(step: string): void {
+    this.options.onProgress?.(step);
+  }
+
+  private log(name: string): string {
+    return join(this.dirs.logs, `${name}.log`);
+  }
+
+  private async startInfrastructure(): Promise<void> {
+    this.progress("starting the relay emulator (Azure Relay, wss)");
+    await this.startRelay();
+
+    // The IoT Hub emulator posts device events to the rollout API, and the rollout API needs the
+    // hub's connection string: fix the API's port and key first so both can start in order.
+    const rolloutPort = await freePort();
+    const functionKey = randomBytes(24).toString("base64url");
+    const eventGridUrl = `http://127.0.0.1:${rolloutPort}/runtime/webhooks/EventGrid?functionName=device-lifecycle&code=${functionKey}`;
+
+    this.progress("starting the IoT Hub emulator (MQTT + REST over TLS)");
+    await this.startHub(eventGridUrl);
+
+    this.progress("starting Azurite (Table storage for the port ledger)");
+    this.storage = await startAzurite({ dir: this.dirs.azurite });
+
+    // A site onboarded from outside (the CLI, a DeviceCreated event) gets the default profile:
+    // web and echo mappings to these shared demo services.
+    this.sharedServices = await startDemoServices("default-profile");
+    const profiles = {
+      default: {
+        mappings: {
+          web: { target: `127.0.0.1:${this.sharedServices.webPort}` },
+          echo: { target: `127.0.0.1:${this.sharedServices.echoPort}` },
+        },
+      },
+    };
+
+    this.progress("starting the rollout service (Functions handlers over HTTP)");
+    const proc = await startNodeProcess({
+      name: "rollout",
+      script: "cloud/functions/src/serve-local.ts",
+      logFile: this.log("rollout"),
+      env: {
+        ...this.rolloutEnv(),
+        ROLLOUT_PORT: String(rolloutPort),
+        ROLLOUT_FUNCTION_KEY: functionKey,
+        SITE_PROFILES: JSON.stringify(profiles),
+      },
+    });
+    this.rollout = { url: str(proc.ready, "url"), functionKey, process: proc };
+  }
+
+  /** Environment of the rollout service (also what the CLI needs for direct mode). */
+  rolloutEnv(): NodeJS.ProcessEnv {
+    return {
+      IOTHUB_CONNECTION_STRING: this.hub.serviceConnectionString,
+      IOTHUB_REST_PORT: String(this.hub.httpsPort),
+      IOTHUB_CA_FILE: this.hub.caFile,
+      LEDGER_CONNECTION_STRING: this.storage.connectionString,
+      RELAY_ENDPOINT: this.relay.endpoint,
+      RELAY_MANAGE_KEY_NAME: this.relay.manageKeyName,
+      RELAY_MANAGE_KEY: this.relay.manageKey,
+      RELAY_CA_FILE: this.relay.caFile,
+      RELAY_TLS: "1",
+      RELAY_PORT_RANGES: `${this.portRange.from}-${this.portRange.to}`,
+      ROTATE_SEND_GRACE_MS: "1500",
+    };
+  }
+
+  /** Starts (or restarts, on the same port and with the same keys and state) the relay emulator. */
+  async startRelay(): Promise<void> {
+    const args = ["--tls", "--dir", this.dirs.relay];
+    if (this.relay)
+      args.push("--port", String(new URL(this.relay.url).port), "--manage-key", this.relay.manageKey);
+    const proc = await startNodeProcess({
+      name: "relay-emulator",
+      script: "sim/relay-emulator/main.ts",
+      args,
+      logFile: this.log("relay-emulator"),
+    });
+    this.relayProcess = proc;
+    this.relay = {
+      url: str(proc.ready, "url"),
+      endpoint: str(proc.ready, "endpoint"),
+      caFile: str(proc.ready, "caFile"),
+      manageKeyName: str(proc.ready, "manageKeyName"),
+      manageKey: str(proc.ready, "manageKey"),
+    };
+  }
+
+  /** Starts (or restarts, on the same ports with its saved state) the IoT Hub emulator. */
+  async startHub(eventGridUrl?: string): Promise<void> {
+    const args = ["--dir", this.dirs.hub, "--state-file", join(this.dirs.hub, "state.json")];
+    if (this.hub)
+      args.push("--mqtt-port", String(this.hub.mqttPort), "--https-port", String(this.hub.httpsPort));
+    const webhook = eventGridUrl ?? this.hubWebhook;
+    if (webhook) args.push("--event-grid-webhook", webhook);
+    this.hubWebhook = webhook;
+    const proc = await startNodeProcess({
+      name: "iothub-emulator",
+      script: "sim/iothub-emulator/main.ts",
+      args,
+      logFile: this.log("iothub-emulator"),
+    });
+    this.hubProcess = proc;
+    this.hub = {
+      hostName: str(proc.ready, "hostName"),
+      mqttPort: num(proc.ready, "mqttPort"),
+      httpsPort: num(proc.ready, "httpsPort"),
+      caFile: str(proc.ready, "caFile"),
+      serviceConnectionString: str(proc.ready, "serviceConnectionString"),
+    };
+    this.registry = createIotHubServiceClients(this.hub.serviceConnectionString, {
+      restPort: this.hub.httpsPort,
+      ca: readFileSync(this.hub.caFile),
+    }).registry;
+  }
+  private hubWebhook: string | undefined;
+
+  /** Starts gateway `index` on 127.0.0.<index+1>. */
+  async startGateway(index: number): Promise<GatewayHandle> {
+    const host = `127.0.0.${index + 1}`;
+    this.progress(`starting gateway #${index + 1} on ${host}`);
+    const proc = await startNodeProcess({
+      name: `gateway-${index + 1}`,
+      script: "cloud/gateway/src/main.ts",
+      logFile: this.log(`gateway-${index + 1}`),
+      isReady: (line) => line.event === "started",
+      env: {
+        LEDGER_CONNECTION_STRING: this.storage.connectionString,
+        RELAY_CA_FILE: this.relay.caFile,
+        GATEWAY_BIND_HOST: host,
+        GATEWAY_HEALTH_HOST: "127.0.0.1",
+        GATEWAY_HEALTH_PORT: "0",
+        LEDGER_RELOAD_INTERVAL_MS: String(this.options.ledgerReloadMs ?? 2_000),
+      },
+    });
+    const admin = proc.earlyLines.find((l) => l.event === "admin-listening");
+    const handle = { index, host, adminPort: admin ? num(admin, "port") : 0, process: proc };
+    this.gateways[index] = handle;
+    return handle;
+  }
+
+  /** Calls the rollout HTTP API with the function key; throws RolloutApiError on a non-2xx answer. */
+  async api<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await fetch(`${this.rollout.url}${path}`, {
+      method,
+      headers: { "x-functions-key": this.rollout.functionKey, "content-type": "application/json" },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await res.text();
+    const parsed: unknown = text ? JSON.parse(text) : undefined;
+    if (!res.ok) throw new RolloutApiError(res.status, parsed);
+    return parsed as T;
+  }
+
+  /** Asks every gateway to re-read the ledger now (they also do it on their own timer). */
+  async reloadGateways(): Promise<void> {
+    await Promise.all(
+      this.gateways
+        .filter((g) => g && g.process.child.exitCode === null)
+        .map((g) =>
+          fetch(`http://127.0.0.1:${g.adminPort}/reload`, { method: "POST" })
+            .then((r) => r.text())
+            .catch(() => ""),
+        ),
+    );
+  }
+
+  /**
+   * Onboards a site through the rollout API with two mappings (`web`, `echo`) to its own demo
+   * services, starts its module process(es), and tells the gateways to pick up its ports.
+   */
+  async addSite(siteId: string, extraMappings: Record<string, unknown> = {}): Promise<SiteHandle> {
+    this.progress(`onboarding ${siteId} through the rollout API`);
+    const services = await startDemoServices(siteId);
+    const view = await this.api<SiteView>("POST", "/api/sites", {
+      siteId,
+      mappings: {
+        web: { target: `127.0.0.1:${services.webPort}` },
+        echo: { target: `127.0.0.1:${services.echoPort}` },
+        ...extraMappings,
+      },
+    });
+    const site: SiteHandle = { siteId, services, modules: [], publicPorts: publicPortsOf(view) };
+    this.sites.set(siteId, site);
+    for (let i = 0; i < (this.options.modulesPerSite ?? 1); i++) await this.startModule(siteId, i);
+    await this.reloadGateways();
+    return site;
+  }
+
+  /** Environment of a site's module, the way iotedgehubdev gives it to a module container. */
+  async moduleEnv(siteId: string): Promise<NodeJS.ProcessEnv> {
+    const view = await this.api<SiteView>("GET", `/api/sites/${siteId}`);
+    const mod = (await this.registry.getModule(view.deviceId, MODULE_ID)).responseBody as unknown as {
+      authentication?: { symmetricKey?: { primaryKey?: string } };
+    };
+    const key = mod.authentication?.symmetricKey?.primaryKey;
+    if (!key) throw new Error(`module ${view.deviceId}/${MODULE_ID} has no key`);
+    return {
+      EdgeHubConnectionString: `HostName=${this.hub.hostName};GatewayHostName=127.0.0.1:${this.hub.mqttPort};DeviceId=${view.deviceId};ModuleId=${MODULE_ID};SharedAccessKey=${key}`,
+      EdgeModuleCACertificateFile: this.hub.caFile,
+      RELAY_CA_FILE: this.relay.caFile,
+      // The device owner's local allowlist: the demo services live on loopback.
+      RELAY_ALLOWED_TARGETS: "127.0.0.1/32:*",
+      METRICS_PORT: "0",
+      METRICS_HOST: "127.0.0.1",
+      REPORT_INTERVAL_MS: "1000",
+      ...this.options.moduleEnv,
+    };
+  }
+
+  /** Starts module instance `index` of a site (again, after a kill). */
+  async startModule(siteId: string, index: number): Promise<SiteModuleHandle> {
+    const site = this.sites.get(siteId);
+    if (!site) throw new Error(`unknown site ${siteId}`);
+    this.progress(`starting relayListener #${index + 1} of ${siteId}`);
+    const proc = await startNodeProcess({
+      name: `module-${siteId}-${index + 1}`,
+      script: "modules/relayListener/src/main.ts",
+      logFile: this.log(`module-${siteId}-${index + 1}`),
+      isReady: (line) => line.msg === "relayListener ready",
+      env: await this.moduleEnv(siteId),
+    });
+    const metricsPort = proc.ready.metricsPort;
+    const handle = {
+      index,
+      process: proc,
+      healthPort: typeof metricsPort === "number" ? metricsPort : undefined,
+    };
+    site.modules[index] = handle;
+    return handle;
+  }
+
+  /** Refreshes a site's public ports from the rollout API (after a mapping change). */
+  async refreshSite(siteId: string): Promise<SiteHandle> {
+    const site = this.sites.get(siteId);
+    if (!site) throw new Error(`unknown site ${siteId}`);
+    site.publicPorts = publicPortsOf(await this.api<SiteView>("GET", `/api/sites/${siteId}`));
+    return site;
+  }
+
+  /**
+   * Brings the simulated edge devices in line with the ledger: a site onboarded from outside (the
+   * CLI, a DeviceCreated event) gets a module process, as a real device would once its deployment
+   * arrives; an offboarded site's modules stop. Returns the site ids started and stopped.
+   */
+  async syncSites(): Promise<{ started: string[]; stopped: string[] }> {
+    const { sites } = await this.api<{ sites: SiteView[] }>("GET", "/api/sites");
+    const known = new Set(sites.map((s) => s.siteId));
+    const started: string[] = [];
+    const stopped: string[] = [];
+    for (const view of sites) {
+      if (this.sites.has(view.siteId)) continue;
+      this.sites.set(view.siteId, { siteId: view.siteId, modules: [], publicPorts: publicPortsOf(view) });
+      for (let i = 0; i < (this.options.modulesPerSite ?? 1); i++) await this.startModule(view.siteId, i);
+      started.push(view.siteId);
+    }
+    for (const [siteId, site] of this.sites) {
+      if (known.has(siteId)) continue;
+      await Promise.all(site.modules.map((m) => m?.process.stop("SIGTERM", 3_000)));
+      await site.services?.close();
+      this.sites.delete(siteId);
+      stopped.push(siteId);
+    }
+    if (started.length || stopped.length) await this.reloadGateways();
+    return { started, stopped };
+  }
+
+  /** Stops everything: modules, gateways, rollout, emulators, storage, demo services. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    const procs: Array<RunningProcess | undefined> = [];
+    for (const site of this.sites.values()) for (const m of site.modules) procs.push(m?.process);
+    for (const g of this.gateways) procs.push(g?.process);
+    await Promise.all(procs.map((p) => p?.stop("SIGTERM", 3_000)));
+    await Promise.all([
+      this.rollout?.process.stop("SIGTERM", 3_000),
+      this.hubProcess?.stop("SIGTERM", 3_000),
+      this.relayProcess?.stop("SIGTERM", 3_000),
+      this.storage?.close(),
+      this.sharedServices?.close(),
+      ...[...this.sites.values()].map((s) => s.services?.close()),
+    ]);
+  }
+}
+
+function publicPortsOf(view: SiteView): Record<string, number> {
+  const ports: Record<string, number> = {};
+  for (const [name, m] of Object.entries(view.mappings))
+    if (m.publicPort !== undefined) ports[name] = m.publicPort;
+  return ports;
+}

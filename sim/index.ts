@@ -1,0 +1,196 @@
+/**
+ * `npm start`: the whole hybrid relay pattern on this machine, without an Azure account (the
+ * local counterpart of `iotedgedev simulator start`). Thin entry point: options, output and
+ * Ctrl-C; the work is in fleet.ts.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { styleText } from "node:util";
+import { Command } from "commander";
+import { killAllChildren } from "./child-process.ts";
+import { Fleet } from "./fleet.ts";
+import { readFleetStatus, renderStatus } from "./live-status.ts";
+
+const program = new Command()
+  .name("npm start --")
+  .description("Run the hybrid relay pattern locally: emulators, rollout, gateways and simulated sites.")
+  .option("--sites <n>", "simulated sites to onboard", "2")
+  .option("--gateways <n>", "gateway instances (127.0.0.1, 127.0.0.2, …)", "1")
+  .option("--modules-per-site <n>", "relayListener instances per site (2 = redundant pair)", "1")
+  .option("--state-dir <dir>", "keep state (IoT Hub, ledger, relay) here across runs; default: a temp dir")
+  .option("--no-ui", "plain log lines instead of the live status view")
+  .option("--json", "machine-readable JSON lines on stdout (implies --no-ui)")
+  .parse();
+
+const opts = program.opts<{
+  sites: string;
+  gateways: string;
+  modulesPerSite: string;
+  stateDir?: string;
+  ui: boolean;
+  json?: boolean;
+}>();
+
+function count(name: string, value: string, max: number): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > max) {
+    process.stderr.write(`--${name} must be a whole number from 0 to ${max}.\n`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const sites = count("sites", opts.sites, 200);
+const gateways = Math.max(1, count("gateways", opts.gateways, 8));
+const modulesPerSite = Math.max(1, count("modules-per-site", opts.modulesPerSite, 4));
+const json = opts.json === true;
+const ui = opts.ui && !json && process.stdout.isTTY === true;
+const color = (style: Parameters<typeof styleText>[0], text: string) =>
+  ui && !process.env.NO_COLOR ? styleText(style, text) : text;
+
+const persistent = opts.stateDir !== undefined;
+const stateDir = persistent
+  ? resolve(opts.stateDir as string)
+  : mkdtempSync(join(tmpdir(), "relay-fleet-sim-"));
+mkdirSync(stateDir, { recursive: true });
+// The CLI finds the running simulation through this file (cli/discovery.ts).
+const discoveryDir = resolve(".sim-state");
+const discoveryFile = join(discoveryDir, "sim.json");
+
+function emit(event: string, data: Record<string, unknown> = {}): void {
+  if (json) process.stdout.write(`${JSON.stringify({ event, ...data })}\n`);
+}
+
+let fleet: Fleet | undefined;
+let shuttingDown = false;
+
+async function shutdown(code: number): Promise<void> {
+  if (shuttingDown) return;
+  shuttingDown = true;
+  if (!json) process.stdout.write(`\n${color("yellow", "stopping every process…")}\n`);
+  emit("stopping");
+  const hardStop = setTimeout(() => {
+    killAllChildren();
+    process.exit(code);
+  }, 15_000);
+  hardStop.unref();
+  await fleet?.stop().catch(() => undefined);
+  rmSync(discoveryFile, { force: true });
+  if (!persistent) rmSync(stateDir, { recursive: true, force: true });
+  emit("stopped");
+  process.exit(code);
+}
+process.on("SIGINT", () => void shutdown(0));
+process.on("SIGTERM", () => void shutdown(0));
+
+function progress(step: string): void {
+  if (json) emit("progress", { step });
+  else process.stdout.write(`${color("dim", "•")} ${step}\n`);
+}
+
+try {
+  const started = Date.now();
+  fleet = await Fleet.start({ stateDir, sites, gateways, modulesPerSite, onProgress: progress });
+  mkdirSync(discoveryDir, { recursive: true });
+  writeFileSync(
+    discoveryFile,
+    `${JSON.stringify({ version: 1, rollout: { url: fleet.rollout.url, functionKey: fleet.rollout.functionKey }, pid: process.pid, stateDir }, null, 2)}\n`,
+    { mode: 0o600 },
+  );
+  const siteList = [...fleet.sites.values()].map((s) => ({ siteId: s.siteId, publicPorts: s.publicPorts }));
+  emit("ready", {
+    seconds: (Date.now() - started) / 1000,
+    gateways: fleet.gateways.map((g) => g.host),
+    rollout: fleet.rollout.url,
+    relay: fleet.relay.url,
+    sites: siteList,
+    stateDir,
+  });
+  if (!json) printWelcome(fleet, (Date.now() - started) / 1000);
+  await runStatusLoop(fleet);
+} catch (err) {
+  process.stderr.write(
+    `${color("red", "The simulation could not start:")} ${err instanceof Error ? err.message : String(err)}\n`,
+  );
+  process.stderr.write(`Logs of every part are in ${join(stateDir, "logs")}.\n`);
+  await shutdown(1);
+}
+
+function printWelcome(f: Fleet, seconds: number): void {
+  const host = f.gateways[0]?.host ?? "127.0.0.1";
+  const lines = [
+    "",
+    color(
+      "green",
+      `Relay Fleet is running (${seconds.toFixed(1)} s). Every part is a real process on loopback:`,
+    ),
+    `  relay emulator ${f.relay.url}   IoT Hub emulator ${f.hub.hostName}:${f.hub.mqttPort} (MQTT) / :${f.hub.httpsPort} (REST)`,
+    `  rollout API    ${f.rollout.url}/api/sites   gateways ${f.gateways.map((g) => g.host).join(", ")}`,
+    "",
+    color("bold", "Public ports (gateway → relay → site module → on-prem service):"),
+  ];
+  for (const site of f.sites.values()) {
+    const web = site.publicPorts.web;
+    const echo = site.publicPorts.echo;
+    lines.push(
+      `  ${site.siteId.padEnd(10)} web  ${host}:${web}  →  127.0.0.1:${site.services?.webPort}`,
+      `  ${"".padEnd(10)} echo ${host}:${echo}  →  127.0.0.1:${site.services?.echoPort}`,
+    );
+  }
+  const first = [...f.sites.values()][0];
+  if (first) {
+    lines.push(
+      "",
+      color("bold", "Try:"),
+      `  curl http://${host}:${first.publicPorts.web}/`,
+      `  echo hello | nc -N ${host} ${first.publicPorts.echo}`,
+    );
+  }
+  lines.push(
+    `  npx relay-fleet status            (fleet table from IoT Hub; the CLI finds this simulation via .sim-state/sim.json)`,
+    "  npx relay-fleet sites add site-x   (onboards a site with the default profile, live)",
+    `  npx relay-fleet map add plant-1 ssh 127.0.0.1:22   (a new mapping, live)`,
+    "",
+    `Logs: ${join(stateDir, "logs")}    Ctrl-C stops everything.`,
+    "",
+  );
+  process.stdout.write(`${lines.join("\n")}\n`);
+}
+
+async function runStatusLoop(f: Fleet): Promise<void> {
+  let lastPlain = 0;
+  let drawnLines = 0;
+  let lastSync = Date.now();
+  for (;;) {
+    if (shuttingDown) return;
+    if (Date.now() - lastSync > 3_000) {
+      lastSync = Date.now();
+      // Sites added or removed with the CLI take effect live: start or stop their modules.
+      const changes = await f.syncSites().catch(() => ({ started: [], stopped: [] }));
+      for (const siteId of changes.started)
+        emit("site-started", { siteId, publicPorts: f.sites.get(siteId)?.publicPorts });
+      for (const siteId of changes.stopped) emit("site-stopped", { siteId });
+      if (!ui && !json) {
+        for (const siteId of changes.started)
+          process.stdout.write(
+            `site ${siteId} is online: ${JSON.stringify(f.sites.get(siteId)?.publicPorts)}\n`,
+          );
+        for (const siteId of changes.stopped) process.stdout.write(`site ${siteId} was removed\n`);
+      }
+    }
+    const status = await readFleetStatus(f);
+    if (json) emit("status", { ...status });
+    else if (ui) {
+      const text = renderStatus(status);
+      // Redraw in place: move up over the previous table, clear to the end of the screen.
+      if (drawnLines > 0) process.stdout.write(`\x1b[${drawnLines}F\x1b[J`);
+      process.stdout.write(`${text}\n`);
+      drawnLines = text.split("\n").length;
+    } else if (Date.now() - lastPlain > 30_000) {
+      lastPlain = Date.now();
+      process.stdout.write(`${renderStatus(status)}\n\n`);
+    }
+    await new Promise((r) => setTimeout(r, 1_000));
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * The live status of a running simulation, read from each process's local metrics endpoint (the
+ * modules' and gateways' Prometheus text), never from IoT Hub: a view refreshing every second must
+ * not become a loop of throttled twin queries. `relay-fleet status` shows IoT Hub's own picture.
+ */
+import type { Fleet } from "./fleet.ts";
+
+export interface SiteStatusLine {
+  siteId: string;
+  modulesUp: number;
+  modules: number;
+  listenersOnline: number;
+  activeConnections: number;
+  totalConnections: number;
+  bytesToSite: number;
+  bytesFromSite: number;
+}
+
+export interface FleetStatus {
+  at: string;
+  gatewaysUp: number;
+  gateways: number;
+  sites: SiteStatusLine[];
+}
+
+/** Sums the samples of `metric` in Prometheus text, optionally only those whose labels match. */
+export function sumMetric(text: string, metric: string, labelFilter?: (labels: string) => boolean): number {
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(metric)) continue;
+    const rest = line.slice(metric.length);
+    if (rest[0] !== " " && rest[0] !== "{") continue;
+    const labels = rest[0] === "{" ? rest.slice(1, rest.indexOf("}")) : "";
+    if (labelFilter && !labelFilter(labels)) continue;
+    const value = Number(line.slice(line.lastIndexOf(" ") + 1));
+    if (Number.isFinite(value)) sum += value;
+  }
+  return sum;
+}
+
+async function scrape(port: number | undefined): Promise<string | undefined> {
+  if (!port) return undefined;
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(1_000) });
+    return res.ok ? await res.text() : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads every module's and gateway's metrics once. */
+export async function readFleetStatus(fleet: Fleet): Promise<FleetStatus> {
+  const gatewayTexts = await Promise.all(fleet.gateways.map((g) => scrape(g.adminPort)));
+  const sites: SiteStatusLine[] = [];
+  for (const site of fleet.sites.values()) {
+    const texts = await Promise.all(site.modules.map((m) => scrape(m?.healthPort)));
+    const up = texts.filter((t): t is string => t !== undefined);
+    const total = (metric: string, filter?: (labels: string) => boolean) =>
+      up.reduce((sum, t) => sum + sumMetric(t, metric, filter), 0);
+    sites.push({
+      siteId: site.siteId,
+      modulesUp: up.length,
+      modules: site.modules.length,
+      listenersOnline: total("relay_listener_control_channels_online"),
+      activeConnections: total("relay_listener_active_connections"),
+      totalConnections: total("relay_listener_connections_total"),
+      bytesToSite: total("relay_listener_bytes_total", (l) => l.includes(`direction="in"`)),
+      bytesFromSite: total("relay_listener_bytes_total", (l) => l.includes(`direction="out"`)),
+    });
+  }
+  return {
+    at: new Date().toISOString(),
+    gatewaysUp: gatewayTexts.filter(Boolean).length,
+    gateways: fleet.gateways.length,
+    sites,
+  };
+}
+
+function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
+}
+
+/** The status as a fixed-width table. */
+export function renderStatus(status: FleetStatus): string {
+  const rows = status.sites.map((s) =>
+    [
+      s.siteId.padEnd(12),
+      `${s.modulesUp}/${s.modules}`.padEnd(8),
+      String(s.listenersOnline).padEnd(10),
+      String(s.activeConnections).padEnd(7),
+      String(s.totalConnections).padEnd(7),
+      bytes(s.bytesToSite).padEnd(11),
+      bytes(s.bytesFromSite),
+    ].join(" "),
+  );
+  return [
+    `gateways up: ${status.gatewaysUp}/${status.gateways}   updated ${status.at.slice(11, 19)} UTC`,
+    "",
+    `${"site".padEnd(12)} ${"modules".padEnd(8)} ${"listeners".padEnd(10)} ${"active".padEnd(7)} ${"total".padEnd(7)} ${"to site".padEnd(11)} from site`,
+    ...rows,
+  ].join("\n");
+}

@@ -1,0 +1,51 @@
+/**
+ * Free ports for the simulation. Parts that can bind port 0 do; these helpers serve the two that
+ * cannot: the rollout API, whose URL the IoT Hub emulator needs before either starts, and the
+ * block of public ports the rollout service allocates from and the gateways then bind.
+ */
+import { createServer } from "node:net";
+
+function tryListen(port: number, host: string): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once("error", () => resolve(undefined));
+    server.listen({ port, host, exclusive: true }, () => {
+      const address = server.address();
+      const bound = typeof address === "object" && address ? address.port : undefined;
+      server.close(() => resolve(bound));
+    });
+  });
+}
+
+/** A port that was free a moment ago on `host`. */
+export async function freePort(host = "127.0.0.1"): Promise<number> {
+  const port = await tryListen(0, host);
+  if (port === undefined) throw new Error(`no free port on ${host}`);
+  return port;
+}
+
+/**
+ * Finds `size` consecutive ports free on every host in `hosts`, starting at a random base so that
+ * simulations and tests running side by side rarely collide (the gateways retry a port that is
+ * taken later, so a rare collision delays a route, it does not break one).
+ */
+export async function freePortBlock(
+  size: number,
+  hosts: string[] = ["127.0.0.1"],
+  attempts = 50,
+): Promise<{ from: number; to: number }> {
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    const from = 20_000 + Math.floor(Math.random() * (30_000 - size));
+    let ok = true;
+    for (let port = from; ok && port < from + size; port++) {
+      for (const host of hosts) {
+        if ((await tryListen(port, host)) === undefined) {
+          ok = false;
+          break;
+        }
+      }
+    }
+    if (ok) return { from, to: from + size - 1 };
+  }
+  throw new Error(`no block of ${size} free ports found`);
+}
