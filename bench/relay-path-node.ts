@@ -1,0 +1,172 @@
+/**
+ * One process of the relay-path benchmark (`bench/relay-path.bench.ts` spawns one per role, so the
+ * OS accounts each role's CPU separately):
+ *
+ *   target        TCP sink: per connection an 8-byte big-endian length L, then L bytes; answers
+ *                 one byte "K" once all L arrived.
+ *   our-sender    TCP entry → project sender (`openLogicalPort` + `pumpStreams`)
+ *   our-listener  project listener → `readPreamble` → target → `pumpStreams`
+ *   hyco-sender   TCP entry → hyco-ws `relayedConnect`, bytes copied the straightforward way
+ *   hyco-listener hyco-ws `RelayedServer` → target, bytes copied the straightforward way
+ *
+ * Args: role and a JSON config. Prints `{"event":"ready","port":N}`; answers IPC "cpu" with
+ * `process.cpuUsage()` (getrusage from the kernel).
+ */
+import net, { type AddressInfo } from "node:net";
+import hyco, { type LegacyWebSocket } from "hyco-ws";
+import { HybridConnectionListener } from "../lib/hyco/listener.ts";
+import { pumpStreams } from "../lib/hyco/pump.ts";
+import { answerPreamble, openLogicalPort, readPreamble } from "../lib/hyco/tunnel.ts";
+
+interface Config {
+  url: string;
+  hc: string;
+  keyName: string;
+  key: string;
+  targetPort: number;
+  unmasked?: boolean;
+}
+
+const role = process.argv[2] ?? "";
+const config = JSON.parse(process.argv[3] ?? "{}") as Config;
+
+process.on("message", (msg) => {
+  if (msg === "cpu") process.send?.({ cpu: process.cpuUsage() });
+});
+
+function ready(port = 0): void {
+  process.stdout.write(`${JSON.stringify({ event: "ready", port })}\n`);
+}
+
+function entry(onSocket: (socket: net.Socket) => void): void {
+  const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+    socket.on("error", () => {});
+    socket.pause();
+    onSocket(socket);
+  });
+  server.listen(0, "127.0.0.1", () => ready((server.address() as AddressInfo).port));
+}
+
+function target(): void {
+  entry((socket) => {
+    let header: Buffer | undefined = Buffer.alloc(0);
+    let remaining = -1;
+    socket.on("data", (chunk: Buffer) => {
+      let data = chunk;
+      if (header) {
+        header = Buffer.concat([header, data]);
+        if (header.length < 8) return;
+        remaining = Number(header.readBigUInt64BE(0));
+        data = header.subarray(8);
+        header = undefined;
+      }
+      remaining -= data.length;
+      if (remaining === 0) socket.write("K");
+    });
+    socket.on("end", () => socket.end());
+    socket.resume();
+  });
+}
+
+function connectTarget(): net.Socket {
+  const s = net.connect({ port: config.targetPort, host: "127.0.0.1", allowHalfOpen: true, noDelay: true });
+  s.on("error", () => {});
+  return s;
+}
+
+function ourSender(): void {
+  const opts = {
+    endpoint: config.url,
+    hybridConnection: config.hc,
+    keyName: config.keyName,
+    key: config.key,
+    ...(config.unmasked ? { unmaskedFrames: true } : {}),
+  };
+  entry((socket) => {
+    openLogicalPort(opts, "bench").then(
+      (ws) => {
+        void pumpStreams(ws, socket);
+        socket.resume();
+      },
+      () => socket.destroy(),
+    );
+  });
+}
+
+function ourListener(): void {
+  const listener = new HybridConnectionListener({
+    endpoint: config.url,
+    hybridConnection: config.hc,
+    keyName: config.keyName,
+    key: config.key,
+    ...(config.unmasked ? { unmaskedFrames: true } : {}),
+  });
+  listener.on("accept", async (req) => {
+    try {
+      const ws = await req.accept();
+      const preamble = await readPreamble(ws);
+      const sock = connectTarget();
+      sock.once("connect", () => {
+        answerPreamble(ws, preamble.portName === "bench");
+        void pumpStreams(ws, sock);
+      });
+    } catch {
+      // a failed connection is the sender's problem; the benchmark counts it there
+    }
+  });
+  listener.on("state", (s) => {
+    if (s.status === "online") ready();
+  });
+  listener.start();
+}
+
+/** The straightforward copy loop a hyco-ws user writes: no backpressure, FIN → close. */
+function bridge(ws: LegacyWebSocket, socket: net.Socket): void {
+  socket.on("data", (d: Buffer) => ws.send(d, { binary: true }));
+  socket.on("end", () => ws.close());
+  socket.on("close", () => ws.close());
+  ws.on("message", (d: Buffer) => socket.write(d));
+  ws.on("close", () => socket.end());
+  ws.on("error", () => socket.destroy());
+}
+
+function hycoSender(): void {
+  const uri = `${config.url}/$hc/${config.hc}?sb-hc-action=connect`;
+  entry((socket) => {
+    const token = hyco.createRelayToken(`http://127.0.0.1/${config.hc}`, config.keyName, config.key);
+    const ws = hyco.relayedConnect(uri, token, () => {
+      bridge(ws, socket);
+      socket.resume();
+    });
+    ws.on("error", () => socket.destroy());
+  });
+}
+
+function hycoListener(): void {
+  const server = new hyco.RelayedServer({
+    server: `${config.url}/$hc/${config.hc}?sb-hc-action=listen`,
+    token: () => hyco.createRelayToken(`http://127.0.0.1/${config.hc}`, config.keyName, config.key, 7200),
+  });
+  server.on("error", () => {});
+  server.on("listening", () => ready());
+  server.on("connection", (ws: LegacyWebSocket) => {
+    ws.on("error", () => {});
+    ws.once("open", () => {
+      bridge(ws, connectTarget()); // writes before connect are queued by net.Socket
+    });
+  });
+}
+
+const roles: Record<string, () => void> = {
+  target,
+  "our-sender": ourSender,
+  "our-listener": ourListener,
+  "hyco-sender": hycoSender,
+  "hyco-listener": hycoListener,
+};
+const run = roles[role];
+if (!run) {
+  process.stderr.write(`unknown role '${role}'\n`);
+  process.exit(2);
+}
+run();

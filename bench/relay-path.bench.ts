@@ -1,0 +1,256 @@
+/**
+ * `npm run bench:relay`: the relay data path on loopback, in one run, three ways:
+ *   direct TCP (the limit) · project sender → emulator → project listener → target ·
+ *   hyco-ws on both ends used the straightforward way (the baseline).
+ * Each path carries a bulk transfer (throughput, CPU seconds per GiB in the sender and listener
+ * processes from the kernel's rusage) and a connect-send-receive-close loop (latency p50/p99).
+ * Every role is its own child process (bench/relay-path-node.ts); the relay emulator too.
+ * Sizes: BENCH_RELAY_MIB (default 512), BENCH_RELAY_CONNECTS (default 300).
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { once } from "node:events";
+import net from "node:net";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { BenchFigure, BenchSection } from "./types.ts";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = resolve(here, "..");
+const MIB = 1024 * 1024;
+const BULK_BYTES = Number(process.env.BENCH_RELAY_MIB ?? 512) * MIB;
+const CONNECTS = Number(process.env.BENCH_RELAY_CONNECTS ?? 300);
+
+interface Child {
+  proc: ChildProcess;
+  line: Record<string, unknown>;
+}
+
+const children: ChildProcess[] = [];
+
+function spawnNode(script: string, args: string[]): Promise<Child> {
+  const proc = spawn(process.execPath, ["--import", "tsx", join(repo, script), ...args], {
+    cwd: repo,
+    stdio: ["ignore", "pipe", "inherit", "ipc"],
+    env: { ...process.env, LOG_LEVEL: "silent" },
+  });
+  children.push(proc);
+  return new Promise((resolveLine, reject) => {
+    let out = "";
+    const timer = setTimeout(() => reject(new Error(`${script} ${args[0]} did not start`)), 30_000);
+    proc.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
+      out += chunk;
+      const nl = out.indexOf("\n");
+      if (nl >= 0 && timer) {
+        clearTimeout(timer);
+        try {
+          resolveLine({ proc, line: JSON.parse(out.slice(0, nl)) as Record<string, unknown> });
+        } catch (err) {
+          reject(err);
+        }
+        out = "";
+      }
+    });
+    proc.once("exit", (code) => reject(new Error(`${script} exited ${code}`)));
+  });
+}
+
+function cpuSeconds(proc: ChildProcess): Promise<number> {
+  return new Promise((res) => {
+    proc.once("message", (m: unknown) => {
+      const cpu = (m as { cpu: { user: number; system: number } }).cpu;
+      res((cpu.user + cpu.system) / 1e6);
+    });
+    proc.send("cpu");
+  });
+}
+
+/** One connection: header + `bytes` bytes, wait for the target's "K". Returns ms. */
+function transfer(port: number, bytes: number, payload: Buffer): Promise<number> {
+  return new Promise((res, rej) => {
+    const start = process.hrtime.bigint();
+    const s = net.connect({ port, host: "127.0.0.1", noDelay: true });
+    s.on("error", rej);
+    s.once("connect", () => {
+      const header = Buffer.alloc(8);
+      header.writeBigUInt64BE(BigInt(bytes));
+      s.write(header);
+      let left = bytes;
+      const pump = () => {
+        while (left > 0) {
+          const n = Math.min(left, payload.length);
+          left -= n;
+          if (!s.write(n === payload.length ? payload : payload.subarray(0, n))) {
+            s.once("drain", pump);
+            return;
+          }
+        }
+      };
+      pump();
+    });
+    s.once("data", () => {
+      const ms = Number(process.hrtime.bigint() - start) / 1e6;
+      s.destroy();
+      res(ms);
+    });
+  });
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+}
+
+interface PathResult {
+  mibPerS: number;
+  p50: number;
+  p99: number;
+  senderCpuPerGiB?: number;
+  listenerCpuPerGiB?: number;
+}
+
+async function measure(entryPort: number, procs?: { sender: ChildProcess; listener: ChildProcess }) {
+  const small = Buffer.from("x");
+  for (let i = 0; i < 20; i++) await transfer(entryPort, 1, small); // warm-up
+  const lat: number[] = [];
+  for (let i = 0; i < CONNECTS; i++) lat.push(await transfer(entryPort, 1, small));
+  lat.sort((a, b) => a - b);
+  const payload = randomBytes(256 * 1024);
+  await transfer(entryPort, 32 * MIB, payload); // warm-up (JIT, TCP windows)
+  const before = procs && (await Promise.all([cpuSeconds(procs.sender), cpuSeconds(procs.listener)]));
+  const ms = await transfer(entryPort, BULK_BYTES, payload);
+  const after = procs && (await Promise.all([cpuSeconds(procs.sender), cpuSeconds(procs.listener)]));
+  const gib = BULK_BYTES / (1024 * MIB);
+  const result: PathResult = {
+    mibPerS: BULK_BYTES / MIB / (ms / 1000),
+    p50: percentile(lat, 50),
+    p99: percentile(lat, 99),
+  };
+  if (before && after) {
+    result.senderCpuPerGiB = (after[0] - before[0]) / gib;
+    result.listenerCpuPerGiB = (after[1] - before[1]) / gib;
+  }
+  return result;
+}
+
+async function relayPath(kind: "our" | "hyco", config: Record<string, unknown>): Promise<PathResult> {
+  const listener = await spawnNode("bench/relay-path-node.ts", [`${kind}-listener`, JSON.stringify(config)]);
+  const sender = await spawnNode("bench/relay-path-node.ts", [`${kind}-sender`, JSON.stringify(config)]);
+  try {
+    return await measure(sender.line.port as number, { sender: sender.proc, listener: listener.proc });
+  } finally {
+    sender.proc.kill();
+    listener.proc.kill();
+    await Promise.all([once(sender.proc, "exit"), once(listener.proc, "exit")]);
+  }
+}
+
+export async function runBenchmark(): Promise<BenchSection> {
+  const manageKey = randomBytes(32).toString("base64");
+  try {
+    const emulator = await spawnNode("sim/relay-emulator/main.ts", [
+      "--manage-key",
+      manageKey,
+      "--hc",
+      "bench",
+    ]);
+    const target = await spawnNode("bench/relay-path-node.ts", ["target", "{}"]);
+    const config = {
+      url: emulator.line.url as string,
+      hc: "bench",
+      keyName: emulator.line.manageKeyName as string,
+      key: manageKey,
+      targetPort: target.line.port as number,
+    };
+    const direct = await measure(target.line.port as number);
+    const hycoRes = await relayPath("hyco", config);
+    const ours = await relayPath("our", config);
+    const oursUnmasked = await relayPath("our", { ...config, unmasked: true });
+    const cpu = (r: PathResult) => (r.senderCpuPerGiB ?? 0) + (r.listenerCpuPerGiB ?? 0);
+    const fig = (f: BenchFigure) => f;
+    const figures: BenchFigure[] = [];
+    for (const [label, r] of [
+      ["project (ws://, masked frames)", ours],
+      ["project (zero mask, as on wss)", oursUnmasked],
+    ] as const) {
+      figures.push(
+        fig({
+          metric: `throughput, ${label}`,
+          value: r.mibPerS,
+          unit: "MiB/s",
+          baselines: [
+            { name: "direct TCP", value: direct.mibPerS },
+            { name: "hyco-ws", value: hycoRes.mibPerS },
+          ],
+          target: ">= 1.3x hyco-ws",
+          met: r.mibPerS >= 1.3 * hycoRes.mibPerS,
+        }),
+        fig({
+          metric: `CPU per GiB, sender + listener, ${label}`,
+          value: cpu(r),
+          unit: "s/GiB",
+          baselines: [
+            { name: "hyco-ws", value: cpu(hycoRes) },
+            { name: "ratio to hyco-ws", value: cpu(r) / cpu(hycoRes) },
+          ],
+          target: "<= 0.55x hyco-ws",
+          met: cpu(r) <= 0.55 * cpu(hycoRes),
+        }),
+        fig({
+          metric: `CPU per GiB, sender / listener, ${label}`,
+          value: r.senderCpuPerGiB ?? 0,
+          unit: "s/GiB (sender)",
+          baselines: [
+            { name: "listener", value: r.listenerCpuPerGiB ?? 0 },
+            { name: "hyco-ws sender", value: hycoRes.senderCpuPerGiB ?? 0 },
+            { name: "hyco-ws listener", value: hycoRes.listenerCpuPerGiB ?? 0 },
+          ],
+        }),
+        fig({
+          metric: `setup latency p50, ${label}`,
+          value: r.p50,
+          unit: "ms",
+          baselines: [
+            { name: "direct TCP", value: direct.p50 },
+            { name: "hyco-ws", value: hycoRes.p50 },
+          ],
+          target: "< 1.5 ms",
+          met: r.p50 < 1.5,
+        }),
+        fig({
+          metric: `setup latency p99, ${label}`,
+          value: r.p99,
+          unit: "ms",
+          baselines: [
+            { name: "direct TCP", value: direct.p99 },
+            { name: "hyco-ws", value: hycoRes.p99 },
+          ],
+        }),
+      );
+    }
+    return {
+      title: "Relay data path (loopback)",
+      figures,
+      notes: [
+        `bulk: one connection carrying ${BULK_BYTES / MIB} MiB client → target; latency: ${CONNECTS} sequential connect + 1 byte + 1-byte answer + close, measured at the client`,
+        "every role (sender, listener, emulator, target) is its own process; CPU = getrusage of the sender and listener processes over the bulk transfer",
+        "project path includes the azbridge preamble round trip; hyco-ws path has none (hyco-ws has no logical ports)",
+        "zero mask: ws skips the XOR pass when the mask is 0; the project enables it by default only on wss (TLS hides the frames from proxies), so the ws:// figure is the conservative one",
+      ],
+    };
+  } finally {
+    for (const c of children) if (c.exitCode === null) c.kill();
+  }
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  runBenchmark().then(
+    (section) => {
+      process.stdout.write(`${JSON.stringify(section, null, 2)}\n`);
+      process.exit(0);
+    },
+    (err: unknown) => {
+      process.stderr.write(`${String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}
