@@ -78,7 +78,8 @@ function plain(value: unknown): unknown {
 }
 
 /** {@link FleetHub} over an `azure-iothub` Registry. */
-export function createRegistryHub(registry: Registry): FleetHub {
+export function createRegistryHub(registry: Registry, options: { queryPageSize?: number } = {}): FleetHub {
+  const queryPageSize = options.queryPageSize ?? 1000;
   return {
     async getDevice(deviceId) {
       try {
@@ -175,11 +176,18 @@ export function createRegistryHub(registry: Registry): FleetHub {
     },
     async queryModuleTwins(moduleId) {
       const safe = moduleId.replaceAll("'", "''");
-      const query = registry.createQuery(`SELECT * FROM devices.modules WHERE moduleId = '${safe}'`, 1000);
+      const query = registry.createQuery(
+        `SELECT * FROM devices.modules WHERE moduleId = '${safe}'`,
+        queryPageSize,
+      );
       const out: ModuleTwinView[] = [];
       try {
         do {
-          const { result } = await query.next();
+          // The promise form of next() without an argument sends no continuation token and
+          // re-reads page one forever; pass the token the previous page left.
+          const { result } = query.continuationToken
+            ? await query.next(query.continuationToken)
+            : await query.next();
           for (const row of result as unknown[]) out.push(twinView(plain(row)));
         } while (query.hasMoreResults);
       } catch (err) {
