@@ -7,6 +7,7 @@ import type { IncomingMessage } from "node:http";
 import { WebSocket } from "ws";
 import { RelayFleetError } from "../errors.ts";
 import type { AcceptMessage } from "./control-messages.ts";
+import { holdMessages } from "./held-messages.ts";
 import { errorForFailure, errorForStatus, relaySocketOptions } from "./sender.ts";
 import { rejectUrl } from "./urls.ts";
 
@@ -102,7 +103,13 @@ export class AcceptRequest {
           reject(err);
         } else resolve(ws);
       };
-      ws.once("open", () => done());
+      ws.once("open", () => {
+        // The sender's first frame can arrive in the same read as the 101 (a busy listener):
+        // ws emits it on process.nextTick, before the caller's `.then` can attach a listener.
+        // Hold it (released on the next macrotask, or taken by the pump) so no byte is lost.
+        holdMessages(ws, Buffer.alloc(0), true);
+        done();
+      });
       ws.once("unexpected-response", (_req: unknown, res: IncomingMessage) => {
         res.resume();
         done(errorForStatus(res.statusCode ?? 0, res.statusMessage ?? "", what));

@@ -1,7 +1,8 @@
 /**
  * Several gateways and unhappy sites: two instances serve the same ledger routes, a site without
- * a listener is refused at once and then backed off by the circuit breaker, and SIGTERM drains a
- * live tunnel before exiting 0.
+ * a listener is refused at once and then backed off by the circuit breaker (`gateway_open_circuits`
+ * shows it), and SIGTERM drains a live tunnel before exiting 0. The site is incidental here: the
+ * light lib/hyco stand-in (gateway-site.ts), not the module.
  */
 import assert from "node:assert/strict";
 import { connect, type Socket } from "node:net";
@@ -33,8 +34,7 @@ test("two gateway instances serve the same routes; no-listener sites back off; S
   const h = await startHarness(t);
   const echo = await echoServer(t);
   await startSiteListener(t, {
-    url: h.relay.url,
-    endpoint: h.relay.endpoint,
+    endpoint: h.relay.url,
     hybridConnection: `site-${h.siteId}`,
     keyName: "listen",
     key: h.listenKey,
@@ -79,6 +79,8 @@ test("two gateway instances serve the same routes; no-listener sites back off; S
     await a.metric("gateway_connections_refused_total", { route: String(darkPort), reason: "circuit_open" }),
     2,
   );
+  assert.equal(await a.metric("gateway_open_circuits", {}), 1, "the dark site's circuit is open");
+  assert.equal(await b.metric("gateway_open_circuits", {}), 0, "breakers are per instance");
 
   // SIGTERM with a live tunnel: readyz goes 503 at once, the tunnel finishes, exit code 0.
   const live = await dial(t, port, "127.0.0.2");

@@ -1,14 +1,26 @@
 /**
  * Shared set-up of the gateway integration tests (a helper, not a test file): Azurite with the
- * port ledger written by the rollout's own ledger code, the relay emulator, a site listener with
- * TCP targets, and gateway processes started from cloud/gateway/src/main.ts.
+ * port ledger written by the rollout's own ledger code, the relay emulator, gateway processes
+ * started from cloud/gateway/src/main.ts, and a real site: the relayListener module as a child
+ * process, configured through its module twin on the IoT Hub emulator (`startModuleSite`).
  */
 import { createHash, randomBytes } from "node:crypto";
 import { createServer, type Server, type Socket } from "node:net";
+import { createIotHubServiceClients } from "../../lib/azure/iothub-service.ts";
 import { createLedger, type PortLedger } from "../../lib/ledger/index.ts";
+import type { MappingInput } from "../../lib/twin/index.ts";
 import { startAzurite } from "../../sim/azurite.ts";
+import { startIotHubEmulator } from "../../sim/iothub-emulator/index.ts";
 import { type RelayEmulator, startRelayEmulator } from "../../sim/relay-emulator/index.ts";
 import { type CleanupContext, type ManagedProcess, spawnTs } from "../helpers/index.ts";
+import {
+  MODULE_ID,
+  type ModuleProcess,
+  patchDesired,
+  type Site,
+  startModuleProcess,
+  waitReported,
+} from "./module-harness.ts";
 
 export { createHash, randomBytes };
 
@@ -18,6 +30,7 @@ export interface Harness {
   relay: RelayEmulator;
   siteId: string;
   listenKey: string;
+  sendKey: string;
 }
 
 /** Asks the OS for a free TCP port on 127.0.0.1 (the ledger needs concrete public ports). */
@@ -53,7 +66,14 @@ export async function startHarness(t: CleanupContext, siteId = "s1"): Promise<Ha
     deviceId: siteId,
     createdAt: new Date().toISOString(),
   });
-  return { ledger, connectionString: azurite.connectionString, relay, siteId, listenKey: listen.primaryKey };
+  return {
+    ledger,
+    connectionString: azurite.connectionString,
+    relay,
+    siteId,
+    listenKey: listen.primaryKey,
+    sendKey: send.primaryKey,
+  };
 }
 
 export interface GatewayProcess {
@@ -88,7 +108,12 @@ export async function startGateway(
   const metric = async (name: string, labels: Record<string, string>) => {
     const { text } = await admin("/metrics");
     const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-    const line = text.split("\n").find((l) => l.startsWith(`${name}{`) && want.every((w) => l.includes(w)));
+    // A metric without labels prints as `name value`.
+    const line = text
+      .split("\n")
+      .find(
+        (l) => (l.startsWith(`${name}{`) || l.startsWith(`${name} `)) && want.every((w) => l.includes(w)),
+      );
     return line ? Number(line.split(" ").pop()) : 0;
   };
   return { proc, adminPort, admin, metric };
@@ -138,4 +163,59 @@ export function closedBy(socket: Socket, timeoutMs = 10_000): Promise<Buffer> {
       resolve(Buffer.concat(chunks));
     });
   });
+}
+
+export interface ModuleSite {
+  site: Site;
+  module: ModuleProcess;
+}
+
+/**
+ * The real site: the IoT Hub emulator with an edge device `h.siteId` and its `relayListener`
+ * module identity, the module as a child process (`modules/relayListener/src/main.ts`, loopback
+ * allowlist), and its twin's relay section + `mappings` written through the real Registry. Resolves
+ * once the module reports the relay online and every mapping active.
+ */
+export async function startModuleSite(
+  t: CleanupContext,
+  h: Harness,
+  mappings: Record<string, MappingInput>,
+  env: Record<string, string> = {},
+): Promise<ModuleSite> {
+  const hub = await startIotHubEmulator();
+  t.after(() => hub.close());
+  const svc = createIotHubServiceClients(hub.serviceConnectionString, {
+    restPort: hub.httpsPort,
+    ca: hub.caCert,
+  });
+  await svc.registry.create({ deviceId: h.siteId, capabilities: { iotEdge: true } });
+  await svc.registry.addModule({ deviceId: h.siteId, moduleId: MODULE_ID });
+  const hybridConnection = `site-${h.siteId}`;
+  const site: Site = {
+    relay: h.relay,
+    hub,
+    svc,
+    deviceId: h.siteId,
+    hybridConnection,
+    listenKey: h.listenKey,
+    sendKey: h.sendKey,
+    relaySection: (key = h.listenKey) => ({
+      endpoint: h.relay.url,
+      hybridConnection,
+      sasKeyName: "listen",
+      sasKey: key,
+    }),
+  };
+  const module = await startModuleProcess(t, site, { LOG_LEVEL: "info", ...env });
+  const version = await patchDesired(site, { schemaVersion: "1.0", relay: site.relaySection(), mappings });
+  await waitReported(
+    site,
+    (r) =>
+      r.appliedDesiredVersion === version &&
+      r.relay?.status === "online" &&
+      Object.keys(mappings).every((n) => r.mappings?.[n]?.state === "active"),
+    "module online with every mapping active",
+    20_000,
+  );
+  return { site, module };
 }

@@ -1,7 +1,9 @@
 /**
- * The gateway as a real process against Azurite (port ledger) and the relay emulator, with a site
- * listener forwarding to real TCP / TLS targets: dedicated ports, SNI and Host routing, refusals,
- * PROXY v2, hot reload under a live transfer, first-bytes timeout, garbage, no listener.
+ * The gateway as a real process against Azurite (port ledger) and the relay emulator, with the
+ * real relayListener module as the site (configured through its twin on the IoT Hub emulator)
+ * forwarding to real TCP / TLS targets: dedicated ports, SNI and Host routing, refusals, per-source
+ * rate limits, PROXY v2 stripped and forwarded by the module, hot reload under a live transfer,
+ * first-bytes timeout, garbage, an unknown logical port.
  */
 import assert from "node:assert/strict";
 import { connect, createServer, type Socket } from "node:net";
@@ -21,8 +23,8 @@ import {
   sha,
   startGateway,
   startHarness,
+  startModuleSite,
 } from "./gateway-harness.ts";
-import { startSiteListener } from "./gateway-site.ts";
 
 const cleanups: Array<() => unknown> = [];
 const ctx = { after: (fn: () => unknown) => cleanups.push(fn) };
@@ -30,11 +32,14 @@ let h: Harness;
 let gw: GatewayProcess;
 const ports: Record<string, number> = {};
 let tlsCa = "";
-let proxySeen: Promise<Buffer>;
+let forwarded: () => Buffer;
 
-function dial(port: number): Promise<Socket> {
+/** Connects to the gateway on 127.0.0.1, from `localAddress` (another loopback source) if given. */
+function dial(port: number, localAddress?: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = connect(port, "127.0.0.1", () => resolve(s));
+    const s = connect({ port, host: "127.0.0.1", ...(localAddress ? { localAddress } : {}) }, () =>
+      resolve(s),
+    );
     s.once("error", reject);
     cleanups.push(() => s.destroy());
   });
@@ -52,34 +57,25 @@ describe("gateway routing (real processes)", { timeout: 60_000 }, () => {
     });
     await new Promise<void>((r) => tlsServer.listen(0, "127.0.0.1", r));
     cleanups.push(() => tlsServer.close());
-    // A target that records the first bytes it gets (the PROXY v2 header) and closes.
-    proxySeen = new Promise((resolve) => {
-      const srv = createServer((s) =>
-        s.once("data", (d: Buffer) => {
-          resolve(d);
-          s.end();
-        }),
-      );
-      srv.listen(0, "127.0.0.1", () => {
-        cleanups.push(() => srv.close());
-        ports.proxyTarget = (srv.address() as { port: number }).port;
-      });
+    // A target that records every byte it gets (to see the forwarded PROXY v2 header).
+    const seen: Buffer[] = [];
+    forwarded = () => Buffer.concat(seen);
+    const recorder = createServer((s) => {
+      s.on("error", () => {});
+      s.on("data", (d: Buffer) => seen.push(d));
     });
-    await waitFor(() => ports.proxyTarget, "proxy target");
-    await startSiteListener(ctx, {
-      url: h.relay.url,
-      endpoint: h.relay.endpoint,
-      hybridConnection: `site-${h.siteId}`,
-      keyName: "listen",
-      key: h.listenKey,
-      targets: {
-        echo: echo.port,
-        tls: (tlsServer.address() as { port: number }).port,
-        web: echo.port,
-        px: ports.proxyTarget!,
-      },
+    await new Promise<void>((r) => recorder.listen(0, "127.0.0.1", r));
+    cleanups.push(() => recorder.close());
+    const target = (port: number) => `127.0.0.1:${port}`;
+    const site = await startModuleSite(ctx, h, {
+      echo: { target: target(echo.port) },
+      tls: { target: target((tlsServer.address() as { port: number }).port) },
+      web: { target: target(echo.port) },
+      pxstrip: { target: target(echo.port), proxyProtocol: "strip" },
+      pxfwd: { target: target((recorder.address() as { port: number }).port), proxyProtocol: "forward" },
     });
-    for (const name of ["tcp", "shared", "http", "allow", "cap", "proxy", "ghost", "late"])
+    assert.equal(site.module.child.exitCode, null, "the module runs");
+    for (const name of ["tcp", "shared", "http", "allow", "cap", "pxstrip", "pxfwd", "rate", "ghost", "late"])
       ports[name] = await freePort();
     const alloc = (
       portName: string,
@@ -91,7 +87,9 @@ describe("gateway routing (real processes)", { timeout: 60_000 }, () => {
     await alloc("web", { kind: "http-host", port: ports.http!, hostname: "shop.example.test" });
     await alloc("echo", { kind: "tcp", port: ports.allow! }, { allowCidrs: ["10.0.0.0/8"] });
     await alloc("echo", { kind: "tcp", port: ports.cap! }, { maxConnections: 1 });
-    await alloc("px", { kind: "tcp", port: ports.proxy! }, { proxyProtocol: true });
+    await alloc("pxstrip", { kind: "tcp", port: ports.pxstrip! }, { proxyProtocol: true });
+    await alloc("pxfwd", { kind: "tcp", port: ports.pxfwd! }, { proxyProtocol: true });
+    await alloc("echo", { kind: "tcp", port: ports.rate! }, { ratePerMinute: 3 });
     await alloc("nosuchport", { kind: "tcp", port: ports.ghost! });
     gw = await startGateway(ctx, h, { GATEWAY_FIRST_BYTES_TIMEOUT_MS: "500" });
   });
@@ -103,7 +101,7 @@ describe("gateway routing (real processes)", { timeout: 60_000 }, () => {
     assert.equal((await gw.admin("/healthz")).status, 200);
     const ready = await gw.admin("/readyz");
     assert.equal(ready.status, 200);
-    assert.equal(JSON.parse(ready.text).listening, 7);
+    assert.equal(JSON.parse(ready.text).listening, 9);
   });
 
   test("dedicated port: 2 MiB byte-exact both ways", async () => {
@@ -228,18 +226,39 @@ describe("gateway routing (real processes)", { timeout: 60_000 }, () => {
     first.end();
   });
 
-  test("PROXY v2 header carries the client's address to the site", async () => {
-    const s = await dial(ports.proxy!);
+  test("PROXY v2 strip: the module removes the gateway's header, the target sees raw bytes", async () => {
+    const payload = randomBytes(256 * 1024);
+    const back = await roundTrip(await dial(ports.pxstrip!), payload);
+    assert.equal(back.length, payload.length, "the echo target saw exactly the client's bytes");
+    assert.equal(sha(back), sha(payload));
+  });
+
+  test("PROXY v2 forward: the target receives the header with the real client address", async () => {
+    const s = await dial(ports.pxfwd!, "127.0.0.3");
     s.write("hello");
-    const first = await proxySeen;
-    const { header, rest } = parseProxyV2(first.length >= 28 ? first : Buffer.concat([first]));
+    await waitFor(() => forwarded().length >= 16 + 12 + 5, "header and payload at the target");
+    const { header, rest } = parseProxyV2(forwarded());
     assert.equal(header.command, "PROXY");
-    assert.ok(header.family === "TCP4");
-    assert.equal(header.sourceAddress, "127.0.0.1");
+    assert.equal(header.family, "TCP4");
+    assert.equal(header.sourceAddress, "127.0.0.3", "the client's address, not the module's");
     assert.equal(header.sourcePort, s.localPort);
-    assert.equal(header.destinationPort, ports.proxy);
-    assert.ok(rest.length === 0 || rest.toString() === "hello");
+    assert.equal(header.destinationPort, ports.pxfwd);
+    assert.equal(rest.toString(), "hello");
     s.destroy();
+  });
+
+  test("rate limit per source: a burst above ratePerMinute is refused and counted", async () => {
+    for (let i = 0; i < 3; i++) {
+      const back = await roundTrip(await dial(ports.rate!), Buffer.from(`ping ${i}`));
+      assert.equal(back.toString(), `ping ${i}`, `connection ${i + 1} of 3 goes through`);
+    }
+    for (let i = 0; i < 2; i++) assert.equal((await closedBy(await dial(ports.rate!))).length, 0);
+    const route = String(ports.rate);
+    assert.equal(await gw.metric("gateway_connections_refused_total", { route, reason: "rate_limited" }), 2);
+    assert.equal(await gw.metric("gateway_connections_total", { route }), 3);
+    // The limit is per source address: another client is not affected by the first one's burst.
+    const other = await roundTrip(await dial(ports.rate!, "127.0.0.4"), Buffer.from("other source"));
+    assert.equal(other.toString(), "other source");
   });
 
   test("a port the site does not know is closed at once and counted", async () => {

@@ -1,18 +1,19 @@
 /**
- * Test stand-in for a site, used by the gateway tests until they run the real module: a Hybrid
- * Connections listener built from raw ws@8 + lib/hyco's preamble codec and pump, forwarding each
- * logical port name to a local TCP target. Not a test file (no `.test.ts`): a helper.
+ * A light stand-in for a site, for gateway tests where the site is incidental (several gateway
+ * instances, circuit breaker, rate limits): built only from lib/hyco — `HybridConnectionListener`,
+ * `readPreamble` / `answerPreamble` and `pumpStreams` — forwarding each logical port name to a TCP
+ * target on 127.0.0.1. Tests about what the site does (byte-exact transfer, TLS passthrough,
+ * PROXY v2) run the real relayListener module instead (gateway-module.ts). A helper, not a test.
  */
 import { connect, type Socket } from "node:net";
-import WebSocket from "ws";
-import { encodeReplyOk, PreambleParser } from "../../lib/hyco/preamble.ts";
+import type { WebSocket } from "ws";
+import { HybridConnectionListener } from "../../lib/hyco/listener.ts";
 import { pumpStreams } from "../../lib/hyco/pump.ts";
-import { audienceFor, createSasToken } from "../../lib/hyco/sas.ts";
+import { answerPreamble, readPreamble } from "../../lib/hyco/tunnel.ts";
 import type { CleanupContext } from "../helpers/index.ts";
 
 export interface SiteListenerOptions {
-  /** `ws://127.0.0.1:<port>` of the relay emulator. */
-  url: string;
+  /** The relay's endpoint (`ws://127.0.0.1:<port>` for the plain emulator). */
   endpoint: string;
   hybridConnection: string;
   keyName: string;
@@ -22,76 +23,76 @@ export interface SiteListenerOptions {
 }
 
 export interface SiteListener {
-  /** Connections accepted so far. */
+  /** Relayed connections accepted so far. */
   accepted(): number;
-  close(): void;
+  close(): Promise<void>;
 }
 
-/** Opens the control channel and resolves once the relay has registered it. */
-export function startSiteListener(t: CleanupContext, options: SiteListenerOptions): Promise<SiteListener> {
-  const token = createSasToken(
-    audienceFor(options.endpoint, options.hybridConnection),
-    options.keyName,
-    options.key,
-    {
-      ttlSeconds: 7200,
-    },
-  );
-  const control = new WebSocket(`${options.url}/$hc/${options.hybridConnection}?sb-hc-action=listen`, {
-    headers: { ServiceBusAuthorization: token },
-    perMessageDeflate: false,
+function connectTarget(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ port, host: "127.0.0.1", noDelay: true });
+    socket.once("connect", () => {
+      socket.off("error", reject);
+      socket.on("error", () => {}); // the pump reports it
+      resolve(socket);
+    });
+    socket.once("error", reject);
+  });
+}
+
+async function serve(ws: WebSocket, targets: Record<string, number>, open: Set<WebSocket | Socket>) {
+  open.add(ws);
+  ws.once("close", () => open.delete(ws));
+  const { portName } = await readPreamble(ws);
+  const port = targets[portName];
+  if (port === undefined) return answerPreamble(ws, false);
+  let socket: Socket;
+  try {
+    socket = await connectTarget(port);
+  } catch {
+    return answerPreamble(ws, false);
+  }
+  open.add(socket);
+  socket.once("close", () => open.delete(socket));
+  answerPreamble(ws, true);
+  await pumpStreams(ws, socket);
+}
+
+/** Starts the listener and resolves once the relay has it online. */
+export async function startSiteListener(
+  t: CleanupContext,
+  options: SiteListenerOptions,
+): Promise<SiteListener> {
+  const listener = new HybridConnectionListener({
+    endpoint: options.endpoint,
+    hybridConnection: options.hybridConnection,
+    keyName: options.keyName,
+    key: options.key,
   });
   const open = new Set<WebSocket | Socket>();
   let accepted = 0;
-  const close = () => {
-    control.terminate();
-    for (const s of open) s instanceof WebSocket ? s.terminate() : s.destroy();
-  };
-  t.after(close);
-  control.on("message", (data, isBinary) => {
-    if (isBinary) return;
-    const msg = JSON.parse(String(data)) as { accept?: { address: string } };
-    if (!msg.accept) return;
+  listener.on("accept", (request) => {
     accepted++;
-    const ws = new WebSocket(msg.accept.address, { perMessageDeflate: false, maxPayload: 0 });
-    open.add(ws);
-    ws.on("close", () => open.delete(ws));
-    ws.on("error", () => {});
-    const parser = new PreambleParser();
-    const early: Buffer[] = [];
-    let named = false;
-    const onMessage = (raw: WebSocket.RawData) => {
-      const chunk = Buffer.isBuffer(raw) ? raw : Buffer.concat(raw as Buffer[]);
-      if (named) {
-        early.push(chunk);
-        return;
-      }
-      const step = parser.push(chunk);
-      if (!step.done) return;
-      named = true;
-      if (step.rest.length) early.push(step.rest);
-      const port = options.targets[step.value.portName];
-      if (port === undefined) {
-        ws.close(1000, "no such port");
-        return;
-      }
-      const socket = connect(port, "127.0.0.1");
-      open.add(socket);
-      socket.on("close", () => open.delete(socket));
-      socket.on("error", () => ws.terminate());
-      socket.once("connect", () => {
-        ws.off("message", onMessage);
-        ws.send(encodeReplyOk());
-        void pumpStreams(ws, socket, { initialData: early });
-      });
-    };
-    ws.on("message", onMessage);
-  });
-  return new Promise((resolve, reject) => {
-    control.once("open", () => resolve({ accepted: () => accepted, close }));
-    control.once("error", reject);
-    control.once("unexpected-response", (_req, res) =>
-      reject(new Error(`listen refused: ${res.statusCode}`)),
+    request.accept().then(
+      (ws) => serve(ws, options.targets, open).catch(() => ws.terminate()),
+      () => {},
     );
   });
+  const close = async () => {
+    await listener.close();
+    for (const s of open) "terminate" in s ? s.terminate() : s.destroy();
+  };
+  t.after(close);
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("site listener not online in 15 s")), 15_000);
+    const onState = (state: { status: string }) => {
+      if (state.status !== "online") return;
+      clearTimeout(timer);
+      listener.off("state", onState);
+      resolve();
+    };
+    listener.on("state", onState);
+    listener.start();
+  });
+  return { accepted: () => accepted, close };
 }

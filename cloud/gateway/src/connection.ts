@@ -18,18 +18,16 @@ import type { RouteStates } from "./route-state.ts";
 import { lookupName, type Route, type RoutingTable } from "./routing-table.ts";
 import { ALERT_DECODE_ERROR, ALERT_UNRECOGNIZED_NAME, tlsAlert } from "./sni.ts";
 
-/** An open tunnel; `takeEarly()` returns what the site sent behind its preamble reply and stops capturing. */
-export interface Tunnel {
-  ws: WebSocket;
-  takeEarly(): Buffer[];
-}
-/** Opens a tunnel (sender connection + logical-port preamble) to a route's site. */
-export type OpenTunnel = (route: Route, signal: AbortSignal) => Promise<Tunnel>;
+/**
+ * Opens a tunnel (sender connection + logical-port preamble) to a route's site. Bytes the site
+ * sends behind its answer stay held on the WebSocket (lib/hyco) until the pump takes them.
+ */
+export type OpenTunnel = (route: Route, signal: AbortSignal) => Promise<WebSocket>;
 /** Pumps bytes between the tunnel and the client until both are closed. */
 export type PumpTunnel = (
   ws: WebSocket,
   socket: Socket,
-  options: { idleTimeoutMs: number; initialData: Buffer[] },
+  options: { idleTimeoutMs: number },
 ) => { done: Promise<PumpResult>; abort(reason?: string): void };
 
 export interface ConnectionContext {
@@ -54,6 +52,12 @@ const SITE_DOWN_CODES = [
   "RF_ERR_RELAY_UNAUTHORIZED",
   "RF_ERR_RELAY_FORBIDDEN",
 ];
+
+/**
+ * The site accepted the relayed connection but did not answer the preamble in time: a slow or
+ * stuck target behind one mapping, not a dead site, so it is refused without feeding the breaker.
+ */
+const SITE_SLOW_CODES = ["RF_ERR_PREAMBLE_TIMEOUT"];
 
 /** Time a refused client gets to read our alert / 421 before the socket is destroyed. */
 const REFUSAL_LINGER_MS = 2_000;
@@ -151,9 +155,9 @@ export async function handleConnection(ctx: ConnectionContext, port: number, soc
   socket.pause();
   let untrack: (() => void) | undefined;
   try {
-    let tunnel: Tunnel;
+    let ws: WebSocket;
     try {
-      tunnel = await ctx.openTunnel(route, setup.signal);
+      ws = await ctx.openTunnel(route, setup.signal);
     } catch (err) {
       if (setup.signal.aborted) {
         ctx.breaker.release(route.siteId);
@@ -162,9 +166,10 @@ export async function handleConnection(ctx: ConnectionContext, port: number, soc
       const down = SITE_DOWN_CODES.some((c) => hasErrorCode(err, c));
       if (down) ctx.breaker.onFailure(route.siteId);
       else ctx.breaker.release(route.siteId);
+      ctx.metrics.openCircuits.set(ctx.breaker.openSites());
       const reason: RefusalReason = hasErrorCode(err, "RF_ERR_RELAY_NO_LISTENER")
         ? "no_listener"
-        : down
+        : down || SITE_SLOW_CODES.some((c) => hasErrorCode(err, c))
           ? "relay_error"
           : "port_rejected";
       log.warn(
@@ -174,7 +179,7 @@ export async function handleConnection(ctx: ConnectionContext, port: number, soc
       return refuse(key, reason);
     }
     ctx.breaker.onSuccess(route.siteId);
-    const ws = tunnel.ws;
+    ctx.metrics.openCircuits.set(ctx.breaker.openSites());
     socket.off("close", onEarlyClose);
     if (socket.destroyed) {
       ws.terminate();
@@ -197,10 +202,8 @@ export async function handleConnection(ctx: ConnectionContext, port: number, soc
       ws.send(chunk, { binary: true });
       initialBytes += chunk.length;
     }
-    const pump = ctx.pump(ws, socket, {
-      idleTimeoutMs: route.idleTimeoutMs,
-      initialData: tunnel.takeEarly(),
-    });
+    // Synchronously after the await above: lib/hyco re-emits held bytes on the next macrotask.
+    const pump = ctx.pump(ws, socket, { idleTimeoutMs: route.idleTimeoutMs });
     untrack = ctx.track((reason) => pump.abort(reason));
     socket.resume();
     const result = await pump.done;

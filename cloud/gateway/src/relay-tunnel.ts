@@ -1,42 +1,80 @@
 /**
- * The gateway's side of the data path on the shared Hybrid Connections client: a sender
- * connection to the route's site with the site's Send-only rule, plus the azbridge logical-port
- * preamble (`openLogicalPort`). The gateway never holds a Listen or Manage key.
+ * The gateway's side of the data path, entirely on the shared Hybrid Connections client
+ * (`lib/hyco`): `openLogicalPort` (sender connection with the site's Send-only rule + azbridge
+ * preamble, bytes the site sends behind its reply held for the pump) and `startPump`. No relay
+ * protocol is implemented here; the gateway never holds a Listen or Manage key.
  */
+import type { WebSocket } from "ws";
 import { RelayFleetError } from "../../../lib/errors.ts";
 import { startPump } from "../../../lib/hyco/pump.ts";
+import { openLogicalPort } from "../../../lib/hyco/tunnel.ts";
 import type { OpenTunnel, PumpTunnel } from "./connection.ts";
-// INTERIM until lib/hyco/tunnel.ts lands (same contract).
-import { openLogicalPort } from "./interim-sender.ts";
 
 export interface RelayTunnelOptions {
   /** Extra CA (PEM) for the relay's TLS, e.g. the local emulator's. */
   ca?: string | Buffer;
+  /** Relay connect + the site's preamble answer, together (default 15 s). */
   timeoutMs?: number;
 }
 
+/**
+ * Opens tunnels to a route's site. The whole setup is bounded by `timeoutMs`: lib/hyco bounds
+ * the connect and the reply separately, so the gateway races the pair against one deadline and
+ * closes a tunnel that is answered after it (or after its client left).
+ */
 export function relayTunnelOpener(options: RelayTunnelOptions = {}): OpenTunnel {
-  return async (route, signal) => {
+  const timeoutMs = options.timeoutMs ?? 15_000;
+  return (route, signal) => {
     const site = route.site;
-    const opened = await openLogicalPort(
+    const opening = openLogicalPort(
       {
         endpoint: site.relayEndpoint,
         hybridConnection: site.hybridConnection,
         keyName: site.sendKeyName,
         key: site.sendKey,
+        timeoutMs,
         ...(options.ca !== undefined ? { ca: options.ca } : {}),
-        ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
       },
       route.portName,
+      { replyTimeoutMs: timeoutMs },
     );
-    if (signal.aborted) {
-      opened.ws.terminate();
-      throw new RelayFleetError("RF_ERR_GATEWAY_CLIENT_GONE", "client left during tunnel setup");
-    }
-    return opened;
+    return new Promise<WebSocket>((resolve, reject) => {
+      let settled = false;
+      const finish = (err: unknown, ws?: WebSocket) => {
+        if (settled) {
+          ws?.terminate();
+          return;
+        }
+        settled = true;
+        clearTimeout(timer);
+        signal.removeEventListener("abort", onAbort);
+        if (ws) resolve(ws);
+        else reject(err);
+      };
+      const onAbort = () =>
+        finish(new RelayFleetError("RF_ERR_GATEWAY_CLIENT_GONE", "client left during tunnel setup"));
+      const timer = setTimeout(
+        () =>
+          finish(
+            new RelayFleetError(
+              "RF_ERR_RELAY_TIMEOUT",
+              `relay connect + site answer exceeded ${timeoutMs} ms`,
+            ),
+          ),
+        timeoutMs,
+      );
+      timer.unref();
+      if (signal.aborted) onAbort();
+      else signal.addEventListener("abort", onAbort, { once: true });
+      // A tunnel answered after the deadline or after the client left is closed at once.
+      opening.then(
+        (ws) => finish(undefined, ws),
+        (err: unknown) => finish(err),
+      );
+    });
   };
 }
 
-/** The shared pump, with the route's idle timeout. */
+/** The shared pump, with the route's idle timeout (it takes the bytes lib/hyco held itself). */
 export const relayPump: PumpTunnel = (ws, socket, options) =>
-  startPump(ws, socket, { idleTimeoutMs: options.idleTimeoutMs, initialData: options.initialData });
+  startPump(ws, socket, { idleTimeoutMs: options.idleTimeoutMs });
