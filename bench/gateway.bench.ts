@@ -1,21 +1,23 @@
 /**
- * Gateway benchmark: client → gateway → relay emulator → site listener → target, each hop its
- * own process (Azurite holds the ledger), against direct TCP to the same target.
+ * Gateway benchmark: client → gateway → relay emulator → relayListener module → target, each hop
+ * its own process (Azurite holds the ledger; the module is configured through its twin on the IoT
+ * Hub emulator, which runs in this process), against direct TCP to the same target.
  *   - throughput of one tunnel (echo round trip of 64 MiB), MiB/s
  *   - setup latency (connect → first echoed byte), median and p95
- *   - concurrent idle tunnels held by one gateway, and its RSS per tunnel
- * The site listener is the gateway tests' lib/hyco-based stand-in (test/integration/gateway-site.ts).
+ *   - concurrent idle tunnels held by one gateway and one module, and RSS per tunnel of both
  * Each process may hold 20,000 fds: 8,000 tunnels cost ~16,000 in the gateway, the relay and the
- * listener, and 16,000 here (clients + target side).
+ * module, and 16,000 here (clients + target side).
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { connect, createServer, type Socket } from "node:net";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { createIotHubServiceClients } from "../lib/azure/iothub-service.ts";
 import { audienceFor, createSasToken } from "../lib/hyco/sas.ts";
 import { createLedger } from "../lib/ledger/index.ts";
 import { startAzurite } from "../sim/azurite.ts";
+import { startIotHubEmulator } from "../sim/iothub-emulator/index.ts";
 import type { BenchSection } from "./types.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -37,22 +39,24 @@ function startChild(args: string[], env: NodeJS.ProcessEnv, event: string): Prom
   process.once("exit", () => child.kill("SIGKILL"));
   return new Promise((res, rej) => {
     let buf = "";
+    let found = false;
     child.stdout!.setEncoding("utf8").on("data", (c: string) => {
+      // Keep reading (a full pipe would block the child) but stop keeping lines once found.
+      if (found) return;
       buf += c;
       for (const l of buf.split("\n")) {
         if (!l.includes(`"${event}"`)) continue;
+        found = true;
+        buf = "";
         res({ line: JSON.parse(l), pid: child.pid!, stop: () => child.kill("SIGTERM") });
+        return;
       }
     });
     child.once("exit", (code) => rej(new Error(`${args.join(" ")} exited ${code}`)));
   });
 }
 
-const SITE_SCRIPT = `
-const { startSiteListener } = await import(${JSON.stringify(pathToFileURL(resolve(ROOT, "test/integration/gateway-site.ts")).href)});
-await startSiteListener({ after() {} }, JSON.parse(process.env.SITE_OPTIONS));
-console.log(JSON.stringify({ event: "site-ready" }));
-`;
+const MODULE_ID = "relayListener";
 
 function dial(port: number): Promise<Socket> {
   return new Promise((res, rej) => {
@@ -102,6 +106,7 @@ async function setupLatencies(port: number, n: number): Promise<number[]> {
 const pct = (sorted: number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
 
+/** Sum of a Prometheus metric's samples on `http://127.0.0.1:<port>/metrics`. */
 async function gatewayMetric(adminPort: number, name: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
   return text
@@ -123,6 +128,7 @@ export async function runBenchmark(): Promise<BenchSection> {
   const azurite = await startAzurite();
   const relay = await startChild(["sim/relay-emulator/main.ts", "--hc", "site-bench"], {}, "listening");
   const children: Child[] = [relay];
+  const closers: Array<() => Promise<unknown>> = [];
   try {
     const url = String(relay.line.url);
     const endpoint = String(relay.line.endpoint);
@@ -132,28 +138,81 @@ export async function runBenchmark(): Promise<BenchSection> {
       ttlSeconds: 3600,
     });
     const http = url.replace(/^ws/, "http");
-    const rule = (await (
-      await fetch(`${http}/$admin/hybridConnections/site-bench/authorizationRules/send`, {
-        method: "PUT",
-        headers: { authorization: adminToken, "content-type": "application/json" },
-        body: JSON.stringify({ rights: ["Send"] }),
-      })
-    ).json()) as { primaryKey: string };
+    const putRule = async (name: string, rights: string[]) =>
+      (await (
+        await fetch(`${http}/$admin/hybridConnections/site-bench/authorizationRules/${name}`, {
+          method: "PUT",
+          headers: { authorization: adminToken, "content-type": "application/json" },
+          body: JSON.stringify({ rights }),
+        })
+      ).json()) as { primaryKey: string };
+    const rule = await putRule("send", ["Send"]);
+    const listen = await putRule("listen", ["Listen"]);
+
+    // The site: the relayListener module, configured only through its module twin.
+    const hub = await startIotHubEmulator();
+    closers.push(() => hub.close());
+    const { registry } = createIotHubServiceClients(hub.serviceConnectionString, {
+      restPort: hub.httpsPort,
+      ca: hub.caCert,
+    });
+    await registry.create({ deviceId: "bench", capabilities: { iotEdge: true } });
+    await registry.addModule({ deviceId: "bench", moduleId: MODULE_ID });
     const site = await startChild(
-      ["--input-type=module", "-e", SITE_SCRIPT],
+      ["modules/relayListener/src/main.ts"],
       {
-        SITE_OPTIONS: JSON.stringify({
-          url,
-          endpoint,
-          hybridConnection: "site-bench",
-          keyName: manageKeyName,
-          key: manageKey,
-          targets: { echo: targetPort },
-        }),
+        ...hub.moduleEnvironment("bench", MODULE_ID),
+        RELAY_ALLOWED_TARGETS: "127.0.0.0/8:*",
+        METRICS_PORT: "0",
+        METRICS_HOST: "127.0.0.1",
+        LOG_LEVEL: "info",
       },
-      "site-ready",
+      "relayListener ready",
     );
     children.push(site);
+    const moduleMetricsPort = Number(site.line.metricsPort);
+    const { responseBody } = await registry.updateModuleTwin(
+      "bench",
+      MODULE_ID,
+      {
+        properties: {
+          desired: {
+            schemaVersion: "1.0",
+            relay: {
+              endpoint: url,
+              hybridConnection: "site-bench",
+              sasKeyName: "listen",
+              sasKey: listen.primaryKey,
+            },
+            // 0 = no per-mapping cap: the benchmark holds 8,000 connections on one mapping.
+            mappings: { echo: { target: `127.0.0.1:${targetPort}`, maxConnections: 0 } },
+          },
+        },
+      },
+      "*",
+    );
+    const version = (responseBody as unknown as { properties: { desired: { $version: number } } }).properties
+      .desired.$version;
+    for (let i = 0; ; i++) {
+      const twin = (await registry.getModuleTwin("bench", MODULE_ID)).responseBody as unknown as {
+        properties: {
+          reported: {
+            appliedDesiredVersion?: number;
+            relay?: { status?: string };
+            mappings?: { echo?: { state?: string } };
+          };
+        };
+      };
+      const r = twin.properties.reported;
+      if (
+        r.appliedDesiredVersion === version &&
+        r.relay?.status === "online" &&
+        r.mappings?.echo?.state === "active"
+      )
+        break;
+      if (i > 300) throw new Error("the module did not report the mapping active within 30 s");
+      await new Promise((res) => setTimeout(res, 100));
+    }
     const publicPort = await new Promise<number>((r) => {
       const s = createServer().listen(0, "127.0.0.1", () => {
         const p = (s.address() as { port: number }).port;
@@ -201,6 +260,7 @@ export async function runBenchmark(): Promise<BenchSection> {
     // Concurrent idle tunnels: open in batches, each proven established by one echoed byte.
     const rssBefore = await gatewayMetric(adminPort, "process_resident_memory_bytes");
     const heapBefore = await gatewayMetric(adminPort, "nodejs_heap_size_used_bytes");
+    const moduleRssBefore = await gatewayMetric(moduleMetricsPort, "process_resident_memory_bytes");
     const clients: Socket[] = [];
     let failed = 0;
     const t0 = Date.now();
@@ -228,6 +288,9 @@ export async function runBenchmark(): Promise<BenchSection> {
     const active = await gatewayMetric(adminPort, "gateway_connections_active");
     const rssAfter = await gatewayMetric(adminPort, "process_resident_memory_bytes");
     const heapAfter = await gatewayMetric(adminPort, "nodejs_heap_size_used_bytes");
+    const moduleActive = await gatewayMetric(moduleMetricsPort, "relay_listener_active_connections");
+    const moduleRssAfter = await gatewayMetric(moduleMetricsPort, "process_resident_memory_bytes");
+    const modulePerTunnelKiB = (moduleRssAfter - moduleRssBefore) / 1024 / Math.max(1, moduleActive);
     const held = active;
     const perTunnelKiB = (rssAfter - rssBefore) / 1024 / Math.max(1, held);
     const heapPerTunnelKiB = (heapAfter - heapBefore) / 1024 / Math.max(1, held);
@@ -235,10 +298,11 @@ export async function runBenchmark(): Promise<BenchSection> {
     notes.push(
       `${TUNNELS} tunnels requested, ${held} held open by the gateway (${failed} failed), opened in ${openSecs.toFixed(1)} s in batches of 200.`,
       `Gateway RSS ${(rssBefore / 1048576).toFixed(0)} MiB → ${(rssAfter / 1048576).toFixed(0)} MiB; JS heap ${(heapBefore / 1048576).toFixed(0)} → ${(heapAfter / 1048576).toFixed(0)} MiB.`,
-      "Site side: lib/hyco-based listener (test/integration/gateway-site.ts), not the relayListener module; relay emulator over plain ws:// on loopback.",
+      `Module: ${moduleActive} relayed connections live; RSS ${(moduleRssBefore / 1048576).toFixed(0)} MiB → ${(moduleRssAfter / 1048576).toFixed(0)} MiB.`,
+      "Site side: the real relayListener module (2 listeners, configured through its twin on the IoT Hub emulator); relay emulator over plain ws:// on loopback; all processes on one 2-core machine.",
     );
     return {
-      title: "Cloud gateway (gateway → relay emulator → site listener → target)",
+      title: "Cloud gateway (gateway → relay emulator → relayListener module → target)",
       figures: [
         {
           metric: "throughput, one tunnel (echo)",
@@ -273,6 +337,8 @@ export async function runBenchmark(): Promise<BenchSection> {
           met: perTunnelKiB < 30,
         },
         { metric: "gateway JS heap per tunnel", value: heapPerTunnelKiB, unit: "KiB" },
+        { metric: "concurrent tunnels live in the module", value: moduleActive, unit: "connections" },
+        { metric: "module memory per tunnel (RSS)", value: modulePerTunnelKiB, unit: "KiB" },
       ],
       notes,
     };
@@ -280,6 +346,7 @@ export async function runBenchmark(): Promise<BenchSection> {
     for (const c of children.reverse()) c.stop();
     for (const s of sockets) s.destroy();
     target.close();
+    for (const close of closers) await close();
     await azurite.close();
   }
 }

@@ -1,12 +1,15 @@
 /**
  * Several gateways and unhappy sites: two instances serve the same ledger routes, a site without
  * a listener is refused at once and then backed off by the circuit breaker (`gateway_open_circuits`
- * shows it), and SIGTERM drains a live tunnel before exiting 0. The site is incidental here: the
+ * shows it), a site that accepts but never answers the preamble is cut at the connect deadline,
+ * and SIGTERM drains a live tunnel before exiting 0. The site is incidental here: the
  * light lib/hyco stand-in (gateway-site.ts), not the module.
  */
 import assert from "node:assert/strict";
 import { connect, type Socket } from "node:net";
 import { test } from "node:test";
+import type { WebSocket } from "ws";
+import { HybridConnectionListener } from "../../lib/hyco/listener.ts";
 import { waitFor } from "../helpers/index.ts";
 import {
   closedBy,
@@ -101,4 +104,42 @@ test("two gateway instances serve the same routes; no-listener sites back off; S
   // The other instance still serves.
   const again = await roundTrip(await dial(t, port, "127.0.0.1"), Buffer.from("still up"));
   assert.equal(again.toString(), "still up");
+});
+
+test("a site that accepts but never answers is refused at GATEWAY_CONNECT_TIMEOUT_MS", {
+  timeout: 30_000,
+}, async (t) => {
+  const h = await startHarness(t);
+  // A listener that accepts the relayed connection and then says nothing (a hung site).
+  const mute = new HybridConnectionListener({
+    endpoint: h.relay.url,
+    hybridConnection: `site-${h.siteId}`,
+    keyName: "listen",
+    key: h.listenKey,
+  });
+  const held: WebSocket[] = [];
+  mute.on("accept", (req) => {
+    req.accept().then(
+      (ws) => held.push(ws),
+      () => {},
+    );
+  });
+  t.after(async () => {
+    await mute.close();
+    for (const ws of held) ws.terminate();
+  });
+  mute.start();
+  await waitFor(() => mute.state.status === "online", "mute listener online");
+  const port = await freePort();
+  await h.ledger.allocate({ siteId: h.siteId, portName: "echo", endpoint: { kind: "tcp", port } });
+  const gw = await startGateway(t, h, { GATEWAY_CONNECT_TIMEOUT_MS: "1000" });
+  const started = Date.now();
+  assert.equal((await closedBy(await dial(t, port), 10_000)).length, 0);
+  assert.ok(Date.now() - started >= 900, "the gateway waited for the site's answer first");
+  await waitFor(() => held.length === 1 && held[0]!.readyState === held[0]!.CLOSED, "the tunnel is closed");
+  assert.equal(
+    await gw.metric("gateway_connections_refused_total", { route: String(port), reason: "relay_error" }),
+    1,
+  );
+  assert.equal(await gw.metric("gateway_connections_active", { route: String(port) }), 0);
 });
