@@ -217,13 +217,17 @@ export class Fleet {
       RELAY_CA_FILE: this.relay.caFile,
       RELAY_TLS: "1",
       RELAY_PORT_RANGES: `${this.portRange.from}-${this.portRange.to}`,
-      ROTATE_SEND_GRACE_MS: "1500",
+      // The old Send key stays valid until every gateway has re-read the ledger (reloadGateways
+      // is called after a rotation too, but a gateway that misses the call re-reads on its timer).
+      ROTATE_SEND_GRACE_MS: String(Math.max(1_500, 2 * (this.options.ledgerReloadMs ?? 2_000) + 500)),
     };
   }
 
   /** Starts (or restarts, on the same port and with the same keys and state) the relay emulator. */
   async startRelay(): Promise<void> {
-    const args = ["--tls", "--dir", this.dirs.relay];
+    // The state file and the CA in --dir make a restart look like an outage to clients: the same
+    // hybrid connections, rules, keys and CA come back on the same port.
+    const args = ["--tls", "--dir", this.dirs.relay, "--state-file", join(this.dirs.relay, "state.json")];
     if (this.relay)
       args.push("--port", String(new URL(this.relay.url).port), "--manage-key", this.relay.manageKey);
     const proc = await startNodeProcess({

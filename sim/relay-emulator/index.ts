@@ -24,6 +24,7 @@ import { createAdmin, handleAdmin, type RelayAdmin } from "./handlers/admin.ts";
 import { type HybridConnection, Namespace, ROOT_RULE_NAME } from "./namespace.ts";
 import { type Distribution, type RelayEmulatorOptions, resolveOptions } from "./options.ts";
 import { wireServer } from "./server.ts";
+import { existingCertificates, loadNamespace, persistingAdmin, saveNamespace } from "./state-file.ts";
 import { type RelayEmulatorStats, Stats } from "./stats.ts";
 
 export type { RelayFaults } from "./faults.ts";
@@ -106,7 +107,10 @@ export async function startRelayEmulator(partial: StartRelayEmulatorOptions = {}
   if (options.tls) {
     if (options.dir === undefined) tempDir = mkdtempSync(join(tmpdir(), "relay-emulator-"));
     const dir = options.dir ?? (tempDir as string);
-    certs = writeLocalCertificates(dir, [options.host, ...options.tlsHosts], "Relay Fleet relay emulator CA");
+    // A restart with the same --dir keeps its CA: clients already trust that CA file.
+    certs =
+      (options.dir === undefined ? undefined : existingCertificates(dir)) ??
+      writeLocalCertificates(dir, [options.host, ...options.tlsHosts], "Relay Fleet relay emulator CA");
   }
   const server: Server = certs ? createHttpsServer({ cert: certs.cert, key: certs.key }) : createHttpServer();
   const wsCommon = { noServer: true, perMessageDeflate: false, clientTracking: false } as const;
@@ -141,7 +145,14 @@ export async function startRelayEmulator(partial: StartRelayEmulatorOptions = {}
     const extra = extraResponseHeaders.get(req);
     if (extra) headers.push(...extra);
   });
-  const admin = createAdmin(ctx);
+  const stateFile = options.stateFile;
+  if (stateFile) {
+    loadNamespace(ctx.namespace, stateFile, options.manageKey);
+    saveNamespace(ctx.namespace, stateFile);
+  }
+  const admin = stateFile
+    ? persistingAdmin(createAdmin(ctx), () => saveNamespace(ctx.namespace, stateFile))
+    : createAdmin(ctx);
   let port = 0;
   const portControl = {
     async closePort() {

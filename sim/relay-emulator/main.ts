@@ -1,5 +1,6 @@
 /**
- * Command: `tsx sim/relay-emulator/main.ts [--host H] [--port N] [--tls] [--dir D] [--hc NAME]...`
+ * Command: `tsx sim/relay-emulator/main.ts [--host H] [--port N] [--tls] [--dir D] [--state-file F]
+ * [--hc NAME]...`
  * Prints one JSON line `{"event":"listening", url, endpoint, caFile, manageKeyName, manageKey}` on
  * stdout, then serves until SIGTERM/SIGINT (clean exit 0).
  */
@@ -22,6 +23,7 @@ const program = new Command("relay-emulator")
   .option("--port <port>", "TCP port (0 = any free port)", port, 0)
   .option("--tls", "serve wss:// with a generated CA", false)
   .option("--dir <dir>", "where to write the CA (tls)")
+  .option("--state-file <file>", "load and save hybrid connections, rules and keys in this JSON file")
   .option("--manage-key <key>", "key of RootManageSharedAccessKey (random if omitted)")
   .option("--hc <name>", "create a hybrid connection at start (repeatable)", collect, [] as string[])
   .parse();
@@ -31,6 +33,7 @@ const opts = program.opts<{
   port: number;
   tls: boolean;
   dir?: string;
+  stateFile?: string;
   manageKey?: string;
   hc: string[];
 }>();
@@ -52,6 +55,7 @@ emulator = await startRelayEmulator({
   port: opts.port,
   tls: opts.tls,
   dir: opts.dir,
+  stateFile: opts.stateFile,
   manageKey: opts.manageKey,
   hybridConnections: opts.hc.map((name) => ({ name })),
 });

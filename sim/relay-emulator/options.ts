@@ -37,6 +37,11 @@ export interface RelayEmulatorOptions {
   tls: boolean;
   /** Where the CA and server certificate are written when `tls`; a temp dir (removed on close) if unset. */
   dir: string | undefined;
+  /**
+   * JSON file the namespace (hybrid connections, rules, keys) is loaded from at start and saved to
+   * on every admin change, so a restart keeps what listeners and senders hold. Unset = in memory.
+   */
+  stateFile: string | undefined;
   /** Host name the server certificate is also issued for (besides localhost / 127.0.0.1 / ::1). */
   tlsHosts: string[];
   /** Key of the namespace rule `RootManageSharedAccessKey` (Manage, Listen, Send); random if unset. */
@@ -94,6 +99,7 @@ export const DEFAULT_OPTIONS: Readonly<RelayEmulatorOptions> = Object.freeze({
   port: 0,
   tls: false,
   dir: undefined,
+  stateFile: undefined,
   tlsHosts: [],
   manageKey: undefined,
   authorizationRules: [],
