@@ -9,10 +9,12 @@
  */
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync } from "node:fs";
+import { request as httpsRequest } from "node:https";
 import { join } from "node:path";
 import { createIotHubServiceClients } from "../lib/azure/iothub-service.ts";
+import { audienceFor, createSasToken } from "../lib/hyco/sas.ts";
 import { type Azurite, startAzurite } from "./azurite.ts";
-import { type RunningProcess, startNodeProcess } from "./child-process.ts";
+import { type NodeProcessSpec, type RunningProcess, startNodeProcess } from "./child-process.ts";
 import { type DemoServices, startDemoServices } from "./demo-services.ts";
 import { freePort, freePortBlock } from "./ports.ts";
 
@@ -95,6 +97,17 @@ function num(line: Record<string, unknown>, key: string): number {
   return v;
 }
 
+/** The part of the relay emulator's stats the simulation and tests read. */
+export interface RelayStatsView {
+  listeners: number;
+  listenAttempts: number;
+  hybridConnections: Record<
+    string,
+    { listeners: number; listenAttempts: number; connects: number; accepts: number }
+  >;
+  [counter: string]: unknown;
+}
+
 /** Error answered by the rollout API, with its status. */
 export class RolloutApiError extends Error {
   constructor(
@@ -115,6 +128,8 @@ export class Fleet {
   readonly gateways: GatewayHandle[] = [];
   readonly sites = new Map<string, SiteHandle>();
   readonly portRange: { from: number; to: number };
+  /** Every process this fleet started, restarted ones included (tests check none is left). */
+  readonly processes: RunningProcess[] = [];
   /** Demo services that the default site profile points at (sites added with the CLI). */
   sharedServices!: DemoServices;
   private registry!: ReturnType<typeof createIotHubServiceClients>["registry"];
@@ -151,6 +166,12 @@ export class Fleet {
       await fleet.stop();
       throw err;
     }
+  }
+
+  private async spawn(spec: NodeProcessSpec): Promise<RunningProcess> {
+    const proc = await startNodeProcess(spec);
+    this.processes.push(proc);
+    return proc;
   }
 
   private progress(step: string): void {
@@ -190,7 +211,7 @@ export class Fleet {
     };
 
     this.progress("starting the rollout service (Functions handlers over HTTP)");
-    const proc = await startNodeProcess({
+    const proc = await this.spawn({
       name: "rollout",
       script: "cloud/functions/src/serve-local.ts",
       logFile: this.log("rollout"),
@@ -230,7 +251,7 @@ export class Fleet {
     const args = ["--tls", "--dir", this.dirs.relay, "--state-file", join(this.dirs.relay, "state.json")];
     if (this.relay)
       args.push("--port", String(new URL(this.relay.url).port), "--manage-key", this.relay.manageKey);
-    const proc = await startNodeProcess({
+    const proc = await this.spawn({
       name: "relay-emulator",
       script: "sim/relay-emulator/main.ts",
       args,
@@ -254,7 +275,7 @@ export class Fleet {
     const webhook = eventGridUrl ?? this.hubWebhook;
     if (webhook) args.push("--event-grid-webhook", webhook);
     this.hubWebhook = webhook;
-    const proc = await startNodeProcess({
+    const proc = await this.spawn({
       name: "iothub-emulator",
       script: "sim/iothub-emulator/main.ts",
       args,
@@ -279,7 +300,7 @@ export class Fleet {
   async startGateway(index: number): Promise<GatewayHandle> {
     const host = `127.0.0.${index + 1}`;
     this.progress(`starting gateway #${index + 1} on ${host}`);
-    const proc = await startNodeProcess({
+    const proc = await this.spawn({
       name: `gateway-${index + 1}`,
       script: "cloud/gateway/src/main.ts",
       logFile: this.log(`gateway-${index + 1}`),
@@ -329,14 +350,18 @@ export class Fleet {
    * Onboards a site through the rollout API with two mappings (`web`, `echo`) to its own demo
    * services, starts its module process(es), and tells the gateways to pick up its ports.
    */
-  async addSite(siteId: string, extraMappings: Record<string, unknown> = {}): Promise<SiteHandle> {
+  async addSite(
+    siteId: string,
+    extraMappings: Record<string, unknown> = {},
+    mappingOptions: Record<string, unknown> = {},
+  ): Promise<SiteHandle> {
     this.progress(`onboarding ${siteId} through the rollout API`);
     const services = await startDemoServices(siteId);
     const view = await this.api<SiteView>("POST", "/api/sites", {
       siteId,
       mappings: {
-        web: { target: `127.0.0.1:${services.webPort}` },
-        echo: { target: `127.0.0.1:${services.echoPort}` },
+        web: { target: `127.0.0.1:${services.webPort}`, ...mappingOptions },
+        echo: { target: `127.0.0.1:${services.echoPort}`, ...mappingOptions },
         ...extraMappings,
       },
     });
@@ -368,12 +393,49 @@ export class Fleet {
     };
   }
 
+  /** The module twin of a site as IoT Hub has it (desired and reported properties). */
+  async moduleTwin(
+    siteId: string,
+  ): Promise<{ desired: Record<string, unknown>; reported: Record<string, unknown> }> {
+    const view = await this.api<SiteView>("GET", `/api/sites/${siteId}`);
+    const twin = (await this.registry.getModuleTwin(view.deviceId, MODULE_ID)).responseBody as unknown as {
+      properties?: { desired?: Record<string, unknown>; reported?: Record<string, unknown> };
+    };
+    return { desired: twin.properties?.desired ?? {}, reported: twin.properties?.reported ?? {} };
+  }
+
+  /** The relay emulator's counters (`GET /$admin/stats`, authorized with the Manage rule). */
+  relayStats(): Promise<RelayStatsView> {
+    const url = new URL("/$admin/stats", this.relay.url.replace(/^ws/, "http"));
+    const token = createSasToken(
+      audienceFor(this.relay.endpoint),
+      this.relay.manageKeyName,
+      this.relay.manageKey,
+    );
+    const ca = readFileSync(this.relay.caFile);
+    return new Promise((resolve, reject) => {
+      const req = httpsRequest(url, { ca, headers: { authorization: token }, agent: false }, (res) => {
+        let text = "";
+        res.setEncoding("utf8").on("data", (chunk: string) => {
+          text += chunk;
+        });
+        res.on("end", () => {
+          if (res.statusCode !== 200) reject(new Error(`relay stats answered ${res.statusCode}: ${text}`));
+          else resolve(JSON.parse(text) as RelayStatsView);
+        });
+      });
+      req.setTimeout(5_000, () => req.destroy(new Error("relay stats timed out")));
+      req.on("error", reject);
+      req.end();
+    });
+  }
+
   /** Starts module instance `index` of a site (again, after a kill). */
   async startModule(siteId: string, index: number): Promise<SiteModuleHandle> {
     const site = this.sites.get(siteId);
     if (!site) throw new Error(`unknown site ${siteId}`);
     this.progress(`starting relayListener #${index + 1} of ${siteId}`);
-    const proc = await startNodeProcess({
+    const proc = await this.spawn({
       name: `module-${siteId}-${index + 1}`,
       script: "modules/relayListener/src/main.ts",
       logFile: this.log(`module-${siteId}-${index + 1}`),
@@ -434,6 +496,8 @@ export class Fleet {
     for (const g of this.gateways) procs.push(g?.process);
     await Promise.all(procs.map((p) => p?.stop("SIGTERM", 3_000)));
     await Promise.all([
+      // Anything else still alive (a replaced handle, a test's half-done restart).
+      ...this.processes.map((p) => p.stop("SIGTERM", 3_000)),
       this.rollout?.process.stop("SIGTERM", 3_000),
       this.hubProcess?.stop("SIGTERM", 3_000),
       this.relayProcess?.stop("SIGTERM", 3_000),
