@@ -44,3 +44,23 @@ export function takeBufferedMessages(ws: WebSocket): Buffer[] {
   ws.resume();
   return entry.chunks;
 }
+
+/**
+ * A filter the pump runs incoming bytes through until it reports `done`: the pipelined sender
+ * uses it to take the listener's 3-byte preamble reply off the stream. It returns the bytes to
+ * pass on (possibly none) and throws a `RelayFleetError` to refuse the stream.
+ */
+export type MessageGate = (data: Buffer) => { done: boolean; rest: Buffer };
+
+const gates = new WeakMap<WebSocket, MessageGate>();
+
+export function setMessageGate(ws: WebSocket, gate: MessageGate): void {
+  gates.set(ws, gate);
+}
+
+/** The gate of `ws`, removed from it (the pump applies it from then on). */
+export function takeMessageGate(ws: WebSocket): MessageGate | undefined {
+  const gate = gates.get(ws);
+  gates.delete(ws);
+  return gate;
+}

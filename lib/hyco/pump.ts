@@ -31,7 +31,7 @@
 import type { Socket } from "node:net";
 import type { WebSocket } from "ws";
 import { MAX_FRAME_BYTES, PUMP_HIGH_WATER_BYTES } from "./constants.ts";
-import { takeBufferedMessages } from "./held-messages.ts";
+import { type MessageGate, takeBufferedMessages, takeMessageGate } from "./held-messages.ts";
 
 export interface PumpOptions {
   /** Backpressure bound for each direction's sink buffer, bytes (default 1 MiB). */
@@ -111,6 +111,8 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
   let waitingWsDrain = false;
   let activity = true;
   let idleTimer: NodeJS.Timeout | undefined;
+  // Pipelined logical port (tunnel.ts): the listener's reply is still to be taken off the stream.
+  let gate: MessageGate | undefined = takeMessageGate(ws);
   let resolveDone!: (r: PumpResult) => void;
   const done = new Promise<PumpResult>((r) => {
     resolveDone = r;
@@ -157,8 +159,21 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
   // ---- WebSocket → TCP -------------------------------------------------------------------------
 
   function onMessage(data: Buffer | ArrayBuffer | Buffer[]): void {
-    const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+    let buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
     activity = true;
+    if (gate !== undefined) {
+      try {
+        const step = gate(buf);
+        if (step.done) gate = undefined;
+        buf = step.rest;
+      } catch (err) {
+        gate = undefined;
+        fail("websocket-error", err instanceof Error ? err.message : String(err));
+        abort("logical port refused");
+        return;
+      }
+      if (buf.length === 0) return;
+    }
     if (socket.destroyed || socket.writableEnded) {
       // Bytes we can no longer deliver: the stream is broken, say so on both sides.
       if (!endedBy) abort("data after the socket's write side ended");
@@ -181,6 +196,14 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
     if (internals._closeFrameReceived && !peerClosed && ws.readyState === ws.OPEN) {
       peerClosed = true;
       closeCode = code ?? 1005;
+      if (gate !== undefined) {
+        // Closed before the listener accepted the logical port: a refusal, not a FIN.
+        gate = undefined;
+        fail("websocket-error", `closed (${closeCode}) before the logical port reply`);
+        resetSocket();
+        realClose.call(ws, code, reason);
+        return;
+      }
       if (code === undefined || code === 1000) {
         // Peer finished sending: FIN to our TCP peer once queued bytes are out.
         if (!socket.destroyed) socket.end();
@@ -198,6 +221,11 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
   const onWsClose = (code: number) => {
     wsClosed = true;
     closeCode ??= code;
+    if (gate !== undefined && !socket.destroyed) {
+      // Closed before the listener accepted the logical port: that is a refusal, not an EOF.
+      fail("websocket-error", `closed (${code}) before the logical port reply`);
+      resetSocket();
+    }
     if (!socket.destroyed) {
       if (peerClosed || code === 1000 || code === 1005) {
         // Orderly end: whatever is queued still reaches the TCP peer, then FIN.

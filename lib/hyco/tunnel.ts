@@ -14,7 +14,7 @@
 import type { WebSocket } from "ws";
 import { RelayFleetError } from "../errors.ts";
 import { PREAMBLE_TIMEOUT_MS } from "./constants.ts";
-import { holdMessages, takeBufferedMessages } from "./held-messages.ts";
+import { holdMessages, setMessageGate, takeBufferedMessages } from "./held-messages.ts";
 import {
   encodePreamble,
   encodeReplyError,
@@ -89,6 +89,13 @@ function readUntil<T>(
 
 export interface LogicalPortOptions {
   mode?: PreambleMode;
+  /**
+   * Do not wait for the reply: resolve right after writing the preamble, and let `pumpStreams`
+   * take the 3-byte reply off the stream (a refusal then resets the TCP side). Saves one relay
+   * round trip per connection; an azbridge listener reads exactly the preamble, so bytes behind
+   * it are safe. Only for WebSockets handed to `pumpStreams`.
+   */
+  pipelined?: boolean;
   /** Wait for the listener's reply at most this long (default 10 s). */
   replyTimeoutMs?: number;
 }
@@ -107,6 +114,20 @@ export async function openLogicalPort(
   const preamble = encodePreamble(portName, mode); // validate before connecting
   const ws = await connectSender(sender);
   const parser = new ReplyParser();
+  if (options.pipelined) {
+    setMessageGate(ws, (chunk) => {
+      const step = parser.push(chunk);
+      if (!step.done) return { done: false, rest: chunk.subarray(chunk.length) };
+      if (!step.value.ok)
+        throw new RelayFleetError(
+          "RF_ERR_TUNNEL_REFUSED",
+          `logical port '${portName}' refused: ${step.value.reason}`,
+        );
+      return { done: true, rest: step.rest };
+    });
+    ws.send(preamble);
+    return ws;
+  }
   const reply = readUntil(
     ws,
     (c) => parser.push(c),

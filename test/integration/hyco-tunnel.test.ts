@@ -99,6 +99,47 @@ describe("logical ports through the relay", () => {
     ws.close();
   });
 
+  it("pipelined: the sender does not wait for the reply, the pump takes it off the stream", async (t) => {
+    const port = await echoTarget(t);
+    const { senderOpts } = await setup(t, async (req) => {
+      const ws = await req.accept();
+      const p = await readPreamble(ws);
+      if (p.portName !== "echo") return answerPreamble(ws, false);
+      const sock = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+      sock.on("error", () => {});
+      await once(sock, "connect");
+      answerPreamble(ws, true);
+      void pumpStreams(ws, sock);
+    });
+    // A local TCP pair stands for the gateway's client connection.
+    const pair = net.createServer({ allowHalfOpen: true });
+    pair.listen(0, "127.0.0.1");
+    await once(pair, "listening");
+    t.after(() => pair.close());
+    const open = async (name: string) => {
+      const client = net.connect({ port: (pair.address() as AddressInfo).port, allowHalfOpen: true });
+      client.on("error", () => {});
+      const [server] = (await once(pair, "connection")) as [net.Socket];
+      const ws = await openLogicalPort(senderOpts, name, { pipelined: true });
+      const done = pumpStreams(ws, server);
+      return { client, done };
+    };
+    const { client, done } = await open("echo");
+    const parts: Buffer[] = [];
+    client.on("data", (d: Buffer) => parts.push(d));
+    const payload = randomBytes(200_000);
+    client.end(payload);
+    await waitFor(() => Buffer.concat(parts).length >= 7 + payload.length, "echo");
+    assert.ok(Buffer.concat(parts).equals(Buffer.concat([Buffer.from("banner\n"), payload])));
+    client.destroy();
+    await done;
+    // A refused name resets the client instead of looking like a clean EOF.
+    const refused = await open("nope");
+    const res = await refused.done;
+    assert.equal(res.endedBy, "websocket-error");
+    assert.match(res.error ?? "", /before the logical port reply|refused/);
+  });
+
   it("refuses an unknown port name by closing: the sender gets RF_ERR_TUNNEL_REFUSED", async (t) => {
     const { senderOpts } = await setup(t, async (req) => {
       const ws = await req.accept();
