@@ -30,6 +30,9 @@ interface Config {
 const role = process.argv[2] ?? "";
 const config = JSON.parse(process.argv[3] ?? "{}") as Config;
 
+// A clean exit on SIGTERM, so `--cpu-prof` runs write their profile.
+process.on("SIGTERM", () => process.exit(0));
+
 process.on("message", (msg) => {
   if (msg === "cpu") process.send?.({ cpu: process.cpuUsage() });
 });
@@ -83,7 +86,7 @@ function ourSender(): void {
     ...(config.unmasked ? { unmaskedFrames: true } : {}),
   };
   entry((socket) => {
-    openLogicalPort(opts, "bench").then(
+    openLogicalPort(opts, "bench", { pipelined: true }).then(
       (ws) => {
         void pumpStreams(ws, socket);
         socket.resume();

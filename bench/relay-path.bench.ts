@@ -29,7 +29,11 @@ interface Child {
 const children: ChildProcess[] = [];
 
 function spawnNode(script: string, args: string[]): Promise<Child> {
-  const proc = spawn(process.execPath, ["--import", "tsx", join(repo, script), ...args], {
+  // BENCH_RELAY_PROFILE_DIR: V8 CPU profiles of the sender/listener processes, for tuning.
+  const prof = process.env.BENCH_RELAY_PROFILE_DIR;
+  const profFlags =
+    prof && script.endsWith("relay-path-node.ts") ? ["--cpu-prof", `--cpu-prof-dir=${prof}`] : [];
+  const proc = spawn(process.execPath, [...profFlags, "--import", "tsx", join(repo, script), ...args], {
     cwd: repo,
     stdio: ["ignore", "pipe", "inherit", "ipc"],
     env: { ...process.env, LOG_LEVEL: "silent" },
