@@ -59,6 +59,8 @@ export interface SiteHandle {
   modules: SiteModuleHandle[];
   /** Mapping name → public port on the gateways. */
   publicPorts: Record<string, number>;
+  /** Extra environment of this site's module processes (over `FleetOptions.moduleEnv`). */
+  moduleEnv?: NodeJS.ProcessEnv;
 }
 
 /** What the rollout API answers for a site (the fields the simulation uses). */
@@ -354,6 +356,7 @@ export class Fleet {
     siteId: string,
     extraMappings: Record<string, unknown> = {},
     mappingOptions: Record<string, unknown> = {},
+    moduleEnv?: NodeJS.ProcessEnv,
   ): Promise<SiteHandle> {
     this.progress(`onboarding ${siteId} through the rollout API`);
     const services = await startDemoServices(siteId);
@@ -365,7 +368,13 @@ export class Fleet {
         ...extraMappings,
       },
     });
-    const site: SiteHandle = { siteId, services, modules: [], publicPorts: publicPortsOf(view) };
+    const site: SiteHandle = {
+      siteId,
+      services,
+      modules: [],
+      publicPorts: publicPortsOf(view),
+      ...(moduleEnv ? { moduleEnv } : {}),
+    };
     this.sites.set(siteId, site);
     for (let i = 0; i < (this.options.modulesPerSite ?? 1); i++) await this.startModule(siteId, i);
     await this.reloadGateways();
@@ -390,6 +399,7 @@ export class Fleet {
       METRICS_HOST: "127.0.0.1",
       REPORT_INTERVAL_MS: "1000",
       ...this.options.moduleEnv,
+      ...this.sites.get(siteId)?.moduleEnv,
     };
   }
 
