@@ -263,7 +263,11 @@ describe("pump", () => {
     const client = await r.connect();
     await waitFor(() => r.targets[0], "target connection");
     await closed(client);
-    const res = await r.frontPumps[0]!.done;
-    assert.equal(res.endedBy, "idle-timeout");
+    const results = await Promise.all([r.frontPumps[0]!.done, r.backPumps[0]!.done]);
+    // Both ends run the same timer: whichever fires first ends it, the other sees the close.
+    assert.ok(
+      results.some((res) => res.endedBy === "idle-timeout"),
+      JSON.stringify(results.map((res) => res.endedBy)),
+    );
   });
 });
