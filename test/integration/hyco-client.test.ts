@@ -91,6 +91,20 @@ describe("hyco client against the relay emulator", () => {
     assert.deepEqual(states.slice(-2), ["online", "closed"]);
   });
 
+  it("works over wss with the emulator's private CA (zero-mask frames by default there)", async (t) => {
+    const { relay, startListener, sender } = await setup(t, { tls: true });
+    assert.ok(relay.ca, "emulator CA");
+    const listener = startListener({ endpoint: relay.endpoint, ca: relay.ca });
+    echoOnAccept(listener);
+    await waitFor(() => listener.state.status === "online", "listener online over wss");
+    const ws = await sender({ endpoint: relay.endpoint, ca: relay.ca });
+    const payload = randomBytes(300_000);
+    assert.ok((await roundTrip(ws, payload)).equals(payload));
+    ws.close();
+    // Without the CA the TLS handshake fails: a typed, non-fatal error.
+    assert.equal(await codeOf(sender({ endpoint: relay.endpoint })), "RF_ERR_RELAY_UNREACHABLE");
+  });
+
   it("maps relay answers to typed sender errors", async (t) => {
     const { startListener, sender, relay } = await setup(t);
     assert.equal(await codeOf(sender()), "RF_ERR_RELAY_NO_LISTENER");
