@@ -298,7 +298,13 @@ export class HybridConnectionListener extends EventEmitter<HybridConnectionListe
         request.reject(503, "no handler").catch(() => {});
         return;
       }
-      this.emit("accept", request);
+      try {
+        this.emit("accept", request);
+      } catch (err) {
+        // A throwing handler must not take the control channel (and every later accept) down.
+        this.log("warn", { error: errorMessage(err) }, "accept handler threw; rejecting");
+        request.reject(500, "listener error").catch(() => {});
+      }
     } else if (message.kind === "request") {
       this.log("debug", { id: message.request.id }, "ignored HTTP request (HTTP mode is not supported)");
     } else if (message.kind === "unknown") {

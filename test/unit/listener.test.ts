@@ -63,6 +63,31 @@ describe("listener (unit, fake control channel)", () => {
     assert.equal(l.attempts, 1);
   });
 
+  it("survives an accept handler that throws", async (t) => {
+    const relay = await fakeRelay(t);
+    const l = new HybridConnectionListener({
+      endpoint: relay.url,
+      hybridConnection: "hc",
+      keyName: "k",
+      key: "v",
+    });
+    t.after(() => l.close());
+    let calls = 0;
+    l.on("accept", () => {
+      calls++;
+      throw new Error("handler bug");
+    });
+    l.start();
+    await waitFor(() => l.state.status === "online", "online");
+    const accept = (id: string) =>
+      JSON.stringify({ accept: { address: `${relay.url}/$hc/hc?sb-hc-action=accept&sb-hc-id=${id}`, id } });
+    relay.channels[0]!.send(accept("a"));
+    relay.channels[0]!.send(accept("b"));
+    await waitFor(() => calls === 2, "both accepts handled");
+    assert.equal(l.state.status, "online");
+    assert.equal(l.attempts, 1);
+  });
+
   it("declares a relay that stops answering pings dead and reconnects", async (t) => {
     const relay = await fakeRelay(t, { autoPong: false });
     const l = new HybridConnectionListener({
