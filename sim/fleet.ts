@@ -398,6 +398,9 @@ export class Fleet {
       METRICS_PORT: "0",
       METRICS_HOST: "127.0.0.1",
       REPORT_INTERVAL_MS: "1000",
+      // Drain within the 3 s that stop() gives a module before SIGKILL (a keep-alive browser
+      // connection would otherwise hold the default 20 s drain and end in a kill).
+      SHUTDOWN_DRAIN_MS: "2000",
       ...this.options.moduleEnv,
       ...this.sites.get(siteId)?.moduleEnv,
     };
