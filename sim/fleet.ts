@@ -8,7 +8,7 @@
  * `npm start` (sim/index.ts) and the end-to-end tests both drive the pattern through this file.
  */
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
 import { join } from "node:path";
 import { createIotHubServiceClients } from "../lib/azure/iothub-service.ts";
@@ -16,7 +16,7 @@ import { audienceFor, createSasToken } from "../lib/hyco/sas.ts";
 import { type Azurite, startAzurite } from "./azurite.ts";
 import { type NodeProcessSpec, type RunningProcess, startNodeProcess } from "./child-process.ts";
 import { type DemoServices, startDemoServices } from "./demo-services.ts";
-import { freePort, freePortBlock } from "./ports.ts";
+import { freePort, freePortBlock, isPortFree } from "./ports.ts";
 
 export const MODULE_ID = "relayListener";
 
@@ -251,8 +251,17 @@ export class Fleet {
     // The state file and the CA in --dir make a restart look like an outage to clients: the same
     // hybrid connections, rules, keys and CA come back on the same port.
     const args = ["--tls", "--dir", this.dirs.relay, "--state-file", join(this.dirs.relay, "state.json")];
+    // The relay's endpoint is written into ledger rows and module twins: a persistent state dir
+    // must find the relay on the same port next run, or every saved site would point nowhere.
+    const portFile = join(this.dirs.relay, "port.json");
     if (this.relay)
       args.push("--port", String(new URL(this.relay.url).port), "--manage-key", this.relay.manageKey);
+    else if (existsSync(portFile)) {
+      const saved = (JSON.parse(readFileSync(portFile, "utf8")) as { port?: unknown }).port;
+      if (typeof saved === "number" && (await isPortFree(saved))) args.push("--port", String(saved));
+      else
+        this.progress(`the relay's previous port ${String(saved)} is taken: saved sites need re-onboarding`);
+    }
     const proc = await this.spawn({
       name: "relay-emulator",
       script: "sim/relay-emulator/main.ts",
@@ -267,6 +276,7 @@ export class Fleet {
       manageKeyName: str(proc.ready, "manageKeyName"),
       manageKey: str(proc.ready, "manageKey"),
     };
+    writeFileSync(portFile, `${JSON.stringify({ port: Number(new URL(this.relay.url).port) })}\n`);
   }
 
   /** Starts (or restarts, on the same ports with its saved state) the IoT Hub emulator. */
@@ -360,14 +370,22 @@ export class Fleet {
   ): Promise<SiteHandle> {
     this.progress(`onboarding ${siteId} through the rollout API`);
     const services = await startDemoServices(siteId);
-    const view = await this.api<SiteView>("POST", "/api/sites", {
-      siteId,
-      mappings: {
-        web: { target: `127.0.0.1:${services.webPort}`, ...mappingOptions },
-        echo: { target: `127.0.0.1:${services.echoPort}`, ...mappingOptions },
-        ...extraMappings,
-      },
-    });
+    const mappings: Record<string, unknown> = {
+      web: { target: `127.0.0.1:${services.webPort}`, ...mappingOptions },
+      echo: { target: `127.0.0.1:${services.echoPort}`, ...mappingOptions },
+      ...extraMappings,
+    };
+    let view: SiteView;
+    try {
+      view = await this.api<SiteView>("POST", "/api/sites", { siteId, mappings });
+    } catch (err) {
+      // A site saved by an earlier run (persistent --state-dir) whose demo services now listen
+      // on other ports: point its mappings at them, as an operator would.
+      if (!(err instanceof RolloutApiError) || err.status !== 409) throw err;
+      for (const [name, mapping] of Object.entries(mappings))
+        await this.api("PUT", `/api/sites/${siteId}/mappings/${name}`, mapping);
+      view = await this.api<SiteView>("GET", `/api/sites/${siteId}`);
+    }
     const site: SiteHandle = {
       siteId,
       services,

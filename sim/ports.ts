@@ -17,6 +17,11 @@ function tryListen(port: number, host: string): Promise<number | undefined> {
   });
 }
 
+/** True when `port` can be bound on `host` right now. */
+export async function isPortFree(port: number, host = "127.0.0.1"): Promise<boolean> {
+  return (await tryListen(port, host)) !== undefined;
+}
+
 /** A port that was free a moment ago on `host`. */
 export async function freePort(host = "127.0.0.1"): Promise<number> {
   const port = await tryListen(0, host);

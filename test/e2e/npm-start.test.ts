@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { promisify } from "node:util";
 import { alive, httpText } from "../helpers/e2e.ts";
-import { REPO_ROOT, tempDir, waitFor } from "../helpers/index.ts";
+import { type CleanupContext, REPO_ROOT, sleep, tempDir, waitFor } from "../helpers/index.ts";
 
 const run = promisify(execFile);
 
@@ -74,41 +74,78 @@ function jsonLines(child: ChildProcess): {
   };
 }
 
-test("npm start: ready line, a page through the public port, the CLI, a live site add, clean Ctrl-C", async (t) => {
-  const cwd = tempDir(t, "relay-fleet-npm-start-");
-  const pids = new Set<number>();
-  // Runs after everything else: whatever happened, nothing started here survives the test.
-  t.after(() => {
-    for (const pid of pids) if (alive(pid)) process.kill(pid, "SIGKILL");
-  });
+interface Sim {
+  child: ChildProcess;
+  pid: number;
+  out: ReturnType<typeof jsonLines>;
+  exited: Promise<number | null>;
+  stderr(): string;
+  ready(): Promise<Record<string, unknown>>;
+}
+
+/**
+ * Starts `sim/index.ts --json …` in `cwd`. When the test ends, whatever happened, the simulation
+ * is interrupted and then every process of its tree still alive is killed.
+ */
+function startSim(t: CleanupContext, cwd: string, args: string[]): Sim {
   // `--import tsx` resolves from the working directory, which has no node_modules: use the path.
-  const sim = spawn(
+  const child = spawn(
     process.execPath,
-    ["--import", import.meta.resolve("tsx"), join(REPO_ROOT, "sim/index.ts"), "--json", "--sites", "1"],
+    ["--import", import.meta.resolve("tsx"), join(REPO_ROOT, "sim/index.ts"), "--json", ...args],
     { cwd, env: { ...process.env, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] },
   );
-  assert.ok(sim.pid);
-  pids.add(sim.pid);
+  const pid = child.pid;
+  assert.ok(pid);
   let stderr = "";
-  sim.stderr?.setEncoding("utf8").on("data", (c: string) => {
+  child.stderr?.setEncoding("utf8").on("data", (c: string) => {
     stderr += c;
   });
-  const exited = new Promise<number | null>((r) => sim.once("exit", (code) => r(code)));
-  const out = jsonLines(sim);
+  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  const out = jsonLines(child);
+  t.after(async () => {
+    const tree = [pid, ...descendants(pid)];
+    if (alive(pid)) {
+      child.kill("SIGINT");
+      await Promise.race([exited, sleep(15_000)]);
+    }
+    for (const p of tree) if (alive(p)) process.kill(p, "SIGKILL");
+  });
+  return {
+    child,
+    pid,
+    out,
+    exited,
+    stderr: () => stderr,
+    ready: () =>
+      out
+        .next((l) => l.event === "ready", "the ready line", 90_000)
+        .catch((err: unknown) => {
+          throw new Error(`${String(err)}\nstderr:\n${stderr}`);
+        }),
+  };
+}
 
-  const ready = await out
-    .next((l) => l.event === "ready", "the ready line", 90_000)
-    .catch((err: unknown) => {
-      throw new Error(`${String(err)}\nstderr:\n${stderr}`);
-    });
+async function pageOf(port: number, host: string, timeoutMs = 15_000): Promise<string> {
+  const r = await waitFor(
+    async () => {
+      const res = await httpText(port, host);
+      return res.status === 200 ? res : undefined;
+    },
+    `the page through ${host}:${port}`,
+    { timeoutMs, intervalMs: 200 },
+  );
+  return r.body;
+}
+
+test("npm start: ready line, a page through the public port, the CLI, a live site add, clean Ctrl-C", async (t) => {
+  const cwd = tempDir(t, "relay-fleet-npm-start-");
+  const sim = startSim(t, cwd, ["--sites", "1"]);
+  const { out, exited } = sim;
+  const ready = await sim.ready();
   const site = (ready.sites as Array<{ siteId: string; publicPorts: Record<string, number> }>)[0];
   assert.equal(site?.siteId, "plant-1");
   const host = (ready.gateways as string[])[0] ?? "127.0.0.1";
-  const page = await waitFor(async () => {
-    const r = await httpText(site.publicPorts.web ?? 0, host);
-    return r.status === 200 ? r : undefined;
-  }, "the page through the printed public port");
-  assert.match(page.body, /Hello from site plant-1/);
+  assert.match(await pageOf(site.publicPorts.web ?? 0, host), /Hello from site plant-1/);
 
   const discovery = join(cwd, ".sim-state", "sim.json");
   assert.ok(existsSync(discovery), "the discovery file is written in the working directory");
@@ -131,23 +168,14 @@ test("npm start: ready line, a page through the public port, the CLI, a live sit
   );
   const x1Web = (started.publicPorts as Record<string, number> | undefined)?.web;
   assert.ok(x1Web, "x1 got a public web port");
-  const x1Page = await waitFor(
-    async () => {
-      const r = await httpText(x1Web, host);
-      return r.status === 200 ? r : undefined;
-    },
-    "x1's page through the gateway",
-    { timeoutMs: 30_000, intervalMs: 200 },
-  );
-  assert.match(x1Page.body, /Hello from site/);
+  assert.match(await pageOf(x1Web, host, 30_000), /Hello from site/);
 
   // Every process of the simulation, x1's new module included.
   const children = descendants(sim.pid);
-  for (const pid of children) pids.add(pid);
   assert.ok(children.length >= 6, `relay, hub, azurite, rollout, gateway, modules: found ${children.length}`);
 
-  sim.kill("SIGINT");
-  assert.equal(await exited, 0, `exit code after Ctrl-C; stderr:\n${stderr}`);
+  sim.child.kill("SIGINT");
+  assert.equal(await exited, 0, `exit code after Ctrl-C; stderr:\n${sim.stderr()}`);
   assert.ok(
     out.lines.some((l) => l.event === "stopped"),
     "it announced the stop",
@@ -162,4 +190,29 @@ test("npm start: ready line, a page through the public port, the CLI, a live sit
   ).catch(() => children.filter(alive));
   assert.deepEqual(left, [], "no process of the simulation is left");
   assert.equal(existsSync(discovery), false, "the discovery file is removed");
+});
+
+test("npm start --state-dir: a second run serves the sites the first one onboarded", async (t) => {
+  const cwd = tempDir(t, "relay-fleet-npm-start-");
+  const args = ["--sites", "1", "--state-dir", join(cwd, "state")];
+  const ports: number[] = [];
+  for (const run of [1, 2]) {
+    const sim = startSim(t, cwd, args);
+    const ready = await sim.ready();
+    const site = (ready.sites as Array<{ siteId: string; publicPorts: Record<string, number> }>)[0];
+    const web = site?.publicPorts.web;
+    assert.ok(web, `run ${run}: plant-1 has a web port`);
+    ports.push(web);
+    // Run 2 adopts run 1's saved site (same public port, same hybrid connection and keys), with
+    // its mappings pointed at this run's demo services.
+    assert.match(await pageOf(web, "127.0.0.1", 30_000), /Hello from site plant-1/, `run ${run}`);
+    const children = descendants(sim.pid);
+    sim.child.kill("SIGINT");
+    assert.equal(await sim.exited, 0, `run ${run} exit code; stderr:\n${sim.stderr()}`);
+    await waitFor(() => children.every((pid) => !alive(pid)), `run ${run}: every child gone`, {
+      timeoutMs: 5_000,
+    });
+  }
+  assert.equal(ports[1], ports[0], "the saved site keeps its public port");
+  assert.ok(existsSync(join(cwd, "state", "relay", "state.json")), "the relay's state is kept");
 });
