@@ -179,9 +179,10 @@ test("IoT Hub emulator restarted: a desired patch reaches a module with the defa
   await mappingCarries("plant-1", "after-hub-mqtt", svc, 10_000);
 });
 
-test("target down: the client is refused cleanly and promptly, and the module reports it", async () => {
+test("target down: the client is refused cleanly and promptly, and the module reports it", async (t) => {
   await fleet.sites.get("plant-1")?.services?.close();
   const r = await refusal(port("echo"));
+  t.diagnostic(`target down: client closed (${r.how}) after ${r.ms} ms`);
   assert.equal(r.bytes, 0, "no byte from a target that is down");
   assert.notEqual(r.how, "still open after 20 s");
   // Prompt: a refused connect, not a connect timeout (5 s) and certainly no hang; generous for CI.

@@ -63,7 +63,7 @@ async function assertIntact(transfer: RunningTransfer): Promise<void> {
   assert.equal(r.receivedSha, r.sentSha, "byte-exact both ways");
 }
 
-test("a site onboarded during another site's transfer: the transfer is unaffected, the new site serves within seconds", async () => {
+test("a site onboarded during another site's transfer: the transfer is unaffected, the new site serves within seconds", async (t) => {
   const transfer = await startEchoTransfer(echoPortOf("plant-1"), {
     bytesPerSecond: 4 * MiB,
     chunkBytes: 64 * 1024,
@@ -79,6 +79,7 @@ test("a site onboarded during another site's transfer: the transfer is unaffecte
     intervalMs: 100,
   });
   const seconds = (Date.now() - started) / 1000;
+  t.diagnostic(`plant-2 onboarded and serving after ${seconds} s`);
   // "Within seconds": onboarding, module start and first page, with a margin for a busy machine.
   assert.ok(seconds < 30, `plant-2 took ${seconds} s to serve`);
   const data = keystream()(512 * 1024);
