@@ -40,7 +40,7 @@ it("reconnects after a 30 s relay outage: ≤ 10 attempts/min while down, online
   });
   await waitFor(() => listeners.every((l) => l.state.status === "online"), "listeners online");
   const attemptTimes: number[][] = listeners.map(() => []);
-  listeners.forEach((l, i) => l.on("attempt", () => attemptTimes[i]!.push(Date.now())));
+  for (const [i, l] of listeners.entries()) l.on("attempt", () => attemptTimes[i]!.push(Date.now()));
 
   const down = Date.now();
   await relay.faults.outage(OUTAGE_MS, { mode: "refuse", dropExisting: true });
