@@ -144,6 +144,7 @@ export async function startIotHubEmulator(options: IotHubEmulatorOptions = {}): 
     cert: certs.cert,
     key: certs.key,
     log,
+    sessionPersistence: { subscriptions: store.mqttSessions, changed: () => store.markDirty() },
   });
   const rest = await startRestServer({
     ctx: {

@@ -135,12 +135,8 @@ async function mappingCarries(
 let hubRestarted = false;
 
 test("IoT Hub emulator restarted: the module resyncs its twin and applies a desired change made afterwards", async (t) => {
-  // WORKAROUND (IoT Hub emulator bug, see the report): the emulator's --state-file keeps no MQTT
-  // sessions, so after its restart a clean=false client gets sessionPresent=false; the device SDK
-  // does not re-subscribe the twin PATCH topic (it relies on the session) and desired patches are
-  // never delivered. This site's module runs with a short TWIN_RESYNC_MS, its own safety net for
-  // a missed patch, so the rest of the path after a hub restart is still proven here. The patch
-  // delivery itself is the `todo` test below.
+  // This site's module also re-reads its whole twin every 2 s (TWIN_RESYNC_MS), the module's own
+  // safety net for a missed patch; the next test proves delivery over MQTT with the default resync.
   await fleet.addSite("plant-2", {}, {}, { TWIN_RESYNC_MS: "2000" });
   await waitFor(
     () => siteServes(fleet.sites.get("plant-2")?.publicPorts.web ?? 0, "plant-2"),
@@ -171,9 +167,9 @@ test("IoT Hub emulator restarted: the module resyncs its twin and applies a desi
   assert.equal(mappings["after-hub"]?.state, "active");
 });
 
-test("IoT Hub emulator restarted: a desired patch reaches a module with the default resync (15 min) over MQTT", {
-  todo: "IoT Hub emulator keeps no MQTT sessions across a restart (sim/iothub-emulator/mqtt/sessions.ts is memory-only, --state-file omits it): the SDK never re-subscribes the desired PATCH topic",
-}, async (t) => {
+// The device SDK never re-subscribes the desired PATCH topic after a reconnect (it relies on the
+// clean=false session), so this only passes because the hub keeps sessions across its restart.
+test("IoT Hub emulator restarted: a desired patch reaches a module with the default resync (15 min) over MQTT", async (t) => {
   assert.ok(hubRestarted, "runs after the hub restart above");
   const svc = await bannerService(t);
   await mappingCarries("plant-1", "after-hub-mqtt", svc, 10_000);

@@ -9,7 +9,7 @@ import type { DesiredChange, Hub } from "../hub.ts";
 import type { TelemetryLog } from "../telemetry.ts";
 import { MqttConnection } from "./connection.ts";
 import { MethodDispatcher } from "./methods.ts";
-import { SessionRegistry } from "./sessions.ts";
+import { type SessionPersistence, SessionRegistry } from "./sessions.ts";
 import { DESIRED_FILTER, desiredPatchTopic, inputsFilter } from "./topics.ts";
 
 export interface MqttServer {
@@ -31,8 +31,10 @@ export async function startMqttServer(opts: {
   cert: string;
   key: string;
   log: Logger;
+  /** Keeps `clean=false` sessions across restarts (the hub's state file). */
+  sessionPersistence?: SessionPersistence;
 }): Promise<MqttServer> {
-  const sessions = new SessionRegistry<MqttConnection>();
+  const sessions = new SessionRegistry<MqttConnection>(opts.sessionPersistence);
   const methods = new MethodDispatcher(sessions);
   const ctx = { hub: opts.hub, sessions, methods, telemetry: opts.telemetry, log: opts.log };
   const sockets = new Set<TLSSocket>();

@@ -18,6 +18,18 @@ export interface SessionConnection {
   close(reason: string): void;
 }
 
+/**
+ * Where `clean=false` sessions outlive the process: the hub's state file. Real IoT Hub keeps them
+ * across its own restarts and failovers, and the SDK never re-subscribes the twin topics, so an
+ * emulator that forgot them on restart would silently stop delivering desired patches.
+ */
+export interface SessionPersistence {
+  /** Subscriptions by client id; the registry shares these maps with its sessions. */
+  subscriptions: Map<string, Map<string, 0 | 1>>;
+  /** Called after any change, to schedule a write. */
+  changed(): void;
+}
+
 export interface SessionEvents {
   subscribed: [string];
 }
@@ -25,6 +37,23 @@ export interface SessionEvents {
 export class SessionRegistry<C extends SessionConnection> extends EventEmitter<SessionEvents> {
   private readonly sessions = new Map<string, MqttSession>();
   private readonly live = new Map<string, C>();
+
+  constructor(private readonly persistence?: SessionPersistence) {
+    super();
+    for (const [clientId, subscriptions] of persistence?.subscriptions ?? []) {
+      this.sessions.set(clientId, { clientId, subscriptions });
+    }
+  }
+
+  /** Tells the registry a session's subscriptions changed (SUBSCRIBE / UNSUBSCRIBE). */
+  subscriptionsChanged(): void {
+    this.persistence?.changed();
+  }
+
+  private dropSession(clientId: string): void {
+    if (!this.sessions.delete(clientId)) return;
+    if (this.persistence?.subscriptions.delete(clientId)) this.persistence.changed();
+  }
 
   /** Binds `conn` to its session; returns the session and whether it already existed. */
   attach(conn: C, clean: boolean): { session: MqttSession; present: boolean } {
@@ -35,6 +64,10 @@ export class SessionRegistry<C extends SessionConnection> extends EventEmitter<S
     if (clean || !existing) {
       const session: MqttSession = { clientId: conn.clientId, subscriptions: new Map() };
       this.sessions.set(conn.clientId, session);
+      if (this.persistence) {
+        this.persistence.subscriptions.set(conn.clientId, session.subscriptions);
+        this.persistence.changed();
+      }
       return { session, present: false };
     }
     return { session: existing, present: true };
@@ -43,7 +76,7 @@ export class SessionRegistry<C extends SessionConnection> extends EventEmitter<S
   detach(conn: C, clean: boolean): void {
     if (this.live.get(conn.clientId) !== conn) return;
     this.live.delete(conn.clientId);
-    if (clean) this.sessions.delete(conn.clientId);
+    if (clean) this.dropSession(conn.clientId);
   }
 
   connection(clientId: string): C | undefined {
@@ -63,7 +96,7 @@ export class SessionRegistry<C extends SessionConnection> extends EventEmitter<S
   /** Forgets a session entirely (identity deleted). */
   forget(clientId: string): void {
     this.live.get(clientId)?.close("identity removed or credentials changed");
-    this.sessions.delete(clientId);
+    this.dropSession(clientId);
   }
 
   /** Forgets every session (live or not) whose client id `matches`. */

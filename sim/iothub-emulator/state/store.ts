@@ -33,12 +33,16 @@ interface PersistedState {
   policies: Record<string, PolicyKeys>;
   devices: DeviceRecord[];
   configurations: ConfigurationRecord[];
+  /** `clean=false` MQTT sessions: client id → topic filter → QoS (absent in older files). */
+  mqttSessions?: Record<string, Record<string, 0 | 1>>;
 }
 
 export class HubStore {
   readonly devices = new Map<string, DeviceRecord>();
   readonly configurations = new Map<string, ConfigurationRecord>();
   readonly policies: Record<string, PolicyKeys> = {};
+  /** Subscriptions of persistent MQTT sessions, shared with the MQTT session registry. */
+  readonly mqttSessions = new Map<string, Map<string, 0 | 1>>();
   private readonly file: string | undefined;
   private pending: Promise<void> | undefined;
   private dirtyAgain = false;
@@ -69,6 +73,9 @@ export class HubStore {
       this.devices.set(d.deviceId, d);
     }
     for (const c of state.configurations) this.configurations.set(c.id, c);
+    for (const [clientId, subs] of Object.entries(state.mqttSessions ?? {})) {
+      this.mqttSessions.set(clientId, new Map(Object.entries(subs)));
+    }
   }
 
   private snapshot(): string {
@@ -77,6 +84,9 @@ export class HubStore {
       policies: this.policies,
       devices: [...this.devices.values()],
       configurations: [...this.configurations.values()],
+      mqttSessions: Object.fromEntries(
+        [...this.mqttSessions].map(([clientId, subs]) => [clientId, Object.fromEntries(subs)]),
+      ),
     };
     return JSON.stringify(state);
   }

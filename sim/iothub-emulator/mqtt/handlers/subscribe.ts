@@ -19,6 +19,7 @@ export function handleSubscribe(conn: MqttConnection, packet: ISubscribePacket):
     conn.session?.subscriptions.set(sub.topic, qos);
     granted.push(qos);
   }
+  conn.ctx.sessions.subscriptionsChanged();
   conn.send({ cmd: "suback", messageId: packet.messageId ?? 0, granted });
   for (const sub of packet.subscriptions) {
     if (allowed.has(sub.topic)) conn.ctx.sessions.emit("subscribed", `${conn.clientId} ${sub.topic}`);
@@ -27,5 +28,6 @@ export function handleSubscribe(conn: MqttConnection, packet: ISubscribePacket):
 
 export function handleUnsubscribe(conn: MqttConnection, packet: IUnsubscribePacket): void {
   for (const topic of packet.unsubscriptions) conn.session?.subscriptions.delete(topic);
+  conn.ctx.sessions.subscriptionsChanged();
   conn.send({ cmd: "unsuback", messageId: packet.messageId ?? 0, granted: [] });
 }
