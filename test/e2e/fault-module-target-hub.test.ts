@@ -5,11 +5,10 @@
  * cleanly and promptly, and the module reports it in its reported properties).
  */
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
-import { createServer, type Socket } from "node:net";
 import { after, before, test } from "node:test";
 import type { Fleet, SiteView } from "../../sim/fleet.ts";
 import {
+  bannerService,
   connectTcp,
   echoExact,
   fileScope,
@@ -18,7 +17,7 @@ import {
   siteServes,
   startE2eFleet,
 } from "../helpers/e2e.ts";
-import { type CleanupContext, waitFor } from "../helpers/index.ts";
+import { waitFor } from "../helpers/index.ts";
 
 const scope = fileScope(after);
 let fleet: Fleet;
@@ -61,25 +60,6 @@ async function refusal(publicPort: number): Promise<{ bytes: number; ms: number;
   });
   socket.destroy();
   return { bytes, ms: Date.now() - started, how };
-}
-
-/** A service of the test's own, with a greeting only it sends. */
-async function bannerService(t: CleanupContext): Promise<{ port: number; banner: string }> {
-  const banner = `svc-${randomBytes(6).toString("hex")}\n`;
-  const sockets = new Set<Socket>();
-  const server = createServer((s) => {
-    sockets.add(s);
-    s.on("error", () => s.destroy());
-    s.once("close", () => sockets.delete(s));
-    s.write(banner);
-    s.pipe(s);
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  t.after(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  return { port: (server.address() as { port: number }).port, banner };
 }
 
 test("module killed (SIGKILL): clients are refused cleanly; restarted, it serves again", async () => {

@@ -7,15 +7,14 @@
  * Listen key is revoked, and new connections work with the new keys.
  */
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { IncomingMessage } from "node:http";
-import { createServer, type Socket } from "node:net";
 import { after, before, test } from "node:test";
 import WebSocket from "ws";
 import { audienceFor, createSasToken } from "../../lib/hyco/sas.ts";
 import type { Fleet, SiteView } from "../../sim/fleet.ts";
 import {
+  bannerService,
   echoExact,
   fileScope,
   keystream,
@@ -91,21 +90,7 @@ test("a site onboarded during another site's transfer: the transfer is unaffecte
 
 test("a mapping added with PUT /api/sites/{id}/mappings/{name} carries a real connection", async (t) => {
   // A fresh on-prem service with its own greeting, so the answer can only come from it.
-  const banner = `service-${randomBytes(6).toString("hex")}\n`;
-  const sockets = new Set<Socket>();
-  const server = createServer((s) => {
-    sockets.add(s);
-    s.on("error", () => s.destroy());
-    s.once("close", () => sockets.delete(s));
-    s.write(banner);
-    s.pipe(s);
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  t.after(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  const targetPort = (server.address() as { port: number }).port;
+  const { port: targetPort, banner } = await bannerService(t);
 
   const view = await fleet.api<SiteView>("PUT", "/api/sites/plant-1/mappings/svc", {
     target: `127.0.0.1:${targetPort}`,

@@ -5,7 +5,7 @@
  */
 import { createCipheriv, createHash, randomBytes } from "node:crypto";
 import { get as httpGet } from "node:http";
-import { connect, type Socket } from "node:net";
+import { connect, createServer, type Socket } from "node:net";
 import { Fleet, type FleetOptions } from "../../sim/fleet.ts";
 import { type CleanupContext, tempDir } from "./index.ts";
 
@@ -267,4 +267,23 @@ export async function siteServes(port: number, siteId: string, host = "127.0.0.1
   } catch {
     return false;
   }
+}
+
+/** An on-prem service of the test's own: it greets with a banner only it sends, then echoes. */
+export async function bannerService(t: CleanupContext): Promise<{ port: number; banner: string }> {
+  const banner = `svc-${randomBytes(6).toString("hex")}\n`;
+  const sockets = new Set<Socket>();
+  const server = createServer((s) => {
+    sockets.add(s);
+    s.on("error", () => s.destroy());
+    s.once("close", () => sockets.delete(s));
+    s.write(banner);
+    s.pipe(s);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  return { port: (server.address() as { port: number }).port, banner };
 }
