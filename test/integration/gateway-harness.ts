@@ -33,17 +33,8 @@ export interface Harness {
   sendKey: string;
 }
 
-/** Asks the OS for a free TCP port on 127.0.0.1 (the ledger needs concrete public ports). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+/** A free TCP port on 127.0.0.1 (the ledger needs concrete public ports). */
+export { freePort } from "../../sim/ports.ts";
 
 export async function startHarness(t: CleanupContext, siteId = "s1"): Promise<Harness> {
   const [azurite, relay] = await Promise.all([startAzurite(), startRelayEmulator()]);
