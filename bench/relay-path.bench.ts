@@ -238,6 +238,7 @@ export async function runBenchmark(): Promise<BenchSection> {
         `bulk: one connection carrying ${BULK_BYTES / MIB} MiB client → target; latency: ${CONNECTS} sequential connect + 1 byte + 1-byte answer + close, measured at the client`,
         "every role (sender, listener, emulator, target) is its own process; CPU = getrusage of the sender and listener processes over the bulk transfer",
         "project path includes the azbridge preamble round trip; hyco-ws path has none (hyco-ws has no logical ports)",
+        "bufferutil (native masking) is installed: ws@8 uses it, and so does hyco-ws's bundled ws@1.1.5, which requires it opportunistically too, so both paths mask in native code",
         "zero mask: ws skips the XOR pass when the mask is 0; the project enables it by default only on wss (TLS hides the frames from proxies), so the ws:// figure is the conservative one",
       ],
     };
