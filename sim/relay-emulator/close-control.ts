@@ -108,7 +108,7 @@ export function takeOverClose(
       i._sender.close(wireCode, wireReason, false, (err) => {
         if (err) return; // the socket's 'error' listener handles it
         i._closeFrameSent = true;
-        if (i._closeFrameReceived) socket.end();
+        if (i._closeFrameReceived && !socket.writableEnded) socket.end();
       });
       if (i._readyState === WebSocket.OPEN) i._readyState = WebSocket.CLOSING;
     },
@@ -123,7 +123,7 @@ export function takeOverClose(
     for (const l of dataListeners) socket.removeListener("data", l);
     process.nextTick(() => socket.resume());
     onCloseFrame(code, i._closeMessage);
-    if (closeSent && i._closeFrameSent) socket.end();
+    if (closeSent && i._closeFrameSent && !socket.writableEnded) socket.end();
   });
 
   for (const l of endListeners) socket.removeListener("end", l);
@@ -131,7 +131,7 @@ export function takeOverClose(
     // A FIN after the peer's close frame is its TCP half-close: keep our write side open until our
     // own close frame is out. A FIN without a close frame is an abnormal end: let ws handle it.
     if (i._closeFrameReceived) {
-      if (closeSent) socket.end();
+      if (closeSent && !socket.writableEnded) socket.end();
       return;
     }
     for (const l of endListeners) l.call(socket);

@@ -59,8 +59,14 @@ export function dispatchUpgrade(
       head,
       path,
       query: url.searchParams,
-      remoteAddress: plainAddress(req.socket.remoteAddress),
-      remotePort: req.socket.remotePort ?? 0,
+      // Lazy: reading them is a getpeername syscall, and only listen/connect use them (not the
+      // rendezvous accept, which is on every connection's setup path).
+      get remoteAddress() {
+        return plainAddress(req.socket.remoteAddress);
+      },
+      get remotePort() {
+        return req.socket.remotePort ?? 0;
+      },
     };
     const action = url.searchParams.get("sb-hc-action") ?? "connect";
     switch (action.toLowerCase()) {

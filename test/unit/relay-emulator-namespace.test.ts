@@ -142,3 +142,31 @@ test("options: defaults and validation", () => {
   assert.throws(() => resolveOptions({ lowWaterMarkBytes: 10, highWaterMarkBytes: 5 }), RangeError);
   assert.throws(() => resolveOptions({ abnormalCloseCode: 1000 }), RangeError);
 });
+
+test("authorize: a token verified before is still refused once its key is regenerated, its rights removed or it expires", () => {
+  const host = "sb://127.0.0.1:5000";
+  const ns = new Namespace(
+    "root-key",
+    [],
+    [{ name: "hc", authorizationRules: [{ name: "l", rights: ["Listen"] }] }],
+  );
+  const hc = ns.get("hc")!;
+  const key = ns.getRule("hc", "l")!.primaryKey;
+  const token = createSasToken(audienceFor(host, "hc"), "l", key, { ttlSeconds: 600 });
+  const now = Math.floor(Date.now() / 1000);
+  // verified twice: the second answer comes from the emulator's verification cache
+  assert.equal(authorize(ns, hc, "Listen", token).ok, true);
+  assert.equal(authorize(ns, hc, "Listen", token).ok, true);
+  assert.deepEqual(authorize(ns, hc, "Listen", token, { nowSeconds: now + 601 }), {
+    ok: false,
+    status: 401,
+    description: "ExpiredToken: The token is expired",
+  });
+  assert.equal(authorize(ns, hc, "Send", token).ok, false, "rights come from the rule on every call");
+  ns.regenerateKey("hc", "l", "PrimaryKey");
+  assert.equal(authorize(ns, hc, "Listen", token).ok, false, "a regenerated key invalidates the token");
+  ns.regenerateKey("hc", "l", "SecondaryKey", key);
+  assert.equal(authorize(ns, hc, "Listen", token).ok, true, "the same key as secondary is valid again");
+  ns.deleteRule("hc", "l");
+  assert.equal(authorize(ns, hc, "Listen", token).ok, false);
+});
