@@ -125,7 +125,13 @@ export async function openLogicalPort(
         );
       return { done: true, rest: step.rest };
     });
+    // Corked until the check phase: the caller starts the pump in this same turn, so the client's
+    // first bytes (usually already read) leave in the same TCP segment as the preamble: one
+    // write and one relay hop less per connection. Nothing waits longer than this loop turn.
+    const raw = (ws as unknown as { _socket?: { cork(): void; uncork(): void } | null })._socket;
+    raw?.cork();
     ws.send(preamble);
+    if (raw) setImmediate(() => raw.uncork());
     return ws;
   }
   const reply = readUntil(
