@@ -46,7 +46,7 @@ export interface ListenerOptions {
   pongTimeoutMs?: number;
   backoff?: Partial<BackoffPolicy>;
   tokenTtlSeconds?: number;
-  /** See `SenderOptions.unmaskedFrames` (default: on for wss, off for ws). */
+  /** See `SenderOptions.unmaskedFrames` (default off). */
   unmaskedFrames?: boolean;
   handshakeTimeoutMs?: number;
   rendezvousTimeoutMs?: number;
@@ -169,7 +169,7 @@ export class HybridConnectionListener extends EventEmitter<HybridConnectionListe
   }
 
   private unmasked(): boolean {
-    return this.options.unmaskedFrames ?? parseEndpoint(this.options.endpoint).scheme === "wss";
+    return this.options.unmaskedFrames ?? false;
   }
 
   private connect(): void {

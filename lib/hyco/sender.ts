@@ -15,7 +15,7 @@ import {
   USER_AGENT,
 } from "./constants.ts";
 import { createSasToken } from "./sas.ts";
-import { connectUrl, parseEndpoint, tokenAudience } from "./urls.ts";
+import { connectUrl, tokenAudience } from "./urls.ts";
 
 export interface SenderOptions {
   /** `sb://host[:port]`, `wss://host:port` or `ws://host:port`. */
@@ -31,9 +31,10 @@ export interface SenderOptions {
   /** Tracking id (`sb-hc-id`). */
   id?: string;
   /**
-   * Send frames with an all-zero mask so ws skips the XOR pass. Masking protects transparent
-   * proxies from attacker-chosen bytes in cleartext (RFC 6455 §10.3); inside TLS no proxy sees
-   * them, so the default is on for `wss` and off for plain `ws`.
+   * Send frames with an all-zero mask so ws skips the XOR pass (opt-in, default off). Masking
+   * protects transparent proxies from attacker-chosen cleartext (RFC 6455 §10.3), which no proxy
+   * sees inside TLS; with bufferutil's native masking the saving is small, so the default keeps the
+   * random mask RFC 6455 §5.3 requires.
    */
   unmaskedFrames?: boolean;
   /** Largest message accepted (default 16 MiB). */
@@ -124,7 +125,6 @@ export function relaySocketOptions(opts: {
  */
 export function connectSender(options: SenderOptions): Promise<WebSocket> {
   const timeoutMs = options.timeoutMs ?? CONNECT_TIMEOUT_MS;
-  const scheme = parseEndpoint(options.endpoint).scheme;
   const headers: Record<string, string> = {};
   if (options.keyName && options.key) {
     headers.ServiceBusAuthorization = cachedToken(
@@ -142,7 +142,7 @@ export function connectSender(options: SenderOptions): Promise<WebSocket> {
       relaySocketOptions({
         ca: options.ca,
         timeoutMs,
-        unmasked: options.unmaskedFrames ?? scheme === "wss",
+        unmasked: options.unmaskedFrames ?? false,
         maxPayload: options.maxPayload ?? MAX_PAYLOAD_BYTES,
         headers,
       }),
