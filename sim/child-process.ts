@@ -85,7 +85,13 @@ export function startNodeProcess(spec: NodeProcessSpec): Promise<RunningProcess>
       resolveExit(code ?? signal ?? "unknown");
     });
   });
-  child.stderr?.on("data", (chunk: Buffer) => log?.write(chunk));
+  // The last few KiB of stderr go into a start failure's message: a crash before readiness usually
+  // explains itself there, and the log file may be in a temp dir that is gone by then.
+  let stderrTail = "";
+  child.stderr?.on("data", (chunk: Buffer) => {
+    log?.write(chunk);
+    stderrTail = (stderrTail + chunk.toString("utf8")).slice(-4096);
+  });
 
   const stop = async (signal: NodeJS.Signals = "SIGTERM", graceMs = 10_000) => {
     if (child.exitCode === null && child.signalCode === null) {
@@ -135,7 +141,11 @@ export function startNodeProcess(spec: NodeProcessSpec): Promise<RunningProcess>
     void exited.then((code) => {
       if (readyLine) return;
       clearTimeout(timer);
-      rejectReady(new Error(`${spec.name} exited (${code}) before it was ready:\n${lastLines.join("\n")}`));
+      rejectReady(
+        new Error(
+          `${spec.name} exited (${code}) before it was ready:\n${lastLines.join("\n")}\n${stderrTail}`,
+        ),
+      );
     });
   });
 }
