@@ -35,7 +35,7 @@ const result = spawnSync(
     "tsx",
     "--test",
     `--test-concurrency=${concurrency}`,
-    "--test-timeout=300000",
+    "--test-timeout=180000",
     ...passthrough,
     ...files,
   ],

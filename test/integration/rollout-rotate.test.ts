@@ -9,18 +9,30 @@ import { startRolloutEnv } from "../helpers/rollout-env.ts";
 test("rotate-keys hands the module a new key, waits for it, then revokes the old ones", async (t) => {
   const env = await startRolloutEnv(t);
   await env.rollout.createSite({ siteId: "rot-1", profile: "single" });
-  const before = {
-    listen: await env.deps.relay.getRule("site-rot-1", "listen"),
-    send: await env.deps.relay.getRule("site-rot-1", "send"),
-  };
 
   // A stand-in module on the real device SDK: reports the fingerprint of the key it was given.
   const saved = { ...process.env };
   Object.assign(process.env, env.hubEmulator.moduleEnvironment("rot-1", MODULE_ID));
   const client = await deviceSdk.ModuleClient.fromEnvironment(mqttTransport.Mqtt);
   process.env = saved;
-  t.after(() => client.close());
+  // Closed in the test body, before the emulators' after-hooks: a client whose hub vanished first
+  // keeps retrying with timers that hold the test process open.
   await client.open();
+  try {
+    await rotateWithModule(env, client);
+  } finally {
+    await client.close();
+  }
+});
+
+async function rotateWithModule(
+  env: Awaited<ReturnType<typeof startRolloutEnv>>,
+  client: InstanceType<typeof deviceSdk.ModuleClient>,
+): Promise<void> {
+  const before = {
+    listen: await env.deps.relay.getRule("site-rot-1", "listen"),
+    send: await env.deps.relay.getRule("site-rot-1", "send"),
+  };
   const twin = await client.getTwin();
   twin.on("properties.desired", () => {
     const desired = twin.properties.desired as { $version: number; relay?: { sasKey?: string } };
@@ -62,7 +74,7 @@ test("rotate-keys hands the module a new key, waits for it, then revokes the old
     sasKey: string;
   };
   assert.equal(desired3.sasKey, again?.primaryKey);
-});
+}
 
 test("rotation with no module answering times out clearly and keeps the old key valid", async (t) => {
   const env = await startRolloutEnv(t, { overrides: { rotateTimeoutMs: 800, rotatePollMs: 100 } });
