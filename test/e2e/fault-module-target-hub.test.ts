@@ -16,6 +16,7 @@ import {
   sha256,
   siteServes,
   startE2eFleet,
+  waitForSiteServing,
 } from "../helpers/e2e.ts";
 import { waitFor } from "../helpers/index.ts";
 
@@ -24,7 +25,7 @@ let fleet: Fleet;
 
 before(async () => {
   fleet = await startE2eFleet(scope, { sites: 1 });
-  await waitFor(() => siteServes(port("web"), "plant-1"), "plant-1 serves", { timeoutMs: 20_000 });
+  await waitForSiteServing(fleet, "plant-1");
 });
 
 function port(mapping: string): number {

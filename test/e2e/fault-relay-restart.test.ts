@@ -21,6 +21,7 @@ import {
   siteServes,
   startE2eFleet,
   startEchoTransfer,
+  waitForSiteServing,
 } from "../helpers/e2e.ts";
 import { sleep, waitFor } from "../helpers/index.ts";
 
@@ -35,13 +36,7 @@ let fleet: Fleet;
 
 before(async () => {
   fleet = await startE2eFleet(scope, { sites: 1 });
-  await waitFor(
-    () => siteServes(fleet.sites.get("plant-1")?.publicPorts.web ?? 0, "plant-1"),
-    "plant-1 serves",
-    {
-      timeoutMs: 20_000,
-    },
-  );
+  await waitForSiteServing(fleet, "plant-1");
 });
 
 async function listenersOnRelay(): Promise<number> {

@@ -14,6 +14,7 @@ import {
   sha256,
   siteServes,
   startE2eFleet,
+  waitForSiteServing,
 } from "../helpers/e2e.ts";
 import { waitFor } from "../helpers/index.ts";
 
@@ -23,13 +24,7 @@ const SITES = ["plant-1", "plant-2"];
 
 before(async () => {
   fleet = await startE2eFleet(scope, { sites: 2, gateways: 2, modulesPerSite: 2 });
-  for (const siteId of SITES)
-    for (const g of fleet.gateways)
-      await waitFor(
-        () => siteServes(fleet.sites.get(siteId)?.publicPorts.web ?? 0, siteId, g.host),
-        `${siteId} through gateway ${g.host}`,
-        { timeoutMs: 20_000 },
-      );
+  for (const siteId of SITES) for (const g of fleet.gateways) await waitForSiteServing(fleet, siteId, g.host);
 });
 
 async function listenersOf(siteId: string): Promise<number> {

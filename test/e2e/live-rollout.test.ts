@@ -23,6 +23,7 @@ import {
   siteServes,
   startE2eFleet,
   startEchoTransfer,
+  waitForSiteServing,
 } from "../helpers/e2e.ts";
 import { waitFor } from "../helpers/index.ts";
 
@@ -32,13 +33,7 @@ let fleet: Fleet;
 
 before(async () => {
   fleet = await startE2eFleet(scope, { sites: 1 });
-  await waitFor(
-    () => siteServes(fleet.sites.get("plant-1")?.publicPorts.web ?? 0, "plant-1"),
-    "plant-1 serves",
-    {
-      timeoutMs: 20_000,
-    },
-  );
+  await waitForSiteServing(fleet, "plant-1");
 });
 
 function echoPortOf(siteId: string): number {

@@ -7,7 +7,7 @@ import { createCipheriv, createHash, randomBytes } from "node:crypto";
 import { get as httpGet } from "node:http";
 import { connect, createServer, type Socket } from "node:net";
 import { Fleet, type FleetOptions } from "../../sim/fleet.ts";
-import { type CleanupContext, tempDir } from "./index.ts";
+import { type CleanupContext, tempDir, waitFor } from "./index.ts";
 
 /**
  * Module timers shortened for tests. The relay backoff keeps the module's production maximum
@@ -286,4 +286,13 @@ export async function bannerService(t: CleanupContext): Promise<{ port: number; 
     server.close();
   });
   return { port: (server.address() as { port: number }).port, banner };
+}
+
+/** Waits until `siteId`'s demo web page answers through its public port on gateway `host`. */
+export async function waitForSiteServing(fleet: Fleet, siteId: string, host = "127.0.0.1"): Promise<void> {
+  await waitFor(
+    () => siteServes(fleet.sites.get(siteId)?.publicPorts.web ?? 0, siteId, host),
+    `${siteId} serves through ${host}`,
+    { timeoutMs: 20_000 },
+  );
 }

@@ -1,11 +1,7 @@
-/**
- * The MQTT-over-TLS listener: accepts sockets, hands each to an `MqttConnection`, and pushes hub
- * events (desired patches, revoked identities) to the right live connections.
- */
-import type { AddressInfo } from "node:net";
 import { createServer, type Server, type TLSSocket } from "node:tls";
 import type { Logger } from "../../../lib/log.ts";
 import type { DesiredChange, Hub } from "../hub.ts";
+import { listenOn } from "../listen.ts";
 import type { TelemetryLog } from "../telemetry.ts";
 import { MqttConnection } from "./connection.ts";
 import { MethodDispatcher } from "./methods.ts";
@@ -64,15 +60,9 @@ export async function startMqttServer(opts: {
   opts.hub.on("desired", onDesired);
   opts.hub.on("identityRevoked", onRevoked);
 
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(opts.port, opts.host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
+  const port = await listenOn(server, opts.port, opts.host);
   return {
-    port: (server.address() as AddressInfo).port,
+    port,
     sessions,
     methods,
     dropConnection(clientId) {

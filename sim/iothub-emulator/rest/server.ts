@@ -5,10 +5,10 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
-import type { AddressInfo } from "node:net";
 import type { Logger } from "../../../lib/log.ts";
 import { parseHubSasToken, verifyHubSasToken } from "../auth.ts";
 import { HubError } from "../errors.ts";
+import { listenOn } from "../listen.ts";
 import { tryParseJson } from "../state/json.ts";
 import { configurationRoutes } from "./configurations.ts";
 import { deviceRoutes } from "./devices.ts";
@@ -118,15 +118,9 @@ export async function startRestServer(opts: {
   );
   server.on("tlsClientError", (err) => opts.log.debug({ err }, "TLS handshake failed"));
   server.on("clientError", (_err, socket) => socket.destroy());
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(opts.port, opts.host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
+  const port = await listenOn(server, opts.port, opts.host);
   return {
-    port: (server.address() as AddressInfo).port,
+    port,
     get errorFormat() {
       return state.errorFormat;
     },

@@ -4,9 +4,9 @@
  * socket. The module is found by id + generation id, which is unique per module incarnation.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import { signWithKey } from "../auth.ts";
 import type { Hub } from "../hub.ts";
+import { listenOn } from "../listen.ts";
 import { isJsonObject, tryParseJson } from "../state/json.ts";
 
 function send(res: ServerResponse, status: number, body: unknown): void {
@@ -60,15 +60,9 @@ export async function startWorkloadServer(opts: {
     req.on("error", () => undefined);
   });
   server.on("clientError", (_err, socket) => socket.destroy());
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(opts.port, opts.host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
+  const port = await listenOn(server, opts.port, opts.host);
   return {
-    port: (server.address() as AddressInfo).port,
+    port,
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
