@@ -27,6 +27,7 @@ import {
   ReplyParser,
 } from "./preamble.ts";
 import { connectSender, type SenderOptions } from "./sender.ts";
+import type { StandbyPool } from "./standby.ts";
 
 export { takeBufferedMessages } from "./held-messages.ts";
 
@@ -98,6 +99,12 @@ export interface LogicalPortOptions {
   pipelined?: boolean;
   /** Wait for the listener's reply at most this long (default 10 s). */
   replyTimeoutMs?: number;
+  /**
+   * Use a standby connection of this pool when one is ready (lib/hyco/standby.ts), which skips
+   * the relay's rendezvous, and keep the pool warm. Without `pipelined`, a standby that turns out
+   * to be closed is replaced by a fresh connection, so the caller sees no difference.
+   */
+  standby?: StandbyPool;
 }
 
 /**
@@ -110,9 +117,27 @@ export async function openLogicalPort(
   portName: string,
   options: LogicalPortOptions = {},
 ): Promise<WebSocket> {
-  const mode = options.mode ?? MODE_STREAM;
-  const preamble = encodePreamble(portName, mode); // validate before connecting
-  const ws = await connectSender(sender);
+  const preamble = encodePreamble(portName, options.mode ?? MODE_STREAM); // validate before connecting
+  const spare = await options.standby?.take();
+  if (spare) {
+    try {
+      return await startLogicalPort(spare, preamble, portName, options);
+    } catch (err) {
+      // Closed before its reply: the standby died in the pool (or the port is unknown, which the
+      // fresh connection below then reports again). Anything else is the listener's answer.
+      if ((err as { closeCode?: number }).closeCode === undefined) throw err;
+    }
+  }
+  return startLogicalPort(await connectSender(sender), preamble, portName, options);
+}
+
+/** Writes the preamble on a connected `ws` and, unless pipelined, waits for the listener's reply. */
+async function startLogicalPort(
+  ws: WebSocket,
+  preamble: Buffer,
+  portName: string,
+  options: LogicalPortOptions,
+): Promise<WebSocket> {
   const parser = new ReplyParser();
   if (options.pipelined) {
     setMessageGate(ws, (chunk) => {

@@ -1,0 +1,293 @@
+/**
+ * Standby connections: relayed WebSockets a sender opens ahead of need, so that a new logical
+ * connection skips the relay's rendezvous (sender upgrade → accept on the control channel →
+ * the listener's rendezvous socket → both upgrade answers). That rendezvous is most of a
+ * connection's setup: four of the roughly twelve sequential process hops on loopback, and two to
+ * three WAN round trips plus a TLS handshake at the edge in production.
+ *
+ * The protocol is our extension of the azbridge preamble (docs/adr/0005-standby-connections.md):
+ *
+ * - the sender opens a relayed connection and writes the preamble for the reserved port name
+ *   `$standby` (no mapping name can contain `$`);
+ * - a listener that keeps standbys answers `[1,0,0]`, then waits up to its standby idle time,
+ *   instead of the preamble timeout, for the real preamble, and serves the connection as usual;
+ * - an azbridge listener, or one at its standby limit, closes (as for an unknown port): the
+ *   sender's pool stops asking for a while, so nothing breaks against listeners without it.
+ *
+ * The sender retires standbys before the listener's idle limit (`maxAgeMs` < `idleMs`), so the
+ * common case never hands out a connection the listener is about to close. Pools only stay warm
+ * for `warmForMs` after the last use: a site nobody connects to costs no standby connections.
+ */
+import type { WebSocket } from "ws";
+import { hasErrorCode } from "../errors.ts";
+import type { SenderOptions } from "./sender.ts";
+import { openLogicalPort } from "./tunnel.ts";
+
+/** The reserved logical port name of a standby connection. */
+export const STANDBY_PORT_NAME = "$standby";
+
+/** WebSocket close code a listener at its standby limit closes with ("try again later"). */
+export const CLOSE_STANDBY_FULL = 1013;
+
+export interface StandbyPoolOptions {
+  /** Standby connections kept per hybrid connection while warm (default 1). */
+  size?: number;
+  /** Stay warm this long after the last connection (default 5 min). */
+  warmForMs?: number;
+  /** Retire a standby after this long (default 4 min, below the listener's default idle 5 min). */
+  maxAgeMs?: number;
+  /** Wait for the listener's answer to a standby preamble (default 10 s). */
+  replyTimeoutMs?: number;
+  /** After a listener refused standbys (no support): ask again after this long (default 10 min). */
+  refusedBackoffMs?: number;
+  /** After a failed or limited attempt (relay down, listener full): retry after this (default 5 s). */
+  failureBackoffMs?: number;
+}
+
+/**
+ * The refill waits this long after the connection that took a standby: that connection is still
+ * setting up, and a new standby's handshake work would otherwise delay its first bytes.
+ */
+const REFILL_DELAY_MS = 1;
+
+interface Spare {
+  ws: WebSocket;
+  retireTimer: NodeJS.Timeout;
+  onGone: () => void;
+}
+
+/** The standby connections of one hybrid connection (one sender identity). */
+export class StandbyPool {
+  private readonly spares: Spare[] = [];
+  private opening = 0;
+  /** `take` calls waiting for a standby being opened, first come first served. */
+  private readonly waiters: ((ws: WebSocket | undefined) => void)[] = [];
+  private lastUseAt = Number.NEGATIVE_INFINITY;
+  private pausedUntil = 0;
+  /** Standby opens that failed in a row; each doubles the failure backoff. */
+  private failures = 0;
+  private closed = false;
+  private fillTimer: NodeJS.Timeout | undefined;
+  private readonly size: number;
+  private readonly warmForMs: number;
+  private readonly maxAgeMs: number;
+  private readonly replyTimeoutMs: number;
+  private readonly refusedBackoffMs: number;
+  private readonly failureBackoffMs: number;
+
+  constructor(
+    private readonly sender: SenderOptions,
+    options: StandbyPoolOptions = {},
+  ) {
+    this.size = options.size ?? 1;
+    this.warmForMs = options.warmForMs ?? 300_000;
+    this.maxAgeMs = options.maxAgeMs ?? 240_000;
+    this.replyTimeoutMs = options.replyTimeoutMs ?? 10_000;
+    this.refusedBackoffMs = options.refusedBackoffMs ?? 600_000;
+    this.failureBackoffMs = options.failureBackoffMs ?? 5_000;
+  }
+
+  /**
+   * An open standby connection the listener has answered, or `undefined` (connect as usual). With
+   * none ready but one being opened, waits for that one: it is further along than a new connect
+   * would be, and a second handshake would only compete with it for the same processes. Either
+   * way this counts as use: the pool warms up, or stays warm, and refills.
+   */
+  async take(): Promise<WebSocket | undefined> {
+    if (this.closed) return undefined;
+    this.lastUseAt = Date.now();
+    this.scheduleFill();
+    for (let spare = this.spares.shift(); spare; spare = this.spares.shift()) {
+      this.release(spare);
+      if (spare.ws.readyState === spare.ws.OPEN) return spare.ws;
+    }
+    if (this.opening === 0 || this.waiters.length >= this.opening) return undefined;
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** True once `close` was called. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Standby connections ready now. */
+  get ready(): number {
+    return this.spares.length;
+  }
+
+  /** Nothing held, nothing opening and not warm: the owner may drop this pool. */
+  get idle(): boolean {
+    return this.spares.length === 0 && this.opening === 0 && !this.warm(Date.now());
+  }
+
+  /** Closes every standby connection; the pool hands out none from now on. */
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.fillTimer);
+    for (const waiter of this.waiters.splice(0)) waiter(undefined);
+    for (const spare of this.spares.splice(0)) {
+      this.release(spare);
+      spare.ws.close(1000, "standby pool closed");
+    }
+  }
+
+  private warm(now: number): boolean {
+    return now - this.lastUseAt <= this.warmForMs;
+  }
+
+  private scheduleFill(delayMs = REFILL_DELAY_MS): void {
+    if (this.fillTimer || this.closed) return;
+    this.fillTimer = setTimeout(() => {
+      this.fillTimer = undefined;
+      this.fill();
+    }, delayMs);
+    this.fillTimer.unref();
+  }
+
+  private fill(): void {
+    const now = Date.now();
+    if (this.closed || !this.warm(now)) return;
+    if (now < this.pausedUntil) {
+      this.scheduleFill(this.pausedUntil - now); // still warm: try again once the backoff is over
+      return;
+    }
+    while (this.spares.length + this.opening < this.size) {
+      this.opening++;
+      openLogicalPort(this.sender, STANDBY_PORT_NAME, { replyTimeoutMs: this.replyTimeoutMs }).then(
+        (ws) => {
+          this.opening--;
+          this.failures = 0;
+          this.add(ws);
+        },
+        (err: unknown) => {
+          this.opening--;
+          this.pausedUntil = Date.now() + this.backoffFor(err);
+          this.waiters.shift()?.(undefined);
+          this.scheduleFill();
+        },
+      );
+    }
+  }
+
+  /**
+   * A clean close without a reply is how a listener without standbys says "no such port": ask
+   * again much later. Other failures (relay down, site hung or full) back off exponentially up to
+   * the same ceiling, so a broken site costs a few attempts, not one every few seconds.
+   */
+  private backoffFor(err: unknown): number {
+    const closeCode = (err as { closeCode?: number }).closeCode;
+    if (hasErrorCode(err, "RF_ERR_TUNNEL_REFUSED") && closeCode !== CLOSE_STANDBY_FULL) {
+      return this.refusedBackoffMs;
+    }
+    this.failures++;
+    return Math.min(this.refusedBackoffMs, this.failureBackoffMs * 2 ** (this.failures - 1));
+  }
+
+  private add(ws: WebSocket): void {
+    const waiter = this.waiters.shift();
+    if (waiter) {
+      waiter(ws);
+      return;
+    }
+    if (this.closed || !this.warm(Date.now())) {
+      ws.close(1000, "standby not needed");
+      return;
+    }
+    const spare: Spare = {
+      ws,
+      retireTimer: setTimeout(() => {
+        this.drop(spare, "standby retired");
+        this.scheduleFill();
+      }, this.maxAgeMs),
+      // Closed by the listener or the relay, or a listener that sends on a standby (which the
+      // protocol does not allow): either way it is no longer usable. Replaced after the failure
+      // backoff, so a listener that ends every standby at once cannot make the pool spin.
+      onGone: () => {
+        this.drop(spare, "unexpected data on a standby connection");
+        this.pausedUntil = Math.max(this.pausedUntil, Date.now() + this.failureBackoffMs);
+        this.scheduleFill();
+      },
+    };
+    spare.retireTimer.unref();
+    ws.on("close", spare.onGone);
+    ws.on("message", spare.onGone);
+    this.spares.push(spare);
+  }
+
+  private drop(spare: Spare, reason: string): void {
+    const index = this.spares.indexOf(spare);
+    if (index >= 0) this.spares.splice(index, 1);
+    this.release(spare);
+    if (spare.ws.readyState === spare.ws.OPEN) spare.ws.close(1000, reason);
+  }
+
+  private release(spare: Spare): void {
+    clearTimeout(spare.retireTimer);
+    spare.ws.off("close", spare.onGone);
+    spare.ws.off("message", spare.onGone);
+  }
+}
+
+/**
+ * Pools per hybrid connection, created on first use. New credentials for a hybrid connection (a
+ * rotated key) replace its pool, so no standby is opened with a key that is on its way out.
+ */
+export class StandbyPools {
+  private readonly pools = new Map<string, { credentials: string; pool: StandbyPool }>();
+
+  constructor(private readonly options: StandbyPoolOptions = {}) {}
+
+  /** The pool of `sender`; pools that went idle are dropped on the way. */
+  for(sender: SenderOptions): StandbyPool {
+    const key = `${sender.endpoint}\n${sender.hybridConnection}`;
+    const credentials = `${sender.keyName ?? ""}\n${sender.key ?? ""}`;
+    const entry = this.pools.get(key);
+    if (entry?.credentials === credentials) return entry.pool;
+    entry?.pool.close();
+    for (const [k, e] of this.pools) {
+      if (!e.pool.idle) continue;
+      e.pool.close(); // holds nothing; closed so that a caller still holding it cannot revive it
+      this.pools.delete(k);
+    }
+    const pool = new StandbyPool(sender, this.options);
+    this.pools.set(key, { credentials, pool });
+    return pool;
+  }
+
+  /** Pools currently held (warm or holding standbys). */
+  get count(): number {
+    return this.pools.size;
+  }
+
+  close(): void {
+    for (const { pool } of this.pools.values()) pool.close();
+    this.pools.clear();
+  }
+}
+
+/**
+ * Listener side: how many standby connections are held and for how long. `hold` admits one if
+ * there is room and returns its release; `closeAll` ends them (module shutdown).
+ */
+export class StandbyGate {
+  private readonly held = new Set<WebSocket>();
+
+  constructor(readonly limits: { max: number; idleMs: number }) {}
+
+  hold(ws: WebSocket): (() => void) | undefined {
+    if (this.held.size >= this.limits.max) return undefined;
+    this.held.add(ws);
+    return () => {
+      this.held.delete(ws);
+    };
+  }
+
+  get count(): number {
+    return this.held.size;
+  }
+
+  closeAll(reason: string): void {
+    for (const ws of this.held) if (ws.readyState === ws.OPEN) ws.close(1001, reason);
+    this.held.clear();
+  }
+}

@@ -1,0 +1,62 @@
+/** Standby bookkeeping without a network: the listener's gate and the sender's pool registry. */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import type { WebSocket } from "ws";
+import { StandbyGate, StandbyPools } from "../../lib/hyco/standby.ts";
+
+function fakeWs(): WebSocket & { closedWith?: number } {
+  const ws = {
+    OPEN: 1,
+    readyState: 1,
+    closedWith: undefined as number | undefined,
+    close(code: number) {
+      ws.closedWith = code;
+      ws.readyState = 3;
+    },
+  };
+  return ws as unknown as WebSocket & { closedWith?: number };
+}
+
+describe("StandbyGate", () => {
+  it("holds up to its limit, frees a place on release, closes what it holds", () => {
+    const gate = new StandbyGate({ max: 2, idleMs: 1000 });
+    const [a, b, c] = [fakeWs(), fakeWs(), fakeWs()];
+    const releaseA = gate.hold(a);
+    assert.ok(releaseA);
+    assert.ok(gate.hold(b));
+    assert.equal(gate.hold(c), undefined, "over the limit");
+    releaseA();
+    assert.equal(gate.count, 1);
+    assert.ok(gate.hold(c));
+    gate.closeAll("stopping");
+    assert.equal(gate.count, 0);
+    assert.equal(a.closedWith, undefined, "released before: not closed");
+    assert.equal(b.closedWith, 1001);
+    assert.equal(c.closedWith, 1001);
+  });
+
+  it("a limit of 0 holds nothing", () => {
+    assert.equal(new StandbyGate({ max: 0, idleMs: 1000 }).hold(fakeWs()), undefined);
+  });
+});
+
+describe("StandbyPools", () => {
+  const sender = { endpoint: "ws://127.0.0.1:1", hybridConnection: "hc", keyName: "send", key: "k1" };
+
+  it("keeps one pool per hybrid connection and replaces it when the key changes", async () => {
+    const pools = new StandbyPools();
+    const first = pools.for(sender);
+    assert.equal(await first.take(), undefined, "nothing ready before the first use");
+    assert.equal(pools.for({ ...sender }), first);
+    const other = pools.for({ ...sender, hybridConnection: "other" });
+    assert.notEqual(other, first);
+    assert.equal(pools.count, 2, "a pool in use is kept");
+    const rotated = pools.for({ ...sender, key: "k2" });
+    assert.notEqual(rotated, first);
+    assert.ok(first.isClosed, "the pool of the old key is closed");
+    assert.equal(await first.take(), undefined);
+    pools.close();
+    assert.ok(rotated.isClosed && other.isClosed);
+    assert.equal(pools.count, 0);
+  });
+});
