@@ -10,6 +10,7 @@ import type { WebSocket } from "ws";
 import { errorMessage, hasErrorCode } from "../../../lib/errors.ts";
 import { encodeReplyError, encodeReplyOk, MODE_STREAM, PreambleParser } from "../../../lib/hyco/preamble.ts";
 import { startPump } from "../../../lib/hyco/pump.ts";
+import { CLOSE_STANDBY_FULL, STANDBY_PORT_NAME, type StandbyGate } from "../../../lib/hyco/standby.ts";
 import type { Logger } from "../../../lib/log.ts";
 import { ProxyHeaderParser } from "../../../lib/proxy-protocol/index.ts";
 import { parseTarget } from "../../../lib/twin/index.ts";
@@ -24,6 +25,8 @@ export interface ConnectionContext {
   logger: Logger;
   preambleTimeoutMs: number;
   keepAliveMs: number;
+  /** Standby connections held for senders (absent: refused as an unknown port). */
+  standby?: StandbyGate;
   /** Called whenever counters or states change (the reporter coalesces). */
   changed(): void;
   /** Metrics hooks. */
@@ -77,26 +80,66 @@ function connectTarget(
 }
 
 /**
- * Serves an accepted rendezvous WebSocket to completion. Resolves when the connection is over;
- * never rejects.
+ * Reads the preamble and returns the logical port asked for, or `undefined` when the connection
+ * was answered and closed here. A `$standby` preamble (lib/hyco/standby.ts) is answered and held,
+ * within the standby limits, until the real preamble follows.
  */
-export async function serveConnection(ws: WebSocket, ctx: ConnectionContext): Promise<void> {
-  const reader = new WsHeaderReader(ws);
-  let portName: string;
+async function readPortName(
+  ws: WebSocket,
+  reader: WsHeaderReader,
+  ctx: ConnectionContext,
+): Promise<string | undefined> {
+  let release: (() => void) | undefined;
   try {
-    const step = await reader.read(new PreambleParser(), ctx.preambleTimeoutMs, "preamble");
+    let step = await reader.read(new PreambleParser(), ctx.preambleTimeoutMs, "preamble");
+    if (step.value.portName === STANDBY_PORT_NAME && step.value.mode === MODE_STREAM) {
+      const gate = ctx.standby;
+      release = gate?.hold(ws);
+      if (!gate || !release) {
+        // Closing is how azbridge says "no such port"; 1013 tells our senders to retry soon.
+        closeWs(ws, gate ? CLOSE_STANDBY_FULL : CLOSE_POLICY, "no standby available");
+        return undefined;
+      }
+      ws.send(encodeReplyOk(MODE_STREAM));
+      try {
+        step = await reader.read(new PreambleParser(), gate.limits.idleMs, "preamble after standby");
+      } catch (err) {
+        if (!hasErrorCode(err, "RF_ERR_MODULE_HEADER")) throw err;
+        ctx.logger.debug({ reason: errorMessage(err) }, "standby connection ended unused");
+        closeWs(ws, 1000, "standby ended");
+        return undefined;
+      }
+    }
     if (step.value.mode !== MODE_STREAM) {
       ws.send(encodeReplyError("datagram-unsupported"));
       closeWs(ws, CLOSE_POLICY, "datagram mode is not supported");
-      return;
+      return undefined;
     }
-    portName = step.value.portName;
+    if (step.value.portName === STANDBY_PORT_NAME) {
+      closeWs(ws, CLOSE_POLICY, "a standby connection cannot be a standby again");
+      return undefined;
+    }
+    return step.value.portName;
   } catch (err) {
     if (hasErrorCode(err, "RF_ERR_PREAMBLE_VERSION") || hasErrorCode(err, "RF_ERR_PREAMBLE_MODE")) {
       if (ws.readyState === ws.OPEN) ws.send(encodeReplyError("unsupported-version"));
     }
     ctx.logger.warn({ err: errorMessage(err) }, "relayed connection without a valid preamble");
     closeWs(ws, CLOSE_POLICY, "bad preamble");
+    return undefined;
+  } finally {
+    release?.();
+  }
+}
+
+/**
+ * Serves an accepted rendezvous WebSocket to completion. Resolves when the connection is over;
+ * never rejects.
+ */
+export async function serveConnection(ws: WebSocket, ctx: ConnectionContext): Promise<void> {
+  const reader = new WsHeaderReader(ws);
+  const portName = await readPortName(ws, reader, ctx);
+  if (portName === undefined) {
     reader.release();
     return;
   }

@@ -80,6 +80,7 @@ export async function startModule(opts: StartModuleOptions): Promise<RunningModu
     logger,
     preambleTimeoutMs: settings.preambleTimeoutMs,
     keepAliveMs: settings.keepAliveMs,
+    standby: settings.standby,
     changed: () => reporter?.markChanged(),
     onOutcome: (mapping, outcome) => metrics?.connections.inc({ mapping, outcome }),
     onBytes: (mapping, direction, bytes) => metrics?.bytes.inc({ mapping, direction }, bytes),

@@ -7,6 +7,7 @@
  */
 import { errorMessage } from "../../../lib/errors.ts";
 import { keyFingerprint } from "../../../lib/hyco/sas.ts";
+import { StandbyGate } from "../../../lib/hyco/standby.ts";
 import type { Logger } from "../../../lib/log.ts";
 import {
   type ConfigChange,
@@ -35,6 +36,8 @@ export interface ReconcilerOptions {
   logger: Logger;
   preambleTimeoutMs: number;
   keepAliveMs: number;
+  /** Standby connections held for senders (lib/hyco/standby.ts); absent or `max` 0: refused. */
+  standby?: { max: number; idleMs: number };
   /** Something reportable changed (the reporter coalesces these). */
   changed?(): void;
   onOutcome?: ConnectionContext["onOutcome"];
@@ -71,6 +74,7 @@ export class Reconciler {
       logger: opts.logger,
       preambleTimeoutMs: opts.preambleTimeoutMs,
       keepAliveMs: opts.keepAliveMs,
+      standby: opts.standby && opts.standby.max > 0 ? new StandbyGate(opts.standby) : undefined,
       changed: () => opts.changed?.(),
       onOutcome: opts.onOutcome,
       onBytes: opts.onBytes,
@@ -255,6 +259,7 @@ export class Reconciler {
     this.stopping = true;
     await this.queue.catch(() => {});
     await this.closeListeners();
+    this.ctx.standby?.closeAll("module shutting down");
     const all = [...this.mappings.values(), ...this.draining];
     await Promise.all(all.map((m) => m.drain("drain", drainMs, "module shutting down")));
     await Promise.race([Promise.all(this.background), new Promise((r) => setTimeout(r, 1_000).unref())]);

@@ -26,6 +26,8 @@ export interface ModuleSettings {
   shutdownDrainMs: number;
   /** Wait for the sender's preamble / PROXY header. */
   preambleTimeoutMs: number;
+  /** Standby connections held for senders at most, and how long each waits for its preamble. */
+  standby: { max: number; idleMs: number };
   /** TCP keepalive initial delay on target sockets. */
   keepAliveMs: number;
   /** Backoff of the relay listeners (tests shorten it). */
@@ -85,6 +87,10 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env, lookup?: Look
     twinResyncMs: intEnv(env, "TWIN_RESYNC_MS", 900_000, 1_000, 86_400_000),
     shutdownDrainMs: intEnv(env, "SHUTDOWN_DRAIN_MS", 20_000, 0, 600_000),
     preambleTimeoutMs: intEnv(env, "PREAMBLE_TIMEOUT_MS", 10_000, 100, 120_000),
+    standby: {
+      max: intEnv(env, "STANDBY_MAX", 16, 0, 1_000),
+      idleMs: intEnv(env, "STANDBY_IDLE_MS", 300_000, 1_000, 3_600_000),
+    },
     keepAliveMs: intEnv(env, "TARGET_KEEPALIVE_MS", 30_000, 1_000, 3_600_000),
     relayBackoff:
       backoffInitial === undefined
