@@ -136,7 +136,8 @@ test("a site that accepts but never answers is refused at GATEWAY_CONNECT_TIMEOU
   const started = Date.now();
   assert.equal((await closedBy(await dial(t, port), 10_000)).length, 0);
   assert.ok(Date.now() - started >= 900, "the gateway waited for the site's answer first");
-  await waitFor(() => held.length === 1 && held[0]!.readyState === held[0]!.CLOSED, "the tunnel is closed");
+  // held[0] is the tunnel; a standby the gateway opens for the site afterwards may follow it.
+  await waitFor(() => held[0]?.readyState === held[0]?.CLOSED, "the tunnel is closed");
   assert.equal(
     await gw.metric("gateway_connections_refused_total", { route: String(port), reason: "relay_error" }),
     1,

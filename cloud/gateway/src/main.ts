@@ -4,6 +4,7 @@
  */
 import { readFileSync } from "node:fs";
 import { errorMessage } from "../../../lib/errors.ts";
+import { StandbyPools } from "../../../lib/hyco/standby.ts";
 import { readLedger } from "../../../lib/ledger/read-routes.ts";
 import { createTableClient } from "../../../lib/ledger/table.ts";
 import { createLogger } from "../../../lib/log.ts";
@@ -20,9 +21,16 @@ async function main(): Promise<void> {
   const table = createTableClient(config.LEDGER_CONNECTION_STRING, config.LEDGER_TABLE);
   const metrics = createMetrics();
   const ca = config.RELAY_CA_FILE ? readFileSync(config.RELAY_CA_FILE) : undefined;
+  const standby =
+    config.GATEWAY_STANDBY_CONNECTIONS > 0
+      ? new StandbyPools({
+          size: config.GATEWAY_STANDBY_CONNECTIONS,
+          warmForMs: config.GATEWAY_STANDBY_WARM_MS,
+        })
+      : undefined;
   const gateway = new Gateway({
     loadLedger: () => readLedger(table),
-    openTunnel: relayTunnelOpener({ ca, timeoutMs: config.GATEWAY_CONNECT_TIMEOUT_MS }),
+    openTunnel: relayTunnelOpener({ ca, timeoutMs: config.GATEWAY_CONNECT_TIMEOUT_MS, standby }),
     pump: relayPump,
     metrics,
     log,
@@ -51,6 +59,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ event: "draining", signal, live: gateway.liveTunnels }, "draining");
+    standby?.close();
     const aborted = await gateway.drain(config.GATEWAY_DRAIN_TIMEOUT_MS);
     admin.close();
     admin.closeAllConnections();

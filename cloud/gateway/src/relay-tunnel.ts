@@ -7,6 +7,8 @@
 import type { WebSocket } from "ws";
 import { RelayFleetError } from "../../../lib/errors.ts";
 import { startPump } from "../../../lib/hyco/pump.ts";
+import type { SenderOptions } from "../../../lib/hyco/sender.ts";
+import type { StandbyPools } from "../../../lib/hyco/standby.ts";
 import { openLogicalPort } from "../../../lib/hyco/tunnel.ts";
 import type { OpenTunnel, PumpTunnel } from "./connection.ts";
 
@@ -15,6 +17,8 @@ export interface RelayTunnelOptions {
   ca?: string | Buffer;
   /** Relay connect + the site's preamble answer, together (default 15 s). */
   timeoutMs?: number;
+  /** Standby connections per site (lib/hyco/standby.ts): a warm site's tunnels skip the rendezvous. */
+  standby?: StandbyPools;
 }
 
 /**
@@ -26,18 +30,18 @@ export function relayTunnelOpener(options: RelayTunnelOptions = {}): OpenTunnel 
   const timeoutMs = options.timeoutMs ?? 15_000;
   return (route, signal) => {
     const site = route.site;
-    const opening = openLogicalPort(
-      {
-        endpoint: site.relayEndpoint,
-        hybridConnection: site.hybridConnection,
-        keyName: site.sendKeyName,
-        key: site.sendKey,
-        timeoutMs,
-        ...(options.ca !== undefined ? { ca: options.ca } : {}),
-      },
-      route.portName,
-      { replyTimeoutMs: timeoutMs },
-    );
+    const sender: SenderOptions = {
+      endpoint: site.relayEndpoint,
+      hybridConnection: site.hybridConnection,
+      keyName: site.sendKeyName,
+      key: site.sendKey,
+      timeoutMs,
+      ...(options.ca !== undefined ? { ca: options.ca } : {}),
+    };
+    const opening = openLogicalPort(sender, route.portName, {
+      replyTimeoutMs: timeoutMs,
+      ...(options.standby ? { standby: options.standby.for(sender) } : {}),
+    });
     return new Promise<WebSocket>((resolve, reject) => {
       let settled = false;
       const finish = (err: unknown, ws?: WebSocket) => {
