@@ -4,8 +4,9 @@
  *
  *   target        TCP sink: per connection an 8-byte big-endian length L, then L bytes; answers
  *                 one byte "K" once all L arrived.
- *   our-sender    TCP entry → project sender (`openLogicalPort` + `pumpStreams`)
- *   our-listener  project listener → `readPreamble` → target → `pumpStreams`
+ *   our-sender    TCP entry → project sender (`openLogicalPort` + `pumpStreams`), with a standby
+ *                 pool (lib/hyco/standby.ts) unless `cold`
+ *   our-listener  project listener → `readPreamble` (holding standbys) → target → `pumpStreams`
  *   hyco-sender   TCP entry → hyco-ws `relayedConnect`, bytes copied the straightforward way
  *   hyco-listener hyco-ws `RelayedServer` → target, bytes copied the straightforward way
  *
@@ -16,7 +17,8 @@ import net, { type AddressInfo } from "node:net";
 import hyco, { type LegacyWebSocket } from "hyco-ws";
 import { HybridConnectionListener } from "../lib/hyco/listener.ts";
 import { pumpStreams } from "../lib/hyco/pump.ts";
-import { answerPreamble, openLogicalPort, readPreamble } from "../lib/hyco/tunnel.ts";
+import { CLOSE_STANDBY_FULL, STANDBY_PORT_NAME, StandbyGate, StandbyPool } from "../lib/hyco/standby.ts";
+import { answerPreamble, openLogicalPort, readPreamble, takeBufferedMessages } from "../lib/hyco/tunnel.ts";
 
 interface Config {
   url: string;
@@ -25,6 +27,8 @@ interface Config {
   key: string;
   targetPort: number;
   unmasked?: boolean;
+  /** No standby connections: every connection goes through the relay's rendezvous. */
+  cold?: boolean;
 }
 
 const role = process.argv[2] ?? "";
@@ -85,8 +89,11 @@ function ourSender(): void {
     key: config.key,
     ...(config.unmasked ? { unmaskedFrames: true } : {}),
   };
+  const standby = config.cold
+    ? undefined
+    : new StandbyPool(opts, { size: Number(process.env.BENCH_RELAY_STANDBY ?? 1) });
   entry((socket) => {
-    openLogicalPort(opts, "bench", { pipelined: true }).then(
+    openLogicalPort(opts, "bench", { pipelined: true, ...(standby ? { standby } : {}) }).then(
       (ws) => {
         void pumpStreams(ws, socket);
         socket.resume();
@@ -104,10 +111,18 @@ function ourListener(): void {
     key: config.key,
     ...(config.unmasked ? { unmaskedFrames: true } : {}),
   });
+  const gate = new StandbyGate({ max: 16, idleMs: 300_000 });
   listener.on("accept", async (req) => {
     try {
       const ws = await req.accept();
-      const preamble = await readPreamble(ws);
+      let preamble = await readPreamble(ws);
+      if (preamble.portName === STANDBY_PORT_NAME) {
+        const release = gate.hold(ws);
+        if (!release) return ws.close(CLOSE_STANDBY_FULL);
+        answerPreamble(ws, true);
+        takeBufferedMessages(ws); // nothing may follow a standby preamble before its answer
+        preamble = await readPreamble(ws, gate.limits.idleMs).finally(release);
+      }
       const sock = connectTarget();
       sock.once("connect", () => {
         answerPreamble(ws, preamble.portName === "bench");
