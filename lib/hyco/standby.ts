@@ -187,6 +187,7 @@ export class StandbyPool {
     const waiter = this.waiters.shift();
     if (waiter) {
       waiter(ws);
+      this.scheduleFill(); // that one is used: open its replacement
       return;
     }
     if (this.closed || !this.warm(Date.now())) {
