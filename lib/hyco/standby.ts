@@ -42,6 +42,8 @@ export interface StandbyPoolOptions {
   refusedBackoffMs?: number;
   /** After a failed or limited attempt (relay down, listener full): retry after this (default 5 s). */
   failureBackoffMs?: number;
+  /** Called for every `take`: whether it got a standby (metrics). */
+  onTake?: (hit: boolean) => void;
 }
 
 /**
@@ -74,6 +76,7 @@ export class StandbyPool {
   private readonly replyTimeoutMs: number;
   private readonly refusedBackoffMs: number;
   private readonly failureBackoffMs: number;
+  private readonly onTake: ((hit: boolean) => void) | undefined;
 
   constructor(
     private readonly sender: SenderOptions,
@@ -85,6 +88,7 @@ export class StandbyPool {
     this.replyTimeoutMs = options.replyTimeoutMs ?? 10_000;
     this.refusedBackoffMs = options.refusedBackoffMs ?? 600_000;
     this.failureBackoffMs = options.failureBackoffMs ?? 5_000;
+    this.onTake = options.onTake;
   }
 
   /**
@@ -94,6 +98,12 @@ export class StandbyPool {
    * way this counts as use: the pool warms up, or stays warm, and refills.
    */
   async take(): Promise<WebSocket | undefined> {
+    const ws = await this.takeOrWait();
+    this.onTake?.(ws !== undefined);
+    return ws;
+  }
+
+  private takeOrWait(): WebSocket | undefined | Promise<WebSocket | undefined> {
     if (this.closed) return undefined;
     this.lastUseAt = Date.now();
     this.scheduleFill();
@@ -258,6 +268,13 @@ export class StandbyPools {
   /** Pools currently held (warm or holding standbys). */
   get count(): number {
     return this.pools.size;
+  }
+
+  /** Standby connections ready now, over all pools. */
+  get ready(): number {
+    let n = 0;
+    for (const { pool } of this.pools.values()) n += pool.ready;
+    return n;
   }
 
   close(): void {

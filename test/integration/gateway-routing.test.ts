@@ -261,6 +261,16 @@ describe("gateway routing (real processes)", { timeout: 60_000 }, () => {
     assert.equal(other.toString(), "other source");
   });
 
+  test("a site in use keeps a standby connection and the next tunnel takes it", async () => {
+    const first = await roundTrip(await dial(ports.tcp!), Buffer.from("warm up"));
+    assert.equal(first.toString(), "warm up");
+    await waitFor(async () => (await gw.metric("gateway_standby_ready", {})) >= 1, "a standby ready");
+    const hits = await gw.metric("gateway_standby_takes_total", { result: "hit" });
+    const back = await roundTrip(await dial(ports.tcp!), Buffer.from("over a standby"));
+    assert.equal(back.toString(), "over a standby");
+    assert.equal(await gw.metric("gateway_standby_takes_total", { result: "hit" }), hits + 1);
+  });
+
   test("a port the site does not know is closed at once and counted", async () => {
     const s = await dial(ports.ghost!);
     await closedBy(s);

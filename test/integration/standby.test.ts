@@ -25,7 +25,7 @@ import {
 async function siteWithModule(t: test.TestContext, env: Record<string, string>) {
   const site = await startSite(t);
   const echo = await startEcho(t);
-  await startModuleProcess(t, site, { PREAMBLE_TIMEOUT_MS: "300", ...env });
+  const mod = await startModuleProcess(t, site, { PREAMBLE_TIMEOUT_MS: "300", ...env });
   const v = await patchDesired(site, {
     relay: site.relaySection(),
     mappings: { echo: { target: `127.0.0.1:${echo.port}` } },
@@ -38,7 +38,12 @@ async function siteWithModule(t: test.TestContext, env: Record<string, string>) 
     key: site.sendKey,
     ca: site.relay.ca,
   };
-  return { site, sender };
+  const heldByModule = async () => {
+    const text = await (await fetch(`http://127.0.0.1:${mod.metricsPort}/metrics`)).text();
+    const line = text.split("\n").find((l) => l.startsWith("relay_listener_standby_connections "));
+    return Number(line?.split(" ")[1]);
+  };
+  return { site, sender, heldByModule };
 }
 
 /** One logical connection to `echo` through `pool`; asserts the bytes come back intact. */
@@ -53,15 +58,20 @@ async function echoThrough(sender: SenderOptions, pool: StandbyPool): Promise<vo
 const rendezvous = (site: Site) => site.relay.stats().accepts;
 
 test("a warm pool serves connections over standbys the module holds past its preamble timeout", async (t) => {
-  const { site, sender } = await siteWithModule(t, { STANDBY_MAX: "4", STANDBY_IDLE_MS: "60000" });
+  const { site, sender, heldByModule } = await siteWithModule(t, {
+    STANDBY_MAX: "4",
+    STANDBY_IDLE_MS: "60000",
+  });
   const pool = new StandbyPool(sender, { size: 1 });
   t.after(() => pool.close());
 
   assert.equal(pool.ready, 0, "a pool is cold until its first use");
+  assert.equal(await heldByModule(), 0);
   await echoThrough(sender, pool); // ordinary connect; warms the pool
   await waitFor(() => pool.ready === 1, "a standby after the first use");
   await new Promise((r) => setTimeout(r, 800)); // well past PREAMBLE_TIMEOUT_MS (300)
   assert.equal(pool.ready, 1, "the module keeps a standby beyond the preamble timeout");
+  assert.equal(await heldByModule(), 1, "relay_listener_standby_connections");
 
   const before = rendezvous(site);
   await echoThrough(sender, pool);

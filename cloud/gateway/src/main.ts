@@ -26,8 +26,10 @@ async function main(): Promise<void> {
       ? new StandbyPools({
           size: config.GATEWAY_STANDBY_CONNECTIONS,
           warmForMs: config.GATEWAY_STANDBY_WARM_MS,
+          onTake: (hit) => metrics.standbyTakes.inc({ result: hit ? "hit" : "miss" }),
         })
       : undefined;
+  if (standby) metrics.setStandbySource(() => standby.ready);
   const gateway = new Gateway({
     loadLedger: () => readLedger(table),
     openTunnel: relayTunnelOpener({ ca, timeoutMs: config.GATEWAY_CONNECT_TIMEOUT_MS, standby }),

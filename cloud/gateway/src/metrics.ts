@@ -34,12 +34,24 @@ export interface GatewayMetrics {
   reloads: Counter<"result">;
   badRows: Gauge;
   openCircuits: Gauge;
+  standbyTakes: Counter<"result">;
+  /** Where `gateway_standby_ready` reads from at scrape time. */
+  setStandbySource(ready: () => number): void;
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): GatewayMetrics {
   const registry = new Registry();
   if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
   const registers = [registry];
+  let standbyReady = () => 0;
+  new Gauge({
+    name: "gateway_standby_ready",
+    help: "Standby connections ready, over all sites",
+    registers,
+    collect() {
+      this.set(standbyReady());
+    },
+  });
   return {
     registry,
     active: new Gauge({
@@ -95,5 +107,14 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Gatew
       help: "Sites whose circuit breaker is open",
       registers,
     }),
+    standbyTakes: new Counter({
+      name: "gateway_standby_takes_total",
+      help: "Tunnels opened over a standby connection (hit) or through the relay's rendezvous (miss)",
+      labelNames: ["result"],
+      registers,
+    }),
+    setStandbySource(ready) {
+      standbyReady = ready;
+    },
   };
 }

@@ -13,6 +13,7 @@ export interface MetricsSnapshot {
   listenersOnline: number;
   appliedDesiredVersion: number | null;
   twinErrors: number;
+  standbyHeld: number;
 }
 
 export class ModuleMetrics {
@@ -56,6 +57,14 @@ export class ModuleMetrics {
       registers: [this.registry],
       collect() {
         this.set(snapshot().appliedDesiredVersion ?? -1);
+      },
+    });
+    new Gauge({
+      name: "relay_listener_standby_connections",
+      help: "Standby connections held for senders (lib/hyco/standby.ts)",
+      registers: [this.registry],
+      collect() {
+        this.set(snapshot().standbyHeld);
       },
     });
     new Gauge({

@@ -110,6 +110,7 @@ export async function startModule(opts: StartModuleOptions): Promise<RunningModu
       listenersOnline: s.relay.listeners.filter((l) => l.status === "online").length,
       appliedDesiredVersion: s.appliedDesiredVersion,
       twinErrors: s.errors.length,
+      standbyHeld: reconciler.standbyHeld,
     };
   });
 

@@ -265,6 +265,11 @@ export class Reconciler {
     await Promise.race([Promise.all(this.background), new Promise((r) => setTimeout(r, 1_000).unref())]);
   }
 
+  /** Standby connections held right now. */
+  get standbyHeld(): number {
+    return this.ctx.standby?.count ?? 0;
+  }
+
   /** Settles once queued applies are done (tests, benchmarks). */
   idle(): Promise<void> {
     return this.queue;
