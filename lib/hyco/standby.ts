@@ -20,6 +20,7 @@
  */
 import type { WebSocket } from "ws";
 import { hasErrorCode } from "../errors.ts";
+import { PING_INTERVAL_MS } from "./constants.ts";
 import type { SenderOptions } from "./sender.ts";
 import { openLogicalPort } from "./tunnel.ts";
 
@@ -44,6 +45,8 @@ export interface StandbyPoolOptions {
   failureBackoffMs?: number;
   /** Called for every `take`: whether it got a standby (metrics). */
   onTake?: (hit: boolean) => void;
+  /** Ping standbys this often; one without a pong by the next ping is dropped (default 30 s). */
+  pingIntervalMs?: number;
 }
 
 /**
@@ -51,6 +54,48 @@ export interface StandbyPoolOptions {
  * setting up, and a new standby's handshake work would otherwise delay its first bytes.
  */
 const REFILL_DELAY_MS = 1;
+
+/**
+ * Pings idle standby connections: NATs and firewalls between a site and the relay drop TCP flows
+ * that stay silent for minutes, without a word to either end, and a dead standby would only show
+ * when a client's tunnel is due on it. A connection with no pong since the previous ping is
+ * terminated (its owner sees the close and lets it go). Each side checks its own hop to the relay,
+ * which answers pings itself and closes the other leg when one dies.
+ */
+export class Heartbeat {
+  private readonly awaitingPong = new WeakSet<WebSocket>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly members: () => Iterable<WebSocket>,
+    private readonly intervalMs = PING_INTERVAL_MS,
+  ) {}
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => this.beat(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** One round: terminate the silent, ping the rest (public for tests). */
+  beat(): void {
+    for (const ws of this.members()) {
+      if (ws.readyState !== ws.OPEN) continue;
+      if (this.awaitingPong.has(ws)) {
+        ws.terminate();
+        continue;
+      }
+      this.awaitingPong.add(ws);
+      ws.once("pong", () => this.awaitingPong.delete(ws));
+      ws.ping();
+    }
+  }
+}
 
 interface Spare {
   ws: WebSocket;
@@ -77,6 +122,7 @@ export class StandbyPool {
   private readonly refusedBackoffMs: number;
   private readonly failureBackoffMs: number;
   private readonly onTake: ((hit: boolean) => void) | undefined;
+  private readonly heartbeat: Heartbeat;
 
   constructor(
     private readonly sender: SenderOptions,
@@ -89,6 +135,7 @@ export class StandbyPool {
     this.refusedBackoffMs = options.refusedBackoffMs ?? 600_000;
     this.failureBackoffMs = options.failureBackoffMs ?? 5_000;
     this.onTake = options.onTake;
+    this.heartbeat = new Heartbeat(() => this.spares.map((spare) => spare.ws), options.pingIntervalMs);
   }
 
   /**
@@ -134,6 +181,7 @@ export class StandbyPool {
   close(): void {
     this.closed = true;
     clearTimeout(this.fillTimer);
+    this.heartbeat.stop();
     for (const waiter of this.waiters.splice(0)) waiter(undefined);
     for (const spare of this.spares.splice(0)) {
       this.release(spare);
@@ -223,6 +271,7 @@ export class StandbyPool {
     ws.on("close", spare.onGone);
     ws.on("message", spare.onGone);
     this.spares.push(spare);
+    this.heartbeat.start();
   }
 
   private drop(spare: Spare, reason: string): void {
@@ -289,12 +338,16 @@ export class StandbyPools {
  */
 export class StandbyGate {
   private readonly held = new Set<WebSocket>();
+  private readonly heartbeat: Heartbeat;
 
-  constructor(readonly limits: { max: number; idleMs: number }) {}
+  constructor(readonly limits: { max: number; idleMs: number; pingIntervalMs?: number }) {
+    this.heartbeat = new Heartbeat(() => this.held, limits.pingIntervalMs);
+  }
 
   hold(ws: WebSocket): (() => void) | undefined {
     if (this.held.size >= this.limits.max) return undefined;
     this.held.add(ws);
+    this.heartbeat.start();
     return () => {
       this.held.delete(ws);
     };
@@ -305,6 +358,7 @@ export class StandbyGate {
   }
 
   closeAll(reason: string): void {
+    this.heartbeat.stop();
     for (const ws of this.held) if (ws.readyState === ws.OPEN) ws.close(1001, reason);
     this.held.clear();
   }

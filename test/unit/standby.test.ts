@@ -1,8 +1,9 @@
-/** Standby bookkeeping without a network: the listener's gate and the sender's pool registry. */
+/** Standby bookkeeping without a network: the listener's gate, the sender's pool registry, the heartbeat. */
 import assert from "node:assert/strict";
+import { EventEmitter } from "node:events";
 import { describe, it } from "node:test";
 import type { WebSocket } from "ws";
-import { StandbyGate, StandbyPools } from "../../lib/hyco/standby.ts";
+import { Heartbeat, StandbyGate, StandbyPools } from "../../lib/hyco/standby.ts";
 
 function fakeWs(): WebSocket & { closedWith?: number } {
   const ws = {
@@ -58,5 +59,42 @@ describe("StandbyPools", () => {
     pools.close();
     assert.ok(rotated.isClosed && other.isClosed);
     assert.equal(pools.count, 0);
+  });
+});
+
+describe("Heartbeat", () => {
+  /** A WebSocket stand-in that answers pings (or not) and records terminate. */
+  function peer(answers: boolean) {
+    const ws = Object.assign(new EventEmitter(), {
+      OPEN: 1,
+      readyState: 1,
+      pings: 0,
+      terminated: false,
+      ping() {
+        ws.pings++;
+        if (answers) queueMicrotask(() => ws.emit("pong"));
+      },
+      terminate() {
+        ws.terminated = true;
+        ws.readyState = 3;
+      },
+    });
+    return ws;
+  }
+
+  it("pings every member and terminates one that missed the previous pong", async () => {
+    const alive = peer(true);
+    const silent = peer(false);
+    const beat = new Heartbeat(() => [alive, silent] as unknown as WebSocket[]);
+    beat.beat();
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual([alive.pings, silent.pings], [1, 1]);
+    beat.beat();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(alive.terminated, false, "answered: kept");
+    assert.equal(silent.terminated, true, "no pong since the last ping: terminated");
+    assert.equal(alive.pings, 2);
+    beat.beat();
+    assert.equal(silent.pings, 1, "a terminated connection is not pinged again");
   });
 });
