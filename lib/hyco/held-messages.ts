@@ -13,14 +13,21 @@ interface Held {
 const held = new WeakMap<WebSocket, Held>();
 
 /**
- * Starts holding `ws`'s messages, `first` (bytes behind the handshake) at their head. With
+ * Starts holding `ws`'s messages, `first` (bytes behind the handshake) and `following` (messages
+ * already taken off, in order; an empty one is a reusable stream's end) at their head. With
  * `releaseSoon`, whatever the caller did not take by the next turn of the event loop is re-emitted
  * as ordinary `message` events: a caller that just attaches its own listener after `await` gets
  * every byte too, and the pump, which takes them synchronously, is not affected.
  */
-export function holdMessages(ws: WebSocket, first: Buffer, releaseSoon = false): void {
+export function holdMessages(
+  ws: WebSocket,
+  first: Buffer,
+  releaseSoon = false,
+  following: Buffer[] = [],
+): void {
   if (held.has(ws)) return;
-  const entry: Held = { chunks: first.length ? [first] : [], listener: (d) => entry.chunks.push(d) };
+  const chunks = first.length ? [first, ...following] : following;
+  const entry: Held = { chunks, listener: (d) => entry.chunks.push(d) };
   ws.on("message", entry.listener);
   ws.pause();
   held.set(ws, entry);

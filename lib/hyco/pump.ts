@@ -31,7 +31,7 @@
 import type { Socket } from "node:net";
 import type { WebSocket } from "ws";
 import { MAX_FRAME_BYTES, PUMP_HIGH_WATER_BYTES } from "./constants.ts";
-import { type MessageGate, takeBufferedMessages, takeMessageGate } from "./held-messages.ts";
+import { holdMessages, type MessageGate, takeBufferedMessages, takeMessageGate } from "./held-messages.ts";
 
 export interface PumpOptions {
   /** Backpressure bound for each direction's sink buffer, bytes (default 1 MiB). */
@@ -44,6 +44,13 @@ export interface PumpOptions {
   initialData?: readonly Buffer[];
   /** Called with each chunk size, for metrics (kept out of the hot path when absent). */
   onBytes?: (direction: "toSocket" | "toWebSocket", bytes: number) => void;
+  /**
+   * A reusable connection (one that began as a standby, lib/hyco/standby.ts): each direction's
+   * end is an empty binary message instead of the close handshake, and once both ends are
+   * exchanged and the TCP socket is closed the pump lets go of the WebSocket, still open, with
+   * `reusable: true`. Messages behind the peer's end are held for the next stream.
+   */
+  reusable?: boolean;
 }
 
 export type PumpEnd =
@@ -68,6 +75,8 @@ export interface PumpResult {
   closeCode?: number;
   /** Message of the first error seen, if any. */
   error?: string;
+  /** The stream ended at a clean boundary and the WebSocket is open for the next one. */
+  reusable?: true;
 }
 
 /** The ws@8 internals the pump relies on (see the module comment); checked in tests. */
@@ -85,6 +94,9 @@ export interface Pump {
 }
 
 const SEND_OPTIONS = { binary: true, compress: false, fin: true } as const;
+
+/** End of one direction on a reusable connection: data frames are never empty. */
+const END_OF_STREAM = Buffer.alloc(0);
 
 /** Pumps until both sides are closed; resolves (never rejects) with byte counts and the ending. */
 export function pumpStreams(ws: WebSocket, socket: Socket, options: PumpOptions = {}): Promise<PumpResult> {
@@ -109,6 +121,10 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
   let wsClosed = ws.readyState === ws.CLOSED;
   let socketClosed = socket.destroyed;
   let waitingWsDrain = false;
+  const reusable = options.reusable === true;
+  let endSent = false; // reusable: our end-of-stream went out
+  let endReceived = false; // reusable: the peer's end-of-stream came in
+  const nextStream: Buffer[] = []; // reusable: messages behind both ends, for the next stream
   let activity = true;
   let idleTimer: NodeJS.Timeout | undefined;
   // Pipelined logical port (tunnel.ts): the listener's reply is still to be taken off the stream.
@@ -141,18 +157,27 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
   };
 
   const finish = () => {
-    if (!(wsClosed && socketClosed)) return;
+    const atBoundary = reusable && endSent && endReceived && socketClosed && !wsClosed;
+    if (!(wsClosed && socketClosed) && !atBoundary) return;
     if (idleTimer) clearInterval(idleTimer);
     ws.close = realClose;
     ws.off("message", onMessage);
+    ws.off("message", onMessageAfterEnd);
     const socketRaw = wsSocket();
     socketRaw?.off("drain", onWsDrain);
+    if (atBoundary) {
+      ws.off("close", onWsClose);
+      ws.off("error", onWsError);
+      // Held (and the WebSocket paused) until the owner takes them with the next stream.
+      holdMessages(ws, END_OF_STREAM, false, nextStream);
+    }
     resolveDone({
       bytesToSocket,
       bytesToWebSocket,
       endedBy: endedBy ?? "completed",
       ...(closeCode !== undefined ? { closeCode } : {}),
       ...(firstError !== undefined ? { error: firstError } : {}),
+      ...(atBoundary ? { reusable: true as const } : {}),
     });
   };
 
@@ -174,6 +199,15 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
       }
       if (buf.length === 0) return;
     }
+    if (reusable && buf.length === 0) {
+      // The peer's end of stream: FIN to our TCP peer; what follows belongs to the next stream.
+      endReceived = true;
+      ws.off("message", onMessage);
+      ws.on("message", onMessageAfterEnd);
+      if (!socket.destroyed) socket.end();
+      finish();
+      return;
+    }
     if (socket.destroyed || socket.writableEnded) {
       // Bytes we can no longer deliver: the stream is broken, say so on both sides.
       if (!endedBy) abort("data after the socket's write side ended");
@@ -185,6 +219,21 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
     // Pause only once `drain` is certain to come (writableNeedDrain), so a bound below the
     // socket's own high-water mark cannot stall the pump.
     if (socket.writableLength >= highWater && socket.writableNeedDrain) ws.pause();
+  }
+
+  /**
+   * Reusable, after the peer's end: the peer may start the next stream only once it has our end
+   * too, so bytes before that break the protocol; bytes after it are kept for the next stream.
+   */
+  function onMessageAfterEnd(data: Buffer | ArrayBuffer | Buffer[]): void {
+    if (!endSent) {
+      fail("websocket-error", "data after the end of stream");
+      abort("data after the end of stream");
+      return;
+    }
+    nextStream.push(
+      Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data),
+    );
   }
 
   const onSocketDrain = () => {
@@ -278,6 +327,11 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
   const onSocketEnd = () => {
     socketEnded = true;
     if (ws.readyState !== ws.OPEN) return;
+    if (reusable && !peerClosed) {
+      endSent = true;
+      ws.send(END_OF_STREAM, SEND_OPTIONS);
+      return;
+    }
     if (peerClosed) {
       realClose.call(ws, 1000);
       return;
@@ -297,6 +351,10 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
   const onSocketClose = () => {
     socketClosed = true;
     socketEnded = true;
+    if (reusable && endSent && endReceived) {
+      finish(); // both ends exchanged: a clean boundary, whatever the socket said last
+      return;
+    }
     if (!wsClosed) {
       if (endedBy === "socket-error" || !socket.readableEnded) {
         // Reset or destroyed without FIN: the far side must not wait for more bytes.

@@ -49,7 +49,10 @@ function readUntil<T>(
   releaseSoon: boolean,
 ): Promise<T> {
   return new Promise((resolve, reject) => {
+    const backlog = takeBufferedMessages(ws);
+    let settled = false;
     const cleanup = () => {
+      settled = true;
       clearTimeout(timer);
       ws.off("message", onMessage);
       ws.off("close", onClose);
@@ -65,7 +68,7 @@ function readUntil<T>(
       }
       if (step.done) {
         cleanup();
-        holdMessages(ws, step.rest, releaseSoon);
+        holdMessages(ws, step.rest, releaseSoon, backlog.splice(0));
         resolve(step.value);
       }
     };
@@ -85,6 +88,8 @@ function readUntil<T>(
     }, timeoutMs);
     ws.on("message", onMessage);
     ws.once("close", onClose);
+    // Messages held from a previous phase (a reused connection's next stream) come first.
+    for (let chunk = backlog.shift(); chunk && !settled; chunk = backlog.shift()) onMessage(chunk);
   });
 }
 

@@ -8,6 +8,7 @@ import { once } from "node:events";
 import net, { type AddressInfo } from "node:net";
 import { describe, it, type TestContext } from "node:test";
 import { WebSocket, WebSocketServer } from "ws";
+import { takeBufferedMessages } from "../../lib/hyco/held-messages.ts";
 import { type Pump, type PumpOptions, type PumpResult, startPump } from "../../lib/hyco/pump.ts";
 import { sleep, waitFor } from "../helpers/index.ts";
 
@@ -269,5 +270,45 @@ describe("pump", () => {
       results.some((res) => res.endedBy === "idle-timeout"),
       JSON.stringify(results.map((res) => res.endedBy)),
     );
+  });
+
+  it("reusable: a clean end of both directions leaves the WebSocket open at a boundary", async (t) => {
+    const r = await rig(t, { reusable: true });
+    const client = await r.connect();
+    const target = await waitFor(() => r.targets[0], "target connection");
+    const up = randomBytes(300_000);
+    const down = randomBytes(200_000);
+    const atTarget = collect(target);
+    const atClient = collect(client);
+    client.end(up);
+    target.end(down);
+    assert.ok((await atTarget).equals(up));
+    assert.ok((await atClient).equals(down));
+    const results = await Promise.all([r.frontPumps[0]!.done, r.backPumps[0]!.done]);
+    for (const res of results) {
+      assert.equal(res.endedBy, "completed");
+      assert.equal(res.reusable, true);
+    }
+    const [front, back] = [r.frontWs[0]!, r.backWs[0]!];
+    assert.equal(front.readyState, WebSocket.OPEN);
+    assert.equal(back.readyState, WebSocket.OPEN);
+    assert.equal(front.close, WebSocket.prototype.close, "the pump let go of the WebSocket");
+    // The owner takes what was held behind the end and reads on: the next stream arrives.
+    assert.deepEqual(takeBufferedMessages(back), []);
+    const next = once(back, "message");
+    front.send(Buffer.from("next stream"));
+    assert.equal(String((await next)[0]), "next stream");
+  });
+
+  it("reusable: a reset still tears both sides down", async (t) => {
+    const r = await rig(t, { reusable: true });
+    const client = await r.connect();
+    const target = await waitFor(() => r.targets[0], "target connection");
+    const clientClosed = closed(client);
+    target.resetAndDestroy();
+    await clientClosed;
+    const results = await Promise.all([r.frontPumps[0]!.done, r.backPumps[0]!.done]);
+    for (const res of results) assert.equal(res.reusable, undefined);
+    await waitFor(() => r.frontWs[0]!.readyState === WebSocket.CLOSED, "websocket closed");
   });
 });
