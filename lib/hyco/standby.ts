@@ -18,9 +18,12 @@
  * common case never hands out a connection the listener is about to close. Pools only stay warm
  * for `warmForMs` after the last use: a site nobody connects to costs no standby connections.
  */
+import type { Socket } from "node:net";
 import type { WebSocket } from "ws";
 import { hasErrorCode } from "../errors.ts";
 import { PING_INTERVAL_MS } from "./constants.ts";
+import { takeBufferedMessages } from "./held-messages.ts";
+import { type Pump, type PumpOptions, startPump } from "./pump.ts";
 import type { SenderOptions } from "./sender.ts";
 import { openLogicalPort } from "./tunnel.ts";
 
@@ -31,7 +34,10 @@ export const STANDBY_PORT_NAME = "$standby";
 export const CLOSE_STANDBY_FULL = 1013;
 
 export interface StandbyPoolOptions {
-  /** Standby connections kept per hybrid connection while warm (default 1). */
+  /**
+   * Standby connections kept per hybrid connection while warm (default 2: one serves the next
+   * stream while the other is still on its way back from the last).
+   */
   size?: number;
   /** Stay warm this long after the last connection (default 5 min). */
   warmForMs?: number;
@@ -54,6 +60,36 @@ export interface StandbyPoolOptions {
  * setting up, and a new standby's handshake work would otherwise delay its first bytes.
  */
 const REFILL_DELAY_MS = 1;
+
+/**
+ * A standby in use is expected back this soon (short streams: HTTP requests, queries); only after
+ * this long is it replaced. Refilling at once would make every short stream cost a rendezvous.
+ */
+const RETURN_GRACE_MS = 100;
+
+/**
+ * A `take` with nothing ready waits this long for a standby that is on its way back (its stream's
+ * local side has ended) or being opened, then connects as usual. Far below a fresh rendezvous
+ * over a WAN; on loopback a stream comes back within a millisecond or two.
+ */
+const RETURN_WAIT_MS = 250;
+
+/** Which pool a standby in use came from (for `giveBack`). */
+const origins = new WeakMap<WebSocket, StandbyPool>();
+
+/**
+ * `startPump` for a tunnel from `openLogicalPort`: one that came from a standby pool is pumped as
+ * reusable and given back to its pool when the stream ends, so the next stream skips even the
+ * refill's rendezvous.
+ */
+export function startTunnelPump(ws: WebSocket, socket: Socket, options: PumpOptions = {}): Pump {
+  const pool = origins.get(ws);
+  if (!pool) return startPump(ws, socket, options);
+  const pump = startPump(ws, socket, { ...options, reusable: true });
+  socket.once("end", () => pool.expectBack(ws));
+  void pump.done.then((result) => pool.giveBack(ws, result.reusable === true));
+  return pump;
+}
 
 /**
  * Pings idle standby connections: NATs and firewalls between a site and the relay drop TCP flows
@@ -107,8 +143,12 @@ interface Spare {
 export class StandbyPool {
   private readonly spares: Spare[] = [];
   private opening = 0;
+  /** Standbys handed out and not given back yet, with the time they were taken. */
+  private readonly inUse = new Map<WebSocket, { takenAt: number; onClose: () => void; ending: boolean }>();
   /** `take` calls waiting for a standby being opened, first come first served. */
   private readonly waiters: ((ws: WebSocket | undefined) => void)[] = [];
+  /** Standbys in use whose stream's local side has ended: expected back at once. */
+  private ending = 0;
   private lastUseAt = Number.NEGATIVE_INFINITY;
   private pausedUntil = 0;
   /** Standby opens that failed in a row; each doubles the failure backoff. */
@@ -128,7 +168,7 @@ export class StandbyPool {
     private readonly sender: SenderOptions,
     options: StandbyPoolOptions = {},
   ) {
-    this.size = options.size ?? 1;
+    this.size = options.size ?? 2;
     this.warmForMs = options.warmForMs ?? 300_000;
     this.maxAgeMs = options.maxAgeMs ?? 240_000;
     this.replyTimeoutMs = options.replyTimeoutMs ?? 10_000;
@@ -147,19 +187,79 @@ export class StandbyPool {
   async take(): Promise<WebSocket | undefined> {
     const ws = await this.takeOrWait();
     this.onTake?.(ws !== undefined);
+    if (ws) this.lend(ws);
     return ws;
+  }
+
+  /**
+   * Ends the use of a standby from `take`. A `reusable` one (the pump's clean boundary) goes back
+   * to the pool, or is closed when the pool has enough; otherwise the pool just counts it gone.
+   */
+  giveBack(ws: WebSocket, reusable: boolean): void {
+    const use = this.inUse.get(ws);
+    if (!use) return;
+    this.inUse.delete(ws);
+    if (use.ending) this.ending--;
+    origins.delete(ws);
+    ws.off("close", use.onClose);
+    const leftovers = takeBufferedMessages(ws);
+    if (reusable && ws.readyState === ws.OPEN && leftovers.length > 0) {
+      ws.close(1002, "data after the end of stream"); // the listener broke the protocol
+    } else if (reusable && ws.readyState === ws.OPEN) {
+      if (!this.closed && (this.waiters.length > 0 || this.spares.length < this.size)) {
+        this.add(ws);
+        return;
+      }
+      ws.close(1000, "standby not needed");
+    }
+    this.scheduleFill();
+    this.releaseWaiters();
+  }
+
+  /** The stream on `ws` (from `take`) ended its local side: the standby should be back shortly. */
+  expectBack(ws: WebSocket): void {
+    const use = this.inUse.get(ws);
+    if (!use || use.ending) return;
+    use.ending = true;
+    this.ending++;
+  }
+
+  /** Waiters beyond what can still come (being opened, on the way back) connect as usual now. */
+  private releaseWaiters(): void {
+    while (this.waiters.length > this.opening + this.ending) this.waiters.pop()?.(undefined);
+  }
+
+  private lend(ws: WebSocket): void {
+    origins.set(ws, this);
+    const onClose = () => this.giveBack(ws, false);
+    this.inUse.set(ws, { takenAt: Date.now(), onClose, ending: false });
+    ws.once("close", onClose);
   }
 
   private takeOrWait(): WebSocket | undefined | Promise<WebSocket | undefined> {
     if (this.closed) return undefined;
     this.lastUseAt = Date.now();
-    this.scheduleFill();
     for (let spare = this.spares.shift(); spare; spare = this.spares.shift()) {
       this.release(spare);
-      if (spare.ws.readyState === spare.ws.OPEN) return spare.ws;
+      if (spare.ws.readyState === spare.ws.OPEN) {
+        this.scheduleFill(RETURN_GRACE_MS);
+        return spare.ws;
+      }
     }
-    if (this.opening === 0 || this.waiters.length >= this.opening) return undefined;
-    return new Promise((resolve) => this.waiters.push(resolve));
+    this.scheduleFill();
+    if (this.waiters.length >= this.opening + this.ending) return undefined;
+    return new Promise((resolve) => {
+      const waiter = (ws: WebSocket | undefined) => {
+        clearTimeout(timer);
+        resolve(ws);
+      };
+      const timer = setTimeout(() => {
+        const index = this.waiters.indexOf(waiter);
+        if (index >= 0) this.waiters.splice(index, 1);
+        resolve(undefined);
+      }, RETURN_WAIT_MS);
+      this.waiters.push(waiter);
+    });
   }
 
   /** True once `close` was called. */
@@ -174,7 +274,7 @@ export class StandbyPool {
 
   /** Nothing held, nothing opening and not warm: the owner may drop this pool. */
   get idle(): boolean {
-    return this.spares.length === 0 && this.opening === 0 && !this.warm(Date.now());
+    return this.spares.length === 0 && this.opening === 0 && this.inUse.size === 0 && !this.warm(Date.now());
   }
 
   /** Closes every standby connection; the pool hands out none from now on. */
@@ -209,7 +309,10 @@ export class StandbyPool {
       this.scheduleFill(this.pausedUntil - now); // still warm: try again once the backoff is over
       return;
     }
-    while (this.spares.length + this.opening < this.size) {
+    // Standbys in use for less than the grace period are expected back and count as held.
+    let returning = 0;
+    for (const use of this.inUse.values()) if (now - use.takenAt < RETURN_GRACE_MS) returning++;
+    while (this.spares.length + this.opening + returning < this.size) {
       this.opening++;
       openLogicalPort(this.sender, STANDBY_PORT_NAME, { replyTimeoutMs: this.replyTimeoutMs }).then(
         (ws) => {
@@ -220,7 +323,7 @@ export class StandbyPool {
         (err: unknown) => {
           this.opening--;
           this.pausedUntil = Date.now() + this.backoffFor(err);
-          this.waiters.shift()?.(undefined);
+          this.releaseWaiters();
           this.scheduleFill();
         },
       );
@@ -244,8 +347,8 @@ export class StandbyPool {
   private add(ws: WebSocket): void {
     const waiter = this.waiters.shift();
     if (waiter) {
-      waiter(ws);
-      this.scheduleFill(); // that one is used: open its replacement
+      waiter(ws); // its taker lends it
+      this.scheduleFill(RETURN_GRACE_MS);
       return;
     }
     if (this.closed || !this.warm(Date.now())) {
