@@ -6,10 +6,12 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { once } from "node:events";
+import net, { type AddressInfo } from "node:net";
 import { test } from "node:test";
 import type { WebSocket } from "ws";
 import type { SenderOptions } from "../../lib/hyco/sender.ts";
-import { StandbyPool } from "../../lib/hyco/standby.ts";
+import { StandbyPool, startTunnelPump } from "../../lib/hyco/standby.ts";
 import { openLogicalPort, takeBufferedMessages } from "../../lib/hyco/tunnel.ts";
 import { waitFor } from "../helpers/index.ts";
 import {
@@ -141,4 +143,54 @@ test("a standby that closes as it is taken is replaced by an ordinary connect, i
   const before = rendezvous(site);
   await echoThrough(sender, pool);
   assert.ok(rendezvous(site) > before, "the connection went through a fresh rendezvous");
+});
+
+test("streams that end cleanly reuse one relayed connection; a reset stream does not", async (t) => {
+  const { site, sender } = await siteWithModule(t, { STANDBY_MAX: "4", STANDBY_IDLE_MS: "60000" });
+  const pool = new StandbyPool(sender, { size: 1 });
+  t.after(() => pool.close());
+  // A local entry the way the gateway serves a client: logical port, then the tunnel pump.
+  const entry = net.createServer({ allowHalfOpen: true }, (client) => {
+    client.pause();
+    client.on("error", () => {});
+    openLogicalPort(sender, "echo", { standby: pool }).then(
+      (ws) => {
+        startTunnelPump(ws, client);
+        client.resume();
+      },
+      () => client.destroy(),
+    );
+  });
+  entry.listen(0, "127.0.0.1");
+  await once(entry, "listening");
+  t.after(() => entry.close());
+  const port = (entry.address() as AddressInfo).port;
+  const exchange = async (payload: Buffer): Promise<Buffer> => {
+    const socket = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+    const parts: Buffer[] = [];
+    socket.on("data", (d: Buffer) => parts.push(d));
+    socket.end(payload); // request, then FIN; the echo target answers and closes
+    await once(socket, "end");
+    socket.destroy();
+    return Buffer.concat(parts);
+  };
+
+  await exchange(Buffer.from("warm up"));
+  await waitFor(() => pool.ready === 1, "a standby");
+  const before = rendezvous(site);
+  for (let i = 0; i < 5; i++) {
+    const payload = randomBytes(50_000 + i);
+    assert.ok((await exchange(payload)).equals(payload), `stream ${i} byte-exact`);
+    await waitFor(() => pool.ready === 1, `stream ${i}'s connection back in the pool`);
+  }
+  assert.equal(rendezvous(site), before, "five streams over the one standby, no new rendezvous");
+
+  const reset = net.connect({ port, host: "127.0.0.1" });
+  reset.on("error", () => {});
+  reset.write("x");
+  await once(reset, "data");
+  reset.resetAndDestroy();
+  await waitFor(() => rendezvous(site) > before && pool.ready === 1, "a reset stream is replaced");
+  const payload = randomBytes(1000);
+  assert.ok((await exchange(payload)).equals(payload), "and the replacement works");
 });

@@ -8,8 +8,9 @@
 import { connect, type Socket } from "node:net";
 import type { WebSocket } from "ws";
 import { errorMessage, hasErrorCode } from "../../../lib/errors.ts";
+import { takeBufferedMessages } from "../../../lib/hyco/held-messages.ts";
 import { encodeReplyError, encodeReplyOk, MODE_STREAM, PreambleParser } from "../../../lib/hyco/preamble.ts";
-import { startPump } from "../../../lib/hyco/pump.ts";
+import { type PumpResult, startPump } from "../../../lib/hyco/pump.ts";
 import { CLOSE_STANDBY_FULL, STANDBY_PORT_NAME, type StandbyGate } from "../../../lib/hyco/standby.ts";
 import type { Logger } from "../../../lib/log.ts";
 import { ProxyHeaderParser } from "../../../lib/proxy-protocol/index.ts";
@@ -82,17 +83,22 @@ function connectTarget(
 /**
  * Reads the preamble and returns the logical port asked for, or `undefined` when the connection
  * was answered and closed here. A `$standby` preamble (lib/hyco/standby.ts) is answered and held,
- * within the standby limits, until the real preamble follows.
+ * within the standby limits, until the real preamble follows; a `recycled` connection (a standby
+ * whose previous stream ended cleanly) is held the same way without a new `$standby`.
  */
 async function readPortName(
   ws: WebSocket,
   reader: WsHeaderReader,
   ctx: ConnectionContext,
-): Promise<string | undefined> {
+  recycled: boolean,
+): Promise<{ portName: string; standby: boolean } | undefined> {
   let release: (() => void) | undefined;
   try {
-    let step = await reader.read(new PreambleParser(), ctx.preambleTimeoutMs, "preamble");
-    if (step.value.portName === STANDBY_PORT_NAME && step.value.mode === MODE_STREAM) {
+    let step = recycled
+      ? undefined
+      : await reader.read(new PreambleParser(), ctx.preambleTimeoutMs, "preamble");
+    const standby = !step || (step.value.portName === STANDBY_PORT_NAME && step.value.mode === MODE_STREAM);
+    if (standby) {
       const gate = ctx.standby;
       release = gate?.hold(ws);
       if (!gate || !release) {
@@ -100,7 +106,7 @@ async function readPortName(
         closeWs(ws, gate ? CLOSE_STANDBY_FULL : CLOSE_POLICY, "no standby available");
         return undefined;
       }
-      ws.send(encodeReplyOk(MODE_STREAM));
+      if (step) ws.send(encodeReplyOk(MODE_STREAM));
       try {
         step = await reader.read(new PreambleParser(), gate.limits.idleMs, "preamble after standby");
       } catch (err) {
@@ -110,6 +116,7 @@ async function readPortName(
         return undefined;
       }
     }
+    if (!step) return undefined; // unreachable: a standby either read its preamble or returned
     if (step.value.mode !== MODE_STREAM) {
       ws.send(encodeReplyError("datagram-unsupported"));
       closeWs(ws, CLOSE_POLICY, "datagram mode is not supported");
@@ -119,7 +126,7 @@ async function readPortName(
       closeWs(ws, CLOSE_POLICY, "a standby connection cannot be a standby again");
       return undefined;
     }
-    return step.value.portName;
+    return { portName: step.value.portName, standby };
   } catch (err) {
     if (hasErrorCode(err, "RF_ERR_PREAMBLE_VERSION") || hasErrorCode(err, "RF_ERR_PREAMBLE_MODE")) {
       if (ws.readyState === ws.OPEN) ws.send(encodeReplyError("unsupported-version"));
@@ -133,17 +140,34 @@ async function readPortName(
 }
 
 /**
- * Serves an accepted rendezvous WebSocket to completion. Resolves when the connection is over;
- * never rejects.
+ * Serves an accepted rendezvous WebSocket to completion: one stream, or, on a standby, one stream
+ * after another for as long as each ends cleanly (lib/hyco/standby.ts). Resolves when the
+ * connection is over; never rejects.
  */
 export async function serveConnection(ws: WebSocket, ctx: ConnectionContext): Promise<void> {
-  const reader = new WsHeaderReader(ws);
-  const portName = await readPortName(ws, reader, ctx);
-  if (portName === undefined) {
-    reader.release();
-    return;
+  let standby = false;
+  for (;;) {
+    // Messages the pump held behind the previous stream's end belong to this one.
+    const reader = new WsHeaderReader(ws, takeBufferedMessages(ws));
+    const request = await readPortName(ws, reader, ctx, standby);
+    if (!request) {
+      reader.release();
+      return;
+    }
+    standby = request.standby;
+    const result = await serveStream(ws, reader, ctx, request.portName, standby);
+    if (!result?.reusable) return;
   }
+}
 
+/** One logical stream on `ws`: mapping, limits, allowlist, target, PROXY header, pump. */
+async function serveStream(
+  ws: WebSocket,
+  reader: WsHeaderReader,
+  ctx: ConnectionContext,
+  portName: string,
+  reusable: boolean,
+): Promise<PumpResult | undefined> {
   const mapping = ctx.findMapping(portName);
   if (!mapping?.accepting) {
     if (mapping) mapping.rejectedConnections++;
@@ -232,6 +256,7 @@ export async function serveConnection(ws: WebSocket, ctx: ConnectionContext): Pr
     const pump = startPump(ws, socket, {
       initialData: reader.release(),
       idleTimeoutMs: config.idleTimeoutMs,
+      reusable,
       onBytes: (direction, bytes) => {
         if (direction === "toSocket") {
           mapping.bytesIn += bytes;
@@ -250,6 +275,7 @@ export async function serveConnection(ws: WebSocket, ctx: ConnectionContext): Pr
     if (result.endedBy === "socket-error")
       mapping.recordError(`target connection: ${result.error ?? "error"}`);
     ctx.logger.debug({ portName, ...result }, "relayed connection ended");
+    return result;
   } catch (err) {
     mapping.recordError(errorMessage(err));
     ctx.logger.warn({ portName, err: errorMessage(err) }, "relayed connection failed");

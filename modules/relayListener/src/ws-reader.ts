@@ -31,7 +31,12 @@ export class WsHeaderReader {
     this.waiter?.();
   };
 
-  constructor(private readonly ws: WebSocket) {
+  /** `initial`: messages already taken off `ws` (held behind a previous stream), read first. */
+  constructor(
+    private readonly ws: WebSocket,
+    initial: Buffer[] = [],
+  ) {
+    this.pending.push(...initial);
     ws.on("message", this.onMessage);
     ws.on("close", this.onClose);
   }
@@ -72,7 +77,8 @@ export class WsHeaderReader {
   release(): Buffer[] {
     this.ws.off("message", this.onMessage);
     this.ws.off("close", this.onClose);
-    const rest = this.pending.filter((b) => b.length > 0);
+    // Empty messages stay: on a reusable connection one is the sender's end of stream.
+    const rest = this.pending;
     this.pending = [];
     return rest;
   }
