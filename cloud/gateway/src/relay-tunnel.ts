@@ -6,9 +6,8 @@
  */
 import type { WebSocket } from "ws";
 import { RelayFleetError } from "../../../lib/errors.ts";
-import { startPump } from "../../../lib/hyco/pump.ts";
 import type { SenderOptions } from "../../../lib/hyco/sender.ts";
-import type { StandbyPools } from "../../../lib/hyco/standby.ts";
+import { type StandbyPools, startTunnelPump } from "../../../lib/hyco/standby.ts";
 import { openLogicalPort } from "../../../lib/hyco/tunnel.ts";
 import type { OpenTunnel, PumpTunnel } from "./connection.ts";
 
@@ -79,6 +78,9 @@ export function relayTunnelOpener(options: RelayTunnelOptions = {}): OpenTunnel 
   };
 }
 
-/** The shared pump, with the route's idle timeout (it takes the bytes lib/hyco held itself). */
+/**
+ * The shared pump, with the route's idle timeout (it takes the bytes lib/hyco held itself); a
+ * tunnel on a standby goes back to its site's pool when its stream ends cleanly.
+ */
 export const relayPump: PumpTunnel = (ws, socket, options) =>
-  startPump(ws, socket, { idleTimeoutMs: options.idleTimeoutMs });
+  startTunnelPump(ws, socket, { idleTimeoutMs: options.idleTimeoutMs });
