@@ -13,12 +13,19 @@
  * Args: role and a JSON config. Prints `{"event":"ready","port":N}`; answers IPC "cpu" with
  * `process.cpuUsage()` (getrusage from the kernel).
  */
+import { once } from "node:events";
 import net, { type AddressInfo } from "node:net";
 import hyco, { type LegacyWebSocket } from "hyco-ws";
 import { HybridConnectionListener } from "../lib/hyco/listener.ts";
 import { pumpStreams } from "../lib/hyco/pump.ts";
-import { CLOSE_STANDBY_FULL, STANDBY_PORT_NAME, StandbyGate, StandbyPool } from "../lib/hyco/standby.ts";
-import { answerPreamble, openLogicalPort, readPreamble, takeBufferedMessages } from "../lib/hyco/tunnel.ts";
+import {
+  CLOSE_STANDBY_FULL,
+  STANDBY_PORT_NAME,
+  StandbyGate,
+  StandbyPool,
+  startTunnelPump,
+} from "../lib/hyco/standby.ts";
+import { answerPreamble, openLogicalPort, readPreamble } from "../lib/hyco/tunnel.ts";
 
 interface Config {
   url: string;
@@ -91,11 +98,14 @@ function ourSender(): void {
   };
   const standby = config.cold
     ? undefined
-    : new StandbyPool(opts, { size: Number(process.env.BENCH_RELAY_STANDBY ?? 1) });
+    : new StandbyPool(
+        opts,
+        process.env.BENCH_RELAY_STANDBY ? { size: Number(process.env.BENCH_RELAY_STANDBY) } : {},
+      );
   entry((socket) => {
     openLogicalPort(opts, "bench", { pipelined: true, ...(standby ? { standby } : {}) }).then(
       (ws) => {
-        void pumpStreams(ws, socket);
+        startTunnelPump(ws, socket);
         socket.resume();
       },
       () => socket.destroy(),
@@ -115,19 +125,23 @@ function ourListener(): void {
   listener.on("accept", async (req) => {
     try {
       const ws = await req.accept();
-      let preamble = await readPreamble(ws);
-      if (preamble.portName === STANDBY_PORT_NAME) {
-        const release = gate.hold(ws);
-        if (!release) return ws.close(CLOSE_STANDBY_FULL);
-        answerPreamble(ws, true);
-        takeBufferedMessages(ws); // nothing may follow a standby preamble before its answer
-        preamble = await readPreamble(ws, gate.limits.idleMs).finally(release);
-      }
-      const sock = connectTarget();
-      sock.once("connect", () => {
+      // A standby, once answered, stays one: after each clean end of stream it waits for the next.
+      let standby = false;
+      for (;;) {
+        let preamble = standby ? undefined : await readPreamble(ws);
+        if (!preamble || preamble.portName === STANDBY_PORT_NAME) {
+          const release = gate.hold(ws);
+          if (!release) return ws.close(CLOSE_STANDBY_FULL);
+          if (preamble) answerPreamble(ws, true);
+          standby = true;
+          preamble = await readPreamble(ws, gate.limits.idleMs).finally(release);
+        }
+        const sock = connectTarget();
+        await once(sock, "connect");
         answerPreamble(ws, preamble.portName === "bench");
-        void pumpStreams(ws, sock);
-      });
+        const result = await pumpStreams(ws, sock, { reusable: standby });
+        if (!result.reusable) return;
+      }
     } catch {
       // a failed connection is the sender's problem; the benchmark counts it there
     }

@@ -6,7 +6,7 @@
  * processes from the kernel's rusage) and a connect-send-receive-close loop (latency p50/p99).
  * Every role is its own child process (bench/relay-path-node.ts); the relay emulator too.
  * Sizes: BENCH_RELAY_MIB (default 512), BENCH_RELAY_CONNECTS (default 300), BENCH_RELAY_PAUSE_MS
- * (default 5), BENCH_RELAY_STANDBY (standby connections kept by the project sender, default 1).
+ * (default 5), BENCH_RELAY_STANDBY (standby connections kept by the project sender; default the pool's, 2).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -294,7 +294,7 @@ export async function runBenchmark(): Promise<BenchSection> {
         "every role (sender, listener, emulator, target) is its own process; CPU = getrusage of the sender and listener processes over the bulk transfer",
         "project path includes the azbridge preamble round trip; hyco-ws path has none (hyco-ws has no logical ports)",
         "bufferutil (native masking) is a dependency of this project and ws@8 uses it; the hyco-ws baseline runs as published (its ws@1.1.5 has no bufferutil dependency), with bufferutil hidden from it, so it masks in JavaScript as its users' installs do",
-        `project paths keep one standby connection (lib/hyco/standby.ts, as the gateway does by default), so a connection skips the relay's rendezvous unless the refill after the previous one has not finished; "no standby" is every connection through the rendezvous. Back to back: the next connect follows the previous close at once; paused: ${PAUSE_MS} ms between connections`,
+        `project paths keep two standby connections (lib/hyco/standby.ts, as the gateway does by default): a connection takes one, skipping the relay's rendezvous, and gives it back when its stream ends cleanly (empty message as end of stream, ADR 0005); "no standby" is every connection through the rendezvous. Back to back: the next connect follows the previous close at once; paused: ${PAUSE_MS} ms between connections`,
         "zero mask: ws skips the XOR pass when the mask is 0; opt-in (`unmaskedFrames`), the default keeps the random mask RFC 6455 requires and masks natively with bufferutil",
       ],
     };
