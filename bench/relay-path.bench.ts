@@ -176,7 +176,15 @@ async function relayPath(kind: "our" | "hyco", config: Record<string, unknown>):
   }
 }
 
-function latencyFigures(label: string, r: PathResult, direct: PathResult, hyco: PathResult): BenchFigure[] {
+/** `reference`: figures for comparison only (a path users do not run), without the target. */
+function latencyFigures(
+  label: string,
+  r: PathResult,
+  direct: PathResult,
+  hyco: PathResult,
+  reference = false,
+): BenchFigure[] {
+  const target = (value: number) => (reference ? {} : { target: "< 1.5 ms", met: value < 1.5 });
   const vs = (pick: (p: PathResult) => number) => [
     { name: "direct TCP", value: pick(direct) },
     { name: "hyco-ws", value: pick(hyco) },
@@ -187,8 +195,7 @@ function latencyFigures(label: string, r: PathResult, direct: PathResult, hyco: 
       value: r.p50,
       unit: "ms",
       baselines: vs((p) => p.p50),
-      target: "< 1.5 ms",
-      met: r.p50 < 1.5,
+      ...target(r.p50),
     },
     {
       metric: `setup latency p99, back to back, ${label}`,
@@ -201,8 +208,7 @@ function latencyFigures(label: string, r: PathResult, direct: PathResult, hyco: 
       value: r.pausedP50,
       unit: "ms",
       baselines: vs((p) => p.pausedP50),
-      target: "< 1.5 ms",
-      met: r.pausedP50 < 1.5,
+      ...target(r.pausedP50),
     },
     {
       metric: `setup latency p99, paused, ${label}`,
@@ -244,6 +250,7 @@ export async function runBenchmark(): Promise<BenchSection> {
         oursCold,
         direct,
         hycoRes,
+        true,
       ),
     );
     for (const [label, r] of [
