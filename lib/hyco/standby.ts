@@ -12,7 +12,9 @@
  * - a listener that keeps standbys answers `[1,0,0]`, then waits up to its standby idle time,
  *   instead of the preamble timeout, for the real preamble, and serves the connection as usual;
  * - an azbridge listener, or one at its standby limit, closes (as for an unknown port): the
- *   sender's pool stops asking for a while, so nothing breaks against listeners without it.
+ *   sender's pool stops asking for a while, so nothing breaks against listeners without it;
+ * - the connection stays reusable: its streams end with an empty message each way (the pump's
+ *   `reusable` mode) and it goes back to the standby state on both sides after each clean one.
  *
  * The sender retires standbys before the listener's idle limit (`maxAgeMs` < `idleMs`), so the
  * common case never hands out a connection the listener is about to close. Pools only stay warm
