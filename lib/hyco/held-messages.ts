@@ -3,7 +3,14 @@
  * pump taking over. Held per WebSocket, with the socket paused so the hold stays bounded by what
  * was already read, and handed over by `takeBufferedMessages` (the pump calls it).
  */
-import type { WebSocket } from "ws";
+import type { RawData, WebSocket } from "ws";
+
+/** A ws message's bytes as one Buffer, whichever binaryType delivered it. */
+export function messageBytes(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}
 
 interface Held {
   chunks: Buffer[];

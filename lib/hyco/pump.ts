@@ -31,7 +31,13 @@
 import type { Socket } from "node:net";
 import type { WebSocket } from "ws";
 import { MAX_FRAME_BYTES, PUMP_HIGH_WATER_BYTES } from "./constants.ts";
-import { holdMessages, type MessageGate, takeBufferedMessages, takeMessageGate } from "./held-messages.ts";
+import {
+  holdMessages,
+  type MessageGate,
+  messageBytes,
+  takeBufferedMessages,
+  takeMessageGate,
+} from "./held-messages.ts";
 
 export interface PumpOptions {
   /** Backpressure bound for each direction's sink buffer, bytes (default 1 MiB). */
@@ -184,7 +190,7 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
   // ---- WebSocket → TCP -------------------------------------------------------------------------
 
   function onMessage(data: Buffer | ArrayBuffer | Buffer[]): void {
-    let buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+    let buf = messageBytes(data);
     activity = true;
     if (gate !== undefined) {
       try {
@@ -231,9 +237,7 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
       abort("data after the end of stream");
       return;
     }
-    nextStream.push(
-      Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data),
-    );
+    nextStream.push(messageBytes(data));
   }
 
   const onSocketDrain = () => {

@@ -14,7 +14,7 @@
 import type { WebSocket } from "ws";
 import { RelayFleetError } from "../errors.ts";
 import { PREAMBLE_TIMEOUT_MS } from "./constants.ts";
-import { holdMessages, setMessageGate, takeBufferedMessages } from "./held-messages.ts";
+import { holdMessages, messageBytes, setMessageGate, takeBufferedMessages } from "./held-messages.ts";
 import {
   encodePreamble,
   encodeReplyError,
@@ -30,10 +30,6 @@ import { connectSender, type SenderOptions } from "./sender.ts";
 import type { StandbyPool } from "./standby.ts";
 
 export { takeBufferedMessages } from "./held-messages.ts";
-
-function toBuffer(data: Buffer | ArrayBuffer | Buffer[]): Buffer {
-  return Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
-}
 
 /**
  * Runs `parser` over the WebSocket's messages until it completes, the timeout passes or the ws
@@ -60,7 +56,7 @@ function readUntil<T>(
     const onMessage = (data: Buffer | ArrayBuffer | Buffer[]) => {
       let step: ReturnType<typeof push>;
       try {
-        step = push(toBuffer(data));
+        step = push(messageBytes(data));
       } catch (err) {
         cleanup();
         reject(err);

@@ -6,16 +6,11 @@
  */
 import type { RawData, WebSocket } from "ws";
 import { RelayFleetError } from "../../../lib/errors.ts";
+import { messageBytes } from "../../../lib/hyco/held-messages.ts";
 
 /** Any incremental parser of this code base: `{done:false}` until `{done:true, rest, …}`. */
 export interface IncrementalParser<S extends { done: boolean }> {
   push(chunk: Buffer): S;
-}
-
-function toBuffer(data: RawData): Buffer {
-  if (Buffer.isBuffer(data)) return data;
-  if (Array.isArray(data)) return Buffer.concat(data);
-  return Buffer.from(data as ArrayBuffer);
 }
 
 export class WsHeaderReader {
@@ -23,7 +18,7 @@ export class WsHeaderReader {
   private waiter: (() => void) | undefined;
   private ended: string | undefined;
   private readonly onMessage = (data: RawData) => {
-    this.pending.push(toBuffer(data));
+    this.pending.push(messageBytes(data));
     this.waiter?.();
   };
   private readonly onClose = () => {
