@@ -1,11 +1,12 @@
-/** Plain-text tables for the terminal, coloured only on a TTY without NO_COLOR. */
+/** Plain-text tables for the terminal, coloured only on a TTY without a non-empty NO_COLOR. */
 import { styleText } from "node:util";
+import { colorWanted } from "../lib/color.ts";
 
 export function useColor(
   stream: NodeJS.WriteStream = process.stdout,
   env: NodeJS.ProcessEnv = process.env,
 ): boolean {
-  return Boolean(stream.isTTY) && env.NO_COLOR === undefined;
+  return colorWanted(stream.isTTY, env);
 }
 
 type Style = Parameters<typeof styleText>[0];

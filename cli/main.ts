@@ -1,8 +1,16 @@
 /**
  * `relay-fleet`: the operator CLI. Thin commands over {@link FleetClient}; every failure is one
  * sentence on stderr and a non-zero exit code.
+ *
+ * Conventions (tested in test/unit/cli-conventions.test.ts):
+ * - exit 0 on success, 2 when the command line cannot be parsed (usage), 1 for anything that
+ *   fails while running (unreachable API, a site that does not exist, a rejected value);
+ * - with `--json` anywhere on the command line, an error is one JSON line on stderr,
+ *   `{"error":{"code":"RF_ERR_…","message":"…"}}`, so scripts match on the code;
+ * - `--version` prints the package version; every command has a description.
  */
-import { Command, InvalidArgumentError } from "commander";
+import { readFileSync } from "node:fs";
+import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { errorMessage } from "../lib/errors.ts";
 import { createFleetClient, type FleetClient } from "./client.ts";
 import { discoverTarget } from "./discovery.ts";
@@ -35,13 +43,33 @@ async function withClient<T>(fn: (c: FleetClient) => Promise<T>): Promise<T> {
 
 const print = (value: unknown) => console.log(JSON.stringify(value, null, 2));
 
-export function buildProgram(): Command {
+/** Exit codes: usage errors are the command line's fault, runtime errors are not. */
+export const EXIT_RUNTIME = 1;
+export const EXIT_USAGE = 2;
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
+    version?: unknown;
+  };
+  return typeof pkg.version === "string" ? pkg.version : "0.0.0";
+}
+
+/** True when the user asked for JSON output (an error then goes out as JSON too). */
+export function wantsJson(argv: string[]): boolean {
+  const end = argv.indexOf("--");
+  return (end === -1 ? argv : argv.slice(0, end)).includes("--json");
+}
+
+export function buildProgram(options: { json?: boolean } = {}): Command {
   const program = new Command("relay-fleet")
     .description(
       "Sites, port mappings and fleet status of a Relay Fleet, against Azure or the local simulation.",
     )
+    .version(packageVersion(), "-V, --version", "print the version and exit")
     .showHelpAfterError(false)
     .exitOverride();
+  // Subcommands inherit this; under --json runCli prints the error itself, as JSON.
+  if (options.json) program.configureOutput({ outputError: () => {} });
   const sites = program.command("sites").description("Onboard, list, show and remove sites");
   sites
     .command("add <siteId>")
@@ -61,6 +89,7 @@ export function buildProgram(): Command {
     );
   sites
     .command("list")
+    .description("All sites with their device, mappings and public ports")
     .option("--json", "JSON output")
     .action((o: { json?: boolean }) =>
       withClient(async (c) => {
@@ -77,9 +106,13 @@ export function buildProgram(): Command {
         console.log(table(["SITE", "DEVICE", "MAPPINGS", "PUBLIC PORTS"], rows));
       }),
     );
-  sites.command("show <siteId>").action((id: string) => withClient(async (c) => print(await c.getSite(id))));
+  sites
+    .command("show <siteId>")
+    .description("One site: its device, mappings, public ports and keys' rule names")
+    .action((id: string) => withClient(async (c) => print(await c.getSite(id))));
   sites
     .command("remove <siteId>")
+    .description("Offboard a site: free its ports, delete its hybrid connections and module twin settings")
     .option("--delete-device", "also delete the IoT Edge device identity")
     .action((id: string, o: { deleteDevice?: boolean }) =>
       withClient(async (c) => print(await c.removeSite(id, Boolean(o.deleteDevice)))),
@@ -114,6 +147,7 @@ export function buildProgram(): Command {
     );
   map
     .command("remove <siteId> <name>")
+    .description("Remove a mapping and free its public port")
     .action((id: string, name: string) => withClient(async (c) => print(await c.deleteMapping(id, name))));
 
   program
@@ -154,23 +188,48 @@ export function buildProgram(): Command {
         );
       }),
     );
+  acceptJsonEverywhere(program);
   return program;
+}
+
+/** Every leaf command takes --json, so `--json` can always be given to get errors as JSON. */
+function acceptJsonEverywhere(command: Command): void {
+  for (const sub of command.commands) {
+    const leaf = sub.commands.length === 0;
+    if (leaf && !sub.options.some((o) => o.long === "--json")) sub.option("--json", "JSON errors");
+    acceptJsonEverywhere(sub);
+  }
+}
+
+function reportError(json: boolean, code: string, message: string): void {
+  if (json) console.error(JSON.stringify({ error: { code, message } }));
+  else console.error(`relay-fleet: ${message}`);
 }
 
 /** Runs the CLI; resolves with the exit code. */
 export async function runCli(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const json = wantsJson(argv);
+  const program = buildProgram({ json });
   try {
     await program.parseAsync(argv, { from: "user" });
     return 0;
   } catch (err) {
-    const code = (err as { code?: unknown; exitCode?: unknown }).code;
-    if (typeof code === "string" && code.startsWith("commander.")) {
-      const exit = (err as { exitCode?: number }).exitCode ?? 1;
-      return code === "commander.helpDisplayed" || code === "commander.version" ? 0 : exit;
+    if (err instanceof CommanderError) {
+      if (["commander.helpDisplayed", "commander.version", "commander.help"].includes(err.code)) {
+        // `commander.help` with exit code 1 is help shown because a subcommand was missing.
+        return err.exitCode === 0 ? 0 : EXIT_USAGE;
+      }
+      // Commander already printed its message unless under --json.
+      if (json) reportError(true, "RF_ERR_CLI_USAGE", err.message.replace(/^error: /, ""));
+      return EXIT_USAGE;
     }
-    console.error(`relay-fleet: ${errorMessage(err)}`);
-    return 1;
+    const code = (err as { code?: unknown }).code;
+    reportError(
+      json,
+      typeof code === "string" && code.startsWith("RF_ERR_") ? code : "RF_ERR_CLI_FAILED",
+      errorMessage(err),
+    );
+    return EXIT_RUNTIME;
   }
 }
 

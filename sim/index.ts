@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { styleText } from "node:util";
 import { Command } from "commander";
+import { colorWanted } from "../lib/color.ts";
 import { killAllChildren } from "./child-process.ts";
 import { Fleet } from "./fleet.ts";
 import { readFleetStatus, renderStatus } from "./live-status.ts";
@@ -47,7 +48,7 @@ const modulesPerSite = Math.max(1, count("modules-per-site", opts.modulesPerSite
 const json = opts.json === true;
 const ui = opts.ui && !json && process.stdout.isTTY === true;
 const color = (style: Parameters<typeof styleText>[0], text: string) =>
-  ui && !process.env.NO_COLOR ? styleText(style, text) : text;
+  colorWanted(ui) ? styleText(style, text) : text;
 
 const persistent = opts.stateDir !== undefined;
 const stateDir = persistent
