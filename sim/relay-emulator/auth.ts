@@ -5,13 +5,15 @@
  * the matched rule's rights are checked. 401 = no/bad/expired token, 403 = valid but not allowed.
  */
 import type { IncomingMessage } from "node:http";
+import { looksLikeJwt } from "../../lib/entra/jwt.ts";
 import { hasErrorCode } from "../../lib/errors.ts";
 import { type ParsedSasToken, verifySasToken } from "../../lib/hyco/sas.ts";
 import { type AuthorizationRule, grants, type HybridConnection, type Namespace } from "./namespace.ts";
 import type { Right } from "./options.ts";
+import { authorizeBearer } from "./role-assignments.ts";
 
 export type AuthResult =
-  | { ok: true; token: ParsedSasToken; rule: AuthorizationRule }
+  | { ok: true; expiresAt: number; token?: ParsedSasToken; rule?: AuthorizationRule; principalId?: string }
   | { ok: false; status: 401 | 403; description: string };
 
 /** The token a request carries, or undefined. Header first, as hyco-ws and .NET send it there. */
@@ -79,6 +81,18 @@ export function authorize(
 ): AuthResult {
   if (!token)
     return { ok: false, status: 401, description: "MissingToken: The request requires a SAS token" };
+  // A Microsoft Entra ID token (raw JWT, as the .NET SDK sends it, or `Bearer …`): Azure RBAC.
+  if (looksLikeJwt(token)) {
+    const bearer = authorizeBearer(
+      token,
+      right,
+      hc?.name,
+      ns.trustedIssuers,
+      ns.roleAssignments.values(),
+      options.nowSeconds,
+    );
+    return bearer.ok ? { ok: true, expiresAt: bearer.claims.exp, principalId: bearer.claims.oid } : bearer;
+  }
   let failure: { status: 401 | 403; description: string } | undefined;
   let keyName = "";
   try {
@@ -112,7 +126,7 @@ export function authorize(
           description: `Unauthorized access. '${right}' claim(s) are required to perform this operation.`,
         };
       }
-      return { ok: true, token: parsed, rule };
+      return { ok: true, expiresAt: parsed.expiresAt, token: parsed, rule };
     } catch (err) {
       const f = describeFailure(err);
       // A bad signature under one rule may still verify under the other level's rule of that name.

@@ -33,6 +33,7 @@ export type { HybridConnectionInfo } from "./namespace.ts";
 export { ROOT_RULE_NAME } from "./namespace.ts";
 export type { Distribution, HybridConnectionSpec, RelayEmulatorOptions, Right, RuleSpec } from "./options.ts";
 export { DEFAULT_OPTIONS } from "./options.ts";
+export type { RoleAssignment } from "./role-assignments.ts";
 export type { RelayEmulatorStats } from "./stats.ts";
 
 export interface RelayEmulator {
@@ -116,7 +117,12 @@ export async function startRelayEmulator(partial: StartRelayEmulatorOptions = {}
   const wsCommon = { noServer: true, perMessageDeflate: false, clientTracking: false } as const;
   const ctx: EmulatorContext = {
     options,
-    namespace: new Namespace(options.manageKey, options.authorizationRules, options.hybridConnections),
+    namespace: new Namespace(
+      options.manageKey,
+      options.authorizationRules,
+      options.hybridConnections,
+      options.trustedIssuers,
+    ),
     stats: new Stats(),
     faults: new FaultState(),
     logger,

@@ -1,10 +1,12 @@
 /**
  * Command: `tsx sim/relay-emulator/main.ts [--host H] [--port N] [--tls] [--dir D] [--state-file F]
- * [--hc NAME]...`
+ * [--hc NAME]... [--trust-file F]`
  * Prints one JSON line `{"event":"listening", url, endpoint, caFile, manageKeyName, manageKey}` on
  * stdout, then serves until SIGTERM/SIGINT (clean exit 0).
  */
+import { readFileSync } from "node:fs";
 import { Command, InvalidArgumentError } from "commander";
+import { parseTrustFile } from "../../lib/entra/jwt.ts";
 import { startRelayEmulator } from "./index.ts";
 
 function port(value: string): number {
@@ -26,6 +28,7 @@ const program = new Command("relay-emulator")
   .option("--state-file <file>", "load and save hybrid connections, rules and keys in this JSON file")
   .option("--manage-key <key>", "key of RootManageSharedAccessKey (random if omitted)")
   .option("--hc <name>", "create a hybrid connection at start (repeatable)", collect, [] as string[])
+  .option("--trust-file <file>", "accept Entra ID tokens of the issuer in this file (identity emulator)")
   .parse();
 
 const opts = program.opts<{
@@ -36,6 +39,7 @@ const opts = program.opts<{
   stateFile?: string;
   manageKey?: string;
   hc: string[];
+  trustFile?: string;
 }>();
 
 // Handlers first: a supervisor may signal as soon as it reads the "listening" line.
@@ -58,6 +62,7 @@ emulator = await startRelayEmulator({
   stateFile: opts.stateFile,
   manageKey: opts.manageKey,
   hybridConnections: opts.hc.map((name) => ({ name })),
+  trustedIssuers: opts.trustFile ? [parseTrustFile(readFileSync(opts.trustFile, "utf8"))] : [],
 });
 
 process.stdout.write(

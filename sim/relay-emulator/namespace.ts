@@ -4,8 +4,10 @@
  * No sockets here; the registered listeners are kept per hybrid connection behind a small interface.
  */
 import { randomBytes } from "node:crypto";
+import type { TrustedIssuer } from "../../lib/entra/jwt.ts";
 import { RelayFleetError } from "../../lib/errors.ts";
 import type { HybridConnectionSpec, Right, RuleSpec } from "./options.ts";
+import { type RoleAssignment, roleAssignment } from "./role-assignments.ts";
 
 export const ROOT_RULE_NAME = "RootManageSharedAccessKey";
 
@@ -95,9 +97,19 @@ export function grants(rule: AuthorizationRule, right: Right): boolean {
 
 export class Namespace {
   readonly rules = new Map<string, AuthorizationRule>();
+  /** Azure RBAC role assignments on the namespace and its entities (bearer tokens). */
+  readonly roleAssignments = new Map<string, RoleAssignment>();
+  /** Entra ID issuers whose tokens are accepted (none: bearer tokens are refused). */
+  readonly trustedIssuers: TrustedIssuer[];
   private readonly hcs = new Map<string, HybridConnection>();
 
-  constructor(manageKey: string | undefined, rules: RuleSpec[], hybridConnections: HybridConnectionSpec[]) {
+  constructor(
+    manageKey: string | undefined,
+    rules: RuleSpec[],
+    hybridConnections: HybridConnectionSpec[],
+    trustedIssuers: TrustedIssuer[] = [],
+  ) {
+    this.trustedIssuers = trustedIssuers;
     this.putRule(undefined, ROOT_RULE_NAME, ["Manage", "Listen", "Send"], manageKey);
     for (const r of rules) this.putRule(undefined, r.name, r.rights, r.primaryKey, r.secondaryKey);
     for (const hc of hybridConnections) {
@@ -221,5 +233,20 @@ export class Namespace {
     if (keyType === "PrimaryKey") rule.primaryKey = key === undefined ? generateKey() : validKey(key);
     else rule.secondaryKey = key === undefined ? generateKey() : validKey(key);
     return rule;
+  }
+
+  /** Creates or replaces a role assignment (ARM's PUT roleAssignments/{name}). */
+  putRoleAssignment(
+    id: string,
+    body: { principalId: string; roleDefinitionId: string; scope?: string | undefined },
+  ): { created: boolean; assignment: RoleAssignment } {
+    const assignment = roleAssignment(id, body);
+    const created = !this.roleAssignments.has(id);
+    this.roleAssignments.set(id, assignment);
+    return { created, assignment };
+  }
+
+  deleteRoleAssignment(id: string): boolean {
+    return this.roleAssignments.delete(id);
   }
 }

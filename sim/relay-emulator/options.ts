@@ -3,6 +3,7 @@
  * it. Behaviour that `docs/relay-protocol.md` marks [unsure] is an option here, so a test can pick
  * either reading of the real service.
  */
+import type { TrustedIssuer } from "../../lib/entra/jwt.ts";
 import type { Logger } from "../../lib/log.ts";
 
 /** A Listen / Send / Manage right of a SAS authorization rule (Manage implies the other two). */
@@ -50,6 +51,11 @@ export interface RelayEmulatorOptions {
   authorizationRules: RuleSpec[];
   /** Hybrid connections that exist from the start. */
   hybridConnections: HybridConnectionSpec[];
+  /**
+   * Microsoft Entra ID issuers (the simulation's identity emulator) whose bearer tokens are
+   * accepted, checked against role assignments. Empty: only SAS tokens.
+   */
+  trustedIssuers: TrustedIssuer[];
   /** Azure's quota: "Concurrent listeners on a relay: 25". */
   maxListenersPerHybridConnection: number;
   /** Status for the listener over quota. The real code is undocumented [unsure]; 403 is the doc's pick. */
@@ -104,6 +110,7 @@ export const DEFAULT_OPTIONS: Readonly<RelayEmulatorOptions> = Object.freeze({
   manageKey: undefined,
   authorizationRules: [],
   hybridConnections: [],
+  trustedIssuers: [],
   maxListenersPerHybridConnection: 25,
   listenerQuotaStatus: 403,
   distribution: "random",

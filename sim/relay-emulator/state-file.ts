@@ -30,6 +30,11 @@ const stateSchema = z.object({
       rules: z.array(ruleSchema),
     }),
   ),
+  roleAssignments: z
+    .array(
+      z.object({ id: z.string(), principalId: z.string(), roleDefinitionId: z.string(), scope: z.string() }),
+    )
+    .optional(),
 });
 
 /** The saved form of a namespace. */
@@ -54,6 +59,12 @@ export function namespaceState(ns: Namespace): NamespaceState {
       requiresClientAuthorization: hc.requiresClientAuthorization,
       createdAt: hc.createdAt,
       rules: [...hc.rules.values()].map(ruleState),
+    })),
+    roleAssignments: [...ns.roleAssignments.values()].map(({ id, principalId, roleDefinitionId, scope }) => ({
+      id,
+      principalId,
+      roleDefinitionId,
+      scope,
     })),
   };
 }
@@ -88,6 +99,7 @@ export function loadNamespace(ns: Namespace, file: string, manageKey?: string): 
     if (hc.createdAt) entity.createdAt = hc.createdAt;
     for (const r of hc.rules) ns.putRule(hc.name, r.name, r.rights, r.primaryKey, r.secondaryKey);
   }
+  for (const a of parsed.roleAssignments ?? []) ns.putRoleAssignment(a.id, a);
   if (manageKey !== undefined) {
     const root = ns.rules.get(ROOT_RULE_NAME);
     if (root) root.primaryKey = manageKey;
@@ -114,6 +126,8 @@ export function persistingAdmin(admin: RelayAdmin, save: () => void): RelayAdmin
     putAuthorizationRule: after(admin.putAuthorizationRule),
     regenerateKeys: after(admin.regenerateKeys),
     deleteAuthorizationRule: after(admin.deleteAuthorizationRule),
+    putRoleAssignment: after(admin.putRoleAssignment),
+    deleteRoleAssignment: after(admin.deleteRoleAssignment),
   };
 }
 

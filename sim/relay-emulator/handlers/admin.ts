@@ -11,6 +11,7 @@ import type { EmulatorContext } from "../context.ts";
 import type { RelayFaults } from "../faults.ts";
 import type { AuthorizationRule, HybridConnectionInfo } from "../namespace.ts";
 import type { Right } from "../options.ts";
+import type { RoleAssignment } from "../role-assignments.ts";
 
 /** What a rule looks like to clients (ARM's listKeys shape, trimmed). */
 export interface RuleView {
@@ -43,6 +44,13 @@ export interface RelayAdmin {
     key?: string,
   ): RuleView | undefined;
   deleteAuthorizationRule(hybridConnection: string | undefined, rule: string): boolean;
+  /** Azure RBAC: assigns an Azure Relay role to a principal at the namespace or an entity scope. */
+  putRoleAssignment(
+    id: string,
+    assignment: { principalId: string; roleDefinitionId: string; scope?: string },
+  ): { created: boolean; assignment: RoleAssignment };
+  listRoleAssignments(): RoleAssignment[];
+  deleteRoleAssignment(id: string): boolean;
 }
 
 function view(rule: AuthorizationRule): RuleView {
@@ -87,6 +95,9 @@ export function createAdmin(ctx: EmulatorContext): RelayAdmin {
       return r ? view(r) : undefined;
     },
     deleteAuthorizationRule: (hc, rule) => ns.deleteRule(hc, rule),
+    putRoleAssignment: (id, assignment) => ns.putRoleAssignment(id, assignment),
+    listRoleAssignments: () => [...ns.roleAssignments.values()].map((a) => ({ ...a })),
+    deleteRoleAssignment: (id) => ns.deleteRoleAssignment(id),
   };
 }
 
@@ -95,6 +106,11 @@ const ruleBody = z.object({
   rights: z.array(z.enum(["Listen", "Send", "Manage"])).min(1),
   primaryKey: z.string().min(1).max(256).optional(),
   secondaryKey: z.string().min(1).max(256).optional(),
+});
+const roleAssignmentBody = z.object({
+  principalId: z.string().min(1).max(64),
+  roleDefinitionId: z.string().min(1).max(300),
+  scope: z.string().max(1000).optional(),
 });
 const regenerateBody = z.object({
   keyType: z.enum(["PrimaryKey", "SecondaryKey"]),
@@ -221,6 +237,26 @@ async function route(
         throw new HttpError(400, `invalid fault request: ${err.issues.map((i) => i.message).join("; ")}`);
       throw err;
     }
+  }
+  if (rest === "/roleAssignments" && method === "GET")
+    return { status: 200, body: admin.listRoleAssignments() };
+  const assignmentMatch = /^\/roleAssignments\/([^/]+)$/.exec(rest);
+  if (assignmentMatch) {
+    const id = decode(assignmentMatch[1]!);
+    if (method === "PUT") {
+      const b = parse(roleAssignmentBody, body);
+      const r = admin.putRoleAssignment(id, {
+        principalId: b.principalId,
+        roleDefinitionId: b.roleDefinitionId,
+        ...(b.scope !== undefined ? { scope: b.scope } : {}),
+      });
+      return { status: r.created ? 201 : 200, body: r.assignment };
+    }
+    if (method === "DELETE") {
+      if (!admin.deleteRoleAssignment(id)) throw new HttpError(404, `role assignment '${id}' not found`);
+      return { status: 204 };
+    }
+    throw new HttpError(405, "method not allowed");
   }
   if (rest === "/hybridConnections" && method === "GET")
     return { status: 200, body: admin.listHybridConnections() };

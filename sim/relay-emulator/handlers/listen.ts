@@ -81,7 +81,7 @@ export function handleListen(ctx: EmulatorContext, u: UpgradeRequest): void {
     const cc = new ControlChannel(ctx, ws, hc, {
       host,
       remoteAddress: u.remoteAddress,
-      expiresAtSeconds: auth.token.expiresAt,
+      expiresAtSeconds: auth.expiresAt,
     });
     ctx.logger.info({ hc: hc.name, listener: cc.id, source: u.remoteAddress }, "listener registered");
   });

@@ -21,9 +21,6 @@ export function handleRenewToken(ctx: EmulatorContext, channel: ControlChannel, 
     channel.close(1008, `renewToken refused: ${auth.description}`.slice(0, 120));
     return;
   }
-  channel.renew(auth.token.expiresAt);
-  ctx.logger.debug(
-    { hc: channel.hc.name, listener: channel.id, expiresAt: auth.token.expiresAt },
-    "token renewed",
-  );
+  channel.renew(auth.expiresAt);
+  ctx.logger.debug({ hc: channel.hc.name, listener: channel.id, expiresAt: auth.expiresAt }, "token renewed");
 }
