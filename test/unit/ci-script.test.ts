@@ -30,3 +30,12 @@ test(".ci/run installs cleanly, lints (Biome + tsc --noEmit), then runs the READ
     /npm ci && npm test/,
   );
 });
+
+test(".ci/run installs the Debian packages the tests drive when missing, with one apt-get update", () => {
+  const script = readFileSync(join(REPO_ROOT, ".ci/run"), "utf8");
+  assert.match(script, /missing\+=\(chromium\)/);
+  assert.match(script, /missing\+=\(prometheus\)/);
+  assert.equal(script.match(/apt-get update/g)?.length, 1);
+  assert.match(script, /apt-get install -y .*"\$\{missing\[@\]\}"/);
+  assert.ok(script.indexOf("apt-get install") < script.indexOf("npm test"), "before the tests");
+});

@@ -160,6 +160,9 @@ export class Gateway {
     metrics.routes.set(next.routeCount);
     metrics.badRows.set(next.problems.length);
     metrics.listeningPorts.set(this.listening().length);
+    metrics.unboundPorts.set(
+      [...next.ports.keys()].filter((port) => !this.servers.get(port)?.listening).length,
+    );
     metrics.reloads.inc({ result: "ok" });
     if (diff.open.length + diff.close.length + diff.update.length > 0 || next.problems.length > 0)
       log.info(

@@ -3,7 +3,8 @@
  * Labels are the route key (`<port>` or `<port>:<hostname>`) — bounded by the ledger, never by
  * client input: refusals of an unknown name are counted on the port's key.
  */
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { collectStandardDefaultMetrics } from "../../../lib/default-metrics.ts";
 
 /** Why a connection was refused; the `reason` label of `gateway_connections_refused_total`. */
 export type RefusalReason =
@@ -31,6 +32,7 @@ export interface GatewayMetrics {
   setupSeconds: Histogram<"route">;
   routes: Gauge;
   listeningPorts: Gauge;
+  unboundPorts: Gauge;
   reloads: Counter<"result">;
   badRows: Gauge;
   openCircuits: Gauge;
@@ -41,7 +43,7 @@ export interface GatewayMetrics {
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): GatewayMetrics {
   const registry = new Registry();
-  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+  if (options.defaultMetrics ?? true) collectStandardDefaultMetrics(registry);
   const registers = [registry];
   let standbyReady = () => 0;
   new Gauge({
@@ -89,6 +91,11 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Gatew
     listeningPorts: new Gauge({
       name: "gateway_listening_ports",
       help: "Public ports being listened on",
+      registers,
+    }),
+    unboundPorts: new Gauge({
+      name: "gateway_ports_unbound",
+      help: "Public ports in the routing table that could not be listened on (retried at each reload)",
       registers,
     }),
     reloads: new Counter({

@@ -5,7 +5,8 @@
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import { Counter, Gauge, Registry } from "prom-client";
+import { collectStandardDefaultMetrics } from "../../../lib/default-metrics.ts";
 
 /** What the gauges read at scrape time (so the hot path only bumps counters). */
 export interface MetricsSnapshot {
@@ -32,7 +33,7 @@ export class ModuleMetrics {
   });
 
   constructor(snapshot: () => MetricsSnapshot) {
-    collectDefaultMetrics({ register: this.registry });
+    collectStandardDefaultMetrics(this.registry);
     new Gauge({
       name: "relay_listener_active_connections",
       help: "Live relayed connections by mapping",
