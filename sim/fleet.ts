@@ -221,6 +221,8 @@ export class Fleet {
         ...this.rolloutEnv(),
         ROLLOUT_PORT: String(rolloutPort),
         ROLLOUT_FUNCTION_KEY: functionKey,
+        // The Functions app's own setting; the local server checks it as the host would.
+        RECONCILE_SCHEDULE: "0 */5 * * * *",
         SITE_PROFILES: JSON.stringify(profiles),
       },
     });

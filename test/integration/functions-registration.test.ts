@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import Module from "node:module";
 import { test } from "node:test";
+import { spawnTs } from "../helpers/index.ts";
 
 interface Binding {
   type: string;
@@ -46,6 +47,8 @@ loader._load = function (request: string, ...rest: unknown[]) {
 };
 
 test("every trigger registers with the binding the host expects", async () => {
+  // The app refuses to load without its timer's schedule (see the next test).
+  process.env.RECONCILE_SCHEDULE = "0 */5 * * * *";
   await import("../../cloud/functions/src/index.ts");
   assert.equal(programmingModel?.name, "@azure/functions");
   const byName = new Map(registered.map((r) => [r.name, r]));
@@ -80,4 +83,12 @@ test("every trigger registers with the binding the host expects", async () => {
   const timer = Object.values(byName.get("reconcile")?.bindings ?? {}).find((b) => b.type === "timerTrigger");
   assert.equal(timer?.schedule, "%RECONCILE_SCHEDULE%");
   assert.equal(new Set(registered.map((r) => r.name)).size, registered.length, "no duplicate registrations");
+});
+
+test("the app refuses to load without RECONCILE_SCHEDULE, naming it", async (t) => {
+  const probe = spawnTs(t, "cloud/functions/src/index.ts", [], { RECONCILE_SCHEDULE: "" });
+  const code = await probe.exited;
+  assert.notEqual(code, 0, "the entry point failed");
+  assert.match(probe.stderr(), /RF_ERR_ROLLOUT_CONFIG/);
+  assert.match(probe.stderr(), /RECONCILE_SCHEDULE is required/);
 });

@@ -1,21 +1,12 @@
 /**
  * Builds the rollout service from environment variables (Functions app settings,
- * `local.settings.json`, the simulation, the CLI):
- *
- * | variable | meaning |
- * |---|---|
- * | `IOTHUB_CONNECTION_STRING`, `IOTHUB_REST_PORT`, `IOTHUB_CA_FILE` | IoT Hub service access (`lib/azure/iothub-service.ts`) |
- * | `LEDGER_CONNECTION_STRING` (else `AzureWebJobsStorage`), `LEDGER_TABLE` | port ledger table (default `portledger`) |
- * | `RELAY_PORT_RANGES` | public port ranges, e.g. `40000-40999,50000` (default `40000-40999`) |
- * | `RELAY_SUBSCRIPTION_ID`, `RELAY_RESOURCE_GROUP`, `RELAY_NAMESPACE` | Azure Relay via ARM |
- * | `RELAY_ENDPOINT`, `RELAY_MANAGE_KEY_NAME`, `RELAY_MANAGE_KEY`, `RELAY_TLS`, `RELAY_CA_FILE` | the relay emulator |
- * | `SITE_PROFILES_FILE` or `SITE_PROFILES` (JSON), `DEFAULT_SITE_PROFILE` | site profiles (default mappings) |
- * | `ROTATE_TIMEOUT_MS`, `ROTATE_SEND_GRACE_MS` | key rotation waits |
+ * `local.settings.json`, the simulation, the CLI). Every variable is listed, described and
+ * validated in `settings.ts`.
  */
 import { readFileSync } from "node:fs";
-import { iothubServiceClientsFromEnv } from "../../../lib/azure/iothub-service.ts";
+import { createIotHubServiceClients } from "../../../lib/azure/iothub-service.ts";
 import { errorMessage, RelayFleetError } from "../../../lib/errors.ts";
-import { createLedger, DEFAULT_LEDGER_TABLE, parsePortRanges } from "../../../lib/ledger/index.ts";
+import { createLedger } from "../../../lib/ledger/index.ts";
 import { createLogger } from "../../../lib/log.ts";
 import { relayAdminFromEnv } from "./relay-admin/index.ts";
 import {
@@ -25,6 +16,7 @@ import {
   type SiteProfiles,
   siteProfilesSchema,
 } from "./rollout/index.ts";
+import { loadRolloutSettings, type RolloutSettings } from "./settings.ts";
 
 function configError(message: string): RelayFleetError {
   return new RelayFleetError("RF_ERR_ROLLOUT_CONFIG", message, { status: 500 });
@@ -32,10 +24,14 @@ function configError(message: string): RelayFleetError {
 
 /** Site profiles from `SITE_PROFILES_FILE` / `SITE_PROFILES`; an empty `default` profile otherwise. */
 export function profilesFromEnv(env: NodeJS.ProcessEnv = process.env): SiteProfiles {
+  return profilesFrom(loadRolloutSettings(env));
+}
+
+function profilesFrom(settings: Pick<RolloutSettings, "SITE_PROFILES_FILE" | "SITE_PROFILES">): SiteProfiles {
   let raw: unknown = { default: { mappings: {} } };
   try {
-    if (env.SITE_PROFILES_FILE) raw = JSON.parse(readFileSync(env.SITE_PROFILES_FILE, "utf8"));
-    else if (env.SITE_PROFILES) raw = JSON.parse(env.SITE_PROFILES);
+    if (settings.SITE_PROFILES_FILE) raw = JSON.parse(readFileSync(settings.SITE_PROFILES_FILE, "utf8"));
+    else if (settings.SITE_PROFILES) raw = JSON.parse(settings.SITE_PROFILES);
   } catch (err) {
     throw configError(`Site profiles cannot be read: ${errorMessage(err)}`);
   }
@@ -47,34 +43,27 @@ export function profilesFromEnv(env: NodeJS.ProcessEnv = process.env): SiteProfi
   return parsed.data;
 }
 
-function intEnv(env: NodeJS.ProcessEnv, name: string): number | undefined {
-  const v = env[name];
-  if (v === undefined || v === "") return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw configError(`${name} must be a non-negative integer.`);
-  return n;
-}
-
 /** Creates the rollout service the environment describes. */
 export async function rolloutFromEnv(env: NodeJS.ProcessEnv = process.env): Promise<Rollout> {
-  const storage = env.LEDGER_CONNECTION_STRING ?? env.AzureWebJobsStorage;
+  const settings = loadRolloutSettings(env);
+  const storage = settings.LEDGER_CONNECTION_STRING ?? settings.AzureWebJobsStorage;
   if (!storage) throw configError("No port ledger is configured: set LEDGER_CONNECTION_STRING.");
-  if (!env.IOTHUB_CONNECTION_STRING)
+  if (!settings.IOTHUB_CONNECTION_STRING)
     throw configError("No IoT Hub is configured: set IOTHUB_CONNECTION_STRING.");
-  const ranges = parsePortRanges(env.RELAY_PORT_RANGES ?? "40000-40999");
-  const ledger = createLedger(storage, env.LEDGER_TABLE ?? DEFAULT_LEDGER_TABLE, { ranges });
-  const { registry } = iothubServiceClientsFromEnv(env);
+  const ledger = createLedger(storage, settings.LEDGER_TABLE, { ranges: settings.RELAY_PORT_RANGES });
+  const { registry } = createIotHubServiceClients(settings.IOTHUB_CONNECTION_STRING, {
+    ...(settings.IOTHUB_REST_PORT !== undefined ? { restPort: settings.IOTHUB_REST_PORT } : {}),
+    ...(settings.IOTHUB_CA_FILE ? { ca: readFileSync(settings.IOTHUB_CA_FILE) } : {}),
+  });
   const relay = await relayAdminFromEnv(env);
-  const rotateTimeoutMs = intEnv(env, "ROTATE_TIMEOUT_MS");
-  const sendKeyGraceMs = intEnv(env, "ROTATE_SEND_GRACE_MS");
   const rollout = createRollout({
     hub: createRegistryHub(registry),
     relay,
     ledger,
-    profiles: profilesFromEnv(env),
-    ...(env.DEFAULT_SITE_PROFILE ? { defaultProfile: env.DEFAULT_SITE_PROFILE } : {}),
-    ...(rotateTimeoutMs !== undefined ? { rotateTimeoutMs } : {}),
-    ...(sendKeyGraceMs !== undefined ? { sendKeyGraceMs } : {}),
+    profiles: profilesFrom(settings),
+    ...(settings.DEFAULT_SITE_PROFILE ? { defaultProfile: settings.DEFAULT_SITE_PROFILE } : {}),
+    ...(settings.ROTATE_TIMEOUT_MS !== undefined ? { rotateTimeoutMs: settings.ROTATE_TIMEOUT_MS } : {}),
+    ...(settings.ROTATE_SEND_GRACE_MS !== undefined ? { sendKeyGraceMs: settings.ROTATE_SEND_GRACE_MS } : {}),
     logger: createLogger("rollout"),
   });
   await ledger.ensureTable();

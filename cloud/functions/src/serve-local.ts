@@ -3,15 +3,19 @@
  * loads, served over node:http by `http-server.ts`, configured from the environment
  * (`config.ts`). `ROLLOUT_PORT` (default 0 = any free port) and `ROLLOUT_FUNCTION_KEY` (default
  * random) choose where and with which key. Prints one JSON line `{"event":"listening",...}`.
+ * It validates the settings the Functions app would (`RECONCILE_SCHEDULE` included, though no timer
+ * runs here), so a configuration that would not start in Azure does not start here either.
  */
 import { errorMessage } from "../../../lib/errors.ts";
 import { createLogger } from "../../../lib/log.ts";
 import { rolloutFromEnv } from "./config.ts";
 import { startRolloutHttpServer } from "./http-server.ts";
+import { loadFunctionsAppSettings } from "./settings.ts";
 
 const logger = createLogger("rollout-local");
 
 try {
+  loadFunctionsAppSettings();
   const rollout = await rolloutFromEnv();
   const server = await startRolloutHttpServer(rollout, {
     port: Number(process.env.ROLLOUT_PORT ?? "0") || 0,

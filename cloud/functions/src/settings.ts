@@ -1,0 +1,200 @@
+/**
+ * The rollout service's environment, as one zod schema that is also its documentation: every
+ * variable it reads, with a description and where it is set (`deploy`). The infrastructure tests
+ * read this schema to check that the ARM template sets every variable a deployment needs, so a new
+ * setting without a template entry fails CI.
+ *
+ * Two entry points: `rolloutSettingsSchema` is what the rollout service needs wherever it runs
+ * (the Functions app, the simulation's local server, the CLI's direct mode);
+ * `functionsAppSettingsSchema` adds what only the Functions app needs (its timer's schedule).
+ */
+import { z } from "zod";
+import { RelayFleetError } from "../../../lib/errors.ts";
+import { DEFAULT_LEDGER_TABLE, type PortRange, parsePortRanges } from "../../../lib/ledger/index.ts";
+
+/**
+ * Where a variable is set:
+ * - `app-setting`: a plain app setting of the Functions app (the template sets it);
+ * - `secret`: never plain text: a Key Vault reference in Azure, the environment locally;
+ * - `local`: only against the local emulators or for development (the template must not set it).
+ */
+export type SettingDeploy = "app-setting" | "secret" | "local";
+
+export interface SettingMeta {
+  description: string;
+  deploy: SettingDeploy;
+}
+
+const DEFAULT_PORT_RANGES = "40000-40999";
+
+function documented<T extends z.ZodType>(schema: T, meta: SettingMeta): T {
+  return schema.meta({ ...meta });
+}
+
+const optionalText = () =>
+  z
+    .string()
+    .optional()
+    .transform((v) => (v === "" ? undefined : v));
+
+const optionalInt = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z
+    .string()
+    .optional()
+    .transform((v) => (v === undefined || v === "" ? undefined : Number(v)))
+    .pipe(z.number({ error: "must be a number" }).int("must be an integer").min(min).max(max).optional());
+
+/** NCRONTAB with seconds first (`{second} {minute} {hour} {day} {month} {day-of-week}`). */
+const NCRONTAB = /^\s*(?:[0-9A-Za-z*/,-]+\s+){5}[0-9A-Za-z*/,-]+\s*$/;
+
+const reconcileSchedule = optionalText().pipe(
+  z
+    .string({ error: "is required (NCRONTAB, e.g. 0 */5 * * * *)" })
+    .regex(NCRONTAB, "must be an NCRONTAB expression with six fields, seconds first (e.g. 0 */5 * * * *)"),
+);
+
+const portRanges = z
+  .string()
+  .optional()
+  .transform((v, ctx): PortRange[] => {
+    try {
+      return parsePortRanges(v === undefined || v === "" ? DEFAULT_PORT_RANGES : v);
+    } catch (err) {
+      ctx.addIssue({ code: "custom", message: (err as Error).message });
+      return z.NEVER;
+    }
+  });
+
+const relayTls = z
+  .enum(["", "0", "1"], { error: "must be 1 (TLS) or 0" })
+  .optional()
+  .transform((v) => v === "1");
+
+export const rolloutSettingsSchema = z.object({
+  IOTHUB_CONNECTION_STRING: documented(optionalText(), {
+    description: "IoT Hub service connection string (registry read/write and service connect)",
+    deploy: "secret",
+  }),
+  IOTHUB_REST_PORT: documented(optionalInt(1, 65535), {
+    description: "HTTPS port of the hub's REST API when it is not 443 (the IoT Hub emulator)",
+    deploy: "local",
+  }),
+  IOTHUB_CA_FILE: documented(optionalText(), {
+    description: "PEM file of an extra CA to trust for IoT Hub (the emulator's)",
+    deploy: "local",
+  }),
+  LEDGER_CONNECTION_STRING: documented(optionalText(), {
+    description: "storage connection string of the port ledger's table (else AzureWebJobsStorage)",
+    deploy: "secret",
+  }),
+  AzureWebJobsStorage: documented(optionalText(), {
+    description:
+      "the Functions host's storage connection string; the ledger's when LEDGER_CONNECTION_STRING is unset",
+    deploy: "local",
+  }),
+  LEDGER_TABLE: documented(
+    optionalText().transform((v) => v ?? DEFAULT_LEDGER_TABLE),
+    {
+      description: `name of the port ledger's table (default ${DEFAULT_LEDGER_TABLE})`,
+      deploy: "app-setting",
+    },
+  ),
+  RELAY_PORT_RANGES: documented(portRanges, {
+    description: `public port ranges the rollout allocates from, e.g. 40000-40999,50000 (default ${DEFAULT_PORT_RANGES})`,
+    deploy: "app-setting",
+  }),
+  RELAY_SUBSCRIPTION_ID: documented(optionalText(), {
+    description: "Azure Relay via ARM: the namespace's subscription",
+    deploy: "app-setting",
+  }),
+  RELAY_RESOURCE_GROUP: documented(optionalText(), {
+    description: "Azure Relay via ARM: the namespace's resource group",
+    deploy: "app-setting",
+  }),
+  RELAY_NAMESPACE: documented(optionalText(), {
+    description: "Azure Relay via ARM: the namespace's name",
+    deploy: "app-setting",
+  }),
+  RELAY_ENDPOINT: documented(optionalText(), {
+    description: "the relay emulator's endpoint (sb://127.0.0.1:<port>)",
+    deploy: "local",
+  }),
+  RELAY_MANAGE_KEY_NAME: documented(optionalText(), {
+    description: "the relay emulator's Manage rule name",
+    deploy: "local",
+  }),
+  RELAY_MANAGE_KEY: documented(optionalText(), {
+    description: "the relay emulator's Manage key",
+    deploy: "local",
+  }),
+  RELAY_TLS: documented(relayTls, {
+    description: "1: the relay emulator speaks TLS (implied by RELAY_CA_FILE)",
+    deploy: "local",
+  }),
+  RELAY_CA_FILE: documented(optionalText(), {
+    description: "PEM file of the relay emulator's TLS CA",
+    deploy: "local",
+  }),
+  SITE_PROFILES_FILE: documented(optionalText(), {
+    description: "JSON file of site profiles (default mappings); wins over SITE_PROFILES",
+    deploy: "local",
+  }),
+  SITE_PROFILES: documented(optionalText(), {
+    description: "site profiles as JSON text (default: one empty profile named default)",
+    deploy: "app-setting",
+  }),
+  DEFAULT_SITE_PROFILE: documented(optionalText(), {
+    description: "profile given to a site onboarded without one (default: default)",
+    deploy: "app-setting",
+  }),
+  ROTATE_TIMEOUT_MS: documented(optionalInt(0), {
+    description: "how long key rotation waits for a module to report its new key",
+    deploy: "app-setting",
+  }),
+  ROTATE_SEND_GRACE_MS: documented(optionalInt(0), {
+    description: "how long the old Send key stays valid after a rotation",
+    deploy: "app-setting",
+  }),
+});
+
+export const functionsAppSettingsSchema = rolloutSettingsSchema.extend({
+  RECONCILE_SCHEDULE: documented(reconcileSchedule, {
+    description: "NCRONTAB schedule of the reconcile timer, seconds first (e.g. 0 */5 * * * *)",
+    deploy: "app-setting",
+  }),
+});
+
+export type RolloutSettings = z.output<typeof rolloutSettingsSchema>;
+export type FunctionsAppSettings = z.output<typeof functionsAppSettingsSchema>;
+
+/** Name, schema and documentation of every variable a settings schema reads. */
+export function describeSettings(
+  schema: z.ZodObject = functionsAppSettingsSchema,
+): Array<{ name: string } & SettingMeta> {
+  return Object.entries(schema.shape).map(([name, field]) => {
+    const meta = (field as z.ZodType).meta() as Partial<SettingMeta> | undefined;
+    if (!meta?.description || !meta.deploy) throw new Error(`setting ${name} is not documented`);
+    return { name, description: meta.description, deploy: meta.deploy };
+  });
+}
+
+function configError(message: string): RelayFleetError {
+  return new RelayFleetError("RF_ERR_ROLLOUT_CONFIG", message, { status: 500 });
+}
+
+function parseWith<S extends z.ZodObject>(schema: S, env: NodeJS.ProcessEnv): z.output<S> {
+  const parsed = schema.safeParse(env);
+  if (parsed.success) return parsed.data;
+  const detail = parsed.error.issues.map((i) => `${i.path.join(".")} ${i.message}`).join("; ");
+  throw configError(`rollout configuration: ${detail}`);
+}
+
+/** Reads and validates the rollout's environment; throws `RF_ERR_ROLLOUT_CONFIG` naming each bad variable. */
+export function loadRolloutSettings(env: NodeJS.ProcessEnv = process.env): RolloutSettings {
+  return parseWith(rolloutSettingsSchema, env);
+}
+
+/** Same for the Functions app (and its local stand-in): also requires `RECONCILE_SCHEDULE`. */
+export function loadFunctionsAppSettings(env: NodeJS.ProcessEnv = process.env): FunctionsAppSettings {
+  return parseWith(functionsAppSettingsSchema, env);
+}
