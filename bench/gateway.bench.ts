@@ -10,8 +10,10 @@
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
-import { dirname, resolve } from "node:path";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { createIotHubServiceClients } from "../lib/azure/iothub-service.ts";
 import { audienceFor, createSasToken } from "../lib/hyco/sas.ts";
@@ -27,6 +29,13 @@ interface Child {
   line: Record<string, unknown>;
   pid: number;
   stop(): void;
+}
+
+/** The site's allowlist file (the module reads no allowlist from its environment). */
+function loopbackAllowlistFile(): string {
+  const file = join(mkdtempSync(join(tmpdir(), "relay-bench-")), "allowlist.txt");
+  writeFileSync(file, "127.0.0.0/8:*\n");
+  return file;
 }
 
 /** Starts `node --import tsx` with a script or inline module; resolves with its first JSON line matching `event`. */
@@ -162,7 +171,7 @@ export async function runBenchmark(): Promise<BenchSection> {
       ["modules/relayListener/src/main.ts"],
       {
         ...hub.moduleEnvironment("bench", MODULE_ID),
-        RELAY_ALLOWED_TARGETS: "127.0.0.0/8:*",
+        RELAY_ALLOWLIST_FILE: loopbackAllowlistFile(),
         METRICS_PORT: "0",
         METRICS_HOST: "127.0.0.1",
         LOG_LEVEL: "info",

@@ -135,7 +135,7 @@ export class Fleet {
   /** Demo services that the default site profile points at (sites added with the CLI). */
   sharedServices!: DemoServices;
   private registry!: ReturnType<typeof createIotHubServiceClients>["registry"];
-  private readonly dirs: { logs: string; relay: string; hub: string; azurite: string };
+  private readonly dirs: { logs: string; relay: string; hub: string; azurite: string; device: string };
   private stopped = false;
 
   private constructor(
@@ -149,8 +149,12 @@ export class Fleet {
       relay: join(d, "relay"),
       hub: join(d, "iothub"),
       azurite: join(d, "azurite"),
+      device: join(d, "device"),
     };
     for (const dir of Object.values(this.dirs)) mkdirSync(dir, { recursive: true });
+    // The device owner's allowlist file (on a real device: /etc/relay-listener/allowlist.txt,
+    // bind-mounted read-only); the demo services live on loopback.
+    writeFileSync(join(this.dirs.device, "allowlist.txt"), "127.0.0.1/32:*\n");
   }
 
   /** Starts every part and onboards `options.sites` demo sites. */
@@ -413,8 +417,8 @@ export class Fleet {
       EdgeHubConnectionString: `HostName=${this.hub.hostName};GatewayHostName=127.0.0.1:${this.hub.mqttPort};DeviceId=${view.deviceId};ModuleId=${MODULE_ID};SharedAccessKey=${key}`,
       EdgeModuleCACertificateFile: this.hub.caFile,
       RELAY_CA_FILE: this.relay.caFile,
-      // The device owner's local allowlist: the demo services live on loopback.
-      RELAY_ALLOWED_TARGETS: "127.0.0.1/32:*",
+      // The device owner's local allowlist file (written by the constructor).
+      RELAY_ALLOWLIST_FILE: join(this.dirs.device, "allowlist.txt"),
       METRICS_PORT: "0",
       METRICS_HOST: "127.0.0.1",
       REPORT_INTERVAL_MS: "1000",

@@ -4,7 +4,9 @@
  * desired properties written through the real `Registry.updateModuleTwin`, and a sender that
  * opens a logical port the way the gateway does (Send token, azbridge preamble, wait for reply).
  */
+import { writeFileSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
+import { join } from "node:path";
 import WebSocket from "ws";
 import { createIotHubServiceClients, type IotHubServiceClients } from "../../lib/azure/iothub-service.ts";
 import { encodePreamble, ReplyParser } from "../../lib/hyco/preamble.ts";
@@ -12,7 +14,7 @@ import { createSasToken } from "../../lib/hyco/sas.ts";
 import { connectUrl, tokenAudience } from "../../lib/hyco/urls.ts";
 import { type IotHubEmulator, startIotHubEmulator } from "../../sim/iothub-emulator/index.ts";
 import { type RelayEmulator, startRelayEmulator } from "../../sim/relay-emulator/index.ts";
-import { type CleanupContext, type ManagedProcess, spawnTs, waitFor } from "../helpers/index.ts";
+import { type CleanupContext, type ManagedProcess, spawnTs, tempDir, waitFor } from "../helpers/index.ts";
 
 export const MODULE_ID = "relayListener";
 
@@ -56,8 +58,16 @@ export async function startSite(t: CleanupContext, deviceId = "site-a"): Promise
   };
 }
 
+/** The device owner's allowlist file for a test site (the module reads no allowlist from its env). */
+export function allowlistFile(t: CleanupContext, text = "127.0.0.0/8:*\n"): string {
+  const file = join(tempDir(t), "allowlist.txt");
+  writeFileSync(file, text);
+  return file;
+}
+
 /** Module environment: emulator identity, loopback allowlist, fast timers for tests. */
 export function moduleEnv(
+  t: CleanupContext,
   site: Site,
   extra: Record<string, string> = {},
   moduleId = MODULE_ID,
@@ -65,7 +75,7 @@ export function moduleEnv(
   return {
     ...site.hub.moduleEnvironment(site.deviceId, moduleId),
     RELAY_CA_FILE: site.relay.caFile ?? "",
-    RELAY_ALLOWED_TARGETS: "127.0.0.0/8:*",
+    RELAY_ALLOWLIST_FILE: allowlistFile(t),
     METRICS_PORT: "0",
     METRICS_HOST: "127.0.0.1",
     REPORT_INTERVAL_MS: "200",
@@ -88,7 +98,7 @@ export async function startModuleProcess(
   extra: Record<string, string> = {},
   moduleId = MODULE_ID,
 ): Promise<ModuleProcess> {
-  const proc = spawnTs(t, "modules/relayListener/src/main.ts", [], moduleEnv(site, extra, moduleId));
+  const proc = spawnTs(t, "modules/relayListener/src/main.ts", [], moduleEnv(t, site, extra, moduleId));
   const m = await proc.waitForLine(/"metricsPort":(\d+)[^\n]*"msg":"relayListener ready"/, 30_000);
   return Object.assign(proc, { metricsPort: Number(m[1]) });
 }

@@ -1,18 +1,24 @@
 /**
  * Deployment templates and the manifests `npm run manifests` generates, validated against the
  * SchemaStore schemas in ../shared/schemas (template 4.0, manifest 2.0) with ajv; the
- * generation rules of iotedgedev (placeholders, createOptions chunks); ADR 0004 (no
+ * generation rules of iotedgedev 3.3.x (placeholders, `-<CONTAINER_TAG>`, lower-cased repository,
+ * python-dotenv parsing, DOTENV_FILE / DEPLOYMENT_CONFIG_FILE, unset variables are errors,
+ * createOptions chunks); the templates' security promises (no host ports, no cloud-set
+ * allowlist, loopback-only inspector); ADR 0004 (no
  * relayListener desired properties in the base deployment); the dev container parses.
  */
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { Ajv } from "ajv";
 import {
+  GenConfigError,
   generateAll,
   generateDeployment,
+  imageFor,
   loadEnv,
+  parseDotEnv,
   readModules,
   splitCreateOptions,
   TWIN_VALUE_MAX_SIZE,
@@ -124,7 +130,7 @@ test("placeholders: ${MODULES.x}, ${MODULES.x.debug}, ${VAR} from the environmen
         { settings: Json }
       >
     ).m?.settings;
-  const env = { FOO: "bar", CONTAINER_TAG: "-rc1" };
+  const env = { FOO: "bar", CONTAINER_TAG: "rc1" };
   const plain = imageOf(
     generateDeployment(template("${MODULES.relayListener}"), { platform: "arm64v8", env, modules }),
   );
@@ -143,6 +149,20 @@ test("placeholders: ${MODULES.x}, ${MODULES.x.debug}, ${VAR} from the environmen
     () => generateDeployment(template("${MODULES.nope}"), { platform: "amd64", env, modules }),
     /names no module/,
   );
+});
+
+test(".env.example sets no variable that nothing uses (EDGEAGENT_/EDGEHUB_SCHEMA_VERSION)", () => {
+  const example = parseDotEnv(readFileSync(join(REPO_ROOT, ".env.example"), "utf8"));
+  const templates = [
+    "deployment.template.json",
+    "deployment.debug.template.json",
+    "modules/relayListener/module.json",
+  ]
+    .map((f) => readFileSync(join(REPO_ROOT, f), "utf8"))
+    .join("\n");
+  for (const name of ["EDGEAGENT_SCHEMA_VERSION", "EDGEHUB_SCHEMA_VERSION", "RELAY_ALLOWED_TARGETS"]) {
+    assert.ok(!(name in example) || templates.includes(`\${${name}}`), `${name} is set but unused`);
+  }
 });
 
 test(".env.example carries the iotedgedev variables", () => {
@@ -172,6 +192,120 @@ test("the example layered deployment uses flattened paths and sets no relayListe
   JSON.parse(settings.createOptions as string);
 });
 
+test("CONTAINER_TAG is joined as -<tag>, as iotedgedev does; the repository is lower-cased", () => {
+  const modules = readModules(REPO_ROOT, "modules", { CONTAINER_REGISTRY_SERVER: "MyRegistry.Example" });
+  const mod = modules.find((m) => m.name === "relayListener")!;
+  assert.equal(mod.repository, "myregistry.example/relaylistener");
+  assert.equal(imageFor(mod, "amd64", "ci42"), "myregistry.example/relaylistener:0.1.0-ci42-amd64");
+  assert.equal(imageFor(mod, "amd64", ""), "myregistry.example/relaylistener:0.1.0-amd64");
+  assert.equal(
+    imageFor(mod, "amd64.debug", "ci42"),
+    "myregistry.example/relaylistener:0.1.0-ci42-amd64.debug",
+  );
+});
+
+test(".env is read as python-dotenv reads it", () => {
+  const env = parseDotEnv(
+    [
+      "# a comment",
+      "export A=plain # inline comment",
+      "B='single # not a comment ${A}'",
+      'C="double \\"quoted\\" ${A}"',
+      "D=${A}-${NOPE:-fallback}",
+      "E=",
+      'F="two',
+      'lines"',
+      "G=a#b",
+      "  H = spaced  ",
+    ].join("\n"),
+    { OUTER: "x" },
+  );
+  assert.deepEqual(env, {
+    A: "plain",
+    B: "single # not a comment ${A}",
+    C: 'double "quoted" plain',
+    D: "plain-fallback",
+    E: "",
+    F: "two\nlines",
+    G: "a#b",
+    H: "spaced",
+  });
+  assert.throws(() => parseDotEnv('X="unterminated'), /line 1: X has an unterminated " quote/);
+  assert.throws(() => parseDotEnv("not a line"), /line 1: cannot parse/);
+});
+
+test("an unset ${VAR} is an error that names it", () => {
+  const template = JSON.stringify({
+    modulesContent: { $edgeAgent: { "properties.desired": { x: "${NOT_SET_ANYWHERE}" } } },
+  });
+  assert.throws(
+    () => generateDeployment(template, { platform: "amd64", env: {}, modules: [], templateName: "t.json" }),
+    (err: unknown) =>
+      err instanceof GenConfigError && /\$\{NOT_SET_ANYWHERE\} in t\.json is not set/.test(err.message),
+  );
+});
+
+test("DOTENV_FILE and DEPLOYMENT_CONFIG_FILE are honoured", (t) => {
+  const root = tempDir(t);
+  cpSync(join(REPO_ROOT, "modules"), join(root, "modules"), { recursive: true });
+  cpSync(join(REPO_ROOT, "deployment.template.json"), join(root, "deployment.template.json"));
+  const example = readFileSync(join(REPO_ROOT, ".env.example"), "utf8");
+  writeFileSync(
+    join(root, "ci.env"),
+    `${example}\nCONTAINER_REGISTRY_SERVER=Ci.Registry\nCONTAINER_TAG=ci7\n`,
+  );
+  const out = join(root, "out");
+  const files = generateAll(root, out, { DOTENV_FILE: "ci.env", DEPLOYMENT_CONFIG_FILE: "edge.json" });
+  assert.deepEqual(files.map((f) => f.slice(out.length + 1)).sort(), [
+    "deployment.arm32v7.json",
+    "deployment.arm64v8.json",
+    "edge.json",
+  ]);
+  const doc = read(join(out, "edge.json"));
+  const image = (
+    ((((doc.modulesContent as Json).$edgeAgent as Json)["properties.desired"] as Json).modules as Json)
+      .relayListener as Json
+  ).settings as Json;
+  assert.equal(image.image, "ci.registry/relaylistener:0.1.0-ci7-amd64");
+  assert.throws(
+    () => generateAll(root, out, { DOTENV_FILE: "missing.env" }),
+    /DOTENV_FILE missing\.env does not exist/,
+  );
+});
+
+for (const template of ["deployment.template.json", "deployment.debug.template.json"]) {
+  test(`${template} keeps the README's security promises`, () => {
+    const doc = read(join(REPO_ROOT, template));
+    const agent = ((doc.modulesContent as Json).$edgeAgent as Json)["properties.desired"] as Json;
+    const hub = ((doc.modulesContent as Json).$edgeHub as Json)["properties.desired"] as Json;
+    assert.equal(agent.schemaVersion, "1.1");
+    assert.equal(hub.schemaVersion, "1.2");
+    const all = { ...(agent.systemModules as Json), ...(agent.modules as Json) } as Record<string, Json>;
+    for (const [name, mod] of Object.entries(all)) {
+      const create = ((mod.settings as Json).createOptions ?? {}) as Json;
+      const bindings = ((create.HostConfig ?? {}) as Json).PortBindings as
+        | Record<string, Array<{ HostIp?: string }>>
+        | undefined;
+      for (const [port, list] of Object.entries(bindings ?? {})) {
+        // Only the debug inspector, and only on the device's loopback.
+        assert.equal(`${name} ${port}`, "relayListener 9229/tcp", `${template}: ${name} publishes ${port}`);
+        for (const b of list) assert.equal(b.HostIp, "127.0.0.1", `${template}: inspector not on loopback`);
+      }
+    }
+    const env = ((agent.modules as Json).relayListener as Json).env as Json;
+    assert.equal(env.RELAY_ALLOWED_TARGETS, undefined, "the cloud must not set the allowlist");
+    assert.equal(env.RELAY_ALLOWLIST_FILE, undefined, "the allowlist path is the device mount");
+    const binds = ((((agent.modules as Json).relayListener as Json).settings as Json).createOptions as Json)
+      .HostConfig as Json;
+    assert.deepEqual(binds.Binds, ["/etc/relay-listener:/etc/relay-listener:ro"]);
+  });
+}
+
+test("the README warns about the debug inspector", () => {
+  const readme = readFileSync(join(REPO_ROOT, "README.md"), "utf8");
+  assert.match(readme, /Debug inspector on loopback only[\s\S]{0,200}`127\.0\.0\.1:9229`/);
+});
+
 test(".devcontainer/devcontainer.json parses and installs what the brief asks", () => {
   const doc = read(join(REPO_ROOT, ".devcontainer/devcontainer.json"));
   const text = JSON.stringify(doc);
@@ -183,8 +317,14 @@ test(".devcontainer/devcontainer.json parses and installs what the brief asks", 
     "vsciot-vscode.azure-iot-edge",
     "ms-azuretools.vscode-azurefunctions",
     "npm ci",
-    "20",
   ]) {
     assert.ok(text.includes(needle), `devcontainer lacks ${needle}`);
   }
+  // A Node.js LTS (22 or 24); iotedgedev 3.3.8 declares python_requires '>=3.6, <3.10'.
+  assert.match(doc.image as string, /typescript-node:1-(22|24)-/);
+  const python = (doc.features as Record<string, { version?: string }>)[
+    "ghcr.io/devcontainers/features/python:1"
+  ];
+  assert.match(python?.version ?? "", /^3\.[6-9]$/);
+  assert.match(doc.postCreateCommand as string, /iotedgedev==3\.3\.8/);
 });

@@ -22,7 +22,6 @@ const lookup: Lookup = async (host) => {
 
 const list = allowlistFrom(
   "10.0.0.0/8:22,3389; [fd00::/8]:443\n plc.plant.local:502 # PLC\n*.plant.local:8000-8100",
-  undefined,
   lookup,
 );
 
@@ -55,21 +54,21 @@ for (const [host, port, allowed, reason] of cases) {
 test("unset allowlist denies everything with a clear reason", async () => {
   const d = await new Allowlist(undefined).check("10.0.0.1", 22);
   assert.equal(d.allowed, false);
-  assert.match(d.allowed ? "" : d.reason, /RELAY_ALLOWED_TARGETS/);
+  assert.match(d.allowed ? "" : d.reason, /no local allowlist on the device/);
 });
 
 test("loopback only when named explicitly; link-local never, even under 0.0.0.0/0", async () => {
-  const wide = allowlistFrom("0.0.0.0/0:*", undefined, lookup);
+  const wide = allowlistFrom("0.0.0.0/0:*", lookup);
   assert.equal((await wide.check("127.0.0.1", 80)).allowed, false);
   assert.equal((await wide.check("169.254.169.254", 80)).allowed, false);
   assert.equal((await wide.check("8.8.8.8", 80)).allowed, true);
-  const loop = allowlistFrom("127.0.0.0/8:*", undefined, lookup);
+  const loop = allowlistFrom("127.0.0.0/8:*", lookup);
   assert.equal((await loop.check("127.0.0.1", 80)).allowed, true);
   assert.equal((await loop.check("loop.example", 80)).allowed, true);
 });
 
 test("'private' expands to RFC 1918 + ULA", async () => {
-  const p = allowlistFrom("private", undefined, lookup);
+  const p = allowlistFrom("private", lookup);
   assert.equal((await p.check("192.168.1.1", 1)).allowed, true);
   assert.equal((await p.check("8.8.8.8", 1)).allowed, false);
 });

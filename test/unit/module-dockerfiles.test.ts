@@ -75,3 +75,22 @@ for (const [platform, file] of Object.entries(moduleJson.image.tag.platforms)) {
     } else assert.doesNotMatch(runtime, /inspect/);
   });
 }
+
+test("every image is on a supported Node.js LTS (22 or 24); amd64 images are pinned to linux/amd64", () => {
+  const files = [
+    ...Object.entries(moduleJson.image.tag.platforms).map(([p, f]) => [p, join(MODULE_DIR, f)] as const),
+    ["gateway", join(REPO_ROOT, "cloud/gateway/Dockerfile")] as const,
+  ];
+  for (const [platform, path] of files) {
+    const froms = readFileSync(path, "utf8")
+      .split("\n")
+      .filter((l) => l.startsWith("FROM "));
+    assert.ok(froms.length > 0, `${path}: no FROM`);
+    for (const from of froms) {
+      if (/^FROM\s+(--platform=\S+\s+)?\w+\s+AS\s/i.test(from) && !/node/.test(from)) continue;
+      assert.match(from, /node:(22|24)[-\s]|node:(22|24)$/, `${platform}: ${from} is not Node 22/24`);
+      if (platform.startsWith("amd64"))
+        assert.match(from, /^FROM --platform=linux\/amd64 /, `${platform}: ${from}`);
+    }
+  }
+});

@@ -36,7 +36,7 @@ test("desired config, changes and errors logged by the module never contain the 
         updateCredentials() {},
       }),
     listenerCount: 1,
-    allowlist: allowlistFrom("10.0.0.0/8", undefined),
+    allowlist: allowlistFrom("10.0.0.0/8"),
     logger,
     preambleTimeoutMs: 100,
     keepAliveMs: 1000,

@@ -47,7 +47,7 @@ function makeReconciler() {
       return l;
     },
     listenerCount: 2,
-    allowlist: allowlistFrom("127.0.0.0/8:1-9998", undefined, async (h) => {
+    allowlist: allowlistFrom("127.0.0.0/8:1-9998", async (h) => {
       if (h === "ok.example") return [{ address: "127.0.0.2", family: 4 }];
       throw Object.assign(new Error("nx"), { code: "ENOTFOUND" });
     }),

@@ -1,7 +1,8 @@
 /**
  * The site's local safety net: which targets the module may connect to, given by the device
- * owner to the container (`RELAY_ALLOWED_TARGETS`, `RELAY_ALLOWLIST_FILE`). The cloud cannot
- * change it; a mapping whose target falls outside it is refused and reported.
+ * owner in a file mounted from the device (`/etc/relay-listener/allowlist.txt`, see settings.ts).
+ * The cloud cannot change it: neither the twin nor the deployment's environment feeds it. A
+ * mapping whose target falls outside it is refused and reported.
  *
  * Entries (separated by `;`, `,` between ports only, whitespace or new lines; `#` starts a comment):
  *
@@ -184,7 +185,10 @@ export class Allowlist {
    */
   async check(host: string, port: number): Promise<TargetDecision> {
     if (this.rules === undefined || this.rules.length === 0) {
-      return { allowed: false, reason: "no local allowlist configured (RELAY_ALLOWED_TARGETS): deny all" };
+      return {
+        allowed: false,
+        reason: "no local allowlist on the device (allowlist file absent or empty): deny all",
+      };
     }
     if (isIP(host)) {
       const addr = normalise(host);
@@ -219,12 +223,8 @@ export class Allowlist {
   }
 }
 
-/** Builds the allowlist from `RELAY_ALLOWED_TARGETS` and/or the text of `RELAY_ALLOWLIST_FILE`. */
-export function allowlistFrom(
-  envValue: string | undefined,
-  fileText: string | undefined,
-  lookup?: Lookup,
-): Allowlist {
-  if (envValue === undefined && fileText === undefined) return new Allowlist(undefined, lookup);
-  return new Allowlist([...parseAllowlist(envValue ?? ""), ...parseAllowlist(fileText ?? "")], lookup);
+/** Builds the allowlist from the text of the device's allowlist file (undefined: no file, deny all). */
+export function allowlistFrom(fileText: string | undefined, lookup?: Lookup): Allowlist {
+  if (fileText === undefined) return new Allowlist(undefined, lookup);
+  return new Allowlist(parseAllowlist(fileText), lookup);
 }

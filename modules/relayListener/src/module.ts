@@ -122,6 +122,11 @@ export async function startModule(opts: StartModuleOptions): Promise<RunningModu
     },
     "relayListener starting",
   );
+  if (settings.ignoredAllowlistEnv) {
+    logger.warn(
+      "RELAY_ALLOWED_TARGETS is set but ignored: the allowlist comes only from the device's allowlist file",
+    );
+  }
 
   const twinSync = new TwinSync(client, (desired, v) => void reconciler.applyDesired(desired, v), {
     twinTimeoutMs: settings.twinTimeoutMs,

@@ -9,6 +9,8 @@ import { type Allowlist, allowlistFrom, type Lookup } from "./allowlist.ts";
 
 export interface ModuleSettings {
   allowlist: Allowlist;
+  /** `RELAY_ALLOWED_TARGETS` was set (by a deployment) and is ignored: logged as a warning. */
+  ignoredAllowlistEnv: boolean;
   /** Extra CA (PEM text) for the relay's TLS: the local relay emulator's CA. */
   relayCa: string | undefined;
   /** Prometheus `/metrics` + `/healthz` port; undefined = no HTTP server. 0 = a free port. */
@@ -44,20 +46,38 @@ function intEnv(env: NodeJS.ProcessEnv, name: string, fallback: number, min: num
   return n;
 }
 
-/** Reads and validates the environment; throws `RF_ERR_MODULE_SETTING` / `RF_ERR_ALLOWLIST_ENTRY`. */
-export function readSettings(env: NodeJS.ProcessEnv = process.env, lookup?: Lookup): ModuleSettings {
-  let fileText: string | undefined;
-  if (env.RELAY_ALLOWLIST_FILE) {
-    try {
-      fileText = readFileSync(env.RELAY_ALLOWLIST_FILE, "utf8");
-    } catch (err) {
-      throw new RelayFleetError(
-        "RF_ERR_MODULE_SETTING",
-        `RELAY_ALLOWLIST_FILE ${env.RELAY_ALLOWLIST_FILE} cannot be read`,
-        { cause: err },
-      );
-    }
+/**
+ * Where the device owner's allowlist is: a file in the directory the deployment bind-mounts
+ * read-only from the device (`/etc/relay-listener` on the host). Its content is the device's, so
+ * a cloud writer of `$edgeAgent` cannot widen it; `RELAY_ALLOWLIST_FILE` moves the path for the
+ * simulator and tests (the edge-agent stand-in sets it from the simulated device's own config).
+ */
+export const DEFAULT_ALLOWLIST_FILE = "/etc/relay-listener/allowlist.txt";
+
+/**
+ * The allowlist file's text; undefined when the default file is absent (deny all). A path named
+ * explicitly that cannot be read is a start-up error: the owner meant a file to be there.
+ */
+function readAllowlistFile(env: NodeJS.ProcessEnv): string | undefined {
+  const explicit = env.RELAY_ALLOWLIST_FILE;
+  const path = explicit || DEFAULT_ALLOWLIST_FILE;
+  try {
+    return readFileSync(path, "utf8");
+  } catch (err) {
+    if (!explicit && (err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw new RelayFleetError("RF_ERR_MODULE_SETTING", `RELAY_ALLOWLIST_FILE ${path} cannot be read`, {
+      cause: err,
+    });
   }
+}
+
+/**
+ * Reads and validates the environment; throws `RF_ERR_MODULE_SETTING` / `RF_ERR_ALLOWLIST_ENTRY`.
+ * `RELAY_ALLOWED_TARGETS` is deliberately not read: under IoT Edge the deployment manifest (the
+ * cloud) sets the environment, so an allowlist there could be widened by the cloud.
+ */
+export function readSettings(env: NodeJS.ProcessEnv = process.env, lookup?: Lookup): ModuleSettings {
+  const fileText = readAllowlistFile(env);
   let relayCa: string | undefined;
   if (env.RELAY_CA_FILE) {
     try {
@@ -74,7 +94,8 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env, lookup?: Look
   }
   const backoffInitial = env.RELAY_BACKOFF_INITIAL_MS;
   return {
-    allowlist: allowlistFrom(env.RELAY_ALLOWED_TARGETS, fileText, lookup),
+    allowlist: allowlistFrom(fileText, lookup),
+    ignoredAllowlistEnv: env.RELAY_ALLOWED_TARGETS !== undefined,
     relayCa,
     metricsPort:
       env.METRICS_PORT === undefined || env.METRICS_PORT === ""
