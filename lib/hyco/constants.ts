@@ -3,6 +3,8 @@
  * caller can override; each says why it has the value it has.
  */
 
+import type { BackoffPolicy } from "../backoff.ts";
+
 /** WebSocket ping on the control channel. Relays drop idle listeners after ~4 min (azure-relay#33). */
 export const PING_INTERVAL_MS = 30_000;
 
@@ -30,25 +32,16 @@ export const TOKEN_TTL_SECONDS = 7_200;
  */
 export const TOKEN_RENEW_FRACTION = 0.5;
 
-/** Exponential backoff with full-range jitter for control-channel reconnects. */
-export interface BackoffPolicy {
-  /** First retry delay. */
-  initialMs: number;
-  /** Ceiling of the delay. */
-  maxMs: number;
-  /** Multiplier per consecutive failure. */
-  factor: number;
-  /** 0..1: fraction of the delay randomised (0.5 = delay * [0.5, 1.0]). */
-  jitter: number;
-}
-
 /**
- * 2 s doubling to 9 s, delays randomised down by up to 30 %: while the relay is down a listener
- * makes at most 10 attempts in any minute (the issue's limit; worst case 1.4, 2.8, 5.6, then one
- * every 6.3–9 s), yet is back within ~9 s of the relay's return. Fleets of thousands of sites
- * still spread out: the steady period itself is jittered over a 2.7 s window.
+ * Reconnect backoff of the control channel (the project's one backoff, `lib/backoff.ts`): ceilings
+ * 2.5 s, 5 s, then 9 s; each delay drawn from the upper half of its ceiling. Two bounds fix the
+ * window: a listener retries on average fewer than 10 times a minute while the relay is down, and
+ * is back within 9 s of its return, so a delay can be neither much shorter than 4.5 s nor longer
+ * than 9 s in the steady state; full jitter (down to 0) would break the first, a longer ceiling the
+ * second. Within those bounds the draw is as wide as it can be (ADR 0006), so a fleet that lost the
+ * relay at one moment spreads its retries over the whole window from the first step on.
  */
-export const DEFAULT_BACKOFF: BackoffPolicy = { initialMs: 2_000, maxMs: 9_000, factor: 2, jitter: 0.3 };
+export const DEFAULT_BACKOFF: BackoffPolicy = { initialMs: 2_500, maxMs: 9_000, factor: 2, jitter: 0.5 };
 
 /** A connection that stayed online this long resets the backoff to its first step. */
 export const BACKOFF_RESET_AFTER_MS = 60_000;
@@ -67,14 +60,3 @@ export const MAX_PAYLOAD_BYTES = 16 * 1024 * 1024;
 
 /** `Relay-User-Agent` header value, as the .NET SDK sends one. */
 export const USER_AGENT = "relay-fleet/0.1";
-
-/** Delay before attempt `n` (0-based) under `policy`; `random` is injectable for tests. */
-export function backoffDelay(
-  policy: BackoffPolicy,
-  attempt: number,
-  random: () => number = Math.random,
-): number {
-  const base = Math.min(policy.maxMs, policy.initialMs * policy.factor ** Math.max(0, attempt));
-  const jitter = Math.min(1, Math.max(0, policy.jitter));
-  return Math.round(base * (1 - jitter * random()));
-}

@@ -11,13 +11,12 @@
 import { EventEmitter } from "node:events";
 import type { IncomingMessage } from "node:http";
 import { WebSocket } from "ws";
+import { Backoff, type BackoffPolicy } from "../backoff.ts";
 import { errorMessage, RelayFleetError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { AcceptRequest } from "./accept-request.ts";
 import {
   BACKOFF_RESET_AFTER_MS,
-  type BackoffPolicy,
-  backoffDelay,
   DEFAULT_BACKOFF,
   HANDSHAKE_TIMEOUT_MS,
   MAX_PAYLOAD_BYTES,
@@ -73,7 +72,7 @@ export interface HybridConnectionListenerEvents {
 
 export class HybridConnectionListener extends EventEmitter<HybridConnectionListenerEvents> {
   private readonly options: ListenerOptions;
-  private readonly backoff: BackoffPolicy;
+  private readonly backoff: Backoff;
   private keyName: string;
   private key: string;
   private control: WebSocket | undefined;
@@ -81,7 +80,6 @@ export class HybridConnectionListener extends EventEmitter<HybridConnectionListe
   private pingTimer: NodeJS.Timeout | undefined;
   private pongTimer: NodeJS.Timeout | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
-  private failures = 0;
   /** Why we cut the control channel ourselves (missing pong), for the state's lastError. */
   private deadPeer: string | undefined;
   private onlineSince = 0;
@@ -97,7 +95,7 @@ export class HybridConnectionListener extends EventEmitter<HybridConnectionListe
     super();
     parseEndpoint(options.endpoint); // fail fast on a bad endpoint
     this.options = options;
-    this.backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
+    this.backoff = new Backoff({ ...DEFAULT_BACKOFF, ...options.backoff });
     this.keyName = options.keyName;
     this.key = options.key;
   }
@@ -220,7 +218,7 @@ export class HybridConnectionListener extends EventEmitter<HybridConnectionListe
       this.clearTimers();
       if (this.closing) return;
       const wasOnline = this.onlineSince > 0;
-      if (wasOnline && Date.now() - this.onlineSince >= BACKOFF_RESET_AFTER_MS) this.failures = 0;
+      if (wasOnline && Date.now() - this.onlineSince >= BACKOFF_RESET_AFTER_MS) this.backoff.reset();
       this.onlineSince = 0;
       const dead = this.deadPeer;
       this.deadPeer = undefined;
@@ -320,7 +318,7 @@ export class HybridConnectionListener extends EventEmitter<HybridConnectionListe
 
   private scheduleRetry(error: string): void {
     if (this.closing || this.retryTimer) return;
-    const delay = backoffDelay(this.backoff, this.failures++);
+    const delay = this.backoff.next();
     const nextAttemptAt = Date.now() + delay;
     this.setState({ status: "reconnecting", lastError: error, nextAttemptAt, since: Date.now() });
     this.retryTimer = setTimeout(() => this.connect(), delay);

@@ -22,6 +22,7 @@
  */
 import type { Socket } from "node:net";
 import type { WebSocket } from "ws";
+import { Backoff, backoffDelay } from "../backoff.ts";
 import { hasErrorCode } from "../errors.ts";
 import { PING_INTERVAL_MS } from "./constants.ts";
 import { takeBufferedMessages } from "./held-messages.ts";
@@ -47,9 +48,15 @@ export interface StandbyPoolOptions {
   maxAgeMs?: number;
   /** Wait for the listener's answer to a standby preamble (default 10 s). */
   replyTimeoutMs?: number;
-  /** After a listener refused standbys (no support): ask again after this long (default 10 min). */
+  /**
+   * After a listener refused standbys (no support): ask again after about this long (default
+   * 10 min; drawn from its upper half, so gateways that were refused together ask again apart).
+   */
   refusedBackoffMs?: number;
-  /** After a failed or limited attempt (relay down, listener full): retry after this (default 5 s). */
+  /**
+   * After a failed or limited attempt (relay down, listener full): the first retry's ceiling
+   * (default 5 s); it doubles per failure in a row up to `refusedBackoffMs`, with full jitter.
+   */
   failureBackoffMs?: number;
   /** Called for every `take`: whether it got a standby (metrics). */
   onTake?: (hit: boolean) => void;
@@ -153,8 +160,8 @@ export class StandbyPool {
   private ending = 0;
   private lastUseAt = Number.NEGATIVE_INFINITY;
   private pausedUntil = 0;
-  /** Standby opens that failed in a row; each doubles the failure backoff. */
-  private failures = 0;
+  /** Standby opens that failed in a row; each doubles the failure backoff's ceiling. */
+  private readonly failures: Backoff;
   private closed = false;
   private fillTimer: NodeJS.Timeout | undefined;
   private readonly size: number;
@@ -176,6 +183,7 @@ export class StandbyPool {
     this.replyTimeoutMs = options.replyTimeoutMs ?? 10_000;
     this.refusedBackoffMs = options.refusedBackoffMs ?? 600_000;
     this.failureBackoffMs = options.failureBackoffMs ?? 5_000;
+    this.failures = new Backoff({ initialMs: this.failureBackoffMs, maxMs: this.refusedBackoffMs });
     this.onTake = options.onTake;
     this.heartbeat = new Heartbeat(() => this.spares.map((spare) => spare.ws), options.pingIntervalMs);
   }
@@ -319,7 +327,7 @@ export class StandbyPool {
       openLogicalPort(this.sender, STANDBY_PORT_NAME, { replyTimeoutMs: this.replyTimeoutMs }).then(
         (ws) => {
           this.opening--;
-          this.failures = 0;
+          this.failures.reset();
           this.add(ws);
         },
         (err: unknown) => {
@@ -340,10 +348,9 @@ export class StandbyPool {
   private backoffFor(err: unknown): number {
     const closeCode = (err as { closeCode?: number }).closeCode;
     if (hasErrorCode(err, "RF_ERR_TUNNEL_REFUSED") && closeCode !== CLOSE_STANDBY_FULL) {
-      return this.refusedBackoffMs;
+      return backoffDelay({ initialMs: this.refusedBackoffMs, maxMs: this.refusedBackoffMs, jitter: 0.5 }, 0);
     }
-    this.failures++;
-    return Math.min(this.refusedBackoffMs, this.failureBackoffMs * 2 ** (this.failures - 1));
+    return this.failures.next();
   }
 
   private add(ws: WebSocket): void {
@@ -368,7 +375,11 @@ export class StandbyPool {
       // backoff, so a listener that ends every standby at once cannot make the pool spin.
       onGone: () => {
         this.drop(spare, "unexpected data on a standby connection");
-        this.pausedUntil = Math.max(this.pausedUntil, Date.now() + this.failureBackoffMs);
+        const pause = backoffDelay(
+          { initialMs: this.failureBackoffMs, maxMs: this.failureBackoffMs, jitter: 0.5 },
+          0,
+        );
+        this.pausedUntil = Math.max(this.pausedUntil, Date.now() + pause);
         this.scheduleFill();
       },
     };

@@ -3,14 +3,15 @@
  * `RELAY_LISTENER_COUNT` control channels per module instance on the site's hybrid connection, so
  * one dropped channel never leaves the site unreachable while it reconnects.
  */
-import type { BackoffPolicy } from "../../../lib/hyco/constants.ts";
+import type { BackoffPolicy } from "../../../lib/backoff.ts";
 import { HybridConnectionListener } from "../../../lib/hyco/listener.ts";
 import type { Logger } from "../../../lib/log.ts";
 import type { ListenerFactory, RelayListenerPort } from "./relay-listener-port.ts";
 
 export interface ListenerFactoryOptions {
   ca: string | undefined;
-  backoff: BackoffPolicy | undefined;
+  /** Overrides of the listener's default reconnect backoff (tests shorten it). */
+  backoff: Partial<BackoffPolicy> | undefined;
   logger: Logger;
 }
 

@@ -3,6 +3,7 @@
  * mappings, connections) → throttled reported properties; direct methods; metrics and health.
  * `main.ts` only builds the SDK client and settings and calls {@link startModule}.
  */
+import { Backoff, type BackoffPolicy, sleep } from "../../../lib/backoff.ts";
 import { errorMessage } from "../../../lib/errors.ts";
 import type { Logger } from "../../../lib/log.ts";
 import { type ReportedProperties, SCHEMA_VERSION } from "../../../lib/twin/index.ts";
@@ -37,7 +38,8 @@ export interface RunningModule {
   shutdown(): Promise<void>;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Re-opening the IoT Hub client: full jitter up to 30 s, so a fleet back from a hub outage spreads out. */
+const HUB_OPEN_BACKOFF: BackoffPolicy = { initialMs: 1_000, maxMs: 30_000 };
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
   return Promise.race([p, sleep(ms).then(() => undefined)]);
@@ -48,16 +50,16 @@ async function openWithRetry(
   logger: Logger,
   isStopping: () => boolean,
 ): Promise<void> {
-  let delay = 1_000;
+  const backoff = new Backoff(HUB_OPEN_BACKOFF);
   for (;;) {
     try {
       await client.open();
       return;
     } catch (err) {
       if (isStopping()) return;
+      const delay = backoff.next();
       logger.warn({ err: errorMessage(err), retryInMs: delay }, "connecting to IoT Hub failed");
       await sleep(delay);
-      delay = Math.min(delay * 2, 30_000);
     }
   }
 }

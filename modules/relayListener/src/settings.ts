@@ -33,7 +33,7 @@ export interface ModuleSettings {
   /** TCP keepalive initial delay on target sockets. */
   keepAliveMs: number;
   /** Backoff of the relay listeners (tests shorten it). */
-  relayBackoff: { initialMs: number; maxMs: number; factor: number; jitter: number } | undefined;
+  relayBackoff: { initialMs: number; maxMs: number } | undefined;
 }
 
 function intEnv(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
@@ -117,10 +117,8 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env, lookup?: Look
       backoffInitial === undefined
         ? undefined
         : {
-            initialMs: intEnv(env, "RELAY_BACKOFF_INITIAL_MS", 2_000, 10, 60_000),
+            initialMs: intEnv(env, "RELAY_BACKOFF_INITIAL_MS", 2_500, 10, 60_000),
             maxMs: intEnv(env, "RELAY_BACKOFF_MAX_MS", 9_000, 10, 600_000),
-            factor: 2,
-            jitter: 0.3,
           },
   };
 }

@@ -10,6 +10,7 @@
  * - the SDK's own merged cache is not used: it merges stale patches and keeps keys removed
  *   while disconnected.
  */
+import { Backoff } from "../../../lib/backoff.ts";
 import { errorMessage } from "../../../lib/errors.ts";
 import type { Logger } from "../../../lib/log.ts";
 import type { ModuleClientPort, TwinPort } from "./twin-client-port.ts";
@@ -20,7 +21,7 @@ export interface TwinSyncOptions {
   twinTimeoutMs: number;
   twinResyncMs: number;
   logger: Logger;
-  /** Delay before retrying a failed full read (grows to 30 s). */
+  /** Ceiling of the first retry of a failed full read (grows to 30 s; full jitter). */
   retryInitialMs?: number;
 }
 
@@ -104,7 +105,7 @@ export class TwinSync {
   }
 
   private async fullRead(): Promise<void> {
-    let delay = this.opts.retryInitialMs ?? 1_000;
+    const backoff = new Backoff({ initialMs: this.opts.retryInitialMs ?? 1_000, maxMs: 30_000 });
     for (;;) {
       if (this.stopped) return;
       try {
@@ -123,11 +124,11 @@ export class TwinSync {
         this.scheduleResync();
         return;
       } catch (err) {
+        const delay = backoff.next();
         this.opts.logger.warn({ err: errorMessage(err), retryInMs: delay }, "reading the module twin failed");
         await new Promise<void>((r) => {
           this.retryTimer = setTimeout(r, delay);
         });
-        delay = Math.min(delay * 2, 30_000);
       }
     }
   }

@@ -3,7 +3,9 @@
  * POSTed to a webhook. Delivery runs beside the REST call (never blocks it), in order, with
  * exponential retry like Event Grid's; events that exhaust their retries are counted and dropped.
  */
+
 import { randomUUID } from "node:crypto";
+import { backoffDelay } from "../../../lib/backoff.ts";
 import type { Logger } from "../../../lib/log.ts";
 import type { JsonObject } from "../state/json.ts";
 
@@ -104,7 +106,10 @@ export class EventGridPublisher {
           this.log.warn({ err, eventType: event.eventType }, "Event Grid webhook unreachable");
         }
         this.stats.failedAttempts++;
-        await this.sleep(Math.min(this.baseDelayMs * 2 ** (attempt - 1), 30_000));
+        // Event Grid randomises its retry steps a little; the project's backoff does the same.
+        await this.sleep(
+          backoffDelay({ initialMs: this.baseDelayMs, maxMs: 30_000, jitter: 0.2 }, attempt - 1),
+        );
       }
       this.queue.shift();
       this.stats.pending = this.queue.length;
