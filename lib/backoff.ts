@@ -43,6 +43,14 @@ export function backoffDelay(
 }
 
 /**
+ * A fixed pause, lengthened at random by up to `share` of itself: never shorter than asked (a
+ * peer's "ask again later"), yet callers that were told at one moment come back apart.
+ */
+export function spreadAbove(ms: number, share = 0.5, random: () => number = Math.random): number {
+  return Math.round(ms * (1 + Math.min(1, Math.max(0, share)) * random()));
+}
+
+/**
  * The state of one retry loop: `next()` gives the delay before the next attempt and counts it,
  * `reset()` starts over after a success.
  */

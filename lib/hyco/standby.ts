@@ -22,7 +22,7 @@
  */
 import type { Socket } from "node:net";
 import type { WebSocket } from "ws";
-import { Backoff, backoffDelay } from "../backoff.ts";
+import { Backoff, spreadAbove } from "../backoff.ts";
 import { hasErrorCode } from "../errors.ts";
 import { PING_INTERVAL_MS } from "./constants.ts";
 import { takeBufferedMessages } from "./held-messages.ts";
@@ -49,13 +49,13 @@ export interface StandbyPoolOptions {
   /** Wait for the listener's answer to a standby preamble (default 10 s). */
   replyTimeoutMs?: number;
   /**
-   * After a listener refused standbys (no support): ask again after about this long (default
-   * 10 min; drawn from its upper half, so gateways that were refused together ask again apart).
+   * After a listener refused standbys (no support): ask again after this long (default 10 min),
+   * lengthened at random by up to half, so gateways that were refused together ask again apart.
    */
   refusedBackoffMs?: number;
   /**
-   * After a failed or limited attempt (relay down, listener full): the first retry's ceiling
-   * (default 5 s); it doubles per failure in a row up to `refusedBackoffMs`, with full jitter.
+   * After a failed or limited attempt (relay down, listener full): the shortest first retry
+   * (default 5 s, drawn from 5–10 s); it doubles per failure in a row up to `refusedBackoffMs`.
    */
   failureBackoffMs?: number;
   /** Called for every `take`: whether it got a standby (metrics). */
@@ -183,7 +183,13 @@ export class StandbyPool {
     this.replyTimeoutMs = options.replyTimeoutMs ?? 10_000;
     this.refusedBackoffMs = options.refusedBackoffMs ?? 600_000;
     this.failureBackoffMs = options.failureBackoffMs ?? 5_000;
-    this.failures = new Backoff({ initialMs: this.failureBackoffMs, maxMs: this.refusedBackoffMs });
+    // Each delay is drawn from the upper half of its ceiling, so the first is never shorter than
+    // failureBackoffMs: a site that refused (full, hung) is not asked again sooner than it said.
+    this.failures = new Backoff({
+      initialMs: 2 * this.failureBackoffMs,
+      maxMs: this.refusedBackoffMs,
+      jitter: 0.5,
+    });
     this.onTake = options.onTake;
     this.heartbeat = new Heartbeat(() => this.spares.map((spare) => spare.ws), options.pingIntervalMs);
   }
@@ -348,7 +354,7 @@ export class StandbyPool {
   private backoffFor(err: unknown): number {
     const closeCode = (err as { closeCode?: number }).closeCode;
     if (hasErrorCode(err, "RF_ERR_TUNNEL_REFUSED") && closeCode !== CLOSE_STANDBY_FULL) {
-      return backoffDelay({ initialMs: this.refusedBackoffMs, maxMs: this.refusedBackoffMs, jitter: 0.5 }, 0);
+      return spreadAbove(this.refusedBackoffMs);
     }
     return this.failures.next();
   }
@@ -375,10 +381,7 @@ export class StandbyPool {
       // backoff, so a listener that ends every standby at once cannot make the pool spin.
       onGone: () => {
         this.drop(spare, "unexpected data on a standby connection");
-        const pause = backoffDelay(
-          { initialMs: this.failureBackoffMs, maxMs: this.failureBackoffMs, jitter: 0.5 },
-          0,
-        );
+        const pause = spreadAbove(this.failureBackoffMs);
         this.pausedUntil = Math.max(this.pausedUntil, Date.now() + pause);
         this.scheduleFill();
       },

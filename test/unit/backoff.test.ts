@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { Backoff, backoffCeiling, backoffDelay, sleep } from "../../lib/backoff.ts";
+import { Backoff, backoffCeiling, backoffDelay, sleep, spreadAbove } from "../../lib/backoff.ts";
 import { DEFAULT_BACKOFF } from "../../lib/hyco/constants.ts";
 
 /** A small seeded generator (mulberry32), so statistical cases are repeatable. */
@@ -62,6 +62,22 @@ describe("backoff", () => {
     assert.equal(
       backoffDelay({ ...policy, jitter: 0 }, 0, () => 0.7),
       1_000,
+    );
+  });
+
+  it("spreadAbove never shortens a pause and lengthens it by at most the share", () => {
+    assert.equal(
+      spreadAbove(1_000, 0.5, () => 0),
+      1_000,
+    );
+    assert.equal(
+      spreadAbove(1_000, 0.5, () => 0.999_999),
+      1_500,
+    );
+    assert.equal(
+      spreadAbove(1_000, 2, () => 0.5),
+      1_500,
+      "share capped at 1",
     );
   });
 
