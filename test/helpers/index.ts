@@ -71,9 +71,22 @@ export function spawnTs(
   args: string[] = [],
   env: NodeJS.ProcessEnv = {},
 ): ManagedProcess {
-  const child = spawn(process.execPath, ["--import", "tsx", resolve(REPO_ROOT, script), ...args], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, ...env },
+  return spawnNode(t, ["--import", "tsx", resolve(REPO_ROOT, script), ...args], { env, label: script });
+}
+
+/**
+ * Spawns `node ...args` in `cwd` (default: the repository), e.g. a bundled part from an
+ * assembled image folder, and kills it when the test ends.
+ */
+export function spawnNode(
+  t: CleanupContext,
+  args: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; label?: string } = {},
+): ManagedProcess {
+  const script = opts.label ?? args.join(" ");
+  const child = spawn(process.execPath, args, {
+    cwd: opts.cwd ?? REPO_ROOT,
+    env: { ...process.env, ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";

@@ -1,14 +1,15 @@
 /**
- * Docker cannot run here, so the Dockerfiles are checked by construction: every platform of
- * module.json has its file, every COPY source exists, every `npm run X` is a package script,
- * the build stage runs `npm ci` + `npm run build`, the runtime stage installs with
- * `--omit=dev` and runs as `USER node`, the CMD names the compiled form of a real source file,
- * and the debug image exposes the inspector on 9229.
+ * Docker cannot run here, so the Dockerfiles are checked by construction (and assembled and
+ * started by test/integration/images.test.ts): every platform of module.json has its file, every
+ * COPY source exists, every `npm run X` is a package script, the build stage bundles the module
+ * (ADR 0006), the runtime stage copies only the bundle and runs it as `USER node`, the debug image
+ * exposes the inspector on 9229, and every image is on a Node.js LTS.
  */
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
+import { dockerIgnoreFilter } from "../helpers/docker-image.ts";
 import { REPO_ROOT } from "../helpers/index.ts";
 
 const MODULE_DIR = join(REPO_ROOT, "modules/relayListener");
@@ -18,11 +19,6 @@ const moduleJson = JSON.parse(readFileSync(join(MODULE_DIR, "module.json"), "utf
 const scripts = (
   JSON.parse(readFileSync(join(REPO_ROOT, "package.json"), "utf8")) as { scripts: Record<string, string> }
 ).scripts;
-const buildOut = (
-  JSON.parse(readFileSync(join(REPO_ROOT, "tsconfig.json"), "utf8")) as {
-    compilerOptions: { outDir: string };
-  }
-).compilerOptions.outDir;
 
 test("module.json lists amd64, arm64v8, arm32v7 and amd64.debug; context is the repository root", () => {
   assert.deepEqual(Object.keys(moduleJson.image.tag.platforms).sort(), [
@@ -60,18 +56,18 @@ for (const [platform, file] of Object.entries(moduleJson.image.tag.platforms)) {
     const runtimeStart = lines.indexOf(stages[1]!);
     const build = lines.slice(0, runtimeStart).join("\n");
     const runtime = lines.slice(runtimeStart).join("\n");
+    // ADR 0006: the build stage bundles the module; the runtime stage is Node plus that folder.
     assert.match(build, /RUN npm ci/);
-    assert.match(build, /RUN npm run build/);
-    assert.match(runtime, /npm ci --omit=dev/);
+    assert.match(build, /RUN npm run bundle -- relayListener/);
+    assert.match(runtime, /^COPY --from=build \/app\/dist\/bundle\/relayListener \.\/$/m);
+    assert.doesNotMatch(runtime, /npm (ci|install)/, "no packages installed in the runtime image");
     assert.match(runtime, /^USER node$/m);
     const cmd = lines.find((l) => l.startsWith("CMD "))!;
-    const main = (JSON.parse(cmd.slice(4)) as string[]).find((a) => a.endsWith(".js"))!;
-    assert.ok(main.startsWith(`${buildOut}/`), `${file}: CMD does not run the build output`);
-    const source = main.slice(buildOut.length + 1).replace(/\.js$/, ".ts");
-    assert.ok(existsSync(join(REPO_ROOT, source)), `${file}: CMD runs ${main}, but ${source} does not exist`);
+    assert.equal((JSON.parse(cmd.slice(4)) as string[]).at(-1), "main.js");
     if (platform.endsWith(".debug")) {
       assert.match(runtime, /EXPOSE 9229/);
       assert.match(cmd, /--inspect=0\.0\.0\.0:9229/);
+      assert.match(build, /--sourcemap/);
     } else assert.doesNotMatch(runtime, /inspect/);
   });
 }
@@ -92,5 +88,35 @@ test("every image is on a supported Node.js LTS (22 or 24); amd64 images are pin
       if (platform.startsWith("amd64"))
         assert.match(from, /^FROM --platform=linux\/amd64 /, `${platform}: ${from}`);
     }
+  }
+});
+
+test(".dockerignore sends only what the Dockerfiles copy: no .env, .git, node_modules or local state", () => {
+  const included = dockerIgnoreFilter(readFileSync(join(REPO_ROOT, ".dockerignore"), "utf8"));
+  for (const secret of [
+    ".env",
+    "cloud/functions/.env",
+    ".git/HEAD",
+    "node_modules/ws/index.js",
+    "config/deployment.amd64.json",
+    ".sim-state/sim.json",
+    "dist/bundle/gateway/main.js",
+    "cloud/functions/local.settings.json",
+    "test/unit/x.test.ts",
+    "lib/twin/schema.test.ts",
+  ]) {
+    assert.equal(included(secret), false, `${secret} must not be in the build context`);
+  }
+  for (const needed of [
+    "package.json",
+    "package-lock.json",
+    "stubs/http/index.js",
+    "tsconfig.json",
+    "scripts/bundle.ts",
+    "lib/log.ts",
+    "modules/relayListener/src/main.ts",
+    "cloud/gateway/src/main.ts",
+  ]) {
+    assert.equal(included(needed), true, `${needed} is needed by a Dockerfile`);
   }
 });
