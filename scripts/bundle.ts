@@ -1,7 +1,7 @@
 /**
  * `npm run bundle [-- part…] [--sourcemap]`: bundles each deployable part (its code and exactly
  * the packages it imports) into one ESM file with esbuild, so a runtime image copies one folder
- * and carries no node_modules, no simulator and no test tools (ADR 0006).
+ * and carries no node_modules, no simulator and no test tools (ADR 0008).
  *
  * Output per part, under `dist/bundle/<part>/`: `main.js`, a `package.json` (type module, the
  * repository's version, which the module reports), the licences of the bundled packages

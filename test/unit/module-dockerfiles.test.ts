@@ -2,7 +2,7 @@
  * Docker cannot run here, so the Dockerfiles are checked by construction (and assembled and
  * started by test/integration/images.test.ts): every platform of module.json has its file, every
  * COPY source exists, every `npm run X` is a package script, the build stage bundles the module
- * (ADR 0006), the runtime stage copies only the bundle and runs it as `USER node`, the debug image
+ * (ADR 0008), the runtime stage copies only the bundle and runs it as `USER node`, the debug image
  * exposes the inspector on 9229, and every image is on a Node.js LTS.
  */
 import assert from "node:assert/strict";
@@ -56,7 +56,7 @@ for (const [platform, file] of Object.entries(moduleJson.image.tag.platforms)) {
     const runtimeStart = lines.indexOf(stages[1]!);
     const build = lines.slice(0, runtimeStart).join("\n");
     const runtime = lines.slice(runtimeStart).join("\n");
-    // ADR 0006: the build stage bundles the module; the runtime stage is Node plus that folder.
+    // ADR 0008: the build stage bundles the module; the runtime stage is Node plus that folder.
     assert.match(build, /RUN npm ci/);
     assert.match(build, /RUN npm run bundle -- relayListener/);
     assert.match(runtime, /^COPY --from=build \/app\/dist\/bundle\/relayListener \.\/$/m);
