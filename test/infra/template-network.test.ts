@@ -56,7 +56,7 @@ function layout(parameters: Record<string, unknown>) {
 }
 
 for (const [label, params, from, to] of [
-  ["defaults", {}, 61000, 61099],
+  ["defaults", {}, 61000, 61019],
   ["40000-40002", { publicPortFrom: 40000, publicPortCount: 3 }, 40000, 40002],
 ] as const) {
   test(`load balancer, NSG and port reservation cover exactly the rollout's range (${label})`, () => {

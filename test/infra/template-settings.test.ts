@@ -80,7 +80,7 @@ test("the app settings, as deployed, pass the Functions app's own validation", (
   }
   const parsed = loadFunctionsAppSettings(env);
   assert.equal(parsed.RECONCILE_SCHEDULE, "0 */5 * * * *");
-  assert.deepEqual(parsed.RELAY_PORT_RANGES, [{ from: 61000, to: 61099 }]);
+  assert.deepEqual(parsed.RELAY_PORT_RANGES, [{ from: 61000, to: 61019 }]);
   assert.equal(parsed.RELAY_NAMESPACE, String(evaluateValue("[variables('relayNamespaceName')]", ctx)));
   assert.equal(parsed.LEDGER_TABLE, String(evaluateValue("[variables('ledgerTable')]", ctx)));
   // The old Send key outlives a rotation by more than two gateway ledger reloads.
