@@ -23,11 +23,7 @@ export interface Part {
 export const PARTS = {
   relayListener: { entry: "modules/relayListener/src/main.ts", external: ["bufferutil", "utf-8-validate"] },
   gateway: { entry: "cloud/gateway/src/main.ts", external: ["bufferutil", "utf-8-validate"] },
-  // The Functions worker serves `@azure/functions-core` from inside the host process.
-  functions: {
-    entry: "cloud/functions/src/index.ts",
-    external: ["bufferutil", "utf-8-validate", "@azure/functions-core"],
-  },
+  // The Functions app is packaged by scripts/package-functions.ts (same options, two entries).
 } satisfies Record<string, Part>;
 
 export type PartName = keyof typeof PARTS;
@@ -36,7 +32,7 @@ export type PartName = keyof typeof PARTS;
  * CommonJS packages inside an ESM bundle still call `require` for Node built-ins; give the bundle
  * a real one (and `__filename`/`__dirname` for the few that use them).
  */
-const BANNER = [
+export const BANNER = [
   'import { createRequire as __rfRequire } from "node:module";',
   'import { fileURLToPath as __rfPath } from "node:url";',
   'import { dirname as __rfDir } from "node:path";',
