@@ -28,6 +28,7 @@ import type { Allowlist } from "./allowlist.ts";
 import { type ConnectionContext, serveConnection } from "./connection.ts";
 import { MappingRuntime } from "./mapping-runtime.ts";
 import type { AcceptRequestView, ListenerFactory, RelayListenerPort } from "./relay-listener-port.ts";
+import { StandingProblems } from "./standing-problems.ts";
 
 export interface ReconcilerOptions {
   listenerFactory: ListenerFactory;
@@ -66,8 +67,10 @@ export class Reconciler {
   private stopping = false;
   private readonly background = new Set<Promise<void>>();
   private readonly ctx: ConnectionContext;
+  private readonly problems: StandingProblems;
 
   constructor(private readonly opts: ReconcilerOptions) {
+    this.problems = new StandingProblems(opts.logger);
     this.ctx = {
       findMapping: (name) => (this.stopping ? undefined : this.mappings.get(name)),
       allowlist: opts.allowlist,
@@ -86,8 +89,7 @@ export class Reconciler {
     const run = async () => {
       if (this.stopping) return;
       const { config, errors } = validateDesired(raw, this.config);
-      for (const e of errors)
-        this.opts.logger.warn({ path: e.path, problem: e.message }, "desired property rejected");
+      this.problems.update(errors, version);
       await this.apply(config);
       this.validationErrors = errors;
       this.appliedDesiredVersion = version;
