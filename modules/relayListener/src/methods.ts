@@ -11,6 +11,7 @@ import { errorMessage } from "../../../lib/errors.ts";
 import type { Logger } from "../../../lib/log.ts";
 import { parseTarget, type ReportedProperties } from "../../../lib/twin/index.ts";
 import type { Allowlist } from "./allowlist.ts";
+import { withDeadline } from "./deadline.ts";
 import type { Reconciler } from "./reconciler.ts";
 import type { ModuleClientPort } from "./twin-client-port.ts";
 
@@ -25,6 +26,8 @@ export interface MethodDeps {
   status(): ReportedProperties;
   refreshTwin(): Promise<void>;
   logger: Logger;
+  /** Deadline of the SDK's response call (a hub gone mid-answer never calls back). */
+  responseDeadlineMs?: number;
 }
 
 const TestTargetPayload = z.strictObject({ mapping: z.string().min(1).max(64) });
@@ -116,10 +119,16 @@ export function registerMethods(client: ModuleClientPort, deps: MethodDeps): voi
       runMethod(name, req.payload, deps)
         .catch((err): MethodResult => ({ status: 500, payload: { error: errorMessage(err) } }))
         .then((result) =>
-          res.send(result.status, result.payload, (err) => {
-            if (err)
-              deps.logger.warn({ method: name, err: errorMessage(err) }, "direct method response failed");
-          }),
+          withDeadline(
+            new Promise<void>((resolve, reject) =>
+              res.send(result.status, result.payload, (err) => (err ? reject(err) : resolve())),
+            ),
+            deps.responseDeadlineMs ?? 15_000,
+            "direct method response",
+          ),
+        )
+        .catch((err) =>
+          deps.logger.warn({ method: name, err: errorMessage(err) }, "direct method response failed"),
         );
     });
   }

@@ -3,10 +3,11 @@
  * mappings, connections) → throttled reported properties; direct methods; metrics and health.
  * `main.ts` only builds the SDK client and settings and calls {@link startModule}.
  */
-import { Backoff, type BackoffPolicy, sleep } from "../../../lib/backoff.ts";
+import { sleep } from "../../../lib/backoff.ts";
 import { errorMessage } from "../../../lib/errors.ts";
 import type { Logger } from "../../../lib/log.ts";
 import { type ReportedProperties, SCHEMA_VERSION } from "../../../lib/twin/index.ts";
+import { HubConnection } from "./hub-connection.ts";
 import { createListenerFactory } from "./listener-factory.ts";
 import { registerMethods } from "./methods.ts";
 import { type HealthServer, ModuleMetrics, startHealthServer } from "./metrics.ts";
@@ -38,30 +39,18 @@ export interface RunningModule {
   shutdown(): Promise<void>;
 }
 
-/** Re-opening the IoT Hub client: full jitter up to 30 s, so a fleet back from a hub outage spreads out. */
-const HUB_OPEN_BACKOFF: BackoffPolicy = { initialMs: 1_000, maxMs: 30_000 };
-
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
   return Promise.race([p, sleep(ms).then(() => undefined)]);
 }
 
-async function openWithRetry(
-  client: ModuleClientPort,
-  logger: Logger,
-  isStopping: () => boolean,
-): Promise<void> {
-  const backoff = new Backoff(HUB_OPEN_BACKOFF);
-  for (;;) {
-    try {
-      await client.open();
-      return;
-    } catch (err) {
-      if (isStopping()) return;
-      const delay = backoff.next();
-      logger.warn({ err: errorMessage(err), retryInMs: delay }, "connecting to IoT Hub failed");
-      await sleep(delay);
-    }
-  }
+/** The SDK's disconnect reason is an Error, a transport result object or nothing. */
+function describeReason(reason: unknown): string {
+  if (reason instanceof Error) return reason.message;
+  const inner = (reason as { reason?: unknown; message?: unknown } | null) ?? {};
+  if (typeof inner.message === "string") return inner.message;
+  if (typeof inner.reason === "string") return inner.reason;
+  if (inner.reason instanceof Error) return inner.reason.message;
+  return String(reason);
 }
 
 export async function startModule(opts: StartModuleOptions): Promise<RunningModule> {
@@ -130,10 +119,22 @@ export async function startModule(opts: StartModuleOptions): Promise<RunningModu
     );
   }
 
+  const hub = new HubConnection(client, {
+    deadlineMs: settings.twinTimeoutMs,
+    logger,
+    isStopping: () => stopping,
+    // The hub may have lost reported properties in flight, and missed desired patches while the
+    // client was stuck: re-read the twin, then report the whole current state.
+    onReopened: async () => {
+      await twinSync.refresh();
+      attachReporter();
+    },
+  });
   const twinSync = new TwinSync(client, (desired, v) => void reconciler.applyDesired(desired, v), {
     twinTimeoutMs: settings.twinTimeoutMs,
     twinResyncMs: settings.twinResyncMs,
     logger,
+    onNoAnswer: (why) => void hub.reopen(why),
   });
 
   client.on("error", (err) => logger.warn({ err: errorMessage(err) }, "IoT Hub client error"));
@@ -144,31 +145,46 @@ export async function startModule(opts: StartModuleOptions): Promise<RunningModu
     hubConnected = false;
     if (stopping) return;
     // The SDK gave up reconnecting by itself: reopen, then re-read the twin.
-    logger.warn({ reason: errorMessage(reason) }, "IoT Hub connection lost; reconnecting");
-    void openWithRetry(client, logger, () => stopping).then(() => twinSync.refresh());
+    void hub.reconnect(reason === undefined ? "disconnected" : describeReason(reason));
   });
 
-  await openWithRetry(client, logger, () => stopping);
-  hubConnected = true;
-  await twinSync.start();
-  const twin = twinSync.twinPort;
-  if (twin) {
+  /** Reported properties go to the twin the client has now, each update under the deadline. */
+  let attached = false;
+  const attachReporter = () => {
+    const twin = twinSync.twinPort;
+    if (!twin) return;
+    if (attached) {
+      reporter.resendAll();
+      return;
+    }
+    attached = true;
     const previous = twin.properties.reported?.mappings;
     const previousNames = typeof previous === "object" && previous !== null ? Object.keys(previous) : [];
     reporter.attach(
       (patch) =>
-        new Promise<void>((resolve, reject) =>
-          twin.properties.reported.update(patch, (err) => (err ? reject(err) : resolve())),
+        hub.call(
+          "reported properties update",
+          () =>
+            new Promise<void>((resolve, reject) => {
+              const current = twinSync.twinPort ?? twin;
+              current.properties.reported.update(patch, (err) => (err ? reject(err) : resolve()));
+            }),
         ),
       previousNames.filter((n) => !n.startsWith("$")),
     );
-  }
+  };
+
+  await hub.open();
+  hubConnected = true;
+  await twinSync.start();
+  attachReporter();
   registerMethods(client, {
     reconciler,
     allowlist: settings.allowlist,
     status,
     refreshTwin: () => twinSync.refresh(),
     logger,
+    responseDeadlineMs: settings.twinTimeoutMs,
   });
 
   let health: HealthServer | undefined;
@@ -212,7 +228,7 @@ export async function startModule(opts: StartModuleOptions): Promise<RunningModu
       reporter.markChanged();
       await withTimeout(reporter.flush(), 5_000);
       reporter.stop();
-      await withTimeout(client.close(), 5_000).catch(() => {});
+      await withTimeout(hub.closeQuietly(), 5_000);
       await health?.close();
       logger.info("relayListener stopped");
     },

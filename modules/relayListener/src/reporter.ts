@@ -60,6 +60,17 @@ export class Reporter {
     this.markChanged();
   }
 
+  /**
+   * IoT Hub may have lost what was sent (the client was re-opened after a missed deadline): send
+   * the whole current document next, deleting every mapping reported before that is gone now.
+   */
+  resendAll(): void {
+    if (this.lastSent)
+      this.staleNames = [...new Set([...this.staleNames, ...Object.keys(this.lastSent.mappings)])];
+    this.lastSent = undefined;
+    this.markChanged();
+  }
+
   /** Something changed: report within the interval, coalesced with other changes. */
   markChanged(): void {
     this.dirty = true;

@@ -13,6 +13,7 @@
 import { Backoff } from "../../../lib/backoff.ts";
 import { errorMessage } from "../../../lib/errors.ts";
 import type { Logger } from "../../../lib/log.ts";
+import { isDeadlineError, withDeadline } from "./deadline.ts";
 import type { ModuleClientPort, TwinPort } from "./twin-client-port.ts";
 
 export type DesiredHandler = (desired: Record<string, unknown>, version: number | null) => void;
@@ -21,6 +22,8 @@ export interface TwinSyncOptions {
   twinTimeoutMs: number;
   twinResyncMs: number;
   logger: Logger;
+  /** A twin read missed its deadline: the client is stuck and should be re-opened. */
+  onNoAnswer?(why: string): void;
   /** Ceiling of the first retry of a failed full read (grows to 30 s; full jitter). */
   retryInitialMs?: number;
 }
@@ -46,14 +49,6 @@ export function mergePatch(
 
 function versionOf(doc: Record<string, unknown>): number | null {
   return typeof doc.$version === "number" ? doc.$version : null;
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} got no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 export class TwinSync {
@@ -109,11 +104,14 @@ export class TwinSync {
     for (;;) {
       if (this.stopped) return;
       try {
-        const twin = await withTimeout(this.client.getTwin(), this.opts.twinTimeoutMs, "getTwin");
-        if (!this.twin) {
+        const twin = await withDeadline(this.client.getTwin(), this.opts.twinTimeoutMs, "getTwin");
+        if (this.twin !== twin) {
+          // Registering the first listener subscribes to desired patches; a client that was
+          // re-opened may hand out a new twin object, which needs its own subscription.
           this.twin = twin;
-          // Registering the first listener subscribes to desired patches.
-          twin.on("properties.desired", (patch) => this.onPatch(patch));
+          twin.on("properties.desired", (patch) => {
+            if (this.twin === twin) this.onPatch(patch);
+          });
         }
         const full = structuredClone(twin.properties.desired ?? {});
         this.fullReads++;
@@ -124,6 +122,7 @@ export class TwinSync {
         this.scheduleResync();
         return;
       } catch (err) {
+        if (isDeadlineError(err)) this.opts.onNoAnswer?.(errorMessage(err));
         const delay = backoff.next();
         this.opts.logger.warn({ err: errorMessage(err), retryInMs: delay }, "reading the module twin failed");
         await new Promise<void>((r) => {
