@@ -247,6 +247,7 @@ export async function runBenchmark(): Promise<BenchSection> {
       {
         LOG_LEVEL: "info",
         LEDGER_CONNECTION_STRING: azurite.connectionString,
+        GATEWAY_RELAY_AUTH: "sas",
         LEDGER_RELOAD_INTERVAL_MS: "0",
         GATEWAY_BIND_HOST: "127.0.0.1",
         GATEWAY_HEALTH_HOST: "127.0.0.1",

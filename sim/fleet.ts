@@ -326,6 +326,7 @@ export class Fleet {
       env: {
         LEDGER_CONNECTION_STRING: this.storage.connectionString,
         RELAY_CA_FILE: this.relay.caFile,
+        GATEWAY_RELAY_AUTH: "sas",
         GATEWAY_BIND_HOST: host,
         GATEWAY_HEALTH_HOST: "127.0.0.1",
         GATEWAY_HEALTH_PORT: "0",

@@ -24,6 +24,13 @@ export interface SenderOptions {
   /** Send rule; omit both for a hybrid connection that does not require client authorization. */
   keyName?: string;
   key?: string;
+  /**
+   * A Microsoft Entra ID access token for `https://relay.azure.net`, read at every connect (so a
+   * refreshed token is used from then on); sent raw in `ServiceBusAuthorization` as the .NET SDK
+   * does. Takes the place of `keyName`/`key`. Returning undefined (no valid token) fails the
+   * connect with `RF_ERR_RELAY_UNAUTHORIZED` without asking the relay.
+   */
+  bearerToken?: () => string | undefined;
   /** Extra CA (PEM) trusted for the relay's TLS certificate. */
   ca?: string | Buffer;
   /** Whole connect, including the listener's accept (default 30 s). */
@@ -126,7 +133,19 @@ export function relaySocketOptions(opts: {
 export function connectSender(options: SenderOptions): Promise<WebSocket> {
   const timeoutMs = options.timeoutMs ?? CONNECT_TIMEOUT_MS;
   const headers: Record<string, string> = {};
-  if (options.keyName && options.key) {
+  if (options.bearerToken) {
+    const token = options.bearerToken();
+    if (!token) {
+      return Promise.reject(
+        new RelayFleetError(
+          "RF_ERR_RELAY_UNAUTHORIZED",
+          `connect to '${options.hybridConnection}': no valid Entra ID token (its refresh is failing)`,
+          { status: 401 },
+        ),
+      );
+    }
+    headers.ServiceBusAuthorization = token;
+  } else if (options.keyName && options.key) {
     headers.ServiceBusAuthorization = cachedToken(
       options.endpoint,
       options.hybridConnection,

@@ -4,7 +4,7 @@
  * fatal, so one typo by hand in the table cannot take every other route down.
  *
  * Row layout (team brief, "Port ledger"):
- *   site  / <siteId>            hybridConnection, relayEndpoint, sendKeyName, sendKey, deviceId
+ *   site  / <siteId>            hybridConnection, relayEndpoint, deviceId [, sendKeyName, sendKey: SAS mode only]
  *   route / <port>              kind tcp | shared, siteId + portName for tcp, limits
  *   route / <port>:<hostname>   kind tls-sni | http-host, siteId, portName, limits
  */
@@ -23,13 +23,13 @@ import { statusOf } from "./table.ts";
 /** DNS names as they appear in SNI / Host, lower-cased; a `*.` wildcard prefix is allowed. */
 const HOSTNAME = /^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$/;
 
-/** A site's Send-only credentials, as the gateway uses them. */
+/** Where a gateway reaches a site; the Send rule only when the relay is used with SAS. */
 export interface LedgerSite {
   siteId: string;
   hybridConnection: string;
   relayEndpoint: string;
-  sendKeyName: string;
-  sendKey: string;
+  sendKeyName?: string;
+  sendKey?: string;
 }
 
 /** One route row after validation (hostnames lower-cased). */
@@ -71,7 +71,12 @@ export function parseSiteRow(row: Record<string, unknown>): LedgerSite | LedgerP
   const parsed = parseSiteEntity(row);
   if (!parsed.success) return { partitionKey: SITE_PARTITION, rowKey, message: describe(parsed.error) };
   const { siteId, hybridConnection, relayEndpoint, sendKeyName, sendKey } = parsed.data;
-  return { siteId, hybridConnection, relayEndpoint, sendKeyName, sendKey };
+  const site: LedgerSite = { siteId, hybridConnection, relayEndpoint };
+  if (sendKeyName !== undefined && sendKey !== undefined) {
+    site.sendKeyName = sendKeyName;
+    site.sendKey = sendKey;
+  }
+  return site;
 }
 
 /**

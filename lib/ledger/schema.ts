@@ -24,13 +24,17 @@ export const portNameSchema = z
   .string()
   .regex(PORT_NAME_PATTERN, "must be 1-64 characters: letters, digits, '_' and '-'");
 
-/** A site row: what a gateway needs to open a sender connection to the site. */
+/**
+ * A site row: what a gateway needs to open a sender connection to the site. With Entra ID (the
+ * default) gateways sign in with their managed identity and the row holds no key at all; the
+ * Send rule's name and key are there only when the rollout runs with SAS Send rules.
+ */
 export const siteRowSchema = z.object({
   siteId: siteIdSchema,
   hybridConnection: z.string().min(1),
   relayEndpoint: z.string().min(1),
-  sendKeyName: z.string().min(1),
-  sendKey: z.string().min(1),
+  sendKeyName: z.string().min(1).optional(),
+  sendKey: z.string().min(1).optional(),
   deviceId: z.string().min(1),
   createdAt: z.string().min(1),
   /** Rollout's own fields (the gateway ignores them): site profile and desired spec as JSON. */
@@ -132,8 +136,9 @@ export function parseSiteEntity(entity: Record<string, unknown>) {
     siteId: entity.rowKey,
     hybridConnection: entity.hybridConnection,
     relayEndpoint: entity.relayEndpoint,
-    sendKeyName: entity.sendKeyName,
-    sendKey: entity.sendKey,
+    sendKeyName:
+      typeof entity.sendKeyName === "string" && entity.sendKeyName !== "" ? entity.sendKeyName : undefined,
+    sendKey: typeof entity.sendKey === "string" && entity.sendKey !== "" ? entity.sendKey : undefined,
     deviceId: entity.deviceId,
     createdAt: entity.createdAt,
     profile: typeof entity.profile === "string" ? entity.profile : undefined,
@@ -145,6 +150,8 @@ export function parseSiteEntity(entity: Record<string, unknown>) {
 export function siteToEntity(row: SiteRow): SiteEntity {
   const { siteId, ...rest } = row;
   const entity: SiteEntity = { partitionKey: SITE_PARTITION, rowKey: siteId, ...rest };
+  if (entity.sendKeyName === undefined) delete entity.sendKeyName;
+  if (entity.sendKey === undefined) delete entity.sendKey;
   if (entity.profile === undefined) delete entity.profile;
   if (entity.spec === undefined) delete entity.spec;
   return entity;

@@ -3,12 +3,29 @@
  * HTTP on loopback needs `allowInsecureConnection`, which the SDK refuses to infer).
  */
 import { TableClient } from "@azure/data-tables";
+import type { TokenCredential } from "@azure/identity";
 
 /** Creates a table client; plain-HTTP endpoints (Azurite) are allowed only on loopback hosts. */
 export function createTableClient(connectionString: string, table: string): TableClient {
   const endpoint = /TableEndpoint=([^;]+)/i.exec(connectionString)?.[1];
   const insecure = endpoint !== undefined && isLoopbackHttp(endpoint);
   return TableClient.fromConnectionString(connectionString, table, { allowInsecureConnection: insecure });
+}
+
+/**
+ * A table client signed in with an Entra ID credential (the Storage Table Data Reader or
+ * Contributor role instead of the account key). Bearer tokens need HTTPS (the SDK refuses them
+ * over HTTP); `ca` adds a private CA, e.g. the simulation's Azurite certificate.
+ */
+export function createTableClientWithCredential(
+  tableServiceUrl: string,
+  table: string,
+  credential: TokenCredential,
+  options: { ca?: string | Buffer } = {},
+): TableClient {
+  return new TableClient(tableServiceUrl, table, credential, {
+    ...(options.ca !== undefined ? { tlsOptions: { ca: options.ca.toString() } } : {}),
+  });
 }
 
 function isLoopbackHttp(endpoint: string): boolean {

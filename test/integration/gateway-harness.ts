@@ -11,7 +11,11 @@ import { createLedger, type PortLedger } from "../../lib/ledger/index.ts";
 import type { MappingInput } from "../../lib/twin/index.ts";
 import { startAzurite } from "../../sim/azurite.ts";
 import { startIotHubEmulator } from "../../sim/iothub-emulator/index.ts";
-import { type RelayEmulator, startRelayEmulator } from "../../sim/relay-emulator/index.ts";
+import {
+  type RelayEmulator,
+  type StartRelayEmulatorOptions,
+  startRelayEmulator,
+} from "../../sim/relay-emulator/index.ts";
 import { type CleanupContext, type ManagedProcess, spawnTs } from "../helpers/index.ts";
 import {
   MODULE_ID,
@@ -36,8 +40,12 @@ export interface Harness {
 /** A free TCP port on 127.0.0.1 (the ledger needs concrete public ports). */
 export { freePort } from "../../sim/ports.ts";
 
-export async function startHarness(t: CleanupContext, siteId = "s1"): Promise<Harness> {
-  const [azurite, relay] = await Promise.all([startAzurite(), startRelayEmulator()]);
+export async function startHarness(
+  t: CleanupContext,
+  siteId = "s1",
+  relayOptions: StartRelayEmulatorOptions = {},
+): Promise<Harness> {
+  const [azurite, relay] = await Promise.all([startAzurite(), startRelayEmulator(relayOptions)]);
   t.after(() => relay.close());
   t.after(() => azurite.close());
   const hc = `site-${siteId}`;
@@ -81,6 +89,9 @@ export async function startGateway(
 ): Promise<GatewayProcess> {
   const proc = spawnTs(t, "cloud/gateway/src/main.ts", [], {
     LEDGER_CONNECTION_STRING: h.connectionString,
+    // These tests predate Entra ID and write Send rules into the ledger (gateway-entra.test.ts
+    // covers the managed identity).
+    GATEWAY_RELAY_AUTH: "sas",
     LEDGER_RELOAD_INTERVAL_MS: "0",
     GATEWAY_BIND_HOST: "127.0.0.1",
     GATEWAY_HEALTH_HOST: "127.0.0.1",

@@ -15,6 +15,11 @@ export interface AdminOptions {
   metrics: GatewayMetrics;
   log: Logger;
   token?: string;
+  /**
+   * The relay credential's state for /readyz: not ready while no valid Entra ID token is held;
+   * a failing refresh (old token still valid) and the last refusal by the relay are reported.
+   */
+  relayAuth?: () => { ready: boolean; [detail: string]: unknown };
 }
 
 function send(res: ServerResponse, status: number, body: unknown, type = "application/json"): void {
@@ -31,15 +36,18 @@ function authorised(req: IncomingMessage, token: string | undefined): boolean {
 }
 
 export function createAdminServer(options: AdminOptions): Server {
-  const { gateway, metrics, log, token } = options;
+  const { gateway, metrics, log, token, relayAuth } = options;
   return createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     void (async () => {
       if (req.method === "GET" && path === "/healthz") return send(res, 200, { status: "ok" });
-      if (req.method === "GET" && path === "/readyz")
-        return gateway.ready
-          ? send(res, 200, { status: "ready", listening: gateway.listening().length })
-          : send(res, 503, { status: "not-ready" });
+      if (req.method === "GET" && path === "/readyz") {
+        const auth = relayAuth?.();
+        const detail = auth ? { relayAuth: auth } : {};
+        return gateway.ready && (auth?.ready ?? true)
+          ? send(res, 200, { status: "ready", listening: gateway.listening().length, ...detail })
+          : send(res, 503, { status: "not-ready", ...detail });
+      }
       if (path === "/metrics" && req.method === "GET") {
         if (!authorised(req, token)) return send(res, 401, { error: "unauthorized" });
         return send(res, 200, await metrics.registry.metrics(), metrics.registry.contentType);

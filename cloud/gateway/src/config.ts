@@ -12,9 +12,39 @@ const int = (fallback: number, min = 0) =>
     .transform((v) => (v === undefined || v === "" ? fallback : Number(v)))
     .pipe(z.number().int().min(min));
 
-/** Every variable the gateway reads; the infrastructure tests derive the required ones from it. */
+/** Scope of the gateway's Entra ID token for Azure Relay (resource `https://relay.azure.net`). */
+export const RELAY_TOKEN_SCOPE = "https://relay.azure.net/.default";
+
+/**
+ * Role names the gateway's identity needs (lib/entra/roles.ts has their ids): the
+ * infrastructure template assigns them, these names only document and derive app settings.
+ */
+export const GATEWAY_ROLES = {
+  relay: "Azure Relay Sender",
+  ledger: "Storage Table Data Reader",
+} as const;
+
+const optional = z
+  .string()
+  .optional()
+  .transform((v) => (v === "" ? undefined : v));
+
+/** Every variable the gateway reads; the infrastructure tests derive app settings from it. */
 export const gatewayEnvSchema = z.object({
-  LEDGER_CONNECTION_STRING: z.string({ error: "is required" }).min(1, "is required"),
+  /** Ledger by account key or SAS connection string (Azurite, or where Entra ID is not used). */
+  LEDGER_CONNECTION_STRING: optional,
+  /** Ledger by managed identity: the table service URL (`https://<account>.table.core.windows.net`). */
+  LEDGER_TABLE_URL: optional,
+  /** Extra CA (PEM file) for the ledger's TLS, e.g. the simulation's Azurite. */
+  LEDGER_CA_FILE: optional,
+  /** `entra` (default): the managed identity's token, Azure Relay Sender role; `sas`: the ledger's Send rules. */
+  GATEWAY_RELAY_AUTH: z
+    .string()
+    .optional()
+    .transform((v) => v || "entra")
+    .pipe(z.enum(["entra", "sas"])),
+  /** Client id of a user-assigned managed identity; unset = the system-assigned one. */
+  AZURE_CLIENT_ID: optional,
   LEDGER_TABLE: z
     .string()
     .optional()
@@ -40,11 +70,20 @@ export const gatewayEnvSchema = z.object({
   GATEWAY_BREAKER_MAX_BACKOFF_MS: int(30_000, 1),
 });
 
+const refined = gatewayEnvSchema.superRefine((c, ctx) => {
+  if (!c.LEDGER_CONNECTION_STRING && !c.LEDGER_TABLE_URL)
+    ctx.addIssue({
+      code: "custom",
+      path: ["LEDGER_TABLE_URL"],
+      message: "or LEDGER_CONNECTION_STRING is required",
+    });
+});
+
 export type GatewayConfig = z.output<typeof gatewayEnvSchema>;
 
 /** Reads and validates the environment; throws `RF_ERR_GATEWAY_CONFIG` naming each bad variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
-  const parsed = gatewayEnvSchema.safeParse(env);
+  const parsed = refined.safeParse(env);
   if (!parsed.success) {
     const detail = parsed.error.issues.map((i) => `${i.path.join(".")} ${i.message}`).join("; ");
     throw new RelayFleetError("RF_ERR_GATEWAY_CONFIG", `gateway configuration: ${detail}`);

@@ -3,23 +3,52 @@
  * environment, ledger reader, public listeners, admin port, SIGHUP reload, SIGTERM drain.
  */
 import { readFileSync } from "node:fs";
+import { ManagedIdentityCredential } from "@azure/identity";
+import { RefreshingToken } from "../../../lib/entra/refreshing-token.ts";
 import { errorMessage } from "../../../lib/errors.ts";
 import { StandbyPools } from "../../../lib/hyco/standby.ts";
 import { readLedger } from "../../../lib/ledger/read-routes.ts";
-import { createTableClient } from "../../../lib/ledger/table.ts";
+import { createTableClient, createTableClientWithCredential } from "../../../lib/ledger/table.ts";
 import { createLogger } from "../../../lib/log.ts";
 import { createAdminServer } from "./admin-server.ts";
-import { loadConfig } from "./config.ts";
+import { loadConfig, RELAY_TOKEN_SCOPE } from "./config.ts";
 import { Gateway } from "./gateway.ts";
 import { createMetrics } from "./metrics.ts";
-import { relayPump, relayTunnelOpener } from "./relay-tunnel.ts";
+import { type RelayAuth, relayPump, relayTunnelOpener } from "./relay-tunnel.ts";
 
 const log = createLogger("gateway");
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  const table = createTableClient(config.LEDGER_CONNECTION_STRING, config.LEDGER_TABLE);
   const metrics = createMetrics();
+  // One managed identity for everything the gateway reaches in Azure (App Service / Functions
+  // protocol via IDENTITY_ENDPOINT, IMDS on a VM scale set): no key in its settings.
+  const credential = new ManagedIdentityCredential(
+    config.AZURE_CLIENT_ID ? { clientId: config.AZURE_CLIENT_ID } : undefined,
+  );
+  const table = config.LEDGER_TABLE_URL
+    ? createTableClientWithCredential(config.LEDGER_TABLE_URL, config.LEDGER_TABLE, credential, {
+        ...(config.LEDGER_CA_FILE ? { ca: readFileSync(config.LEDGER_CA_FILE) } : {}),
+      })
+    : createTableClient(config.LEDGER_CONNECTION_STRING ?? "", config.LEDGER_TABLE);
+  let relayToken: RefreshingToken | undefined;
+  let lastRefusal: { status: number; site: string; at: string } | undefined;
+  if (config.GATEWAY_RELAY_AUTH === "entra") {
+    relayToken = new RefreshingToken(credential, RELAY_TOKEN_SCOPE, {
+      onRefresh(result, error) {
+        metrics.relayTokenRefreshes.inc({ result });
+        // The token itself is never logged; the credential's message names the cause.
+        if (result === "failed")
+          log.warn({ event: "relay-token-refresh-failed", error }, "Entra ID token refresh failed");
+        else log.debug({ event: "relay-token-refreshed" }, "Entra ID token refreshed");
+      },
+    });
+    const source = relayToken;
+    metrics.setTokenExpirySource(() => source.status().expiresAt);
+  }
+  const auth: RelayAuth = relayToken
+    ? { kind: "entra", token: () => relayToken?.current() }
+    : { kind: "sas" };
   const ca = config.RELAY_CA_FILE ? readFileSync(config.RELAY_CA_FILE) : undefined;
   const standby =
     config.GATEWAY_STANDBY_CONNECTIONS > 0
@@ -32,7 +61,22 @@ async function main(): Promise<void> {
   if (standby) metrics.setStandbySource(() => standby.ready);
   const gateway = new Gateway({
     loadLedger: () => readLedger(table),
-    openTunnel: relayTunnelOpener({ ca, timeoutMs: config.GATEWAY_CONNECT_TIMEOUT_MS, standby }),
+    openTunnel: relayTunnelOpener({
+      ca,
+      timeoutMs: config.GATEWAY_CONNECT_TIMEOUT_MS,
+      standby,
+      auth,
+      onAuthRefused(status, site) {
+        metrics.relayAuthRefusals.inc({ status: String(status) });
+        lastRefusal = { status, site, at: new Date().toISOString() };
+        log.warn(
+          { event: "relay-auth-refused", status, site, auth: config.GATEWAY_RELAY_AUTH },
+          status === 403
+            ? "the relay refused the gateway: its identity lacks the Azure Relay Sender role on this hybrid connection"
+            : "the relay refused the gateway's token (invalid, expired or for another audience)",
+        );
+      },
+    }),
     pump: relayPump,
     metrics,
     log,
@@ -44,13 +88,30 @@ async function main(): Promise<void> {
       maxBackoffMs: config.GATEWAY_BREAKER_MAX_BACKOFF_MS,
     },
   });
-  const admin = createAdminServer({ gateway, metrics, log, token: config.GATEWAY_ADMIN_TOKEN });
+  const admin = createAdminServer({
+    gateway,
+    metrics,
+    log,
+    token: config.GATEWAY_ADMIN_TOKEN,
+    relayAuth: () => {
+      const status = relayToken?.status();
+      return {
+        ready: status === undefined || status.state === "ok" || status.state === "refresh-failing",
+        mode: config.GATEWAY_RELAY_AUTH,
+        ...(status ? { token: status.state, consecutiveFailures: status.consecutiveFailures } : {}),
+        ...(status?.lastError ? { lastError: status.lastError } : {}),
+        ...(lastRefusal ? { lastRefusal } : {}),
+      };
+    },
+  });
   await new Promise<void>((resolve, reject) => {
     admin.once("error", reject);
     admin.listen(config.GATEWAY_HEALTH_PORT, config.GATEWAY_HEALTH_HOST, resolve);
   });
   const adminPort = (admin.address() as { port: number }).port;
   log.info({ event: "admin-listening", port: adminPort }, "admin port open");
+  // The first token before the first tunnel; a failure is retried in the background (readyz 503).
+  await relayToken?.start();
   // A failed first load is not fatal: /readyz stays 503 and the periodic reload retries.
   const first = await gateway.start();
   log.info({ event: "started", ok: first.ok, routes: first.routes, ports: first.ports }, "gateway started");
@@ -62,6 +123,7 @@ async function main(): Promise<void> {
     stopping = true;
     log.info({ event: "draining", signal, live: gateway.liveTunnels }, "draining");
     standby?.close();
+    relayToken?.close();
     const aborted = await gateway.drain(config.GATEWAY_DRAIN_TIMEOUT_MS);
     admin.close();
     admin.closeAllConnections();

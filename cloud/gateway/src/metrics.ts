@@ -37,6 +37,12 @@ export interface GatewayMetrics {
   badRows: Gauge;
   openCircuits: Gauge;
   standbyTakes: Counter<"result">;
+  /** Entra ID token fetches for Azure Relay, by result (ok / failed). */
+  relayTokenRefreshes: Counter<"result">;
+  /** Tunnels the relay refused for the gateway's credentials, by status (401 / 403). */
+  relayAuthRefusals: Counter<"status">;
+  /** Where `gateway_relay_token_expires_in_seconds` reads from (undefined: SAS mode, not exported). */
+  setTokenExpirySource(expiresAt: () => number | undefined): void;
   /** Where `gateway_standby_ready` reads from at scrape time. */
   setStandbySource(ready: () => number): void;
 }
@@ -46,6 +52,16 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Gatew
   if (options.defaultMetrics ?? true) collectStandardDefaultMetrics(registry);
   const registers = [registry];
   let standbyReady = () => 0;
+  let tokenExpiresAt: () => number | undefined = () => undefined;
+  new Gauge({
+    name: "gateway_relay_token_expires_in_seconds",
+    help: "Seconds until the gateway's Entra ID token for Azure Relay expires (negative or 0: none valid)",
+    registers,
+    collect() {
+      const at = tokenExpiresAt();
+      if (at !== undefined) this.set(Math.round((at - Date.now()) / 1000));
+    },
+  });
   new Gauge({
     name: "gateway_standby_ready",
     help: "Standby connections ready, over all sites",
@@ -120,6 +136,21 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Gatew
       labelNames: ["result"],
       registers,
     }),
+    relayTokenRefreshes: new Counter({
+      name: "gateway_relay_token_refreshes_total",
+      help: "Entra ID token fetches for Azure Relay by the managed identity, by result",
+      labelNames: ["result"],
+      registers,
+    }),
+    relayAuthRefusals: new Counter({
+      name: "gateway_relay_auth_refusals_total",
+      help: "Tunnels the relay refused for the gateway's credentials (401 invalid token, 403 missing role)",
+      labelNames: ["status"],
+      registers,
+    }),
+    setTokenExpirySource(expiresAt) {
+      tokenExpiresAt = expiresAt;
+    },
     setStandbySource(ready) {
       standbyReady = ready;
     },

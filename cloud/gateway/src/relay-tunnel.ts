@@ -2,22 +2,31 @@
  * The gateway's side of the data path, entirely on the shared Hybrid Connections client
  * (`lib/hyco`): `openLogicalPort` (sender connection with the site's Send-only rule + azbridge
  * preamble, bytes the site sends behind its reply held for the pump) and `startPump`. No relay
- * protocol is implemented here; the gateway never holds a Listen or Manage key.
+ * protocol is implemented here; the gateway never holds a Listen or Manage key. It signs in to
+ * the relay with its managed identity's Entra ID token (Azure Relay Sender role), or, with
+ * `GATEWAY_RELAY_AUTH=sas`, with the site's Send rule from the ledger.
  */
 import type { WebSocket } from "ws";
-import { RelayFleetError } from "../../../lib/errors.ts";
+import { hasErrorCode, RelayFleetError } from "../../../lib/errors.ts";
 import type { SenderOptions } from "../../../lib/hyco/sender.ts";
 import { type StandbyPools, startTunnelPump } from "../../../lib/hyco/standby.ts";
 import { openLogicalPort } from "../../../lib/hyco/tunnel.ts";
 import type { OpenTunnel, PumpTunnel } from "./connection.ts";
 
+/** How the gateway authenticates to Azure Relay. */
+export type RelayAuth = { kind: "entra"; token: () => string | undefined } | { kind: "sas" };
+
 export interface RelayTunnelOptions {
+  /** Default: SAS with the ledger's Send rule (what tests built before Entra ID use). */
+  auth?: RelayAuth;
   /** Extra CA (PEM) for the relay's TLS, e.g. the local emulator's. */
   ca?: string | Buffer;
   /** Relay connect + the site's preamble answer, together (default 15 s). */
   timeoutMs?: number;
   /** Standby connections per site (lib/hyco/standby.ts): a warm site's tunnels skip the rendezvous. */
   standby?: StandbyPools;
+  /** Called when the relay refuses the gateway's credentials (401/403): metrics and readyz. */
+  onAuthRefused?: (status: 401 | 403, siteId: string) => void;
 }
 
 /**
@@ -27,13 +36,27 @@ export interface RelayTunnelOptions {
  */
 export function relayTunnelOpener(options: RelayTunnelOptions = {}): OpenTunnel {
   const timeoutMs = options.timeoutMs ?? 15_000;
+  const auth = options.auth ?? { kind: "sas" };
   return (route, signal) => {
     const site = route.site;
+    const credentials: Partial<SenderOptions> =
+      auth.kind === "entra"
+        ? { bearerToken: auth.token }
+        : site.sendKeyName && site.sendKey
+          ? { keyName: site.sendKeyName, key: site.sendKey }
+          : {};
+    if (auth.kind === "sas" && credentials.key === undefined) {
+      return Promise.reject(
+        new RelayFleetError(
+          "RF_ERR_GATEWAY_NO_SEND_KEY",
+          `site ${site.siteId} has no Send rule in the ledger; GATEWAY_RELAY_AUTH=sas needs the rollout's ROLLOUT_RELAY_SEND_AUTH=sas`,
+        ),
+      );
+    }
     const sender: SenderOptions = {
       endpoint: site.relayEndpoint,
       hybridConnection: site.hybridConnection,
-      keyName: site.sendKeyName,
-      key: site.sendKey,
+      ...credentials,
       timeoutMs,
       ...(options.ca !== undefined ? { ca: options.ca } : {}),
     };
@@ -72,7 +95,11 @@ export function relayTunnelOpener(options: RelayTunnelOptions = {}): OpenTunnel 
       // A tunnel answered after the deadline or after the client left is closed at once.
       opening.then(
         (ws) => finish(undefined, ws),
-        (err: unknown) => finish(err),
+        (err: unknown) => {
+          if (hasErrorCode(err, "RF_ERR_RELAY_FORBIDDEN")) options.onAuthRefused?.(403, site.siteId);
+          else if (hasErrorCode(err, "RF_ERR_RELAY_UNAUTHORIZED")) options.onAuthRefused?.(401, site.siteId);
+          finish(err);
+        },
       );
     });
   };
