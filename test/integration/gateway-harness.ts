@@ -100,8 +100,9 @@ export async function startGateway(
     LOG_LEVEL: "info",
     ...env,
   });
-  const m = await proc.waitForLine(/"event":"admin-listening","port":(\d+)/);
-  await proc.waitForLine(/"event":"started"/);
+  // Generous: on a loaded machine a cold tsx start of the gateway alone can take 20 s.
+  const m = await proc.waitForLine(/"event":"admin-listening","port":(\d+)/, 60_000);
+  await proc.waitForLine(/"event":"started"/, 60_000);
   const adminPort = Number(m[1]);
   const admin = async (path: string, method = "GET") => {
     const res = await fetch(`http://127.0.0.1:${adminPort}${path}`, { method });
