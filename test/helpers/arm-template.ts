@@ -56,6 +56,7 @@ const ARITY: Record<string, [number, number]> = {
   concat: [1, 64],
   copyIndex: [0, 2],
   environment: [0, 0],
+  extensionResourceId: [3, 16],
   format: [1, 64],
   guid: [1, 16],
   items: [1, 1],
@@ -408,6 +409,13 @@ function evalExpr(e: Expr, ctx: EvalContext, scope: Record<string, unknown>): un
       return e.name === "resourceId"
         ? `${rg.id}${id}`
         : `/subscriptions/00000000-0000-0000-0000-000000000000${id}`;
+    }
+    case "extensionResourceId": {
+      const [scope, type, ...names] = all().map(text);
+      const typeParts = (type as string).split("/");
+      let id = `${scope}/providers/${typeParts[0]}/${typeParts[1]}/${names[0]}`;
+      for (let k = 2; k < typeParts.length; k++) id += `/${typeParts[k]}/${names[k - 1]}`;
+      return id;
     }
     case "reference":
       return new Deferred(`reference(${text(arg(0))})`);

@@ -116,6 +116,12 @@ test("resourceId() and dependsOn name resources the template declares (or their 
     assert.ok(declared.has(type.toLowerCase()) || inside.has(type.toLowerCase()), `resourceId of ${type}`);
   for (const type of literalArgs("subscriptionResourceId"))
     assert.equal(type, "Microsoft.Authorization/roleDefinitions");
+  // Extension resources (role assignments) are addressed under their scope.
+  for (const r of template.resources)
+    if (typeof r.scope === "string")
+      ids.add(
+        `${String(evaluateValue(r.scope, ctx))}/providers/${r.type}/${String(evaluateValue(r.name, ctx))}`.toLowerCase(),
+      );
   for (const r of template.resources)
     for (const dep of (r.dependsOn as string[] | undefined) ?? []) {
       const id = String(evaluateValue(dep, ctx)).toLowerCase();

@@ -39,6 +39,7 @@ const BUILT_IN_ROLES: Record<string, string> = {
   "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
   "76199698-9eea-4c19-bc75-cec21354c6b6": "Storage Table Data Reader",
   "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
+  "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
   "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
   "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
 };
@@ -56,6 +57,7 @@ const EXPECTED = [
   "gateways | Storage Table Data Reader | Microsoft.Storage/storageAccounts/tableServices/tables",
   "gateways | Azure Relay Sender | Microsoft.Relay/namespaces",
   "gateways | Key Vault Secrets User | Microsoft.KeyVault/vaults/secrets",
+  "hub-routing | Storage Blob Data Contributor | Microsoft.Storage/storageAccounts/blobServices/containers",
 ].sort();
 
 const assignments = template.resources.filter(
@@ -96,8 +98,16 @@ test("every role assignment is a built-in role on one resource the template crea
       ? "rollout"
       : principal.includes("Microsoft.Compute/virtualMachineScaleSets")
         ? "gateways"
-        : "unknown";
-    assert.match(principal, /'full'\)\.identity\.principalId\]$/, "a managed identity's principal");
+        : principal.includes("Microsoft.ManagedIdentity/userAssignedIdentities")
+          ? "hub-routing"
+          : "unknown";
+    // A managed identity's principal: a system-assigned one through the resource, or a
+    // user-assigned identity's own principalId.
+    assert.match(
+      principal,
+      /('full'\)\.identity\.principalId|userAssignedIdentities', variables\('[^']+'\)\), '[\d-]+'\)\.principalId)\]$/,
+      "a managed identity's principal",
+    );
     seen.push(`${who} | ${name} | ${declared.get(scope)}`);
     // Deterministic names: redeploying updates instead of duplicating.
     assert.match(String(evaluateValue(a.name, ctx)), /^[0-9a-f-]{36}$/);
@@ -180,5 +190,31 @@ test("the gateways' custom data holds secret names, never secret values", () => 
   assert.equal(
     vmss.properties.virtualMachineProfile.osProfile.linuxConfiguration.disablePasswordAuthentication,
     true,
+  );
+});
+
+test("IoT Hub routes the relayListener modules' messages (audit records) to storage by identity, and keeps the built-in endpoint", () => {
+  const hub = findResource<{
+    identity: { type: string };
+    properties: {
+      routing: {
+        endpoints: { storageContainers: Array<Record<string, unknown>> };
+        routes: Array<{ condition: string; endpointNames: string[]; isEnabled: boolean }>;
+        fallbackRoute: { endpointNames: string[]; isEnabled: boolean };
+      };
+    };
+  }>(template, "Microsoft.Devices/IotHubs");
+  const [endpoint] = hub.properties.routing.endpoints.storageContainers;
+  assert.equal(endpoint?.authenticationType, "identityBased");
+  assert.equal(endpoint?.connectionString, undefined, "no key in the endpoint");
+  assert.equal(hub.identity.type, "UserAssigned");
+  const route = hub.properties.routing.routes.find((r) => r.endpointNames.includes(String(endpoint?.name)));
+  assert.equal(route?.condition, "$connectionModuleId = 'relayListener'");
+  assert.equal(route?.isEnabled, true);
+  assert.deepEqual(hub.properties.routing.fallbackRoute.endpointNames, ["events"]);
+  assert.equal(hub.properties.routing.fallbackRoute.isEnabled, true);
+  assert.equal(
+    evaluateValue(endpoint?.containerName, ctx),
+    evaluateValue(template.outputs.auditContainer?.value, ctx),
   );
 });
