@@ -249,7 +249,19 @@ export class Fleet {
       // The old Send key stays valid until every gateway has re-read the ledger (reloadGateways
       // is called after a rotation too, but a gateway that misses the call re-reads on its timer).
       ROTATE_SEND_GRACE_MS: String(Math.max(1_500, 2 * (this.options.ledgerReloadMs ?? 2_000) + 500)),
+      // The status page reads the gateways' metrics; startGateway writes where they are.
+      GATEWAY_METRICS_FILE: this.gatewayMetricsFile,
     };
+  }
+
+  /** `{"urls":[…]}` of the gateways' /metrics, for the rollout service's status page. */
+  get gatewayMetricsFile(): string {
+    return join(this.options.stateDir, "gateway-metrics.json");
+  }
+
+  /** The fleet status page, key included (it opens at once in a browser). */
+  get statusPageUrl(): string {
+    return `${this.rollout.url}/api/fleet?code=${encodeURIComponent(this.rollout.functionKey)}`;
   }
 
   /** Starts (or restarts, on the same port and with the same keys and state) the relay emulator. */
@@ -336,6 +348,8 @@ export class Fleet {
     const admin = proc.earlyLines.find((l) => l.event === "admin-listening");
     const handle = { index, host, adminPort: admin ? num(admin, "port") : 0, process: proc };
     this.gateways[index] = handle;
+    const urls = this.gateways.filter(Boolean).map((g) => `http://127.0.0.1:${g.adminPort}/metrics`);
+    writeFileSync(this.gatewayMetricsFile, `${JSON.stringify({ urls })}\n`);
     return handle;
   }
 

@@ -104,6 +104,7 @@ try {
     seconds: (Date.now() - started) / 1000,
     gateways: fleet.gateways.map((g) => g.host),
     rollout: fleet.rollout.url,
+    statusPage: fleet.statusPageUrl,
     relay: fleet.relay.url,
     sites: siteList,
     stateDir,
@@ -128,6 +129,8 @@ function printWelcome(f: Fleet, seconds: number): void {
     ),
     `  relay emulator ${f.relay.url}   IoT Hub emulator ${f.hub.hostName}:${f.hub.mqttPort} (MQTT) / :${f.hub.httpsPort} (REST)`,
     `  rollout API    ${f.rollout.url}/api/sites   gateways ${f.gateways.map((g) => g.host).join(", ")}`,
+    "",
+    `${color("bold", "Fleet status page:")} ${f.statusPageUrl}`,
     "",
     color("bold", "Public ports (gateway → relay → site module → on-prem service):"),
   ];

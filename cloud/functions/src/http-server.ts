@@ -52,12 +52,13 @@ async function loadHandlers(): Promise<Loaded> {
     warn(...args);
   };
   try {
-    const [{ ROUTES }, events] = await Promise.all([
+    const [{ ROUTES }, { STATUS_PAGE_ROUTES }, events] = await Promise.all([
       import("./functions/sites.ts"),
+      import("./functions/status-page.ts"),
       import("./functions/device-events.ts"),
     ]);
     return {
-      routes: ROUTES,
+      routes: [...ROUTES, ...STATUS_PAGE_ROUTES],
       eventHandlers: new Map([[events.DEVICE_EVENTS_FUNCTION, events.deviceLifecycleHandler]]),
     };
   } finally {
@@ -115,6 +116,17 @@ function send(res: ServerResponse, status: number, body?: unknown): void {
     "content-type": "application/json; charset=utf-8",
     "content-length": Buffer.byteLength(text),
   });
+  res.end(text);
+}
+
+/** A text answer (the status page's HTML) with the handler's own headers. */
+function sendText(res: ServerResponse, response: HttpResponseInit): void {
+  if (res.headersSent) return;
+  const text = String(response.body);
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries((response.headers ?? {}) as Record<string, string>))
+    headers[k] = String(v);
+  res.writeHead(response.status ?? 200, { ...headers, "content-length": Buffer.byteLength(text) });
   res.end(text);
 }
 
@@ -213,6 +225,7 @@ export async function startRolloutHttpServer(
         ...(body ? { body: { string: body } } : {}),
       });
       const response = (await r.handler(request, contextFor(r.name, logger))) as HttpResponseInit;
+      if (typeof response.body === "string") return sendText(res, response);
       return send(res, response.status ?? 200, response.jsonBody);
     }
     if (pathMatched)

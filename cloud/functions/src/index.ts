@@ -3,5 +3,6 @@
  * each trigger module registers it with `@azure/functions`.
  */
 import "./functions/sites.ts";
+import "./functions/status-page.ts";
 import "./functions/device-events.ts";
 import "./functions/reconcile.ts";

@@ -15,6 +15,10 @@ export interface ModuleTwinView {
   reported: JsonObject;
   /** `properties.desired.$version`. */
   desiredVersion: number;
+  /** IoT Hub's view of the module's connection (`Connected` / `Disconnected`), when known. */
+  connectionState?: string;
+  /** Last time IoT Hub heard from the module (ISO), when known. */
+  lastActivityTime?: string;
 }
 
 export interface FleetHub {
@@ -68,13 +72,22 @@ function twinView(raw: unknown): ModuleTwinView {
     desired,
     reported: asObject(props.reported),
     desiredVersion: typeof desired.$version === "number" ? desired.$version : 0,
+    ...(typeof t.connectionState === "string" ? { connectionState: t.connectionState } : {}),
+    ...(typeof t.lastActivityTime === "string" ? { lastActivityTime: t.lastActivityTime } : {}),
   };
 }
 
 /** Plain JSON of an SDK Twin / query row (the SDK's Twin objects carry a registry reference). */
 function plain(value: unknown): unknown {
   const o = asObject(value);
-  return { deviceId: o.deviceId, moduleId: o.moduleId, tags: o.tags, properties: o.properties };
+  return {
+    deviceId: o.deviceId,
+    moduleId: o.moduleId,
+    tags: o.tags,
+    properties: o.properties,
+    connectionState: o.connectionState,
+    lastActivityTime: o.lastActivityTime,
+  };
 }
 
 /** {@link FleetHub} over an `azure-iothub` Registry. */
