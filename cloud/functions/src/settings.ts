@@ -155,6 +155,24 @@ export const rolloutSettingsSchema = z.object({
     description: "how long the old Send key stays valid after a rotation",
     deploy: "app-setting",
   }),
+  GATEWAY_METRICS_URLS: documented(optionalText(), {
+    description:
+      "status page: comma-separated gateway /metrics URLs for live traffic (set by hand where the app can reach the gateways' admin ports)",
+    deploy: "local",
+  }),
+  GATEWAY_METRICS_FILE: documented(optionalText(), {
+    description:
+      'status page: a JSON file {"urls":[...]} of gateway /metrics URLs, re-read each time (the simulation)',
+    deploy: "local",
+  }),
+  GATEWAY_ADMIN_TOKEN: documented(optionalText(), {
+    description: "status page: Bearer token for the gateways' /metrics, when they require one",
+    deploy: "local",
+  }),
+  STATUS_PAGE_CACHE_MS: documented(optionalInt(0), {
+    description: "status page: how long one computed fleet view serves every open page (default 1500)",
+    deploy: "local",
+  }),
 });
 
 export const functionsAppSettingsSchema = rolloutSettingsSchema.extend({
