@@ -4,6 +4,7 @@
  * run fast; the defaults are what a site runs.
  */
 import { readFileSync } from "node:fs";
+import { z } from "zod";
 import { RelayFleetError } from "../../../lib/errors.ts";
 import { type Allowlist, allowlistFrom, type Lookup } from "./allowlist.ts";
 
@@ -36,14 +37,47 @@ export interface ModuleSettings {
   relayBackoff: { initialMs: number; maxMs: number } | undefined;
 }
 
-function intEnv(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    throw new RelayFleetError("RF_ERR_MODULE_SETTING", `${name}=${raw} must be an integer ${min}-${max}`);
-  }
-  return n;
+/** An integer variable: `fallback` when unset or empty, else within `min`-`max`. */
+const int = (fallback: number, min: number, max: number) =>
+  z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined || raw === "") return fallback;
+      const n = Number(raw);
+      if (Number.isInteger(n) && n >= min && n <= max) return n;
+      ctx.addIssue({ code: "custom", message: `=${raw} must be an integer ${min}-${max}` });
+      return z.NEVER;
+    });
+
+/**
+ * Every variable the module reads, validated once at start. Files named here are read by
+ * `readSettings`; `RELAY_ALLOWED_TARGETS` is only detected, never used (see below).
+ */
+export const moduleEnvSchema = z.object({
+  RELAY_ALLOWLIST_FILE: z.string().optional(),
+  RELAY_ALLOWED_TARGETS: z.string().optional(),
+  RELAY_CA_FILE: z.string().optional(),
+  METRICS_PORT: int(0, 0, 65535),
+  METRICS_HOST: z.string().optional(),
+  RELAY_LISTENER_COUNT: int(2, 1, 8),
+  REPORT_INTERVAL_MS: int(5_000, 0, 3_600_000),
+  TWIN_TIMEOUT_MS: int(15_000, 100, 600_000),
+  TWIN_RESYNC_MS: int(900_000, 1_000, 86_400_000),
+  SHUTDOWN_DRAIN_MS: int(20_000, 0, 600_000),
+  PREAMBLE_TIMEOUT_MS: int(10_000, 100, 120_000),
+  STANDBY_MAX: int(16, 0, 1_000),
+  STANDBY_IDLE_MS: int(300_000, 1_000, 3_600_000),
+  TARGET_KEEPALIVE_MS: int(30_000, 1_000, 3_600_000),
+  RELAY_BACKOFF_INITIAL_MS: int(2_500, 10, 60_000),
+  RELAY_BACKOFF_MAX_MS: int(9_000, 10, 600_000),
+});
+
+function parseEnv(env: NodeJS.ProcessEnv): z.output<typeof moduleEnvSchema> {
+  const parsed = moduleEnvSchema.safeParse(env);
+  if (parsed.success) return parsed.data;
+  const detail = parsed.error.issues.map((i) => `${i.path.join(".")}${i.message}`).join("; ");
+  throw new RelayFleetError("RF_ERR_MODULE_SETTING", detail);
 }
 
 /**
@@ -92,33 +126,24 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env, lookup?: Look
       );
     }
   }
-  const backoffInitial = env.RELAY_BACKOFF_INITIAL_MS;
+  const v = parseEnv(env);
   return {
     allowlist: allowlistFrom(fileText, lookup),
     ignoredAllowlistEnv: env.RELAY_ALLOWED_TARGETS !== undefined,
     relayCa,
-    metricsPort:
-      env.METRICS_PORT === undefined || env.METRICS_PORT === ""
-        ? undefined
-        : intEnv(env, "METRICS_PORT", 0, 0, 65535),
-    metricsHost: env.METRICS_HOST ?? "0.0.0.0",
-    listenerCount: intEnv(env, "RELAY_LISTENER_COUNT", 2, 1, 8),
-    reportIntervalMs: intEnv(env, "REPORT_INTERVAL_MS", 5_000, 0, 3_600_000),
-    twinTimeoutMs: intEnv(env, "TWIN_TIMEOUT_MS", 15_000, 100, 600_000),
-    twinResyncMs: intEnv(env, "TWIN_RESYNC_MS", 900_000, 1_000, 86_400_000),
-    shutdownDrainMs: intEnv(env, "SHUTDOWN_DRAIN_MS", 20_000, 0, 600_000),
-    preambleTimeoutMs: intEnv(env, "PREAMBLE_TIMEOUT_MS", 10_000, 100, 120_000),
-    standby: {
-      max: intEnv(env, "STANDBY_MAX", 16, 0, 1_000),
-      idleMs: intEnv(env, "STANDBY_IDLE_MS", 300_000, 1_000, 3_600_000),
-    },
-    keepAliveMs: intEnv(env, "TARGET_KEEPALIVE_MS", 30_000, 1_000, 3_600_000),
+    metricsPort: env.METRICS_PORT === undefined || env.METRICS_PORT === "" ? undefined : v.METRICS_PORT,
+    metricsHost: v.METRICS_HOST ?? "0.0.0.0",
+    listenerCount: v.RELAY_LISTENER_COUNT,
+    reportIntervalMs: v.REPORT_INTERVAL_MS,
+    twinTimeoutMs: v.TWIN_TIMEOUT_MS,
+    twinResyncMs: v.TWIN_RESYNC_MS,
+    shutdownDrainMs: v.SHUTDOWN_DRAIN_MS,
+    preambleTimeoutMs: v.PREAMBLE_TIMEOUT_MS,
+    standby: { max: v.STANDBY_MAX, idleMs: v.STANDBY_IDLE_MS },
+    keepAliveMs: v.TARGET_KEEPALIVE_MS,
     relayBackoff:
-      backoffInitial === undefined
+      env.RELAY_BACKOFF_INITIAL_MS === undefined
         ? undefined
-        : {
-            initialMs: intEnv(env, "RELAY_BACKOFF_INITIAL_MS", 2_500, 10, 60_000),
-            maxMs: intEnv(env, "RELAY_BACKOFF_MAX_MS", 9_000, 10, 600_000),
-          },
+        : { initialMs: v.RELAY_BACKOFF_INITIAL_MS, maxMs: v.RELAY_BACKOFF_MAX_MS },
   };
 }
