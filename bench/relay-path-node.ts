@@ -6,7 +6,7 @@
  *                 one byte "K" once all L arrived.
  *   our-sender    TCP entry → project sender (`openLogicalPort` + `pumpStreams`), with a standby
  *                 pool (lib/hyco/standby.ts) unless `cold`
- *   our-listener  project listener → `readPreamble` (holding standbys) → target → `pumpStreams`
+ *   our-listener  project listener → `readLogicalPort` (holding standbys) → target → `pumpStreams`
  *   hyco-sender   TCP entry → hyco-ws `relayedConnect`, bytes copied the straightforward way
  *   hyco-listener hyco-ws `RelayedServer` → target, bytes copied the straightforward way
  *
@@ -16,16 +16,13 @@
 import { once } from "node:events";
 import net, { type AddressInfo } from "node:net";
 import hyco, { type LegacyWebSocket } from "hyco-ws";
+import { HeaderReader } from "../lib/hyco/header-reader.ts";
+import { takeBufferedMessages } from "../lib/hyco/held-messages.ts";
 import { HybridConnectionListener } from "../lib/hyco/listener.ts";
+import { acceptStream, readLogicalPort, refuseStream } from "../lib/hyco/logical-port-listener.ts";
 import { pumpStreams } from "../lib/hyco/pump.ts";
-import {
-  CLOSE_STANDBY_FULL,
-  STANDBY_PORT_NAME,
-  StandbyGate,
-  StandbyPool,
-  startTunnelPump,
-} from "../lib/hyco/standby.ts";
-import { answerPreamble, openLogicalPort, readPreamble } from "../lib/hyco/tunnel.ts";
+import { StandbyGate, StandbyPool, startTunnelPump } from "../lib/hyco/standby.ts";
+import { openLogicalPort } from "../lib/hyco/tunnel.ts";
 
 interface Config {
   url: string;
@@ -125,21 +122,26 @@ function ourListener(): void {
   listener.on("accept", async (req) => {
     try {
       const ws = await req.accept();
-      // A standby, once answered, stays one: after each clean end of stream it waits for the next.
+      // The module's own logical-port layer (lib/hyco/logical-port-listener.ts): a standby, once
+      // answered, stays one; after each clean end of stream it waits for the next.
       let standby = false;
       for (;;) {
-        let preamble = standby ? undefined : await readPreamble(ws);
-        if (!preamble || preamble.portName === STANDBY_PORT_NAME) {
-          const release = gate.hold(ws);
-          if (!release) return ws.close(CLOSE_STANDBY_FULL);
-          if (preamble) answerPreamble(ws, true);
-          standby = true;
-          preamble = await readPreamble(ws, gate.limits.idleMs).finally(release);
+        const reader = new HeaderReader(ws, takeBufferedMessages(ws));
+        const request = await readLogicalPort(ws, reader, {
+          preambleTimeoutMs: 10_000,
+          standby: gate,
+          recycled: standby,
+        });
+        if (!request) return;
+        standby = request.standby;
+        if (request.portName !== "bench") {
+          reader.release();
+          return refuseStream(ws, 1008, "no such logical port");
         }
         const sock = connectTarget();
         await once(sock, "connect");
-        answerPreamble(ws, preamble.portName === "bench");
-        const result = await pumpStreams(ws, sock, { reusable: standby });
+        acceptStream(ws);
+        const result = await pumpStreams(ws, sock, { reusable: standby, initialData: reader.release() });
         if (!result.reusable) return;
       }
     } catch {

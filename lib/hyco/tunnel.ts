@@ -3,9 +3,7 @@
  *
  * - sender: `openLogicalPort(opts, portName)` connects, writes `[1,0,mode,len,name]` and waits for
  *   `[1,0,mode]`; an error reply or a close before it is `RF_ERR_TUNNEL_REFUSED`.
- * - listener: `readPreamble(ws)` returns the port name the sender asked for (answering
- *   `[0,0,0]` itself to a bad version), the caller looks the mapping up and calls
- *   `answerPreamble(ws, true)`, or `answerPreamble(ws, false)` which closes (no such port).
+ * - listener: lib/hyco/logical-port-listener.ts.
  *
  * Bytes that arrive behind the preamble or the reply (a pipelining peer, a server banner) are
  * kept per WebSocket and handed to `pumpStreams` through `takeBufferedMessages`, so none is lost
@@ -15,17 +13,7 @@ import type { WebSocket } from "ws";
 import { RelayFleetError } from "../errors.ts";
 import { PREAMBLE_TIMEOUT_MS } from "./constants.ts";
 import { holdMessages, messageBytes, setMessageGate, takeBufferedMessages } from "./held-messages.ts";
-import {
-  encodePreamble,
-  encodeReplyError,
-  encodeReplyOk,
-  MODE_STREAM,
-  type Preamble,
-  type PreambleMode,
-  PreambleParser,
-  type RefusalReason,
-  ReplyParser,
-} from "./preamble.ts";
+import { encodePreamble, MODE_STREAM, type PreambleMode, ReplyParser } from "./preamble.ts";
 import { connectSender, type SenderOptions } from "./sender.ts";
 import type { StandbyPool } from "./standby.ts";
 
@@ -184,45 +172,4 @@ async function startLogicalPort(
     );
   }
   return ws;
-}
-
-/**
- * Listener side: reads the sender's preamble from a freshly accepted WebSocket. A bad version or
- * mode is answered `[0,0,0]` and closed here (then rethrown); a timeout closes with 1008.
- */
-export async function readPreamble(ws: WebSocket, timeoutMs = PREAMBLE_TIMEOUT_MS): Promise<Preamble> {
-  const parser = new PreambleParser();
-  try {
-    return await readUntil(ws, (c) => parser.push(c), timeoutMs, "preamble", false);
-  } catch (err) {
-    const code = (err as { code?: string }).code;
-    if (ws.readyState === ws.OPEN) {
-      if (code === "RF_ERR_PREAMBLE_VERSION" || code === "RF_ERR_PREAMBLE_MODE") {
-        ws.send(encodeReplyError("unsupported-version"));
-        ws.close(1000, "unsupported preamble version");
-      } else if (code === "RF_ERR_PREAMBLE_TIMEOUT") ws.close(1008, "no preamble");
-      else ws.close(1008, "bad preamble");
-    }
-    throw err;
-  }
-}
-
-/**
- * Listener side: answers the preamble. `true` sends `[1,0,mode]`; an azbridge refusal reason sends
- * its error reply and closes; `false` closes without a reply, which is how azbridge says
- * "no such port".
- */
-export function answerPreamble(
-  ws: WebSocket,
-  answer: boolean | RefusalReason,
-  mode: PreambleMode = MODE_STREAM,
-): void {
-  if (ws.readyState !== ws.OPEN) return;
-  if (answer === true) {
-    ws.send(encodeReplyOk(mode));
-    return;
-  }
-  if (answer !== false) ws.send(encodeReplyError(answer));
-  takeBufferedMessages(ws);
-  ws.close(1000, answer === false ? "no such port" : answer);
 }

@@ -1,15 +1,15 @@
 /**
  * A light stand-in for a site, for gateway tests where the site is incidental (several gateway
  * instances, circuit breaker, rate limits): built only from lib/hyco — `HybridConnectionListener`,
- * `readPreamble` / `answerPreamble` and `pumpStreams` — forwarding each logical port name to a TCP
+ * `readPreamble` / `answerPreamble` (lib/hyco/logical-port-listener.ts) and `pumpStreams` — forwarding each logical port name to a TCP
  * target on 127.0.0.1. Tests about what the site does (byte-exact transfer, TLS passthrough,
  * PROXY v2) run the real relayListener module instead (gateway-module.ts). A helper, not a test.
  */
 import { connect, type Socket } from "node:net";
 import type { WebSocket } from "ws";
 import { HybridConnectionListener } from "../../lib/hyco/listener.ts";
+import { answerPreamble, readPreamble } from "../../lib/hyco/logical-port-listener.ts";
 import { pumpStreams } from "../../lib/hyco/pump.ts";
-import { answerPreamble, readPreamble } from "../../lib/hyco/tunnel.ts";
 import type { CleanupContext } from "../helpers/index.ts";
 
 export interface SiteListenerOptions {

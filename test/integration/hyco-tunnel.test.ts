@@ -8,10 +8,11 @@ import { once } from "node:events";
 import net, { type AddressInfo } from "node:net";
 import { describe, it, type TestContext } from "node:test";
 import { type AcceptRequest, HybridConnectionListener } from "../../lib/hyco/listener.ts";
+import { answerPreamble, readPreamble } from "../../lib/hyco/logical-port-listener.ts";
 import { encodePreamble } from "../../lib/hyco/preamble.ts";
 import { pumpStreams } from "../../lib/hyco/pump.ts";
 import { connectSender } from "../../lib/hyco/sender.ts";
-import { answerPreamble, openLogicalPort, readPreamble } from "../../lib/hyco/tunnel.ts";
+import { openLogicalPort } from "../../lib/hyco/tunnel.ts";
 import { startRelayEmulator } from "../../sim/relay-emulator/index.ts";
 import { waitFor } from "../helpers/index.ts";
 

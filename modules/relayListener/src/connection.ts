@@ -7,17 +7,22 @@
  */
 import { connect, type Socket } from "node:net";
 import type { WebSocket } from "ws";
-import { errorMessage, hasErrorCode } from "../../../lib/errors.ts";
+import { errorMessage } from "../../../lib/errors.ts";
+import { HeaderReader, type HeaderReaderStats } from "../../../lib/hyco/header-reader.ts";
 import { takeBufferedMessages } from "../../../lib/hyco/held-messages.ts";
-import { encodeReplyError, encodeReplyOk, MODE_STREAM, PreambleParser } from "../../../lib/hyco/preamble.ts";
+import {
+  acceptStream,
+  CLOSE_CODES,
+  readLogicalPort,
+  refuseStream,
+} from "../../../lib/hyco/logical-port-listener.ts";
 import { type PumpResult, startPump } from "../../../lib/hyco/pump.ts";
-import { CLOSE_STANDBY_FULL, STANDBY_PORT_NAME, type StandbyGate } from "../../../lib/hyco/standby.ts";
+import type { StandbyGate } from "../../../lib/hyco/standby.ts";
 import type { Logger } from "../../../lib/log.ts";
 import { ProxyHeaderParser } from "../../../lib/proxy-protocol/index.ts";
 import { parseTarget } from "../../../lib/twin/index.ts";
 import type { Allowlist } from "./allowlist.ts";
 import type { LiveConnection, MappingRuntime } from "./mapping-runtime.ts";
-import { WsHeaderReader } from "./ws-reader.ts";
 
 export interface ConnectionContext {
   /** The mapping currently accepting under `name`, if any. */
@@ -33,20 +38,8 @@ export interface ConnectionContext {
   /** Metrics hooks. */
   onOutcome?(mapping: string, outcome: string): void;
   onBytes?(mapping: string, direction: "in" | "out", bytes: number): void;
-}
-
-/** Close codes: policy (unknown port, refused), try again later (limit), internal (target failed). */
-const CLOSE_POLICY = 1008;
-const CLOSE_TRY_LATER = 1013;
-const CLOSE_TARGET_FAILED = 1011;
-
-function closeWs(ws: WebSocket, code: number, reason: string): void {
-  try {
-    if (ws.readyState === ws.OPEN) ws.close(code, reason.slice(0, 120));
-    else if (ws.readyState === ws.CONNECTING) ws.terminate();
-  } catch {
-    ws.terminate();
-  }
+  /** What the header reader held before the pump took over (tests of the hold's bound). */
+  onHeaderHold?(stats: HeaderReaderStats): void;
 }
 
 function connectTarget(
@@ -81,65 +74,6 @@ function connectTarget(
 }
 
 /**
- * Reads the preamble and returns the logical port asked for, or `undefined` when the connection
- * was answered and closed here. A `$standby` preamble (lib/hyco/standby.ts) is answered and held,
- * within the standby limits, until the real preamble follows; a `recycled` connection (a standby
- * whose previous stream ended cleanly) is held the same way without a new `$standby`.
- */
-async function readPortName(
-  ws: WebSocket,
-  reader: WsHeaderReader,
-  ctx: ConnectionContext,
-  recycled: boolean,
-): Promise<{ portName: string; standby: boolean } | undefined> {
-  let release: (() => void) | undefined;
-  try {
-    let step = recycled
-      ? undefined
-      : await reader.read(new PreambleParser(), ctx.preambleTimeoutMs, "preamble");
-    const standby = !step || (step.value.portName === STANDBY_PORT_NAME && step.value.mode === MODE_STREAM);
-    if (standby) {
-      const gate = ctx.standby;
-      release = gate?.hold(ws);
-      if (!gate || !release) {
-        // Closing is how azbridge says "no such port"; 1013 tells our senders to retry soon.
-        closeWs(ws, gate ? CLOSE_STANDBY_FULL : CLOSE_POLICY, "no standby available");
-        return undefined;
-      }
-      if (step) ws.send(encodeReplyOk(MODE_STREAM));
-      try {
-        step = await reader.read(new PreambleParser(), gate.limits.idleMs, "preamble after standby");
-      } catch (err) {
-        if (!hasErrorCode(err, "RF_ERR_MODULE_HEADER")) throw err;
-        ctx.logger.debug({ reason: errorMessage(err) }, "standby connection ended unused");
-        closeWs(ws, 1000, "standby ended");
-        return undefined;
-      }
-    }
-    if (!step) return undefined; // unreachable: a standby either read its preamble or returned
-    if (step.value.mode !== MODE_STREAM) {
-      ws.send(encodeReplyError("datagram-unsupported"));
-      closeWs(ws, CLOSE_POLICY, "datagram mode is not supported");
-      return undefined;
-    }
-    if (step.value.portName === STANDBY_PORT_NAME) {
-      closeWs(ws, CLOSE_POLICY, "a standby connection cannot be a standby again");
-      return undefined;
-    }
-    return { portName: step.value.portName, standby };
-  } catch (err) {
-    if (hasErrorCode(err, "RF_ERR_PREAMBLE_VERSION") || hasErrorCode(err, "RF_ERR_PREAMBLE_MODE")) {
-      if (ws.readyState === ws.OPEN) ws.send(encodeReplyError("unsupported-version"));
-    }
-    ctx.logger.warn({ err: errorMessage(err) }, "relayed connection without a valid preamble");
-    closeWs(ws, CLOSE_POLICY, "bad preamble");
-    return undefined;
-  } finally {
-    release?.();
-  }
-}
-
-/**
  * Serves an accepted rendezvous WebSocket to completion: one stream, or, on a standby, one stream
  * after another for as long as each ends cleanly (lib/hyco/standby.ts). Resolves when the
  * connection is over; never rejects.
@@ -148,8 +82,13 @@ export async function serveConnection(ws: WebSocket, ctx: ConnectionContext): Pr
   let standby = false;
   for (;;) {
     // Messages the pump held behind the previous stream's end belong to this one.
-    const reader = new WsHeaderReader(ws, takeBufferedMessages(ws));
-    const request = await readPortName(ws, reader, ctx, standby);
+    const reader = new HeaderReader(ws, takeBufferedMessages(ws), { code: "RF_ERR_MODULE_HEADER" });
+    const request = await readLogicalPort(ws, reader, {
+      preambleTimeoutMs: ctx.preambleTimeoutMs,
+      standby: ctx.standby,
+      recycled: standby,
+      logger: ctx.logger,
+    });
     if (!request) {
       reader.release();
       return;
@@ -163,7 +102,7 @@ export async function serveConnection(ws: WebSocket, ctx: ConnectionContext): Pr
 /** One logical stream on `ws`: mapping, limits, allowlist, target, PROXY header, pump. */
 async function serveStream(
   ws: WebSocket,
-  reader: WsHeaderReader,
+  reader: HeaderReader,
   ctx: ConnectionContext,
   portName: string,
   reusable: boolean,
@@ -176,7 +115,7 @@ async function serveStream(
       { portName, state: mapping?.state },
       "connection for a logical port that is not accepting",
     );
-    closeWs(ws, CLOSE_POLICY, "no such logical port");
+    refuseStream(ws, CLOSE_CODES.policy, "no such logical port");
     reader.release();
     ctx.changed();
     return;
@@ -184,7 +123,7 @@ async function serveStream(
   if (mapping.atLimit) {
     mapping.rejectedConnections++;
     ctx.onOutcome?.(portName, "limit");
-    closeWs(ws, CLOSE_TRY_LATER, "connection limit reached");
+    refuseStream(ws, CLOSE_CODES.tryLater, "connection limit reached");
     reader.release();
     ctx.changed();
     return;
@@ -204,7 +143,7 @@ async function serveStream(
       if (abortPump) abortPump(reason);
       else {
         socket?.destroy();
-        closeWs(ws, 1001, reason);
+        refuseStream(ws, CLOSE_CODES.goingAway, reason);
       }
     },
   };
@@ -219,7 +158,7 @@ async function serveStream(
       mapping.rejectedConnections++;
       mapping.recordError(decision.reason);
       ctx.onOutcome?.(portName, "allowlist");
-      closeWs(ws, CLOSE_POLICY, "target refused by the site's allowlist");
+      refuseStream(ws, CLOSE_CODES.policy, "target refused by the site's allowlist");
       return;
     }
     try {
@@ -229,17 +168,17 @@ async function serveStream(
       mapping.recordError(`target ${config.target}: ${errorMessage(err)}`);
       if (mapping.state === "active") mapping.state = "error";
       ctx.onOutcome?.(portName, "target-failed");
-      closeWs(ws, CLOSE_TARGET_FAILED, "target unreachable");
+      refuseStream(ws, CLOSE_CODES.targetFailed, "target unreachable");
       return;
     }
     if (aborted) {
       socket.destroy();
-      closeWs(ws, 1001, aborted);
+      refuseStream(ws, CLOSE_CODES.goingAway, aborted);
       return;
     }
     if (mapping.state === "error") mapping.state = "active";
     socket.on("error", () => {}); // the pump reports socket errors; keep them from crashing
-    ws.send(encodeReplyOk(MODE_STREAM));
+    acceptStream(ws);
 
     if (config.proxyProtocol !== "none") {
       try {
@@ -249,10 +188,11 @@ async function serveStream(
         mapping.recordError(`PROXY v2 header expected: ${errorMessage(err)}`);
         ctx.onOutcome?.(portName, "proxy-header");
         socket.destroy();
-        closeWs(ws, CLOSE_POLICY, "PROXY v2 header expected");
+        refuseStream(ws, CLOSE_CODES.policy, "PROXY v2 header expected");
         return;
       }
     }
+    ctx.onHeaderHold?.(reader.stats);
     const pump = startPump(ws, socket, {
       initialData: reader.release(),
       idleTimeoutMs: config.idleTimeoutMs,
@@ -280,7 +220,7 @@ async function serveStream(
     mapping.recordError(errorMessage(err));
     ctx.logger.warn({ portName, err: errorMessage(err) }, "relayed connection failed");
     socket?.destroy();
-    closeWs(ws, CLOSE_TARGET_FAILED, "internal error");
+    refuseStream(ws, CLOSE_CODES.targetFailed, "internal error");
   } finally {
     reader.release();
     mapping.live.delete(live);
