@@ -118,6 +118,19 @@ export function encodeRenewToken(token: string): string {
   return JSON.stringify({ renewToken: { token } });
 }
 
+/**
+ * Encodes the listener's `response` to an HTTP-mode `request` (relay-protocol.md §1.4), without a
+ * body: the listener answers on the control channel, which the relay allows for small responses.
+ */
+export function encodeResponse(response: {
+  requestId: string;
+  statusCode: number;
+  statusDescription: string;
+  responseHeaders?: Record<string, string>;
+}): string {
+  return JSON.stringify({ response: { ...response, body: false } });
+}
+
 /** Encodes an `accept` command (used by the emulator and by tests). */
 export function encodeAccept(accept: {
   address: string;

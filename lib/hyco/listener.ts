@@ -26,7 +26,12 @@ import {
   TOKEN_RENEW_FRACTION,
   TOKEN_TTL_SECONDS,
 } from "./constants.ts";
-import { encodeRenewToken, MAX_CONTROL_MESSAGE_BYTES, parseControlMessage } from "./control-messages.ts";
+import {
+  encodeRenewToken,
+  encodeResponse,
+  MAX_CONTROL_MESSAGE_BYTES,
+  parseControlMessage,
+} from "./control-messages.ts";
 import { createSasToken } from "./sas.ts";
 import { errorForFailure, errorForStatus, relaySocketOptions } from "./sender.ts";
 import { listenUrl, parseEndpoint, tokenAudience } from "./urls.ts";
@@ -268,9 +273,14 @@ export class HybridConnectionListener extends EventEmitter<HybridConnectionListe
 
   private onMessage(data: Buffer, isBinary: boolean): void {
     this.alive();
+    if (isBinary) {
+      // Commands are text frames; binary ones carry HTTP-mode request bodies, which are refused.
+      this.log("debug", { bytes: data.length }, "ignored a binary control frame");
+      return;
+    }
     let message: ReturnType<typeof parseControlMessage>;
     try {
-      message = parseControlMessage(isBinary ? data : data.toString("utf8"));
+      message = parseControlMessage(data.toString("utf8"));
     } catch (err) {
       // A broken frame must not take the listener down: log it and carry on.
       this.log("warn", { error: errorMessage(err) }, "ignored malformed control message");
@@ -304,9 +314,32 @@ export class HybridConnectionListener extends EventEmitter<HybridConnectionListe
         request.reject(500, "listener error").catch(() => {});
       }
     } else if (message.kind === "request") {
-      this.log("debug", { id: message.request.id }, "ignored HTTP request (HTTP mode is not supported)");
+      this.refuseHttpRequest(message.request.id);
     } else if (message.kind === "unknown") {
       this.log("debug", { keys: message.keys }, "ignored unknown control message");
+    }
+  }
+
+  /**
+   * HTTP-mode requests are not served (a site relays TCP streams): answer each at once with 501,
+   * so the sender gets a clear refusal instead of waiting for the relay's 60 s timeout. A body
+   * that follows on the control channel arrives as binary frames and is ignored.
+   */
+  private refuseHttpRequest(requestId: string): void {
+    this.log("debug", { id: requestId }, "refused an HTTP-mode request (501)");
+    const ws = this.control;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    try {
+      ws.send(
+        encodeResponse({
+          requestId,
+          statusCode: 501,
+          statusDescription: "Not Implemented: this listener relays WebSocket streams only",
+          responseHeaders: { "Content-Type": "text/plain" },
+        }),
+      );
+    } catch (err) {
+      this.log("warn", { error: errorMessage(err) }, "answering an HTTP-mode request failed");
     }
   }
 

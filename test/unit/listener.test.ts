@@ -63,6 +63,33 @@ describe("listener (unit, fake control channel)", () => {
     assert.equal(l.attempts, 1);
   });
 
+  it("answers an HTTP-mode request with 501 on the control channel instead of ignoring it", async (t) => {
+    const relay = await fakeRelay(t);
+    const l = new HybridConnectionListener({
+      endpoint: relay.url,
+      hybridConnection: "hc",
+      keyName: "k",
+      key: "v",
+    });
+    t.after(() => l.close());
+    l.start();
+    await waitFor(() => l.state.status === "online", "online");
+    const ch = relay.channels[0]!;
+    const answers: unknown[] = [];
+    ch.on("message", (d: Buffer, isBinary: boolean) => {
+      if (!isBinary) answers.push(JSON.parse(d.toString()));
+    });
+    ch.send(JSON.stringify({ request: { id: "req-1", requestTarget: "/x", method: "POST", body: true } }));
+    ch.send(Buffer.from("the request body"), { binary: true });
+    await waitFor(() => answers.length === 1, "the listener's response");
+    const { response } = answers[0] as { response: Record<string, unknown> };
+    assert.equal(response.requestId, "req-1");
+    assert.equal(response.statusCode, 501);
+    assert.equal(response.body, false);
+    assert.match(String(response.statusDescription), /Not Implemented/);
+    assert.equal(l.state.status, "online");
+  });
+
   it("survives an accept handler that throws", async (t) => {
     const relay = await fakeRelay(t);
     const l = new HybridConnectionListener({
