@@ -29,11 +29,43 @@ export const REDACTED_PATHS = [
   "*.headers.authorization",
 ];
 
-const SECRET_IN_TEXT = /(sb-hc-token=|SharedAccessSignature |SharedAccessKey=|sig=)[^&;\s"]+/gi;
+const SECRET_IN_TEXT =
+  /(sb-hc-token=|SharedAccessSignature |SharedAccessKey=|AccountKey=|sig=|[?&]code=|x-functions-key: ?)[^&;\s"',]+/gi;
 
 /** Masks secrets that appear inside free text (URLs, connection strings, error messages). */
 export function redactSecrets(text: string): string {
   return text.replace(SECRET_IN_TEXT, "$1[REDACTED]");
+}
+
+/**
+ * Field names whose values are secrets wherever they sit (`sendKey`, `manageKey`, `sasKey`,
+ * `serviceConnectionString`, `x-functions-key`, …). Names that only end like one but hold an
+ * identifier stay readable (`keyFingerprint`, `keyName` do not match; table keys are listed).
+ */
+const SECRET_FIELD = /(key|secret|password|token|connectionstring|authorization|signature|sig)$/i;
+const NOT_SECRET_FIELD = /^(partitionKey|rowKey|keyType)$/i;
+
+/**
+ * A copy of `value` with secret-named fields masked at any depth and every string passed through
+ * `redactSecrets` (an `{ err: message }` string carries a URL with its token as often as an Error).
+ * Errors become their serialised form, masked the same way.
+ */
+export function redactDeep(value: unknown, depth = 0, seen = new WeakSet<object>()): unknown {
+  if (typeof value === "string") return redactSecrets(value);
+  if (typeof value !== "object" || value === null) return value;
+  if (depth > 8 || seen.has(value)) return "[…]";
+  seen.add(value);
+  if (value instanceof Error) return redactDeep(pino.stdSerializers.err(value), depth + 1, seen);
+  if (Buffer.isBuffer(value)) return `[${value.length} bytes]`;
+  if (Array.isArray(value)) return value.map((v) => redactDeep(v, depth + 1, seen));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    out[k] =
+      SECRET_FIELD.test(k) && !NOT_SECRET_FIELD.test(k) && v !== undefined && v !== null && v !== ""
+        ? "[REDACTED]"
+        : redactDeep(v, depth + 1, seen);
+  }
+  return out;
 }
 
 export type { Logger };
@@ -50,7 +82,11 @@ export function createLogger(
     name,
     level: options.level ?? process.env.LOG_LEVEL ?? "info",
     redact: { paths: REDACTED_PATHS, censor: "[REDACTED]" },
-    formatters: { level: (label) => ({ level: label }) },
+    formatters: {
+      level: (label) => ({ level: label }),
+      // Every logged object, at any depth: secret-named fields and secrets inside strings.
+      log: (object) => redactDeep(object) as Record<string, unknown>,
+    },
     hooks: {
       // Error messages and free-text fields can carry a URL with sb-hc-token=…; mask those too.
       logMethod(args, method) {

@@ -40,6 +40,8 @@ export interface IotHubEmulatorOptions {
   dir?: string;
   /** JSON file holding identities, keys, twins and configurations across restarts. */
   stateFile?: string;
+  /** Primary key of the `iothubowner` policy (default: saved in the state file, else random). */
+  ownerKey?: string;
   /** URL that receives DeviceCreated / DeviceDeleted events in the Event Grid schema. */
   eventGridWebhook?: string;
   /** Query operations (pages) allowed per minute; 0 (default) = unthrottled. */
@@ -120,7 +122,7 @@ export async function startIotHubEmulator(options: IotHubEmulatorOptions = {}): 
   const ownDir = options.dir === undefined;
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), "iothub-emulator-"));
   const certs = loadOrCreateCertificates(dir, [host, hostName]);
-  const store = new HubStore(options.stateFile);
+  const store = new HubStore(options.stateFile, options.ownerKey);
   const hub = new Hub(store, hostName);
   const configurations = new ConfigurationService(hub);
   const telemetry = new TelemetryLog();

@@ -2,6 +2,8 @@
  * `tsx sim/iothub-emulator/main.ts [options]`: runs the IoT Hub emulator and prints one JSON line
  * `{"event":"listening", …}` with its ports, CA file and service connection string.
  * Options fall back to IOTHUB_EMULATOR_* environment variables; SIGINT/SIGTERM close it cleanly.
+ * With IOTHUB_EMULATOR_OWNER_KEY set, the caller owns the `iothubowner` key and the line leaves the
+ * connection string out (the line lands in log files).
  */
 import { Command } from "commander";
 import { createLogger } from "../../lib/log.ts";
@@ -43,6 +45,7 @@ const emulator = await startIotHubEmulator({
   ...(o.dir ? { dir: o.dir } : {}),
   ...(o.stateFile ? { stateFile: o.stateFile } : {}),
   ...(o.eventGridWebhook ? { eventGridWebhook: o.eventGridWebhook } : {}),
+  ...(env.IOTHUB_EMULATOR_OWNER_KEY ? { ownerKey: env.IOTHUB_EMULATOR_OWNER_KEY } : {}),
   queryThrottlePerMinute: Number(o.queryThrottle ?? "0") || 0,
   logger: createLogger("iothub-emulator"),
 });
@@ -55,7 +58,7 @@ process.stdout.write(
     httpsPort: emulator.httpsPort,
     workloadPort: emulator.workloadPort,
     caFile: emulator.caFile,
-    serviceConnectionString: emulator.serviceConnectionString,
+    ...(env.IOTHUB_EMULATOR_OWNER_KEY ? {} : { serviceConnectionString: emulator.serviceConnectionString }),
   })}\n`,
 );
 

@@ -1,7 +1,8 @@
 /**
  * Command: `tsx sim/relay-emulator/main.ts [--host H] [--port N] [--tls] [--dir D] [--state-file F]
- * [--hc NAME]... [--trust-file F]`
- * Prints one JSON line `{"event":"listening", url, endpoint, caFile, manageKeyName, manageKey}` on
+ * [--hc NAME]... [--trust-file F]`. The root rule's key comes from RELAY_EMULATOR_MANAGE_KEY (kept out of `ps`), or
+ * `--manage-key` for a quick manual run.
+ * Prints one JSON line `{"event":"listening", url, endpoint, caFile, manageKeyName, manageKey?}` on
  * stdout, then serves until SIGTERM/SIGINT (clean exit 0).
  */
 import { readFileSync } from "node:fs";
@@ -26,7 +27,10 @@ const program = new Command("relay-emulator")
   .option("--tls", "serve wss:// with a generated CA", false)
   .option("--dir <dir>", "where to write the CA (tls)")
   .option("--state-file <file>", "load and save hybrid connections, rules and keys in this JSON file")
-  .option("--manage-key <key>", "key of RootManageSharedAccessKey (random if omitted)")
+  .option(
+    "--manage-key <key>",
+    "key of RootManageSharedAccessKey (default: RELAY_EMULATOR_MANAGE_KEY, else random; prefer the variable: arguments show in ps)",
+  )
   .option("--hc <name>", "create a hybrid connection at start (repeatable)", collect, [] as string[])
   .option("--trust-file <file>", "accept Entra ID tokens of the issuer in this file (identity emulator)")
   .parse();
@@ -60,7 +64,7 @@ emulator = await startRelayEmulator({
   tls: opts.tls,
   dir: opts.dir,
   stateFile: opts.stateFile,
-  manageKey: opts.manageKey,
+  manageKey: opts.manageKey ?? (process.env.RELAY_EMULATOR_MANAGE_KEY || undefined),
   hybridConnections: opts.hc.map((name) => ({ name })),
   trustedIssuers: opts.trustFile ? [parseTrustFile(readFileSync(opts.trustFile, "utf8"))] : [],
 });
@@ -72,6 +76,7 @@ process.stdout.write(
     endpoint: emulator.endpoint,
     caFile: emulator.caFile ?? null,
     manageKeyName: emulator.manageKeyName,
-    manageKey: emulator.manageKey,
+    // A key the caller chose it already knows: not repeated into a line that lands in logs.
+    ...(opts.manageKey || process.env.RELAY_EMULATOR_MANAGE_KEY ? {} : { manageKey: emulator.manageKey }),
   })}\n`,
 );

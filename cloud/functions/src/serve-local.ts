@@ -7,7 +7,7 @@
  * runs here), so a configuration that would not start in Azure does not start here either.
  */
 import { errorMessage } from "../../../lib/errors.ts";
-import { createLogger } from "../../../lib/log.ts";
+import { createLogger, redactSecrets } from "../../../lib/log.ts";
 import { rolloutFromEnv } from "./config.ts";
 import { startRolloutHttpServer } from "./http-server.ts";
 import { loadFunctionsAppSettings } from "./settings.ts";
@@ -23,7 +23,8 @@ try {
     logger,
   });
   process.stdout.write(
-    `${JSON.stringify({ event: "listening", url: server.url, eventGridUrl: server.eventGridUrl })}\n`,
+    // The Event Grid URL carries the function key in `code=`: the line lands in log files.
+    `${JSON.stringify({ event: "listening", url: server.url, eventGridUrl: redactSecrets(server.eventGridUrl) })}\n`,
   );
   const stop = () => void server.close().finally(() => process.exit(0));
   process.once("SIGTERM", stop);

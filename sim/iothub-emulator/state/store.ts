@@ -47,10 +47,11 @@ export class HubStore {
   private pending: Promise<void> | undefined;
   private dirtyAgain = false;
 
-  constructor(file?: string) {
+  constructor(file?: string, ownerKey?: string) {
     this.file = file;
     if (file && existsSync(file)) this.load(file);
     this.policies.iothubowner ??= { primaryKey: generateKey(), secondaryKey: generateKey() };
+    if (ownerKey) this.policies.iothubowner.primaryKey = ownerKey;
     this.policies.service ??= { primaryKey: generateKey(), secondaryKey: generateKey() };
     this.policies.registryReadWrite ??= { primaryKey: generateKey(), secondaryKey: generateKey() };
     if (file) this.flushSync();
@@ -119,7 +120,8 @@ export class HubStore {
   flushSync(): void {
     if (!this.file) return;
     const tmp = `${this.file}.tmp`;
-    writeFileSync(tmp, this.snapshot());
+    // Device and policy keys: readable by this user only.
+    writeFileSync(tmp, this.snapshot(), { mode: 0o600 });
     renameSync(tmp, this.file);
   }
 
