@@ -8,7 +8,7 @@
  * one JSON line: port 0 with no race and no retry loop.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { createWriteStream, mkdtempSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -23,6 +23,10 @@ export interface AzuriteOptions {
   dir?: string;
   /** Milliseconds to wait for the service to start. */
   startTimeoutMs?: number;
+  /** Port to bind (a restart after a crash keeps its port); default any free port. */
+  port?: number;
+  /** Append the service's output here (kept for a crash's post-mortem). */
+  logFile?: string;
 }
 
 export interface Azurite {
@@ -31,6 +35,11 @@ export interface Azurite {
   /** `http://127.0.0.1:<port>/devstoreaccount1` */
   tableEndpoint: string;
   port: number;
+  pid: number | undefined;
+  /** Resolves with the exit code (or signal name) when the service process ends. */
+  exited: Promise<number | string>;
+  /** True once `close()` was called: an exit after it is intended, not a crash. */
+  readonly closing: boolean;
   close(): Promise<void>;
 }
 
@@ -43,7 +52,7 @@ const Server = require(dist + "/table/TableServer").default;
 const path = require("node:path");
 const memory = process.env.AZURITE_MEMORY === "1";
 const dbPath = path.join(process.env.AZURITE_LOCATION, "__azurite_db_table__.json");
-const config = new Config("127.0.0.1", 0, 5, dbPath, false, false, undefined, undefined,
+const config = new Config("127.0.0.1", Number(process.env.AZURITE_PORT || 0), 5, dbPath, false, false, undefined, undefined,
   true, true, "", "", "", undefined, false, memory);
 const server = new Server(config);
 let closing = false;
@@ -88,18 +97,29 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
       AZURITE_DIST: azuriteDist(),
       AZURITE_LOCATION: location,
       AZURITE_MEMORY: options.dir === undefined ? "1" : "0",
+      AZURITE_PORT: String(options.port ?? 0),
     },
     stdio: ["pipe", "pipe", "pipe"],
   });
-  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  const exited = new Promise<number | string>((r) =>
+    child.once("exit", (code, signal) => r(code ?? signal ?? "unknown")),
+  );
   let stderr = "";
+  const log = options.logFile ? createWriteStream(options.logFile, { flags: "a", mode: 0o600 }) : undefined;
+  if (log) {
+    child.stdout?.on("data", (c: Buffer) => log.write(c));
+    void exited.then(() => log.end());
+  }
   child.stderr?.setEncoding("utf8").on("data", (c: string) => {
-    stderr += c;
+    log?.write(c);
+    stderr = (stderr + c).slice(-4096);
   });
   const cleanupDir = () => {
     if (ownDir) rmSync(ownDir, { recursive: true, force: true });
   };
+  let closing = false;
   const close = async () => {
+    closing = true;
     if (child.exitCode === null && child.signalCode === null) {
       child.kill("SIGTERM");
       const timer = setTimeout(() => child.kill("SIGKILL"), 3_000);
@@ -132,7 +152,17 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
     });
     const port = Number(new URL(address).port);
     const tableEndpoint = `http://127.0.0.1:${port}/${AZURITE_ACCOUNT}`;
-    return { connectionString: azuriteConnectionString(tableEndpoint), tableEndpoint, port, close };
+    return {
+      connectionString: azuriteConnectionString(tableEndpoint),
+      tableEndpoint,
+      port,
+      pid: child.pid,
+      exited,
+      get closing() {
+        return closing;
+      },
+      close,
+    };
   } catch (err) {
     await close();
     throw err;

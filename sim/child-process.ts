@@ -8,6 +8,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream, mkdirSync, type WriteStream } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { redactSecrets } from "../lib/log.ts";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -37,6 +38,8 @@ export interface RunningProcess {
   readonly exited: Promise<number | string>;
   /** Graceful stop: the signal, then SIGKILL after `graceMs`. */
   stop(signal?: NodeJS.Signals, graceMs?: number): Promise<number | string>;
+  /** True once `stop()` was called: an exit after it is intended, not a crash to restart. */
+  readonly stopRequested: boolean;
 }
 
 const running = new Set<ChildProcess>();
@@ -49,6 +52,34 @@ export function killAllChildren(signal: NodeJS.Signals = "SIGKILL"): void {
 }
 
 process.once("exit", () => killAllChildren());
+
+/**
+ * Copies a stream into a log file line by line with secrets inside text masked: the parts' pino
+ * lines are redacted already, but a stack trace or a library's own output is not.
+ */
+function redactingWriter(log: WriteStream): { write(chunk: Buffer): void; flush(): void } {
+  let partial = "";
+  return {
+    write(chunk) {
+      partial += chunk.toString("utf8");
+      const cut = partial.lastIndexOf("\n");
+      if (cut < 0) {
+        // A line without end yet; bound what is held back.
+        if (partial.length > 64 * 1024) {
+          log.write(redactSecrets(partial));
+          partial = "";
+        }
+        return;
+      }
+      log.write(redactSecrets(partial.slice(0, cut + 1)));
+      partial = partial.slice(cut + 1);
+    },
+    flush() {
+      if (partial) log.write(redactSecrets(partial));
+      partial = "";
+    },
+  };
+}
 
 function parseJsonLine(line: string): Record<string, unknown> | undefined {
   if (!line.startsWith("{")) return undefined;
@@ -63,10 +94,16 @@ function parseJsonLine(line: string): Record<string, unknown> | undefined {
 /** Starts `node --import tsx <script>` and resolves once it printed its readiness line. */
 export function startNodeProcess(spec: NodeProcessSpec): Promise<RunningProcess> {
   const isReady = spec.isReady ?? ((line) => line.event === "listening");
-  let log: WriteStream | undefined;
+  let logFile: WriteStream | undefined;
+  let log: { write(chunk: Buffer): void; flush(): void } | undefined;
+  let stderrLog: { write(chunk: Buffer): void; flush(): void } | undefined;
   if (spec.logFile) {
-    mkdirSync(dirname(spec.logFile), { recursive: true });
-    log = createWriteStream(spec.logFile, { flags: "a" });
+    // Logs may quote what a part was told (URLs, errors): readable by this user only.
+    mkdirSync(dirname(spec.logFile), { recursive: true, mode: 0o700 });
+    logFile = createWriteStream(spec.logFile, { flags: "a", mode: 0o600 });
+    log = redactingWriter(logFile);
+    // stderr has its own line buffer (its lines must not be spliced into stdout's), same file.
+    stderrLog = redactingWriter(logFile);
   }
   const child = spawn(
     process.execPath,
@@ -78,10 +115,15 @@ export function startNodeProcess(spec: NodeProcessSpec): Promise<RunningProcess>
     },
   );
   running.add(child);
+  // After "close" (not "exit"), when stdout and stderr have delivered their last bytes.
+  child.once("close", () => {
+    stderrLog?.flush();
+    log?.flush();
+    logFile?.end();
+  });
   const exited = new Promise<number | string>((resolveExit) => {
     child.once("exit", (code, signal) => {
       running.delete(child);
-      log?.end();
       resolveExit(code ?? signal ?? "unknown");
     });
   });
@@ -89,11 +131,13 @@ export function startNodeProcess(spec: NodeProcessSpec): Promise<RunningProcess>
   // explains itself there, and the log file may be in a temp dir that is gone by then.
   let stderrTail = "";
   child.stderr?.on("data", (chunk: Buffer) => {
-    log?.write(chunk);
+    stderrLog?.write(chunk);
     stderrTail = (stderrTail + chunk.toString("utf8")).slice(-4096);
   });
 
+  let stopRequested = false;
   const stop = async (signal: NodeJS.Signals = "SIGTERM", graceMs = 10_000) => {
+    stopRequested = true;
     if (child.exitCode === null && child.signalCode === null) {
       child.kill(signal);
       const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
@@ -132,7 +176,17 @@ export function startNodeProcess(spec: NodeProcessSpec): Promise<RunningProcess>
         if (json && isReady(json)) {
           readyLine = json;
           clearTimeout(timer);
-          resolveReady({ name: spec.name, child, ready: json, earlyLines, exited, stop });
+          resolveReady({
+            name: spec.name,
+            child,
+            ready: json,
+            earlyLines,
+            exited,
+            stop,
+            get stopRequested() {
+              return stopRequested;
+            },
+          });
         }
         newline = buffered.indexOf("\n");
       }

@@ -9,14 +9,18 @@
  */
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { request as httpsRequest } from "node:https";
 import { join } from "node:path";
-import { createIotHubServiceClients } from "../lib/azure/iothub-service.ts";
-import { audienceFor, createSasToken } from "../lib/hyco/sas.ts";
 import { type Azurite, startAzurite } from "./azurite.ts";
 import { type NodeProcessSpec, type RunningProcess, startNodeProcess } from "./child-process.ts";
 import { type DemoServices, startDemoServices } from "./demo-services.ts";
+import { type HubInfo, HubRegistry, type ModuleTwinView } from "./hub-registry.ts";
 import { freePort, freePortBlock, isPortFree } from "./ports.ts";
+import { type RelayInfo, type RelayStatsView, readRelayStats } from "./relay-admin-client.ts";
+import { publicPortsOf, RolloutApiError, RolloutClient, type SiteView } from "./rollout-client.ts";
+import { type PartEvent, type PartState, Supervisor, type Watchable } from "./supervisor.ts";
+
+export type { HubInfo, PartEvent, PartState, RelayInfo, RelayStatsView, SiteView };
+export { RolloutApiError };
 
 export const MODULE_ID = "relayListener";
 
@@ -37,6 +41,15 @@ export interface FleetOptions {
   onProgress?: (step: string) => void;
   /** Extra environment for module processes (tests shorten timers). */
   moduleEnv?: NodeJS.ProcessEnv;
+  /**
+   * Start a part that exits on its own again, like IoT Edge's `restartPolicy: always` (npm start).
+   * Off by default: fault tests kill and restart parts themselves.
+   */
+  restartCrashed?: boolean;
+  /** Each crash and restart of a part (whether or not `restartCrashed` is on). */
+  onPartEvent?: (event: PartEvent) => void;
+  /** First restart delay after a crash (doubles per crash in a row). */
+  restartDelayMs?: number;
 }
 
 export interface GatewayHandle {
@@ -59,32 +72,10 @@ export interface SiteHandle {
   modules: SiteModuleHandle[];
   /** Mapping name → public port on the gateways. */
   publicPorts: Record<string, number>;
+  /** Mapping name → target and public port, as the rollout API last answered. */
+  mappings: SiteView["mappings"];
   /** Extra environment of this site's module processes (over `FleetOptions.moduleEnv`). */
   moduleEnv?: NodeJS.ProcessEnv;
-}
-
-/** What the rollout API answers for a site (the fields the simulation uses). */
-export interface SiteView {
-  siteId: string;
-  deviceId: string;
-  publicPorts: number[];
-  mappings: Record<string, { target: string; enabled: boolean; publicPort?: number; publicHost?: string }>;
-}
-
-export interface RelayInfo {
-  url: string;
-  endpoint: string;
-  caFile: string;
-  manageKeyName: string;
-  manageKey: string;
-}
-
-export interface HubInfo {
-  hostName: string;
-  mqttPort: number;
-  httpsPort: number;
-  caFile: string;
-  serviceConnectionString: string;
 }
 
 function str(line: Record<string, unknown>, key: string): string {
@@ -99,25 +90,19 @@ function num(line: Record<string, unknown>, key: string): number {
   return v;
 }
 
-/** The part of the relay emulator's stats the simulation and tests read. */
-export interface RelayStatsView {
-  listeners: number;
-  listenAttempts: number;
-  hybridConnections: Record<
-    string,
-    { listeners: number; listenAttempts: number; connects: number; accepts: number }
-  >;
-  [counter: string]: unknown;
+/**
+ * A key this simulation owns (the relay's root rule, IoT Hub's owner policy): made once, kept in a
+ * file only this user can read next to the part's state, and handed to the part in its environment.
+ */
+function ownedKey(file: string): string {
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  const key = randomBytes(32).toString("base64");
+  writeFileSync(file, `${key}\n`, { mode: 0o600 });
+  return key;
 }
 
-/** Error answered by the rollout API, with its status. */
-export class RolloutApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly body: unknown,
-  ) {
-    super(`rollout API answered ${status}: ${JSON.stringify(body)}`);
-  }
+function watchable(proc: RunningProcess): Watchable {
+  return { exited: proc.exited, intended: () => proc.stopRequested, pid: proc.child.pid };
 }
 
 export class Fleet {
@@ -134,9 +119,14 @@ export class Fleet {
   readonly processes: RunningProcess[] = [];
   /** Demo services that the default site profile points at (sites added with the CLI). */
   sharedServices!: DemoServices;
-  private registry!: ReturnType<typeof createIotHubServiceClients>["registry"];
+  /** Restarts crashed parts (when `restartCrashed`) and records every crash. */
+  readonly supervisor: Supervisor;
+  private registry!: HubRegistry;
+  private client!: RolloutClient;
   private readonly dirs: { logs: string; relay: string; hub: string; azurite: string; device: string };
   private stopped = false;
+  private hubWebhook: string | undefined;
+  private rolloutPort = 0;
 
   private constructor(
     readonly options: FleetOptions,
@@ -151,10 +141,25 @@ export class Fleet {
       azurite: join(d, "azurite"),
       device: join(d, "device"),
     };
-    for (const dir of Object.values(this.dirs)) mkdirSync(dir, { recursive: true });
+    // State holds keys (relay rules, device identities): this user only.
+    for (const dir of Object.values(this.dirs)) mkdirSync(dir, { recursive: true, mode: 0o700 });
     // The device owner's allowlist file (on a real device: /etc/relay-listener/allowlist.txt,
     // bind-mounted read-only); the demo services live on loopback.
     writeFileSync(join(this.dirs.device, "allowlist.txt"), "127.0.0.1/32:*\n");
+    this.supervisor = new Supervisor({
+      restart: options.restartCrashed === true,
+      ...(options.restartDelayMs !== undefined ? { initialDelayMs: options.restartDelayMs } : {}),
+      onEvent: (event) => {
+        if (event.type === "crashed")
+          this.progress(
+            `${event.part} exited (${event.code})${event.restartInMs >= 0 ? `: restarting in ${event.restartInMs} ms` : ""}`,
+          );
+        else if (event.type === "restarted")
+          this.progress(`${event.part} restarted (restart #${event.restarts})`);
+        else this.progress(`${event.part} failed to restart: ${event.error}`);
+        options.onPartEvent?.(event);
+      },
+    });
   }
 
   /** Starts every part and onboards `options.sites` demo sites. */
@@ -174,10 +179,26 @@ export class Fleet {
     }
   }
 
+  /** Where the logs of every part go (`<stateDir>/logs/<part>.log`). */
+  get logsDir(): string {
+    return this.dirs.logs;
+  }
+
+  /** Each part's state (up, restarting, stopped) and restart count, for the live view. */
+  parts(): PartState[] {
+    return this.supervisor.states();
+  }
+
   private async spawn(spec: NodeProcessSpec): Promise<RunningProcess> {
     const proc = await startNodeProcess(spec);
     this.processes.push(proc);
     return proc;
+  }
+
+  /** Watches a started part; a crash starts it again through `restart` (when enabled). */
+  private supervise(part: string, proc: RunningProcess, restart: () => Promise<unknown>): void {
+    if (this.stopped) return;
+    this.supervisor.watch(part, watchable(proc), restart);
   }
 
   private progress(step: string): void {
@@ -194,19 +215,46 @@ export class Fleet {
 
     // The IoT Hub emulator posts device events to the rollout API, and the rollout API needs the
     // hub's connection string: fix the API's port and key first so both can start in order.
-    const rolloutPort = await freePort();
+    this.rolloutPort = await freePort();
     const functionKey = randomBytes(24).toString("base64url");
-    const eventGridUrl = `http://127.0.0.1:${rolloutPort}/runtime/webhooks/EventGrid?functionName=device-lifecycle&code=${functionKey}`;
+    this.client = new RolloutClient(`http://127.0.0.1:${this.rolloutPort}`, functionKey);
+    const eventGridUrl = `http://127.0.0.1:${this.rolloutPort}/runtime/webhooks/EventGrid?functionName=device-lifecycle&code=${functionKey}`;
 
     this.progress("starting the IoT Hub emulator (MQTT + REST over TLS)");
     await this.startHub(eventGridUrl);
 
     this.progress("starting Azurite (Table storage for the port ledger)");
-    this.storage = await startAzurite({ dir: this.dirs.azurite });
+    await this.startStorage();
 
     // A site onboarded from outside (the CLI, a DeviceCreated event) gets the default profile:
     // web and echo mappings to these shared demo services.
     this.sharedServices = await startDemoServices("default-profile");
+
+    this.progress("starting the rollout service (Functions handlers over HTTP)");
+    await this.startRollout();
+  }
+
+  /** Starts (or restarts, on the same port with its saved tables) Azurite's table service. */
+  async startStorage(): Promise<void> {
+    const storage = await startAzurite({
+      dir: this.dirs.azurite,
+      logFile: this.log("azurite"),
+      ...(this.storage ? { port: this.storage.port } : {}),
+    });
+    this.storage = storage;
+    if (this.stopped) {
+      await storage.close();
+      return;
+    }
+    this.supervisor.watch(
+      "azurite",
+      { exited: storage.exited, intended: () => storage.closing, pid: storage.pid },
+      () => this.startStorage(),
+    );
+  }
+
+  /** Starts (or restarts, on the same port and with the same function key) the rollout service. */
+  async startRollout(): Promise<void> {
     const profiles = {
       default: {
         mappings: {
@@ -215,22 +263,21 @@ export class Fleet {
         },
       },
     };
-
-    this.progress("starting the rollout service (Functions handlers over HTTP)");
     const proc = await this.spawn({
       name: "rollout",
       script: "cloud/functions/src/serve-local.ts",
       logFile: this.log("rollout"),
       env: {
         ...this.rolloutEnv(),
-        ROLLOUT_PORT: String(rolloutPort),
-        ROLLOUT_FUNCTION_KEY: functionKey,
+        ROLLOUT_PORT: String(this.rolloutPort),
+        ROLLOUT_FUNCTION_KEY: this.client.functionKey,
         // The Functions app's own setting; the local server checks it as the host would.
         RECONCILE_SCHEDULE: "0 */5 * * * *",
         SITE_PROFILES: JSON.stringify(profiles),
       },
     });
-    this.rollout = { url: str(proc.ready, "url"), functionKey, process: proc };
+    this.rollout = { url: str(proc.ready, "url"), functionKey: this.client.functionKey, process: proc };
+    this.supervise("rollout", proc, () => this.startRollout());
   }
 
   /** Environment of the rollout service (also what the CLI needs for direct mode). */
@@ -269,11 +316,13 @@ export class Fleet {
     // The state file and the CA in --dir make a restart look like an outage to clients: the same
     // hybrid connections, rules, keys and CA come back on the same port.
     const args = ["--tls", "--dir", this.dirs.relay, "--state-file", join(this.dirs.relay, "state.json")];
+    // A key in the environment, never on the command line (`ps` shows arguments to everyone).
+    const manageKey = ownedKey(join(this.dirs.relay, "manage.key"));
+    const env: NodeJS.ProcessEnv = { RELAY_EMULATOR_MANAGE_KEY: manageKey };
     // The relay's endpoint is written into ledger rows and module twins: a persistent state dir
     // must find the relay on the same port next run, or every saved site would point nowhere.
     const portFile = join(this.dirs.relay, "port.json");
-    if (this.relay)
-      args.push("--port", String(new URL(this.relay.url).port), "--manage-key", this.relay.manageKey);
+    if (this.relay) args.push("--port", String(new URL(this.relay.url).port));
     else if (existsSync(portFile)) {
       const saved = (JSON.parse(readFileSync(portFile, "utf8")) as { port?: unknown }).port;
       if (typeof saved === "number" && (await isPortFree(saved))) args.push("--port", String(saved));
@@ -284,6 +333,7 @@ export class Fleet {
       name: "relay-emulator",
       script: "sim/relay-emulator/main.ts",
       args,
+      env,
       logFile: this.log("relay-emulator"),
     });
     this.relayProcess = proc;
@@ -292,9 +342,10 @@ export class Fleet {
       endpoint: str(proc.ready, "endpoint"),
       caFile: str(proc.ready, "caFile"),
       manageKeyName: str(proc.ready, "manageKeyName"),
-      manageKey: str(proc.ready, "manageKey"),
+      manageKey,
     };
     writeFileSync(portFile, `${JSON.stringify({ port: Number(new URL(this.relay.url).port) })}\n`);
+    this.supervise("relay-emulator", proc, () => this.startRelay());
   }
 
   /** Starts (or restarts, on the same ports with its saved state) the IoT Hub emulator. */
@@ -303,30 +354,33 @@ export class Fleet {
     if (this.hub)
       args.push("--mqtt-port", String(this.hub.mqttPort), "--https-port", String(this.hub.httpsPort));
     const webhook = eventGridUrl ?? this.hubWebhook;
-    if (webhook) args.push("--event-grid-webhook", webhook);
     this.hubWebhook = webhook;
+    const ownerKey = ownedKey(join(this.dirs.hub, "owner.key"));
     const proc = await this.spawn({
       name: "iothub-emulator",
       script: "sim/iothub-emulator/main.ts",
       args,
+      // The webhook URL carries the function key: environment, not arguments.
+      env: {
+        IOTHUB_EMULATOR_OWNER_KEY: ownerKey,
+        ...(webhook ? { IOTHUB_EMULATOR_EVENT_GRID_WEBHOOK: webhook } : {}),
+      },
       logFile: this.log("iothub-emulator"),
     });
     this.hubProcess = proc;
+    const hostName = str(proc.ready, "hostName");
     this.hub = {
-      hostName: str(proc.ready, "hostName"),
+      hostName,
       mqttPort: num(proc.ready, "mqttPort"),
       httpsPort: num(proc.ready, "httpsPort"),
       caFile: str(proc.ready, "caFile"),
-      serviceConnectionString: str(proc.ready, "serviceConnectionString"),
+      serviceConnectionString: `HostName=${hostName};SharedAccessKeyName=iothubowner;SharedAccessKey=${ownerKey}`,
     };
-    this.registry = createIotHubServiceClients(this.hub.serviceConnectionString, {
-      restPort: this.hub.httpsPort,
-      ca: readFileSync(this.hub.caFile),
-    }).registry;
+    this.registry = new HubRegistry(this.hub);
+    this.supervise("iothub-emulator", proc, () => this.startHub());
   }
-  private hubWebhook: string | undefined;
 
-  /** Starts gateway `index` on 127.0.0.<index+1>. */
+  /** Starts gateway `index` on 127.0.0.<index+1> (again, after a crash: same host, same ports). */
   async startGateway(index: number): Promise<GatewayHandle> {
     const host = `127.0.0.${index + 1}`;
     this.progress(`starting gateway #${index + 1} on ${host}`);
@@ -348,22 +402,16 @@ export class Fleet {
     const admin = proc.earlyLines.find((l) => l.event === "admin-listening");
     const handle = { index, host, adminPort: admin ? num(admin, "port") : 0, process: proc };
     this.gateways[index] = handle;
+    // A restarted gateway has a new admin port: the file always lists the current ones.
     const urls = this.gateways.filter(Boolean).map((g) => `http://127.0.0.1:${g.adminPort}/metrics`);
     writeFileSync(this.gatewayMetricsFile, `${JSON.stringify({ urls })}\n`);
+    this.supervise(`gateway-${index + 1}`, proc, () => this.startGateway(index));
     return handle;
   }
 
   /** Calls the rollout HTTP API with the function key; throws RolloutApiError on a non-2xx answer. */
-  async api<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
-    const res = await fetch(`${this.rollout.url}${path}`, {
-      method,
-      headers: { "x-functions-key": this.rollout.functionKey, "content-type": "application/json" },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    const text = await res.text();
-    const parsed: unknown = text ? JSON.parse(text) : undefined;
-    if (!res.ok) throw new RolloutApiError(res.status, parsed);
-    return parsed as T;
+  api<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
+    return this.client.call<T>(method, path, body);
   }
 
   /** Asks every gateway to re-read the ledger now (they also do it on their own timer). */
@@ -412,6 +460,7 @@ export class Fleet {
       services,
       modules: [],
       publicPorts: publicPortsOf(view),
+      mappings: view.mappings,
       ...(moduleEnv ? { moduleEnv } : {}),
     };
     this.sites.set(siteId, site);
@@ -423,11 +472,7 @@ export class Fleet {
   /** Environment of a site's module, the way iotedgehubdev gives it to a module container. */
   async moduleEnv(siteId: string): Promise<NodeJS.ProcessEnv> {
     const view = await this.api<SiteView>("GET", `/api/sites/${siteId}`);
-    const mod = (await this.registry.getModule(view.deviceId, MODULE_ID)).responseBody as unknown as {
-      authentication?: { symmetricKey?: { primaryKey?: string } };
-    };
-    const key = mod.authentication?.symmetricKey?.primaryKey;
-    if (!key) throw new Error(`module ${view.deviceId}/${MODULE_ID} has no key`);
+    const key = await this.registry.moduleKey(view.deviceId, MODULE_ID);
     return {
       EdgeHubConnectionString: `HostName=${this.hub.hostName};GatewayHostName=127.0.0.1:${this.hub.mqttPort};DeviceId=${view.deviceId};ModuleId=${MODULE_ID};SharedAccessKey=${key}`,
       EdgeModuleCACertificateFile: this.hub.caFile,
@@ -446,51 +491,26 @@ export class Fleet {
   }
 
   /** The module twin of a site as IoT Hub has it (desired and reported properties). */
-  async moduleTwin(
-    siteId: string,
-  ): Promise<{ desired: Record<string, unknown>; reported: Record<string, unknown> }> {
+  async moduleTwin(siteId: string): Promise<ModuleTwinView> {
     const view = await this.api<SiteView>("GET", `/api/sites/${siteId}`);
-    const twin = (await this.registry.getModuleTwin(view.deviceId, MODULE_ID)).responseBody as unknown as {
-      properties?: { desired?: Record<string, unknown>; reported?: Record<string, unknown> };
-    };
-    return { desired: twin.properties?.desired ?? {}, reported: twin.properties?.reported ?? {} };
+    return this.registry.moduleTwin(view.deviceId, MODULE_ID);
   }
 
   /** The relay emulator's counters (`GET /$admin/stats`, authorized with the Manage rule). */
   relayStats(): Promise<RelayStatsView> {
-    const url = new URL("/$admin/stats", this.relay.url.replace(/^ws/, "http"));
-    const token = createSasToken(
-      audienceFor(this.relay.endpoint),
-      this.relay.manageKeyName,
-      this.relay.manageKey,
-    );
-    const ca = readFileSync(this.relay.caFile);
-    return new Promise((resolve, reject) => {
-      const req = httpsRequest(url, { ca, headers: { authorization: token }, agent: false }, (res) => {
-        let text = "";
-        res.setEncoding("utf8").on("data", (chunk: string) => {
-          text += chunk;
-        });
-        res.on("end", () => {
-          if (res.statusCode !== 200) reject(new Error(`relay stats answered ${res.statusCode}: ${text}`));
-          else resolve(JSON.parse(text) as RelayStatsView);
-        });
-      });
-      req.setTimeout(5_000, () => req.destroy(new Error("relay stats timed out")));
-      req.on("error", reject);
-      req.end();
-    });
+    return readRelayStats(this.relay);
   }
 
-  /** Starts module instance `index` of a site (again, after a kill). */
+  /** Starts module instance `index` of a site (again, after a kill or crash). */
   async startModule(siteId: string, index: number): Promise<SiteModuleHandle> {
     const site = this.sites.get(siteId);
     if (!site) throw new Error(`unknown site ${siteId}`);
     this.progress(`starting relayListener #${index + 1} of ${siteId}`);
+    const name = `module-${siteId}-${index + 1}`;
     const proc = await this.spawn({
-      name: `module-${siteId}-${index + 1}`,
+      name,
       script: "modules/relayListener/src/main.ts",
-      logFile: this.log(`module-${siteId}-${index + 1}`),
+      logFile: this.log(name),
       isReady: (line) => line.msg === "relayListener ready",
       env: await this.moduleEnv(siteId),
     });
@@ -500,7 +520,13 @@ export class Fleet {
       process: proc,
       healthPort: typeof metricsPort === "number" ? metricsPort : undefined,
     };
+    // A site removed while its module was starting: do not bring the module back to life.
+    if (this.sites.get(siteId) !== site) {
+      await proc.stop("SIGTERM", 3_000);
+      return handle;
+    }
     site.modules[index] = handle;
+    this.supervise(name, proc, () => this.startModule(siteId, index));
     return handle;
   }
 
@@ -508,41 +534,60 @@ export class Fleet {
   async refreshSite(siteId: string): Promise<SiteHandle> {
     const site = this.sites.get(siteId);
     if (!site) throw new Error(`unknown site ${siteId}`);
-    site.publicPorts = publicPortsOf(await this.api<SiteView>("GET", `/api/sites/${siteId}`));
+    const view = await this.api<SiteView>("GET", `/api/sites/${siteId}`);
+    site.publicPorts = publicPortsOf(view);
+    site.mappings = view.mappings;
     return site;
   }
 
   /**
    * Brings the simulated edge devices in line with the ledger: a site onboarded from outside (the
    * CLI, a DeviceCreated event) gets a module process, as a real device would once its deployment
-   * arrives; an offboarded site's modules stop. Returns the site ids started and stopped.
+   * arrives; an offboarded site's modules stop; every known site's mappings and public ports are
+   * refreshed. Returns the site ids started and stopped and those whose mappings changed.
    */
-  async syncSites(): Promise<{ started: string[]; stopped: string[] }> {
+  async syncSites(): Promise<{ started: string[]; stopped: string[]; changed: string[] }> {
     const { sites } = await this.api<{ sites: SiteView[] }>("GET", "/api/sites");
     const known = new Set(sites.map((s) => s.siteId));
     const started: string[] = [];
     const stopped: string[] = [];
+    const changed: string[] = [];
     for (const view of sites) {
-      if (this.sites.has(view.siteId)) continue;
-      this.sites.set(view.siteId, { siteId: view.siteId, modules: [], publicPorts: publicPortsOf(view) });
+      const existing = this.sites.get(view.siteId);
+      if (existing) {
+        if (JSON.stringify(existing.mappings) !== JSON.stringify(view.mappings)) {
+          existing.mappings = view.mappings;
+          existing.publicPorts = publicPortsOf(view);
+          changed.push(view.siteId);
+        }
+        continue;
+      }
+      this.sites.set(view.siteId, {
+        siteId: view.siteId,
+        modules: [],
+        publicPorts: publicPortsOf(view),
+        mappings: view.mappings,
+      });
       for (let i = 0; i < (this.options.modulesPerSite ?? 1); i++) await this.startModule(view.siteId, i);
       started.push(view.siteId);
     }
     for (const [siteId, site] of this.sites) {
       if (known.has(siteId)) continue;
-      await Promise.all(site.modules.map((m) => m?.process.stop("SIGTERM", 3_000)));
-      await site.services?.close();
       this.sites.delete(siteId);
+      await Promise.all(site.modules.map((m) => m?.process.stop("SIGTERM", 3_000)));
+      for (const m of site.modules) if (m) this.supervisor.forget(`module-${siteId}-${m.index + 1}`);
+      await site.services?.close();
       stopped.push(siteId);
     }
     if (started.length || stopped.length) await this.reloadGateways();
-    return { started, stopped };
+    return { started, stopped, changed };
   }
 
   /** Stops everything: modules, gateways, rollout, emulators, storage, demo services. */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.supervisor.stop();
     const procs: Array<RunningProcess | undefined> = [];
     for (const site of this.sites.values()) for (const m of site.modules) procs.push(m?.process);
     for (const g of this.gateways) procs.push(g?.process);
@@ -558,11 +603,4 @@ export class Fleet {
       ...[...this.sites.values()].map((s) => s.services?.close()),
     ]);
   }
-}
-
-function publicPortsOf(view: SiteView): Record<string, number> {
-  const ports: Record<string, number> = {};
-  for (const [name, m] of Object.entries(view.mappings))
-    if (m.publicPort !== undefined) ports[name] = m.publicPort;
-  return ports;
 }

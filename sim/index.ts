@@ -3,14 +3,14 @@
  * local counterpart of `iotedgedev simulator start`). Thin entry point: options, output and
  * Ctrl-C; the work is in fleet.ts.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { styleText } from "node:util";
 import { Command } from "commander";
 import { colorWanted } from "../lib/color.ts";
 import { killAllChildren } from "./child-process.ts";
-import { Fleet } from "./fleet.ts";
+import { Fleet, type PartEvent } from "./fleet.ts";
 import { readFleetStatus, renderStatus } from "./live-status.ts";
 
 const program = new Command()
@@ -50,11 +50,15 @@ const ui = opts.ui && !json && process.stdout.isTTY === true;
 const color = (style: Parameters<typeof styleText>[0], text: string) =>
   colorWanted(ui) ? styleText(style, text) : text;
 
+// Everything the simulation and its parts write (state with keys, logs, certificates, the
+// discovery file) is this user's only: files 0600, directories 0700.
+process.umask(0o077);
+
 const persistent = opts.stateDir !== undefined;
 const stateDir = persistent
   ? resolve(opts.stateDir as string)
   : mkdtempSync(join(tmpdir(), "relay-fleet-sim-"));
-mkdirSync(stateDir, { recursive: true });
+mkdirSync(stateDir, { recursive: true, mode: 0o700 });
 // The CLI finds the running simulation through this file (cli/discovery.ts).
 const discoveryDir = resolve(".sim-state");
 const discoveryFile = join(discoveryDir, "sim.json");
@@ -65,6 +69,26 @@ function emit(event: string, data: Record<string, unknown> = {}): void {
 
 let fleet: Fleet | undefined;
 let shuttingDown = false;
+let startFailed = false;
+/** Once the live view draws, progress and crash lines go into it instead of scrolling past. */
+let liveView = false;
+const recentEvents: string[] = [];
+
+/**
+ * Logs of a temporary state dir go with it at Ctrl-C, unless something went wrong (a crash, a
+ * failed start): then everything but the logs is removed and the logs' path is printed.
+ */
+function cleanUpState(): string | undefined {
+  if (persistent) return undefined;
+  const crashes = fleet?.supervisor.crashes() ?? 0;
+  if (crashes === 0 && !startFailed) {
+    rmSync(stateDir, { recursive: true, force: true });
+    return undefined;
+  }
+  for (const entry of readdirSync(stateDir))
+    if (entry !== "logs") rmSync(join(stateDir, entry), { recursive: true, force: true });
+  return join(stateDir, "logs");
+}
 
 async function shutdown(code: number): Promise<void> {
   if (shuttingDown) return;
@@ -78,8 +102,13 @@ async function shutdown(code: number): Promise<void> {
   hardStop.unref();
   await fleet?.stop().catch(() => undefined);
   rmSync(discoveryFile, { force: true });
-  if (!persistent) rmSync(stateDir, { recursive: true, force: true });
-  emit("stopped");
+  const logsKept = cleanUpState();
+  if (logsKept) {
+    const crashes = fleet?.supervisor.crashes() ?? 0;
+    const why = startFailed ? "the start failed" : `${crashes} crash${crashes === 1 ? "" : "es"} in this run`;
+    if (!json) process.stdout.write(`Logs kept (${why}): ${logsKept}\n`);
+  }
+  emit("stopped", logsKept ? { logsKept } : {});
   process.exit(code);
 }
 process.on("SIGINT", () => void shutdown(0));
@@ -87,12 +116,29 @@ process.on("SIGTERM", () => void shutdown(0));
 
 function progress(step: string): void {
   if (json) emit("progress", { step });
-  else process.stdout.write(`${color("dim", "•")} ${step}\n`);
+  else if (liveView) {
+    recentEvents.push(`${new Date().toISOString().slice(11, 19)} ${step}`);
+    recentEvents.splice(0, Math.max(0, recentEvents.length - 5));
+  } else process.stdout.write(`${color("dim", "•")} ${step}\n`);
+}
+
+function partEvent(event: PartEvent): void {
+  const { type, ...data } = event;
+  emit(`part-${type}`, data);
 }
 
 try {
   const started = Date.now();
-  fleet = await Fleet.start({ stateDir, sites, gateways, modulesPerSite, onProgress: progress });
+  fleet = await Fleet.start({
+    stateDir,
+    sites,
+    gateways,
+    modulesPerSite,
+    onProgress: progress,
+    // Like IoT Edge's restartPolicy: always: a crashed part comes back with its state and port.
+    restartCrashed: true,
+    onPartEvent: partEvent,
+  });
   mkdirSync(discoveryDir, { recursive: true });
   writeFileSync(
     discoveryFile,
@@ -108,14 +154,17 @@ try {
     relay: fleet.relay.url,
     sites: siteList,
     stateDir,
+    logs: fleet.logsDir,
+    parts: fleet.parts().map((p) => ({ part: p.part, pid: p.pid })),
   });
   if (!json) printWelcome(fleet, (Date.now() - started) / 1000);
   await runStatusLoop(fleet);
 } catch (err) {
+  startFailed = true;
   process.stderr.write(
     `${color("red", "The simulation could not start:")} ${err instanceof Error ? err.message : String(err)}\n`,
   );
-  process.stderr.write(`Logs of every part are in ${join(stateDir, "logs")}.\n`);
+  process.stderr.write(`Logs of every part are kept in ${join(stateDir, "logs")}.\n`);
   await shutdown(1);
 }
 
@@ -165,6 +214,7 @@ function printWelcome(f: Fleet, seconds: number): void {
 async function runStatusLoop(f: Fleet): Promise<void> {
   let lastPlain = 0;
   let drawnLines = 0;
+  liveView = ui;
   let lastSync = Date.now();
   for (;;) {
     if (shuttingDown) return;
@@ -186,15 +236,22 @@ async function runStatusLoop(f: Fleet): Promise<void> {
     const status = await readFleetStatus(f);
     if (json) emit("status", { ...status });
     else if (ui) {
-      const text = renderStatus(status);
+      const events = recentEvents.length > 0 ? ["", "recent:", ...recentEvents.map((e) => `  ${e}`)] : [];
+      const text = [renderStatus(status), ...events].join("\n");
       // Redraw in place: move up over the previous table, clear to the end of the screen.
       if (drawnLines > 0) process.stdout.write(`\x1b[${drawnLines}F\x1b[J`);
       process.stdout.write(`${text}\n`);
-      drawnLines = text.split("\n").length;
+      drawnLines = screenRows(text);
     } else if (Date.now() - lastPlain > 30_000) {
       lastPlain = Date.now();
       process.stdout.write(`${renderStatus(status)}\n\n`);
     }
     await new Promise((r) => setTimeout(r, 1_000));
   }
+}
+
+/** Rows `text` takes on the terminal: a line wider than the screen wraps onto the next row. */
+function screenRows(text: string): number {
+  const columns = process.stdout.columns || 80;
+  return text.split("\n").reduce((rows, line) => rows + Math.max(1, Math.ceil(line.length / columns)), 0);
 }

@@ -3,7 +3,7 @@
  * modules' and gateways' Prometheus text), never from IoT Hub: a view refreshing every second must
  * not become a loop of throttled twin queries. `relay-fleet status` shows IoT Hub's own picture.
  */
-import type { Fleet } from "./fleet.ts";
+import type { Fleet, PartState } from "./fleet.ts";
 
 export interface SiteStatusLine {
   siteId: string;
@@ -21,6 +21,8 @@ export interface FleetStatus {
   gatewaysUp: number;
   gateways: number;
   sites: SiteStatusLine[];
+  /** Every process of the simulation: up, restarting after a crash, or stopped; restart counts. */
+  parts: PartState[];
 }
 
 /** Sums the samples of `metric` in Prometheus text, optionally only those whose labels match. */
@@ -73,6 +75,7 @@ export async function readFleetStatus(fleet: Fleet): Promise<FleetStatus> {
     gatewaysUp: gatewayTexts.filter(Boolean).length,
     gateways: fleet.gateways.length,
     sites,
+    parts: fleet.parts(),
   };
 }
 
@@ -81,6 +84,19 @@ function bytes(n: number): string {
   if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
   if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
   return `${(n / 1024 ** 3).toFixed(2)} GiB`;
+}
+
+/** One line on the parts: "all 6 up", or which are restarting, down, or came back after a crash. */
+export function renderParts(parts: PartState[]): string {
+  const notable = parts.filter((p) => p.state !== "up" || p.restarts > 0);
+  const up = parts.filter((p) => p.state === "up").length;
+  if (notable.length === 0) return `parts: all ${parts.length} up`;
+  const described = notable.map((p) => {
+    const crash = p.lastCrash ? `, last exit ${p.lastCrash.code} at ${p.lastCrash.at.slice(11, 19)}` : "";
+    const what = p.state === "up" ? "up again" : p.state === "restarting" ? "RESTARTING" : "DOWN";
+    return `${p.part} ${what} (${p.restarts} restart${p.restarts === 1 ? "" : "s"}${crash})`;
+  });
+  return `parts: ${up}/${parts.length} up; ${described.join("; ")}`;
 }
 
 /** The status as a fixed-width table. */
@@ -98,6 +114,7 @@ export function renderStatus(status: FleetStatus): string {
   );
   return [
     `gateways up: ${status.gatewaysUp}/${status.gateways}   updated ${status.at.slice(11, 19)} UTC`,
+    renderParts(status.parts),
     "",
     `${"site".padEnd(12)} ${"modules".padEnd(8)} ${"listeners".padEnd(10)} ${"active".padEnd(7)} ${"total".padEnd(7)} ${"to site".padEnd(11)} from site`,
     ...rows,

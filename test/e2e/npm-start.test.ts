@@ -5,137 +5,16 @@
  * live, and Ctrl-C (SIGINT) ending with exit code 0 and no process left behind.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { promisify } from "node:util";
-import { alive, httpText } from "../helpers/e2e.ts";
-import { type CleanupContext, REPO_ROOT, sleep, tempDir, waitFor } from "../helpers/index.ts";
+import { alive } from "../helpers/e2e.ts";
+import { REPO_ROOT, tempDir, waitFor } from "../helpers/index.ts";
+import { descendants, pageOf, startSim } from "../helpers/npm-start.ts";
 
 const run = promisify(execFile);
-
-/** Pids of every live descendant of `pid` (from /proc). */
-function descendants(pid: number): number[] {
-  const parents = new Map<number, number>();
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      // "pid (comm) state ppid …": comm may hold spaces or parentheses, so split after the last ')'.
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      parents.set(Number(entry), ppid);
-    } catch {
-      // The process ended while we looked.
-    }
-  }
-  const out: number[] = [];
-  const walk = (p: number) => {
-    for (const [child, parent] of parents)
-      if (parent === p) {
-        out.push(child);
-        walk(child);
-      }
-  };
-  walk(pid);
-  return out;
-}
-
-/** JSON lines of a child's stdout, with a waiter per predicate. */
-function jsonLines(child: ChildProcess): {
-  lines: Record<string, unknown>[];
-  next(
-    match: (l: Record<string, unknown>) => boolean,
-    what: string,
-    timeoutMs: number,
-  ): Promise<Record<string, unknown>>;
-} {
-  const lines: Record<string, unknown>[] = [];
-  let buffered = "";
-  child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
-    buffered += chunk;
-    let nl = buffered.indexOf("\n");
-    while (nl >= 0) {
-      const line = buffered.slice(0, nl).trim();
-      buffered = buffered.slice(nl + 1);
-      if (line.startsWith("{")) {
-        try {
-          lines.push(JSON.parse(line) as Record<string, unknown>);
-        } catch {
-          // Not a JSON line.
-        }
-      }
-      nl = buffered.indexOf("\n");
-    }
-  });
-  return {
-    lines,
-    next: (match, what, timeoutMs) => waitFor(() => lines.find(match), what, { timeoutMs, intervalMs: 100 }),
-  };
-}
-
-interface Sim {
-  child: ChildProcess;
-  pid: number;
-  out: ReturnType<typeof jsonLines>;
-  exited: Promise<number | null>;
-  stderr(): string;
-  ready(): Promise<Record<string, unknown>>;
-}
-
-/**
- * Starts `sim/index.ts --json …` in `cwd`. When the test ends, whatever happened, the simulation
- * is interrupted and then every process of its tree still alive is killed.
- */
-function startSim(t: CleanupContext, cwd: string, args: string[]): Sim {
-  // `--import tsx` resolves from the working directory, which has no node_modules: use the path.
-  const child = spawn(
-    process.execPath,
-    ["--import", import.meta.resolve("tsx"), join(REPO_ROOT, "sim/index.ts"), "--json", ...args],
-    { cwd, env: { ...process.env, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  const pid = child.pid;
-  assert.ok(pid);
-  let stderr = "";
-  child.stderr?.setEncoding("utf8").on("data", (c: string) => {
-    stderr += c;
-  });
-  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-  const out = jsonLines(child);
-  t.after(async () => {
-    const tree = [pid, ...descendants(pid)];
-    if (alive(pid)) {
-      child.kill("SIGINT");
-      await Promise.race([exited, sleep(15_000)]);
-    }
-    for (const p of tree) if (alive(p)) process.kill(p, "SIGKILL");
-  });
-  return {
-    child,
-    pid,
-    out,
-    exited,
-    stderr: () => stderr,
-    ready: () =>
-      out
-        .next((l) => l.event === "ready", "the ready line", 90_000)
-        .catch((err: unknown) => {
-          throw new Error(`${String(err)}\nstderr:\n${stderr}`);
-        }),
-  };
-}
-
-async function pageOf(port: number, host: string, timeoutMs = 15_000): Promise<string> {
-  const r = await waitFor(
-    async () => {
-      const res = await httpText(port, host);
-      return res.status === 200 ? res : undefined;
-    },
-    `the page through ${host}:${port}`,
-    { timeoutMs, intervalMs: 200 },
-  );
-  return r.body;
-}
 
 test("npm start: ready line, a page through the public port, the CLI, a live site add, clean Ctrl-C", async (t) => {
   const cwd = tempDir(t, "relay-fleet-npm-start-");
