@@ -126,6 +126,16 @@ export function buildProgram(options: { json?: boolean } = {}): Command {
     .option("--max-connections <n>", "concurrent connection limit", int)
     .option("--port <n>", "a specific public port (default: next free)", int)
     .option("--allow <cidr...>", "source CIDRs allowed at the gateway")
+    .addHelpText(
+      "after",
+      `
+The target is reached by the site's relayListener module, so it must be on the site's local
+allowlist (the device owner's allowlist file). In the local simulation (npm start) that is
+127.0.0.1/32:* — a service of your own on this machine:
+  relay-fleet map add plant-1 mine 127.0.0.1:8000
+The answer shows the site with its mappings: the new mapping's publicPort is the port to use on
+the gateway (the simulation also lists it in its live port table).`,
+    )
     .action(
       (
         id: string,

@@ -23,7 +23,7 @@ export interface NodeProcessSpec {
   logFile?: string;
   /** A stdout JSON line for which this returns true means "ready". Default: `event === "listening"`. */
   isReady?: (line: Record<string, unknown>) => boolean;
-  /** How long to wait for readiness. */
+  /** How long to wait for readiness (default 60 s: a loaded CI machine starts tsx slowly). */
   readyTimeoutMs?: number;
 }
 
@@ -158,10 +158,10 @@ export function startNodeProcess(spec: NodeProcessSpec): Promise<RunningProcess>
       void stop("SIGKILL");
       rejectReady(
         new Error(
-          `${spec.name} did not become ready in ${spec.readyTimeoutMs ?? 30_000} ms:\n${lastLines.join("\n")}`,
+          `${spec.name} did not become ready in ${spec.readyTimeoutMs ?? 60_000} ms:\n${lastLines.join("\n")}`,
         ),
       );
-    }, spec.readyTimeoutMs ?? 30_000);
+    }, spec.readyTimeoutMs ?? 60_000);
     child.stdout?.on("data", (chunk: Buffer) => {
       log?.write(chunk);
       if (readyLine) return;

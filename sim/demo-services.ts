@@ -22,21 +22,39 @@ function listen(server: HttpServer | TcpServer, host: string): Promise<number> {
   });
 }
 
-function page(siteId: string): string {
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function page(siteId: string, shared: boolean): string {
+  const name = escapeHtml(siteId);
+  const note = shared
+    ? "<p>It comes from the demo service of the default site profile, which every site added with the CLI shares; it names the site by the public port you used.</p>\n"
+    : "";
   return `<!doctype html>
-<html><head><meta charset="utf-8"><title>Site ${siteId}</title></head>
-<body><h1>Hello from site ${siteId}</h1>
+<html><head><meta charset="utf-8"><title>Site ${name}</title></head>
+<body><h1>Hello from site ${name}</h1>
 <p>This page is served inside the site's network and reached through the gateway, Azure Relay and the site's relayListener module.</p>
-</body></html>
+${note}</body></html>
 `;
 }
 
-/** Starts the web page and the echo service of one site on `host` (loopback). */
-export async function startDemoServices(siteId: string, host = "127.0.0.1"): Promise<DemoServices> {
+/**
+ * Starts the web page and the echo service of one site on `host` (loopback). Services shared by
+ * several sites pass `siteForPort`: the public port in the request's Host header (the gateway
+ * passes bytes through untouched) tells which site the visitor asked for.
+ */
+export async function startDemoServices(
+  siteId: string,
+  host = "127.0.0.1",
+  siteForPort?: (publicPort: number) => string | undefined,
+): Promise<DemoServices> {
   const sockets = new Set<Socket>();
   const web = createHttpServer((req, res) => {
-    const body = page(siteId);
-    res.writeHead(200, { "content-type": "text/html; charset=utf-8", "x-relay-fleet-site": siteId });
+    const port = Number(/:(\d+)$/.exec(req.headers.host ?? "")?.[1]);
+    const name = (siteForPort && Number.isInteger(port) ? siteForPort(port) : undefined) ?? siteId;
+    const body = page(name, siteForPort !== undefined);
+    res.writeHead(200, { "content-type": "text/html; charset=utf-8", "x-relay-fleet-site": name });
     res.end(req.method === "HEAD" ? undefined : body);
   });
   const echo = createTcpServer({ allowHalfOpen: true }, (socket) => {

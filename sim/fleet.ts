@@ -228,7 +228,11 @@ export class Fleet {
 
     // A site onboarded from outside (the CLI, a DeviceCreated event) gets the default profile:
     // web and echo mappings to these shared demo services.
-    this.sharedServices = await startDemoServices("default-profile");
+    this.sharedServices = await startDemoServices("default-profile", "127.0.0.1", (port) => {
+      for (const site of this.sites.values())
+        if (Object.values(site.publicPorts).includes(port)) return site.siteId;
+      return undefined;
+    });
 
     this.progress("starting the rollout service (Functions handlers over HTTP)");
     await this.startRollout();

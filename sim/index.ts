@@ -11,7 +11,7 @@ import { Command } from "commander";
 import { colorWanted } from "../lib/color.ts";
 import { killAllChildren } from "./child-process.ts";
 import { Fleet, type PartEvent } from "./fleet.ts";
-import { readFleetStatus, renderStatus } from "./live-status.ts";
+import { portLines, readFleetStatus, renderPorts, renderStatus } from "./live-status.ts";
 
 const program = new Command()
   .name("npm start --")
@@ -180,17 +180,15 @@ function printWelcome(f: Fleet, seconds: number): void {
     `  rollout API    ${f.rollout.url}/api/sites   gateways ${f.gateways.map((g) => g.host).join(", ")}`,
     "",
     `${color("bold", "Fleet status page:")} ${f.statusPageUrl}`,
-    "",
-    color("bold", "Public ports (gateway → relay → site module → on-prem service):"),
   ];
-  for (const site of f.sites.values()) {
-    const web = site.publicPorts.web;
-    const echo = site.publicPorts.echo;
+  // The live view below keeps the port table current (sites and mappings added with the CLI);
+  // without it, the table is printed here and each change as a line.
+  if (!ui)
     lines.push(
-      `  ${site.siteId.padEnd(10)} web  ${host}:${web}  →  127.0.0.1:${site.services?.webPort}`,
-      `  ${"".padEnd(10)} echo ${host}:${echo}  →  127.0.0.1:${site.services?.echoPort}`,
+      "",
+      color("bold", "Public ports (gateway → relay → site module → on-prem service):"),
+      renderPorts(portLines(f), host),
     );
-  }
   const first = [...f.sites.values()][0];
   if (first) {
     lines.push(
@@ -203,7 +201,8 @@ function printWelcome(f: Fleet, seconds: number): void {
   lines.push(
     `  npx relay-fleet status            (fleet table from IoT Hub; the CLI finds this simulation via .sim-state/sim.json)`,
     "  npx relay-fleet sites add site-x   (onboards a site with the default profile, live)",
-    `  npx relay-fleet map add plant-1 ssh 127.0.0.1:22   (a new mapping, live)`,
+    "  npx relay-fleet map add plant-1 mine 127.0.0.1:8000   (your own service on this machine, live;",
+    "                                 the simulated sites' allowlist is 127.0.0.1 only; the new public port is printed and listed here)",
     "",
     `Logs: ${join(stateDir, "logs")}    Ctrl-C stops everything.`,
     "",
@@ -221,16 +220,24 @@ async function runStatusLoop(f: Fleet): Promise<void> {
     if (Date.now() - lastSync > 3_000) {
       lastSync = Date.now();
       // Sites added or removed with the CLI take effect live: start or stop their modules.
-      const changes = await f.syncSites().catch(() => ({ started: [], stopped: [] }));
+      const changes = await f
+        .syncSites()
+        .catch(() => ({ started: [] as string[], stopped: [] as string[], changed: [] as string[] }));
       for (const siteId of changes.started)
         emit("site-started", { siteId, publicPorts: f.sites.get(siteId)?.publicPorts });
       for (const siteId of changes.stopped) emit("site-stopped", { siteId });
+      for (const siteId of changes.changed)
+        emit("site-updated", { siteId, publicPorts: f.sites.get(siteId)?.publicPorts });
       if (!ui && !json) {
         for (const siteId of changes.started)
           process.stdout.write(
             `site ${siteId} is online: ${JSON.stringify(f.sites.get(siteId)?.publicPorts)}\n`,
           );
         for (const siteId of changes.stopped) process.stdout.write(`site ${siteId} was removed\n`);
+        for (const siteId of changes.changed)
+          process.stdout.write(
+            `site ${siteId}'s mappings changed: ${JSON.stringify(f.sites.get(siteId)?.publicPorts)}\n`,
+          );
       }
     }
     const status = await readFleetStatus(f);

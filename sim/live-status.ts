@@ -16,6 +16,15 @@ export interface SiteStatusLine {
   bytesFromSite: number;
 }
 
+/** One public port: which site's mapping it reaches and where the site's module sends it. */
+export interface PortLine {
+  siteId: string;
+  mapping: string;
+  publicPort: number;
+  target: string;
+  enabled: boolean;
+}
+
 export interface FleetStatus {
   at: string;
   gatewaysUp: number;
@@ -23,6 +32,42 @@ export interface FleetStatus {
   sites: SiteStatusLine[];
   /** Every process of the simulation: up, restarting after a crash, or stopped; restart counts. */
   parts: PartState[];
+  /** Every public port of every site, as the rollout API last answered (mappings added live too). */
+  ports: PortLine[];
+  /** The address the public ports are on (the first gateway). */
+  gatewayHost: string;
+}
+
+/** plant-2 before plant-10. */
+export const naturalOrder = new Intl.Collator("en", { numeric: true }).compare;
+
+/** The public ports of every site of the fleet, sorted by site (natural order) and mapping name. */
+export function portLines(fleet: Fleet): PortLine[] {
+  const lines: PortLine[] = [];
+  for (const site of fleet.sites.values())
+    for (const [mapping, m] of Object.entries(site.mappings))
+      if (m.publicPort !== undefined)
+        lines.push({
+          siteId: site.siteId,
+          mapping,
+          publicPort: m.publicPort,
+          target: m.target,
+          enabled: m.enabled,
+        });
+  return lines.sort((a, b) => naturalOrder(a.siteId, b.siteId) || naturalOrder(a.mapping, b.mapping));
+}
+
+/** The port table: public address → site/mapping → the on-prem target its module connects to. */
+export function renderPorts(ports: PortLine[], host: string): string {
+  if (ports.length === 0) return "no public ports yet";
+  const width = Math.max(10, ...ports.map((p) => p.siteId.length));
+  const nameWidth = Math.max(4, ...ports.map((p) => p.mapping.length));
+  return ports
+    .map(
+      (p, i) =>
+        `  ${(i > 0 && ports[i - 1]?.siteId === p.siteId ? "" : p.siteId).padEnd(width)} ${p.mapping.padEnd(nameWidth)} ${`${host}:${p.publicPort}`.padEnd(21)} →  ${p.target}${p.enabled ? "" : "  (disabled)"}`,
+    )
+    .join("\n");
 }
 
 /** Sums the samples of `metric` in Prometheus text, optionally only those whose labels match. */
@@ -54,7 +99,8 @@ async function scrape(port: number | undefined): Promise<string | undefined> {
 export async function readFleetStatus(fleet: Fleet): Promise<FleetStatus> {
   const gatewayTexts = await Promise.all(fleet.gateways.map((g) => scrape(g.adminPort)));
   const sites: SiteStatusLine[] = [];
-  for (const site of fleet.sites.values()) {
+  const ordered = [...fleet.sites.values()].sort((a, b) => naturalOrder(a.siteId, b.siteId));
+  for (const site of ordered) {
     const texts = await Promise.all(site.modules.map((m) => scrape(m?.healthPort)));
     const up = texts.filter((t): t is string => t !== undefined);
     const total = (metric: string, filter?: (labels: string) => boolean) =>
@@ -76,6 +122,8 @@ export async function readFleetStatus(fleet: Fleet): Promise<FleetStatus> {
     gateways: fleet.gateways.length,
     sites,
     parts: fleet.parts(),
+    ports: portLines(fleet),
+    gatewayHost: fleet.gateways[0]?.host ?? "127.0.0.1",
   };
 }
 
@@ -118,5 +166,8 @@ export function renderStatus(status: FleetStatus): string {
     "",
     `${"site".padEnd(12)} ${"modules".padEnd(8)} ${"listeners".padEnd(10)} ${"active".padEnd(7)} ${"total".padEnd(7)} ${"to site".padEnd(11)} from site`,
     ...rows,
+    "",
+    "public ports (gateway → relay → site module → on-prem service):",
+    renderPorts(status.ports, status.gatewayHost),
   ].join("\n");
 }

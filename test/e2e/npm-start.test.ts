@@ -10,7 +10,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { promisify } from "node:util";
-import { alive } from "../helpers/e2e.ts";
+import { alive, bannerService, echoExact } from "../helpers/e2e.ts";
 import { REPO_ROOT, tempDir, waitFor } from "../helpers/index.ts";
 import { descendants, pageOf, startSim } from "../helpers/npm-start.ts";
 
@@ -47,7 +47,37 @@ test("npm start: ready line, a page through the public port, the CLI, a live sit
   );
   const x1Web = (started.publicPorts as Record<string, number> | undefined)?.web;
   assert.ok(x1Web, "x1 got a public web port");
-  assert.match(await pageOf(x1Web, host, 30_000), /Hello from site/);
+  // x1 uses the default profile's shared demo service, yet its page names x1.
+  assert.match(await pageOf(x1Web, host, 30_000), /Hello from site x1</);
+
+  // The README's example: a service of your own on this machine, mapped live; the answer gives
+  // its public port, and the status lines' port table grows by it.
+  const own = await bannerService(t);
+  const mapped = JSON.parse(
+    (await cli("map", "add", "plant-1", "mine", `127.0.0.1:${own.port}`, "--allow", "127.0.0.0/8")).stdout,
+  ) as {
+    mappings: Record<string, { publicPort?: number }>;
+  };
+  const minePort = mapped.mappings.mine?.publicPort;
+  assert.ok(minePort, "map add answers with the new public port");
+  const greeting = await waitFor(
+    () => echoExact(minePort, Buffer.from("ping"), host, 5_000).catch(() => undefined),
+    "a connection through the new mapping",
+    { timeoutMs: 30_000, intervalMs: 500 },
+  );
+  assert.ok(greeting.toString().startsWith(own.banner), "the new public port reaches your own service");
+  const table = await out.next(
+    (l) =>
+      l.event === "status" &&
+      (l.ports as Array<{ siteId: string; mapping: string; publicPort: number }>).some(
+        (p) => p.siteId === "plant-1" && p.mapping === "mine" && p.publicPort === minePort,
+      ),
+    "the port table to list plant-1/mine",
+    15_000,
+  );
+  const listed = (table.ports as Array<{ siteId: string }>).map((p) => p.siteId);
+  assert.deepEqual(listed, [...listed].sort(new Intl.Collator("en", { numeric: true }).compare));
+  assert.ok(listed.includes("x1"), "the added site's ports are listed");
 
   // Every process of the simulation, x1's new module included.
   const children = descendants(sim.pid);

@@ -112,7 +112,7 @@ export function startSim(t: CleanupContext, cwd: string, args: string[]): Sim {
     stderr: () => stderr,
     ready: () =>
       out
-        .next((l) => l.event === "ready", "the ready line", 90_000)
+        .next((l) => l.event === "ready", "the ready line", 150_000)
         .catch((err: unknown) => {
           throw new Error(`${String(err)}\nstderr:\n${stderr}`);
         }),

@@ -161,3 +161,17 @@ test("mappings are added, changed, disabled and removed; offboarding leaves noth
   assert.equal(s.tags?.relayFleet, undefined);
   assert.equal(s.hcs.length, 0);
 });
+
+test("sites list and fleet status in natural order: plant-2 before plant-10", async (t) => {
+  const env = await startRolloutEnv(t);
+  for (const siteId of ["plant-10", "plant-2", "plant-1"])
+    await env.rollout.createSite({ siteId, profile: "single" });
+  assert.deepEqual(
+    (await env.rollout.listSites()).map((s) => s.siteId),
+    ["plant-1", "plant-2", "plant-10"],
+  );
+  assert.deepEqual(
+    (await env.rollout.fleetStatus()).map((s) => s.siteId),
+    ["plant-1", "plant-2", "plant-10"],
+  );
+});

@@ -23,6 +23,11 @@ import {
 import { type SiteStatus, siteStatusFromTwin } from "./status.ts";
 
 /** A mapping as operators see it: its spec plus where it is published. */
+
+/** Sites in natural order: plant-2 before plant-10 (what `sites list` and `status` show). */
+const naturalCompare = new Intl.Collator("en", { numeric: true }).compare;
+const bySiteId = (a: { siteId: string }, b: { siteId: string }) => naturalCompare(a.siteId, b.siteId);
+
 export interface MappingView extends MappingSpec {
   publicPort?: number;
   publicHost?: string;
@@ -201,7 +206,7 @@ export function createRollout(deps: RolloutDeps): Rollout {
           ),
         );
       }
-      return out.sort((a, b) => a.siteId.localeCompare(b.siteId));
+      return out.sort(bySiteId);
     },
     removeSite: (siteId, options = {}) =>
       withSiteLock(siteId, async () => {
@@ -244,7 +249,7 @@ export function createRollout(deps: RolloutDeps): Rollout {
       return twins
         .filter((t) => t.desired.relay !== undefined)
         .map(siteStatusFromTwin)
-        .sort((a, b) => a.siteId.localeCompare(b.siteId));
+        .sort(bySiteId);
     },
     handleDeviceEvent: (event) => handleDeviceEvent(rollout, event),
   };
