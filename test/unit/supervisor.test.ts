@@ -24,6 +24,15 @@ function fakeProcess(pid: number): Watchable & { exit(code: number | string): vo
 
 const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Polls until `done()` (a loaded machine delays timers; fixed sleeps would flake). */
+async function until(done: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await tick(5);
+  }
+}
+
 test("a crashed part is restarted with doubling delays and reported", async () => {
   const events: PartEvent[] = [];
   const sup = new Supervisor({ restart: true, initialDelayMs: 20, onEvent: (e) => events.push(e) });
@@ -35,7 +44,7 @@ test("a crashed part is restarted with doubling delays and reported", async () =
   };
   sup.watch("relay", current, start);
   current.exit("SIGKILL");
-  await tick(60);
+  await until(() => events.length >= 2, "the restart");
   assert.deepEqual(
     events.map((e) => e.type),
     ["crashed", "restarted"],
@@ -43,7 +52,7 @@ test("a crashed part is restarted with doubling delays and reported", async () =
   assert.equal(events[0]?.type === "crashed" && events[0].restartInMs, 20);
   assert.equal(sup.states()[0]?.pid, 2);
   current.exit(1);
-  await tick(80);
+  await until(() => events.length >= 4, "the second restart");
   assert.equal(
     events[2]?.type === "crashed" && events[2].restartInMs,
     40,
@@ -75,7 +84,7 @@ test("an intended stop is not a crash; after stop() nothing restarts; a failed r
   };
   sup.watch("hub", b, restart);
   b.exit("SIGSEGV");
-  await tick(80);
+  await until(() => events.length >= 3, "the retried restart");
   assert.deepEqual(
     events.map((e) => e.type),
     ["crashed", "restart-failed", "restarted"],
