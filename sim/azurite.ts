@@ -21,7 +21,7 @@ export const AZURITE_KEY =
 export interface AzuriteOptions {
   /** Persist tables under this directory; in memory when absent. */
   dir?: string;
-  /** Milliseconds to wait for the service to start. */
+  /** Milliseconds to wait for the service to start (default 60 s: a loaded machine is slow). */
   startTimeoutMs?: number;
   /** Port to bind (a restart after a crash keeps its port); default any free port. */
   port?: number;
@@ -133,8 +133,8 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
     const address = await new Promise<string>((resolve, reject) => {
       let out = "";
       const timer = setTimeout(
-        () => reject(new Error(`Azurite did not start within ${options.startTimeoutMs ?? 20_000} ms`)),
-        options.startTimeoutMs ?? 20_000,
+        () => reject(new Error(`Azurite did not start within ${options.startTimeoutMs ?? 60_000} ms`)),
+        options.startTimeoutMs ?? 60_000,
       );
       child.stdout?.setEncoding("utf8").on("data", (c: string) => {
         out += c;
