@@ -10,9 +10,12 @@
  * - `--version` prints the package version; every command has a description.
  */
 import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
+import { iothubServiceClientsFromEnv } from "../lib/azure/iothub-service.ts";
 import { errorMessage } from "../lib/errors.ts";
 import { createFleetClient, type FleetClient } from "./client.ts";
+import { applyFleetDeployments, buildFleetDeployments } from "./deployment.ts";
 import { discoverTarget } from "./discovery.ts";
 import { paint, table, useColor } from "./format.ts";
 
@@ -164,6 +167,25 @@ the gateway (the simulation also lists it in its live port table).`,
     .command("rotate-keys <siteId>")
     .description("Rotate a site's Listen and Send keys without dropping connections")
     .action((id: string) => withClient(async (c) => print(await c.rotateKeys(id))));
+
+  const deployment = program
+    .command("deployment")
+    .description("The fleet's base IoT Edge deployment (edgeAgent, edgeHub, relayListener) in IoT Hub");
+  deployment
+    .command("apply")
+    .description(
+      "Create the base at-scale deployment (deployment.template.json) for every onboarded device and the retired one for offboarded devices (IOTHUB_CONNECTION_STRING)",
+    )
+    .option("--platform <platform>", "module image platform (module.json)", "amd64")
+    .option("--dry-run", "print the deployment instead of creating it")
+    .option("--keep-old", "leave older base deployments in place")
+    .action(async (o: { platform: string; dryRun?: boolean; keepOld?: boolean }) => {
+      const root = fileURLToPath(new URL("..", import.meta.url));
+      const built = buildFleetDeployments(root, o.platform);
+      if (o.dryRun) return print(built);
+      const { registry } = iothubServiceClientsFromEnv();
+      print(await applyFleetDeployments(registry, built, { keepOld: o.keepOld === true }));
+    });
 
   program
     .command("status")

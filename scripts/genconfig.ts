@@ -16,6 +16,7 @@ import { fileURLToPath } from "node:url";
 import { TWIN_SCHEMA_PATH, twinJsonSchemaText } from "../lib/twin/index.ts";
 
 export const TWIN_VALUE_MAX_SIZE = 512;
+export const LAYERED_EXAMPLE = "manifests/layered-deployment.relay-listener.example.json";
 export const MAX_CREATE_OPTIONS_CHUNKS = 8;
 
 export interface ModuleInfo {
@@ -258,6 +259,25 @@ export function generateAll(
       const named = !debug && platform === (env.DEFAULT_PLATFORM || "amd64") && env.DEPLOYMENT_CONFIG_FILE;
       const file = join(out, named || `${prefix}.${platform}.json`);
       writeFileSync(file, `${JSON.stringify(manifest, null, 2)}\n`);
+      written.push(file);
+    }
+  }
+  // The layered ring deployment example, per platform (its module entry is a full definition).
+  const layered = join(root, LAYERED_EXAMPLE);
+  if (existsSync(layered)) {
+    const text = readFileSync(layered, "utf8");
+    for (const platform of platforms) {
+      const doc = JSON.parse(
+        expandModules(expandEnv(text, env, LAYERED_EXAMPLE), modules, platform, env.CONTAINER_TAG ?? ""),
+      ) as Json;
+      delete doc._comment;
+      const agent = ((doc.content as Json).modulesContent as Json).$edgeAgent as Json;
+      for (const [key, mod] of Object.entries(agent)) {
+        if (key.startsWith("properties.desired.modules.") && (mod as Json).settings)
+          splitCreateOptions((mod as Json).settings as Json);
+      }
+      const file = join(out, `layered-deployment.relay-listener.${platform}.json`);
+      writeFileSync(file, `${JSON.stringify(doc, null, 2)}\n`);
       written.push(file);
     }
   }

@@ -12,6 +12,7 @@ import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from "no
 import { join } from "node:path";
 import { test } from "node:test";
 import { Ajv } from "ajv";
+import { RING_PRIORITY, ringCondition } from "../../lib/fleet-deployment.ts";
 import {
   GenConfigError,
   generateAll,
@@ -79,9 +80,12 @@ test("npm run manifests writes a valid 2.0 manifest per platform, like iotedgede
     "deployment.arm32v7.json",
     "deployment.arm64v8.json",
     "deployment.debug.amd64.json",
+    "layered-deployment.relay-listener.amd64.json",
+    "layered-deployment.relay-listener.arm32v7.json",
+    "layered-deployment.relay-listener.arm64v8.json",
   ]);
   const validate = schemaValidator().getSchema(MANIFEST_ID)!;
-  for (const file of files) {
+  for (const file of files.filter((f) => !f.includes("layered-"))) {
     const text = readFileSync(file, "utf8");
     const doc = JSON.parse(text) as Json;
     assert.equal(validate(doc), true, `${file}: ${JSON.stringify(validate.errors, null, 1)}`);
@@ -181,15 +185,36 @@ test(".env.example carries the iotedgedev variables", () => {
   assert.equal(typeof env, "object");
 });
 
-test("the example layered deployment uses flattened paths and sets no relayListener desired properties", () => {
+test("the layered ring example carries the template's whole module definition, from lib/fleet-deployment.ts", (t) => {
   const doc = read(join(REPO_ROOT, "manifests/layered-deployment.relay-listener.example.json"));
+  assert.equal(doc.targetCondition, ringCondition("canary"));
+  assert.equal(doc.priority, RING_PRIORITY);
   const content = (doc.content as Json).modulesContent as Json;
-  assert.ok("properties.desired.modules.relayListener" in (content.$edgeAgent as Json));
-  assert.equal(content.relayListener, undefined);
-  const settings = ((content.$edgeAgent as Json)["properties.desired.modules.relayListener"] as Json)
-    .settings as Json;
-  assert.equal(typeof settings.createOptions, "string");
-  JSON.parse(settings.createOptions as string);
+  assert.equal(content.relayListener, undefined, "no relayListener properties.desired (ADR 0004)");
+  const layer = (content.$edgeAgent as Json)["properties.desired.modules.relayListener"] as Json;
+  const template = read(join(REPO_ROOT, "deployment.template.json"));
+  const base = (
+    (((template.modulesContent as Json).$edgeAgent as Json)["properties.desired"] as Json).modules as Json
+  ).relayListener as Json;
+  // A layer replaces the module's definition: memory cap, log rotation, allowlist mount, startupOrder.
+  assert.deepEqual(layer, base);
+  const out = tempDir(t);
+  const files = generateAll(REPO_ROOT, out, {});
+  const generated = read(files.find((f) => f.endsWith("layered-deployment.relay-listener.arm32v7.json"))!);
+  const mod = (((generated.content as Json).modulesContent as Json).$edgeAgent as Json)[
+    "properties.desired.modules.relayListener"
+  ] as Json;
+  const settings = mod.settings as Json;
+  assert.equal(
+    settings.image,
+    "localhost:5000/relaylistener:0.1.0-arm32v7",
+    "the platform is not hard-coded",
+  );
+  const create = JSON.parse(settings.createOptions as string) as { HostConfig: Json };
+  assert.equal(create.HostConfig.Memory, 268435456);
+  assert.deepEqual(create.HostConfig.Binds, ["/etc/relay-listener:/etc/relay-listener:ro"]);
+  assert.equal(mod.startupOrder, 1);
+  assert.equal(generated._comment, undefined);
 });
 
 test("CONTAINER_TAG is joined as -<tag>, as iotedgedev does; the repository is lower-cased", () => {
@@ -261,6 +286,7 @@ test("DOTENV_FILE and DEPLOYMENT_CONFIG_FILE are honoured", (t) => {
     "deployment.arm64v8.json",
     "edge.json",
   ]);
+  assert.ok(!existsSync(join(root, "manifests")), "this root has no layered example");
   const doc = read(join(out, "edge.json"));
   const image = (
     ((((doc.modulesContent as Json).$edgeAgent as Json)["properties.desired"] as Json).modules as Json)

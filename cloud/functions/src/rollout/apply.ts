@@ -3,6 +3,7 @@
  * row, public ports, module twin, device tags. Every step checks before it creates, so running it
  * twice, or again after a crash at any step, ends in the same state with nothing duplicated.
  */
+import { FLEET_TAG } from "../../../../lib/fleet-deployment.ts";
 import type { RouteRow } from "../../../../lib/ledger/index.ts";
 import { hybridConnectionOf, listenRule, type OnboardStep, type RolloutDeps, sendRule } from "./context.ts";
 import { buildDesired, MODULE_ID, mergePatch, withoutMeta } from "./desired-twin.ts";
@@ -137,11 +138,11 @@ export async function applySite(deps: RolloutDeps, spec: SiteSpec): Promise<Appl
     profile: spec.profile,
     publicPorts: [...new Set(routes.map((r) => r.port))].sort((a, b) => a - b),
   };
-  const current = (tags?.relayFleet ?? {}) as JsonObject;
+  const current = (tags?.[FLEET_TAG] ?? {}) as JsonObject;
   const tagPatch = mergePatch(current, wanted);
   if (Object.keys(tagPatch).length > 0) {
     // Arrays are replaced whole by a merge patch, which is what publicPorts needs.
-    await deps.hub.patchDeviceTags(deviceId, { relayFleet: wanted });
+    await deps.hub.patchDeviceTags(deviceId, { [FLEET_TAG]: wanted });
   }
   return { spec, routes, desiredVersion };
 }

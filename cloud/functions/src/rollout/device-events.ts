@@ -3,7 +3,9 @@
  * (`tags.relayFleet`) is onboarded with its profile and no human step; a deleted device's site
  * is offboarded. A malformed or untagged event is ignored with a reason, never thrown.
  */
+
 import { errorMessage } from "../../../../lib/errors.ts";
+import { FLEET_TAG } from "../../../../lib/fleet-deployment.ts";
 import { SITE_ID_PATTERN } from "../../../../lib/ledger/schema.ts";
 import { offboardSite } from "./offboard.ts";
 import type { Rollout } from "./service.ts";
@@ -25,8 +27,8 @@ export async function handleDeviceEvent(rollout: Rollout, event: unknown): Promi
   const twin = obj(data.twin);
   const deviceId = String(data.deviceId ?? twin.deviceId ?? "");
   if (!deviceId) return { action: "ignored", reason: "event has no deviceId" };
-  const tag = obj(obj(twin.tags).relayFleet);
-  const tagged = Object.keys(obj(twin.tags)).includes("relayFleet");
+  const tag = obj(obj(twin.tags)[FLEET_TAG]);
+  const tagged = Object.keys(obj(twin.tags)).includes(FLEET_TAG);
   const siteId = typeof tag.siteId === "string" ? tag.siteId : deviceId;
   try {
     if (type === "Microsoft.Devices.DeviceCreated") {

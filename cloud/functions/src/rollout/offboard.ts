@@ -3,6 +3,7 @@
  * stops listening), tags removed, hybrid connection and its rules deleted, optionally the device
  * deleted, and the ledger row last, so a crash part-way can simply be retried.
  */
+import { FLEET_TAG, RETIRED_TAG } from "../../../../lib/fleet-deployment.ts";
 import { hybridConnectionOf, type RolloutDeps } from "./context.ts";
 import { MODULE_ID } from "./desired-twin.ts";
 
@@ -32,8 +33,11 @@ export async function offboardSite(
       for (const key of Object.keys(twin.desired)) if (!key.startsWith("$")) patch[key] = null;
       if (Object.keys(patch).length > 0) await deps.hub.patchModuleDesired(deviceId, MODULE_ID, patch);
     }
+    // The retired tag moves the device from the base deployment to the retired one, which
+    // removes the module (lib/fleet-deployment.ts: IoT Hub would otherwise leave it running).
     const tags = await deps.hub.getDeviceTags(deviceId);
-    if (tags && "relayFleet" in tags) await deps.hub.patchDeviceTags(deviceId, { relayFleet: null });
+    if (tags && FLEET_TAG in tags)
+      await deps.hub.patchDeviceTags(deviceId, { [FLEET_TAG]: null, [RETIRED_TAG]: true });
   }
 
   // Deleting the hybrid connection deletes its rules and closes its listeners.

@@ -1,0 +1,86 @@
+/**
+ * Section 1 of issue 13 (IoT Hub side): `relay-fleet deployment apply` creates the base at-scale
+ * deployment from deployment.template.json with the target condition of lib/fleet-deployment.ts,
+ * and the IoT Hub emulator applies it by target condition and priority. A device the rollout
+ * onboards gets relayListener in its $edgeAgent desired properties; an untagged edge device does
+ * not; an offboarded device moves to the retired deployment and loses the module. Re-applying is
+ * a no-op; a new version replaces the old deployments.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { applyFleetDeployments, buildFleetDeployments } from "../../cli/deployment.ts";
+import { createIotHubServiceClients } from "../../lib/azure/iothub-service.ts";
+import { FLEET_TARGET_CONDITION } from "../../lib/fleet-deployment.ts";
+import { REPO_ROOT, waitFor } from "../helpers/index.ts";
+import { startRolloutEnv } from "../helpers/rollout-env.ts";
+
+type Json = Record<string, unknown>;
+
+test("the base deployment targets exactly the onboarded devices; offboarding removes the module", {
+  timeout: 60_000,
+}, async (t) => {
+  const env = await startRolloutEnv(t);
+  const { registry } = createIotHubServiceClients(env.hubEmulator.serviceConnectionString, {
+    restPort: env.hubEmulator.httpsPort,
+    ca: env.hubEmulator.caCert,
+  });
+  await env.rollout.createSite({ siteId: "dep-1" });
+  await env.rollout.createSite({ siteId: "dep-2" });
+  await registry.create({ deviceId: "not-ours", capabilities: { iotEdge: true } });
+
+  const built = buildFleetDeployments(REPO_ROOT, "amd64", {});
+  assert.equal(built[0]!.targetCondition, FLEET_TARGET_CONDITION);
+  const first = await applyFleetDeployments(registry, built);
+  assert.deepEqual(
+    first.deployments.map((d) => d.action),
+    ["created", "created"],
+  );
+
+  // The condition, as IoT Hub's query language evaluates it, selects exactly the onboarded devices.
+  const q = registry.createQuery(`SELECT * FROM devices WHERE ${FLEET_TARGET_CONDITION}`);
+  const rows = (await q.nextAsTwin()).result as unknown as Array<{ deviceId: string }>;
+  assert.deepEqual(rows.map((r) => r.deviceId).sort(), ["dep-1", "dep-2"]);
+
+  const agentModules = async (deviceId: string): Promise<Json | undefined> => {
+    try {
+      const twin = (await registry.getModuleTwin(deviceId, "$edgeAgent")).responseBody as unknown as {
+        properties: { desired: Json };
+      };
+      return twin.properties.desired.modules as Json | undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  for (const d of ["dep-1", "dep-2"]) {
+    const modules = await waitFor(async () => agentModules(d), `${d}'s $edgeAgent desired`);
+    const relay = modules.relayListener as { settings: { image: string } };
+    assert.equal(relay.settings.image, "localhost:5000/relaylistener:0.1.0-amd64");
+  }
+  assert.equal((await agentModules("not-ours"))?.relayListener, undefined, "an untagged device gets nothing");
+
+  // Unchanged manifest: nothing to do.
+  const again = await applyFleetDeployments(registry, built);
+  assert.deepEqual(
+    again.deployments.map((d) => d.action),
+    ["unchanged", "unchanged"],
+  );
+
+  // Offboarding (the device stays in IoT Hub) moves it to the retired deployment.
+  await env.rollout.removeSite("dep-2");
+  await waitFor(async () => {
+    const m = await agentModules("dep-2");
+    return m && m.relayListener === undefined ? true : undefined;
+  }, "dep-2 to lose relayListener");
+  assert.ok((await agentModules("dep-1"))?.relayListener, "dep-1 keeps the module");
+
+  // A new version is a new deployment; the old ones go.
+  const next = buildFleetDeployments(REPO_ROOT, "amd64", { CONTAINER_TAG: "ci2" });
+  const upgraded = await applyFleetDeployments(registry, next);
+  assert.deepEqual(upgraded.removed.sort(), built.map((d) => d.id).sort());
+  const image = await waitFor(async () => {
+    const m = await agentModules("dep-1");
+    const img = (m?.relayListener as { settings: { image: string } } | undefined)?.settings.image;
+    return img?.includes("ci2") ? img : undefined;
+  }, "dep-1 on the new version");
+  assert.equal(image, "localhost:5000/relaylistener:0.1.0-ci2-amd64");
+});
