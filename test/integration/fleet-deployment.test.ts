@@ -15,9 +15,11 @@ import { REPO_ROOT, waitFor } from "../helpers/index.ts";
 import { startRolloutEnv } from "../helpers/rollout-env.ts";
 
 type Json = Record<string, unknown>;
+/** The machine is shared: give the emulator time. */
+const SLOW = { timeoutMs: 45_000, intervalMs: 200 };
 
 test("the base deployment targets exactly the onboarded devices; offboarding removes the module", {
-  timeout: 60_000,
+  timeout: 180_000,
 }, async (t) => {
   const env = await startRolloutEnv(t);
   const { registry } = createIotHubServiceClients(env.hubEmulator.serviceConnectionString, {
@@ -52,7 +54,7 @@ test("the base deployment targets exactly the onboarded devices; offboarding rem
     }
   };
   for (const d of ["dep-1", "dep-2"]) {
-    const modules = await waitFor(async () => agentModules(d), `${d}'s $edgeAgent desired`);
+    const modules = await waitFor(async () => agentModules(d), `${d}'s $edgeAgent desired`, SLOW);
     const relay = modules.relayListener as { settings: { image: string } };
     assert.equal(relay.settings.image, "localhost:5000/relaylistener:0.1.0-amd64");
   }
@@ -67,20 +69,28 @@ test("the base deployment targets exactly the onboarded devices; offboarding rem
 
   // Offboarding (the device stays in IoT Hub) moves it to the retired deployment.
   await env.rollout.removeSite("dep-2");
-  await waitFor(async () => {
-    const m = await agentModules("dep-2");
-    return m && m.relayListener === undefined ? true : undefined;
-  }, "dep-2 to lose relayListener");
+  await waitFor(
+    async () => {
+      const m = await agentModules("dep-2");
+      return m && m.relayListener === undefined ? true : undefined;
+    },
+    "dep-2 to lose relayListener",
+    SLOW,
+  );
   assert.ok((await agentModules("dep-1"))?.relayListener, "dep-1 keeps the module");
 
   // A new version is a new deployment; the old ones go.
   const next = buildFleetDeployments(REPO_ROOT, "amd64", { CONTAINER_TAG: "ci2" });
   const upgraded = await applyFleetDeployments(registry, next);
   assert.deepEqual(upgraded.removed.sort(), built.map((d) => d.id).sort());
-  const image = await waitFor(async () => {
-    const m = await agentModules("dep-1");
-    const img = (m?.relayListener as { settings: { image: string } } | undefined)?.settings.image;
-    return img?.includes("ci2") ? img : undefined;
-  }, "dep-1 on the new version");
+  const image = await waitFor(
+    async () => {
+      const m = await agentModules("dep-1");
+      const img = (m?.relayListener as { settings: { image: string } } | undefined)?.settings.image;
+      return img?.includes("ci2") ? img : undefined;
+    },
+    "dep-1 on the new version",
+    SLOW,
+  );
   assert.equal(image, "localhost:5000/relaylistener:0.1.0-ci2-amd64");
 });
