@@ -165,7 +165,9 @@ the gateway (the simulation also lists it in its live port table).`,
 
   program
     .command("rotate-keys <siteId>")
-    .description("Rotate a site's Listen and Send keys without dropping connections")
+    .description(
+      "Rotate a site's keys: a new hybrid connection with new Listen and Send keys; the old one (and any listener on an old key) is deleted",
+    )
     .action((id: string) => withClient(async (c) => print(await c.rotateKeys(id))));
 
   const deployment = program

@@ -77,7 +77,8 @@ export interface AppliedSite {
 /** Converges a site to `spec` (create or update). */
 export async function applySite(deps: RolloutDeps, spec: SiteSpec): Promise<AppliedSite> {
   const { siteId, deviceId } = spec;
-  const hc = hybridConnectionOf(siteId);
+  // A site keeps the hybrid connection of its current key generation (rotate.ts moves it).
+  const hc = (await deps.ledger.getSite(siteId))?.hybridConnection ?? hybridConnectionOf(siteId);
 
   await step(deps, "device", siteId);
   await deps.hub.ensureEdgeDevice(deviceId);

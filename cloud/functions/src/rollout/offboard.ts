@@ -41,7 +41,10 @@ export async function offboardSite(
   }
 
   // Deleting the hybrid connection deletes its rules and closes its listeners.
-  const hybridConnectionDeleted = await deps.relay.deleteHybridConnection(hybridConnectionOf(siteId));
+  // The row names the current key generation's hybrid connection (rotation moves it).
+  const hcs = new Set([row?.hybridConnection ?? hybridConnectionOf(siteId), hybridConnectionOf(siteId)]);
+  let hybridConnectionDeleted = false;
+  for (const hc of hcs) if (await deps.relay.deleteHybridConnection(hc)) hybridConnectionDeleted = true;
 
   let deviceDeleted = false;
   if (options.deleteDevice && !options.deviceGone) {

@@ -7,6 +7,7 @@
 import { errorMessage } from "../../../../lib/errors.ts";
 import { applySite } from "./apply.ts";
 import type { RolloutDeps } from "./context.ts";
+import { parseHybridConnection } from "./context.ts";
 import { buildDesired, MODULE_ID, withoutMeta } from "./desired-twin.ts";
 import type { JsonObject } from "./hub.ts";
 import { type SiteSpec, siteSpecSchema } from "./schemas.ts";
@@ -55,12 +56,20 @@ export async function reconcileFleet(
       items.push({ siteId: r.siteId, kind: "orphan-route", detail: `route ${r.rowKey} has no site row` });
     }
   }
+  const hcOfSite = new Map(sites.map((s) => [s.siteId, s.hybridConnection]));
   for (const hc of hcs) {
-    if (hc.name.startsWith("site-") && !siteIds.has(hc.name.slice(5))) {
+    const parsed = parseHybridConnection(hc.name);
+    if (!parsed) continue;
+    const current = hcOfSite.get(parsed.siteId);
+    // A site's previous key generation (a rotation that stopped before deleting it) is an orphan
+    // too: its old keys would keep listeners registered.
+    if (current !== hc.name) {
       items.push({
-        siteId: hc.name.slice(5),
+        siteId: parsed.siteId,
         kind: "orphan-hybrid-connection",
-        detail: `${hc.name} has no site row`,
+        detail: current
+          ? `${hc.name} is not the site's hybrid connection ${current}`
+          : `${hc.name} has no site row`,
       });
     }
   }

@@ -1,12 +1,16 @@
 /**
- * Rotates a site's SAS keys without dropping established connections. Both keys of a rule are
- * valid at once, so the unused slot is regenerated, the new key is handed out (module twin /
- * ledger), and only when the holder uses it is the old slot regenerated (revoking the old key).
- * Established relay connections are not re-authorized, so they keep flowing throughout.
+ * Rotates a site's SAS keys by moving it to a new hybrid connection (see rotateSiteKeys), so that
+ * a rotation also ends every listener registered with an old key.
  */
 import { RelayFleetError } from "../../../../lib/errors.ts";
 import { keyFingerprint } from "../../../../lib/hyco/sas.ts";
-import { hybridConnectionOf, listenRule, type RolloutDeps, sendRule } from "./context.ts";
+import {
+  hybridConnectionOf,
+  listenRule,
+  parseHybridConnection,
+  type RolloutDeps,
+  sendRule,
+} from "./context.ts";
 import { MODULE_ID } from "./desired-twin.ts";
 import type { JsonObject } from "./hub.ts";
 
@@ -51,47 +55,64 @@ async function waitForModuleKey(
   }
 }
 
-/** Rotates the Listen key (via the module twin) and then the Send key (via the ledger). */
+/**
+ * Moves a site to a new hybrid connection with new Listen and Send keys, then deletes the old one.
+ *
+ * Azure documents that a regenerated key invalidates tokens for new connections only: a listener
+ * already registered stays until its token expires, and whoever holds a key can sign a token
+ * valid for as long as they like. Deleting the hybrid connection is what closes its listeners, so
+ * a rotation that must evict an old key's holder replaces the entity (ADR 0009):
+ *   1. a new hybrid connection `site-<id>.k<n+1>` with its own Listen and Send rules;
+ *   2. the module twin gets its name and Listen key; the rollout waits until the module reports
+ *      the new key (it then listens there);
+ *   3. the ledger row gets the new name and Send key; gateways pick it up on reload;
+ *   4. after the Send grace (every gateway has re-read the ledger), the old hybrid connection is
+ *      deleted: its listeners, the module's old one and any holder of an old key, are closed.
+ * If the module never reports, the new hybrid connection is deleted again and the old one stays.
+ */
 export async function rotateSiteKeys(deps: RolloutDeps, siteId: string): Promise<RotateResult> {
   const row = await deps.ledger.getSite(siteId);
   if (!row) throw notFound(siteId);
-  const hc = hybridConnectionOf(siteId);
-
-  // Listen rule: the slot the twin does not use gets a new key.
-  const listen = await deps.relay.getRule(hc, listenRule(deps));
   const twin = await deps.hub.getModuleTwin(row.deviceId, MODULE_ID);
-  if (!listen || !twin) {
+  const oldHc = row.hybridConnection;
+  if (!twin || !(await deps.relay.getRule(oldHc, listenRule(deps)))) {
     throw new RelayFleetError(
       "RF_ERR_ROLLOUT_INCOMPLETE",
       `Site ${siteId} is not fully onboarded (rule or module twin missing); re-apply it before rotating keys.`,
       { status: 409 },
     );
   }
-  const inUse = ((twin.desired.relay ?? {}) as JsonObject).sasKey;
-  const listenUsed = inUse === listen.secondaryKey ? "secondary" : "primary";
-  const listenFresh = listenUsed === "primary" ? "secondary" : "primary";
-  const regenerated = await deps.relay.regenerateKey(hc, listen.name, listenFresh);
-  const newListenKey = listenFresh === "primary" ? regenerated.primaryKey : regenerated.secondaryKey;
-  await deps.hub.patchModuleDesired(row.deviceId, MODULE_ID, { relay: { sasKey: newListenKey } });
-  await waitForModuleKey(deps, siteId, row.deviceId, newListenKey);
-  await deps.relay.regenerateKey(hc, listen.name, listenUsed);
+  const generation = (parseHybridConnection(oldHc)?.generation ?? 0) + 1;
+  const newHc = hybridConnectionOf(siteId, generation);
 
-  // Send rule: gateways pick the new key up on their next ledger reload.
-  const send = await deps.relay.getRule(hc, sendRule(deps));
-  if (!send) throw notFound(siteId);
-  const sendUsed = row.sendKey === send.secondaryKey ? "secondary" : "primary";
-  const sendFresh = sendUsed === "primary" ? "secondary" : "primary";
-  const sendRegenerated = await deps.relay.regenerateKey(hc, send.name, sendFresh);
-  const newSendKey = sendFresh === "primary" ? sendRegenerated.primaryKey : sendRegenerated.secondaryKey;
-  await deps.ledger.putSite({ ...row, sendKey: newSendKey });
+  await deps.relay.ensureHybridConnection(newHc);
+  const listen = await deps.relay.ensureRule(newHc, listenRule(deps), ["Listen"]);
+  const send = await deps.relay.ensureRule(newHc, sendRule(deps), ["Send"]);
+  try {
+    await deps.hub.patchModuleDesired(row.deviceId, MODULE_ID, {
+      relay: { hybridConnection: newHc, sasKey: listen.primaryKey },
+    });
+    await waitForModuleKey(deps, siteId, row.deviceId, listen.primaryKey);
+  } catch (err) {
+    // Nothing half-done stays: the module goes back to the old hybrid connection, the new one goes.
+    await deps.hub
+      .patchModuleDesired(row.deviceId, MODULE_ID, {
+        relay: { hybridConnection: oldHc, sasKey: ((twin.desired.relay ?? {}) as JsonObject).sasKey ?? null },
+      })
+      .catch(() => undefined);
+    await deps.relay.deleteHybridConnection(newHc).catch(() => undefined);
+    throw err;
+  }
+
+  await deps.ledger.putSite({ ...row, hybridConnection: newHc, sendKey: send.primaryKey });
   const grace = deps.sendKeyGraceMs ?? 10_000;
   if (grace > 0) await sleep(grace);
-  await deps.relay.regenerateKey(hc, send.name, sendUsed);
+  await deps.relay.deleteHybridConnection(oldHc);
 
-  deps.logger?.info({ siteId }, "site keys rotated");
+  deps.logger?.info({ siteId, hybridConnection: newHc, replaced: oldHc }, "site keys rotated");
   return {
     siteId,
-    listenKeyFingerprint: keyFingerprint(newListenKey),
-    sendKeyFingerprint: keyFingerprint(newSendKey),
+    listenKeyFingerprint: keyFingerprint(listen.primaryKey),
+    sendKeyFingerprint: keyFingerprint(send.primaryKey),
   };
 }

@@ -3,7 +3,9 @@
  * last error, drift), computed from one twin query's results: pure, shared by the CLI, the
  * HTTP API and reconcile.
  */
+
 import { keyFingerprint } from "../../../../lib/hyco/sas.ts";
+import { parseHybridConnection } from "./context.ts";
 import type { JsonObject, ModuleTwinView } from "./hub.ts";
 
 export interface SiteStatus {
@@ -23,10 +25,10 @@ export interface SiteStatus {
 const obj = (v: unknown): JsonObject =>
   typeof v === "object" && v !== null && !Array.isArray(v) ? (v as JsonObject) : {};
 
-/** Site id of a module twin, from the hybrid connection name it was given (`site-<id>`). */
+/** Site id of a module twin, from the hybrid connection name it was given (`site-<id>[.k<n>]`). */
 export function siteIdOfTwin(twin: ModuleTwinView): string | undefined {
   const hc = obj(twin.desired.relay).hybridConnection;
-  return typeof hc === "string" && hc.startsWith("site-") ? hc.slice(5) : undefined;
+  return typeof hc === "string" ? parseHybridConnection(hc)?.siteId : undefined;
 }
 
 /** Status of one site's module from its twin. */
