@@ -117,11 +117,9 @@ test("managed identities: Sender tunnels across token refreshes, no role is refu
     async () => (await a.metric("gateway_relay_token_refreshes_total", { result: "failed" })) >= 1,
     "a failed refresh is counted",
   );
-  await waitFor(
-    async () => (await a.admin("/readyz")).status === 503,
-    "readyz 503 once no token is valid",
-    { timeoutMs: 15_000 },
-  );
+  await waitFor(async () => (await a.admin("/readyz")).status === 503, "readyz 503 once no token is valid", {
+    timeoutMs: 15_000,
+  });
   const expired = JSON.parse((await a.admin("/readyz")).text);
   assert.equal(expired.relayAuth.token, "expired");
   assert.match(expired.relayAuth.lastError, /ManagedIdentityCredential/);

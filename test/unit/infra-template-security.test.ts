@@ -56,7 +56,6 @@ const EXPECTED = [
   "rollout | Monitoring Metrics Publisher | Microsoft.Insights/components",
   "gateways | Storage Table Data Reader | Microsoft.Storage/storageAccounts/tableServices/tables",
   "gateways | Azure Relay Sender | Microsoft.Relay/namespaces",
-  "gateways | Key Vault Secrets User | Microsoft.KeyVault/vaults/secrets",
   "hub-routing | Storage Blob Data Contributor | Microsoft.Storage/storageAccounts/blobServices/containers",
 ].sort();
 
@@ -175,11 +174,11 @@ test("secret-looking app settings are Key Vault references (Application Insights
   assert.equal(auth?.value, "Authorization=AAD");
 });
 
-test("the gateways' custom data holds secret names, never secret values", () => {
+test("the gateways' custom data holds no secret, and they log in by key only", () => {
   const cloudInit = String(evaluateValue("[variables('cloudInit')]", ctx));
-  assert.doesNotMatch(cloudInit, /AccountKey=|SharedAccessKey=|<deferred/);
-  assert.match(cloudInit, /umask 077/);
-  assert.match(cloudInit, /\/run\/relay-fleet\/secrets\.env/);
+  assert.doesNotMatch(cloudInit, /AccountKey=|SharedAccessKey=|Password=|<deferred/i);
+  const environment = evaluateValue("[variables('gatewayEnvironment')]", ctx) as Record<string, string>;
+  for (const name of Object.keys(environment)) assert.doesNotMatch(name, SECRETISH, `${name} in custom data`);
   const vmss = findResource<{
     properties: {
       virtualMachineProfile: {

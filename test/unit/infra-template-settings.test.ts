@@ -104,26 +104,22 @@ test("the Functions app runs Linux, a supported Node.js LTS, with a system-assig
 
 test("the gateways' environment covers every variable the gateway requires, and only known ones", () => {
   const environment = evaluateValue("[variables('gatewayEnvironment')]", ctx) as Record<string, string>;
-  const secrets = evaluateValue("[variables('gatewaySecrets')]", ctx) as Record<string, string>;
   const shape = gatewayEnvSchema.shape as Record<string, { safeParse(v: unknown): { success: boolean } }>;
   const required = Object.keys(shape).filter((name) => !shape[name]?.safeParse(undefined).success);
-  // The ledger is required as one of two variables (managed identity or connection string).
-  assert.ok(
-    ["LEDGER_TABLE_URL", "LEDGER_CONNECTION_STRING"].some((n) => n in environment || n in secrets),
-    "the gateway is given its ledger",
-  );
-  for (const name of required) assert.ok(name in environment || name in secrets, `gateway needs ${name}`);
-  for (const name of [...Object.keys(environment), ...Object.keys(secrets)])
+  for (const name of required) assert.ok(name in environment, `gateway needs ${name}`);
+  for (const name of Object.keys(environment))
     assert.ok(name in shape || GATEWAY_EXTRA.has(name), `${name} is read by the gateway`);
-  for (const name of Object.keys(secrets)) assert.ok(!(name in environment), `${name} is not plain text`);
-  // As deployed (secrets from Key Vault), the gateway's own validation accepts it.
-  const env: Record<string, string> = { ...environment };
-  for (const name of Object.keys(secrets)) env[name] = "UseDevelopmentStorage=true";
-  const config = loadConfig(env);
+  // Identities, no stored key: the ledger by its table URL (Table Data Reader), the relay by Entra ID.
+  assert.equal(environment.LEDGER_CONNECTION_STRING, undefined);
+  assert.equal(environment.GATEWAY_RELAY_AUTH, "entra");
+  // As deployed, the gateway's own validation (one ledger variable or the other) accepts it.
+  const config = loadConfig(environment);
   assert.equal(config.LEDGER_TABLE, String(evaluateValue("[variables('ledgerTable')]", ctx)));
+  const storage = String(evaluateValue("[variables('storageAccountName')]", ctx));
+  assert.equal(config.LEDGER_TABLE_URL, `https://${storage}.table.core.windows.net`);
 });
 
-test("the cloud-init the gateways boot with writes that environment and fetches the secrets by identity", () => {
+test("the cloud-init the gateways boot with writes that environment and runs the image with it", () => {
   const cloudInit = String(evaluateValue("[variables('cloudInit')]", ctx));
   assert.match(cloudInit, /^#cloud-config\n/);
   const envFile = /path: \/etc\/relay-fleet\/gateway\.env\n\s+encoding: b64\n\s+content: (\S+)/.exec(
@@ -139,11 +135,9 @@ test("the cloud-init the gateways boot with writes that environment and fetches 
     Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)])),
     environment,
   );
-  assert.match(cloudInit, /for pair in LEDGER_CONNECTION_STRING=ledger-connection-string; do/);
-  assert.match(cloudInit, /metadata\/identity\/oauth2\/token/);
   assert.match(
     cloudInit,
-    /--env-file \/etc\/relay-fleet\/gateway\.env --env-file \/run\/relay-fleet\/secrets\.env registry\.invalid\/relay-fleet-gateway:1/,
+    /docker run --rm --name relay-fleet-gateway --network host --env-file \/etc\/relay-fleet\/gateway\.env registry\.invalid\/relay-fleet-gateway:1\n/,
   );
   assert.doesNotMatch(cloudInit, /\{\d\}|\{\{|\}\}/, "every placeholder is filled and every escape undone");
   // The scale set boots with exactly this cloud-init.
