@@ -14,6 +14,7 @@ import { fileURLToPath } from "node:url";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { iothubServiceClientsFromEnv } from "../lib/azure/iothub-service.ts";
 import { errorMessage } from "../lib/errors.ts";
+import { redactSecrets } from "../lib/log.ts";
 import { createFleetClient, type FleetClient } from "./client.ts";
 import { applyFleetDeployments, buildFleetDeployments } from "./deployment.ts";
 import { discoverTarget } from "./discovery.ts";
@@ -184,7 +185,11 @@ the gateway (the simulation also lists it in its live port table).`,
     .action(async (o: { platform: string; dryRun?: boolean; keepOld?: boolean }) => {
       const root = fileURLToPath(new URL("..", import.meta.url));
       const built = buildFleetDeployments(root, o.platform);
-      if (o.dryRun) return print(built);
+      // The registry password from .env must not land in a terminal or a CI log.
+      if (o.dryRun)
+        return print(
+          JSON.parse(redactSecrets(JSON.stringify(built)).replace(/("password":)"[^"]*"/g, '$1"[REDACTED]"')),
+        );
       const { registry } = iothubServiceClientsFromEnv();
       print(await applyFleetDeployments(registry, built, { keepOld: o.keepOld === true }));
     });
