@@ -72,7 +72,7 @@ export class Reconciler {
   constructor(private readonly opts: ReconcilerOptions) {
     this.problems = new StandingProblems(opts.logger);
     this.ctx = {
-      findMapping: (name) => (this.stopping ? undefined : this.mappings.get(name)),
+      findMapping: (name) => (this.stopping ? undefined : this.mappingForPort(name)),
       allowlist: opts.allowlist,
       logger: opts.logger,
       preambleTimeoutMs: opts.preambleTimeoutMs,
@@ -82,6 +82,17 @@ export class Reconciler {
       onOutcome: opts.onOutcome,
       onBytes: opts.onBytes,
     };
+  }
+
+  /**
+   * The mapping a logical port name asks for. Like azbridge's own listener, a numeric name (what
+   * `azbridge -L 13389:relay` sends: its local bind port) is served by the only mapping when
+   * there is exactly one, so azbridge senders without port names work against a one-mapping site.
+   */
+  private mappingForPort(name: string): MappingRuntime | undefined {
+    const exact = this.mappings.get(name);
+    if (exact || this.mappings.size !== 1 || !/^[0-9]{1,10}$/.test(name)) return exact;
+    return this.mappings.values().next().value;
   }
 
   /** Validates `raw` (the full desired document) against the last good config and applies it. */
