@@ -184,7 +184,24 @@ function decode(segment: string): string {
   }
 }
 
-/** Serves one admin request; any other path answers 404. Never throws. */
+/**
+ * True when a plain HTTP request's path (`/{path}` or `/$hc/{path}`) names a hybrid connection
+ * that has listeners: Azure would relay it in HTTP request mode (relay-protocol.md §1.4), which
+ * the emulator does not implement, so the sender learns that instead of a misleading 404.
+ */
+function addressesListenedHybridConnection(ctx: EmulatorContext, path: string): boolean {
+  let name: string;
+  try {
+    name = decodeURIComponent(path.replace(/^\/(?:(?:\$|%24)hc\/)?/i, "")).replace(/\/+$/, "");
+  } catch {
+    return false;
+  }
+  if (!name) return false;
+  const hit = ctx.namespace.resolve(name);
+  return hit !== undefined && hit.hc.listeners.size > 0;
+}
+
+/** Serves one admin request; a hybrid connection's path answers 501, any other 404. Never throws. */
 export async function handleAdmin(
   ctx: EmulatorContext,
   admin: RelayAdmin,
@@ -196,7 +213,14 @@ export async function handleAdmin(
   try {
     const url = new URL(req.url ?? "/", "http://emulator");
     const path = url.pathname;
-    if (!/^\/(\$|%24)admin(\/|$)/i.test(path)) throw new HttpError(404, "not found");
+    if (!/^\/(\$|%24)admin(\/|$)/i.test(path)) {
+      if (addressesListenedHybridConnection(ctx, path))
+        throw new HttpError(
+          501,
+          "not supported: this relay emulator does not implement HTTP request mode; connect with a WebSocket",
+        );
+      throw new HttpError(404, "not found");
+    }
     const token = req.headers.authorization ?? (req.headers.servicebusauthorization as string | undefined);
     const auth = authorize(ctx.namespace, undefined, "Manage", token);
     if (!auth.ok) throw new HttpError(auth.status, auth.description);
