@@ -152,6 +152,25 @@ describe("Prometheus rules, metrics and the Grafana dashboard", { skip, timeout:
     assert.equal(await gw.metric("gateway_listening_ports", {}), 1);
   });
 
+  test("the gateway logs one JSON audit record for the refused tunnel, with nothing secret in it", async () => {
+    const line = await waitFor(
+      () =>
+        gw.proc
+          .stdout()
+          .split("\n")
+          .find((l) => l.includes('"event":"audit"') && l.includes('"reason":"no_listener"')),
+      "the audit line",
+    );
+    const { audit } = JSON.parse(line) as { audit: Record<string, unknown> };
+    assert.equal(audit.side, "gateway");
+    assert.equal(audit.site, "obs");
+    assert.equal(audit.mapping, "web");
+    assert.equal(audit.end, "refused");
+    assert.match(String(audit.client), /^127\.0\.0\.1:\d+$/);
+    assert.equal(typeof audit.durationMs, "number");
+    assert.ok(!line.includes(h.sendKey) && !line.includes(h.listenKey), "no key in the record");
+  });
+
   test("every metric a rule or a panel names exists in the gateway's or the module's output", () => {
     const known = new Set([...families(gatewayText), ...families(moduleText)]);
     const rules = ruleExpressions();

@@ -6,6 +6,7 @@
  */
 import type { Socket } from "node:net";
 import type { WebSocket } from "ws";
+import { type AuditEnd, type AuditRecord, endOfPump, endpoint } from "../../../lib/audit/index.ts";
 import { errorMessage, hasErrorCode } from "../../../lib/errors.ts";
 import type { PumpResult } from "../../../lib/hyco/pump.ts";
 import type { Logger } from "../../../lib/log.ts";
@@ -79,9 +80,38 @@ export async function handleConnection(ctx: ConnectionContext, port: number, soc
   const source = socket.remoteAddress ?? "";
   const log = ctx.log;
   socket.on("error", (err) => log.debug({ port, source, err: errorMessage(err) }, "client socket error"));
+  // One audit line per connection, however it ends (lib/audit): who, which route, bytes, how.
+  const startedAt = new Date();
+  let audited: Route | undefined;
+  let audit: (end: AuditEnd, reason?: string, bytesIn?: number, bytesOut?: number) => void = (
+    end,
+    reason,
+    bytesIn = 0,
+    bytesOut = 0,
+  ) => {
+    audit = () => {};
+    const record: AuditRecord = {
+      side: "gateway",
+      time: new Date().toISOString(),
+      startedAt: startedAt.toISOString(),
+      mapping: audited?.portName ?? "",
+      bytesIn,
+      bytesOut,
+      durationMs: Math.max(0, Date.now() - startedAt.getTime()),
+      end,
+      publicPort: port,
+    };
+    const client = endpoint(source, socket.remotePort);
+    if (client) record.client = client;
+    if (audited) record.site = audited.siteId;
+    if (audited?.hostname) record.publicHost = audited.hostname;
+    if (reason) record.reason = reason;
+    log.info({ event: "audit", audit: record }, "tunnel audit");
+  };
   const refuse = (routeKey: string, reason: RefusalReason, reply?: Buffer) => {
     ctx.metrics.refused.inc({ route: routeKey, reason });
     log.info({ event: "refused", route: routeKey, reason, source }, "connection refused");
+    audit("refused", reason);
     closeWith(socket, reply);
   };
 
@@ -139,6 +169,7 @@ export async function handleConnection(ctx: ConnectionContext, port: number, soc
   }
 
   const key = route.key;
+  audited = route;
   if (!route.allowlist.allows(source)) return refuse(key, "allowlist");
   if (!ctx.states.allowRate(key, route.ratePerMinute, source)) return refuse(key, "rate_limited");
   if (!ctx.breaker.tryAcquire(route.siteId)) return refuse(key, "circuit_open");
@@ -161,6 +192,7 @@ export async function handleConnection(ctx: ConnectionContext, port: number, soc
     } catch (err) {
       if (setup.signal.aborted) {
         ctx.breaker.release(route.siteId);
+        audit("reset", "client closed during tunnel setup");
         return closeWith(socket);
       }
       const down = SITE_DOWN_CODES.some((c) => hasErrorCode(err, c));
@@ -183,6 +215,7 @@ export async function handleConnection(ctx: ConnectionContext, port: number, soc
     socket.off("close", onEarlyClose);
     if (socket.destroyed) {
       ws.terminate();
+      audit("reset", "client closed during tunnel setup");
       return;
     }
     ctx.metrics.setupSeconds.observe({ route: key }, Number(process.hrtime.bigint() - started) / 1e9);
@@ -209,9 +242,12 @@ export async function handleConnection(ctx: ConnectionContext, port: number, soc
     const result = await pump.done;
     ctx.metrics.bytes.inc({ route: key, direction: "in" }, result.bytesToWebSocket + initialBytes);
     ctx.metrics.bytes.inc({ route: key, direction: "out" }, result.bytesToSocket);
+    const { end, reason } = endOfPump(result);
+    audit(end, reason, result.bytesToWebSocket + initialBytes, result.bytesToSocket);
     log.debug({ route: key, source, ...result }, "tunnel closed");
   } catch (err) {
     log.error({ route: key, err: errorMessage(err) }, "tunnel crashed");
+    audit("reset", "gateway error");
     socket.destroy();
   } finally {
     untrack?.();

@@ -7,6 +7,7 @@
  */
 import { connect, type Socket } from "node:net";
 import type { WebSocket } from "ws";
+import { type AuditEnd, type AuditRecord, endOfPump, endpoint } from "../../../lib/audit/index.ts";
 import { errorMessage } from "../../../lib/errors.ts";
 import { HeaderReader, type HeaderReaderStats } from "../../../lib/hyco/header-reader.ts";
 import { takeBufferedMessages } from "../../../lib/hyco/held-messages.ts";
@@ -40,6 +41,8 @@ export interface ConnectionContext {
   onBytes?(mapping: string, direction: "in" | "out", bytes: number): void;
   /** What the header reader held before the pump took over (tests of the hold's bound). */
   onHeaderHold?(stats: HeaderReaderStats): void;
+  /** Called once per stream when it ends, however it ends (lib/audit). */
+  onTunnelEnd?(record: AuditRecord): void;
 }
 
 function connectTarget(
@@ -107,10 +110,42 @@ async function serveStream(
   portName: string,
   reusable: boolean,
 ): Promise<PumpResult | undefined> {
+  // The audit record of this stream (lib/audit): the outcome noted last, the pump's result.
+  const startedAt = new Date();
+  let outcome = "unknown-port";
+  let client: string | undefined;
+  let result: PumpResult | undefined;
+  const note = (name: string, o: string) => {
+    outcome = o;
+    ctx.onOutcome?.(name, o);
+  };
+  const audit = () => {
+    if (!ctx.onTunnelEnd) return;
+    const ended: { end: AuditEnd; reason?: string } =
+      outcome !== "accepted"
+        ? { end: "refused", reason: outcome }
+        : result
+          ? endOfPump(result)
+          : { end: "reset", reason: "error" };
+    const record: AuditRecord = {
+      side: "module",
+      time: new Date().toISOString(),
+      startedAt: startedAt.toISOString(),
+      mapping: portName,
+      bytesIn: result?.bytesToSocket ?? 0,
+      bytesOut: result?.bytesToWebSocket ?? 0,
+      durationMs: Math.max(0, Date.now() - startedAt.getTime()),
+      ...ended,
+    };
+    const target = ctx.findMapping(portName)?.config.target;
+    if (target) record.target = target;
+    if (client) record.client = client;
+    ctx.onTunnelEnd(record);
+  };
   const mapping = ctx.findMapping(portName);
   if (!mapping?.accepting) {
     if (mapping) mapping.rejectedConnections++;
-    ctx.onOutcome?.(mapping ? portName : "", mapping ? "refused" : "unknown-port");
+    note(mapping ? portName : "", mapping ? "refused" : "unknown-port");
     ctx.logger.info(
       { portName, state: mapping?.state },
       "connection for a logical port that is not accepting",
@@ -118,17 +153,20 @@ async function serveStream(
     refuseStream(ws, CLOSE_CODES.policy, "no such logical port");
     reader.release();
     ctx.changed();
+    audit();
     return;
   }
   if (mapping.atLimit) {
     mapping.rejectedConnections++;
-    ctx.onOutcome?.(portName, "limit");
+    note(portName, "limit");
     refuseStream(ws, CLOSE_CODES.tryLater, "connection limit reached");
     reader.release();
     ctx.changed();
+    audit();
     return;
   }
 
+  outcome = "aborted"; // until a later step says otherwise
   // Registered before any await so the limit counts connections still being set up.
   let socket: Socket | undefined;
   let abortPump: ((reason: string) => void) | undefined;
@@ -157,7 +195,7 @@ async function serveStream(
     if (!decision.allowed) {
       mapping.rejectedConnections++;
       mapping.recordError(decision.reason);
-      ctx.onOutcome?.(portName, "allowlist");
+      note(portName, "allowlist");
       refuseStream(ws, CLOSE_CODES.policy, "target refused by the site's allowlist");
       return;
     }
@@ -167,7 +205,7 @@ async function serveStream(
       mapping.rejectedConnections++;
       mapping.recordError(`target ${config.target}: ${errorMessage(err)}`);
       if (mapping.state === "active") mapping.state = "error";
-      ctx.onOutcome?.(portName, "target-failed");
+      note(portName, "target-failed");
       refuseStream(ws, CLOSE_CODES.targetFailed, "target unreachable");
       return;
     }
@@ -183,10 +221,12 @@ async function serveStream(
     if (config.proxyProtocol !== "none") {
       try {
         const step = await reader.read(new ProxyHeaderParser(), ctx.preambleTimeoutMs, "PROXY v2 header");
+        if ("sourceAddress" in step.header)
+          client = endpoint(step.header.sourceAddress, step.header.sourcePort);
         if (config.proxyProtocol === "forward" && step.raw) socket.write(step.raw);
       } catch (err) {
         mapping.recordError(`PROXY v2 header expected: ${errorMessage(err)}`);
-        ctx.onOutcome?.(portName, "proxy-header");
+        note(portName, "proxy-header");
         socket.destroy();
         refuseStream(ws, CLOSE_CODES.policy, "PROXY v2 header expected");
         return;
@@ -210,8 +250,8 @@ async function serveStream(
     });
     abortPump = (reason) => pump.abort(reason);
     if (aborted) pump.abort(aborted);
-    ctx.onOutcome?.(portName, "accepted");
-    const result = await pump.done;
+    note(portName, "accepted");
+    result = await pump.done;
     if (result.endedBy === "socket-error")
       mapping.recordError(`target connection: ${result.error ?? "error"}`);
     ctx.logger.debug({ portName, ...result }, "relayed connection ended");
@@ -226,5 +266,6 @@ async function serveStream(
     mapping.live.delete(live);
     resolveDone();
     ctx.changed();
+    audit();
   }
 }

@@ -3,10 +3,12 @@
  * mappings, connections) → throttled reported properties; direct methods; metrics and health.
  * `main.ts` only builds the SDK client and settings and calls {@link startModule}.
  */
+import deviceSdk from "azure-iot-device";
 import { sleep } from "../../../lib/backoff.ts";
 import { errorMessage } from "../../../lib/errors.ts";
 import type { Logger } from "../../../lib/log.ts";
 import { type ReportedProperties, SCHEMA_VERSION } from "../../../lib/twin/index.ts";
+import { AUDIT_DEFAULTS, AuditSender } from "./audit-sender.ts";
 import { HubConnection } from "./hub-connection.ts";
 import { createListenerFactory } from "./listener-factory.ts";
 import { registerMethods } from "./methods.ts";
@@ -18,6 +20,9 @@ import type { ModuleSettings } from "./settings.ts";
 import type { ModuleClientPort } from "./twin-client-port.ts";
 import { TwinSync } from "./twin-sync.ts";
 import { moduleVersion } from "./version.ts";
+
+// A CommonJS package: take the class from its default export.
+const { Message } = deviceSdk;
 
 export interface StartModuleOptions {
   client: ModuleClientPort;
@@ -62,6 +67,20 @@ export async function startModule(opts: StartModuleOptions): Promise<RunningModu
 
   let reporter: Reporter | undefined;
   let metrics: ModuleMetrics | undefined;
+  // Tunnel audit records go upstream on output "audit", batched and bounded (audit-sender.ts).
+  const audit = new AuditSender({ ...AUDIT_DEFAULTS, intervalMs: settings.auditIntervalMs, logger });
+  const deviceId =
+    process.env.IOTEDGE_DEVICEID ?? /DeviceId=([^;]+)/.exec(process.env.EdgeHubConnectionString ?? "")?.[1];
+  const sendOutput = client.sendOutputEvent?.bind(client);
+  if (sendOutput) {
+    audit.attach(async (body, properties) => {
+      const message = new Message(body);
+      message.contentType = "application/json";
+      message.contentEncoding = "utf-8";
+      for (const [k, v] of Object.entries(properties)) message.properties.add(k, v);
+      await sendOutput("audit", message);
+    });
+  }
   const reconciler = new Reconciler({
     listenerFactory:
       opts.listenerFactory ??
@@ -75,6 +94,14 @@ export async function startModule(opts: StartModuleOptions): Promise<RunningModu
     changed: () => reporter?.markChanged(),
     onOutcome: (mapping, outcome) => metrics?.connections.inc({ mapping, outcome }),
     onBytes: (mapping, direction, bytes) => metrics?.bytes.inc({ mapping, direction }, bytes),
+    onTunnelEnd: (record) => {
+      const hc = reconciler.state().relay.hybridConnection;
+      audit.add({
+        ...record,
+        ...(hc?.startsWith("site-") ? { site: hc.slice(5) } : {}),
+        ...(deviceId ? { device: deviceId } : {}),
+      });
+    },
   });
 
   const status = (): ReportedProperties => {
@@ -228,6 +255,8 @@ export async function startModule(opts: StartModuleOptions): Promise<RunningModu
       reporter.markChanged();
       await withTimeout(reporter.flush(), 5_000);
       reporter.stop();
+      await withTimeout(audit.flush(), 2_000);
+      audit.stop();
       await withTimeout(hub.closeQuietly(), 5_000);
       await health?.close();
       logger.info("relayListener stopped");

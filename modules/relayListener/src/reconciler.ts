@@ -43,6 +43,7 @@ export interface ReconcilerOptions {
   changed?(): void;
   onOutcome?: ConnectionContext["onOutcome"];
   onBytes?: ConnectionContext["onBytes"];
+  onTunnelEnd?: ConnectionContext["onTunnelEnd"];
 }
 
 /** What the module runs, as reported properties and `getStatus` show it. */
@@ -81,6 +82,7 @@ export class Reconciler {
       changed: () => opts.changed?.(),
       onOutcome: opts.onOutcome,
       onBytes: opts.onBytes,
+      onTunnelEnd: opts.onTunnelEnd,
     };
   }
 

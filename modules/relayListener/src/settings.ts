@@ -26,6 +26,8 @@ export interface ModuleSettings {
   /** Full twin re-read even without a reconnect, as a safety net for a missed patch. */
   twinResyncMs: number;
   /** Longest shutdown drain after SIGTERM. */
+  /** At most one audit batch (IoT Hub message) per this interval. */
+  auditIntervalMs: number;
   shutdownDrainMs: number;
   /** Wait for the sender's preamble / PROXY header. */
   preambleTimeoutMs: number;
@@ -65,6 +67,7 @@ export const moduleEnvSchema = z.object({
   TWIN_TIMEOUT_MS: int(15_000, 100, 600_000),
   TWIN_RESYNC_MS: int(900_000, 1_000, 86_400_000),
   SHUTDOWN_DRAIN_MS: int(20_000, 0, 600_000),
+  AUDIT_INTERVAL_MS: int(5_000, 100, 3_600_000),
   PREAMBLE_TIMEOUT_MS: int(10_000, 100, 120_000),
   STANDBY_MAX: int(16, 0, 1_000),
   STANDBY_IDLE_MS: int(300_000, 1_000, 3_600_000),
@@ -138,6 +141,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env, lookup?: Look
     twinTimeoutMs: v.TWIN_TIMEOUT_MS,
     twinResyncMs: v.TWIN_RESYNC_MS,
     shutdownDrainMs: v.SHUTDOWN_DRAIN_MS,
+    auditIntervalMs: v.AUDIT_INTERVAL_MS,
     preambleTimeoutMs: v.PREAMBLE_TIMEOUT_MS,
     standby: { max: v.STANDBY_MAX, idleMs: v.STANDBY_IDLE_MS },
     keepAliveMs: v.TARGET_KEEPALIVE_MS,

@@ -23,6 +23,8 @@ export interface ModuleClientPort {
   open(): Promise<unknown>;
   close(): Promise<unknown>;
   getTwin(): Promise<TwinPort>;
+  /** Device-to-cloud message on a module output (the SDK's Message); absent in some tests. */
+  sendOutputEvent?(outputName: string, message: unknown): Promise<unknown>;
   onMethod(name: string, handler: (req: MethodRequestPort, res: MethodResponsePort) => void): void;
   on(event: "connect", listener: () => void): unknown;
   on(event: "disconnect", listener: (reason?: unknown) => void): unknown;
