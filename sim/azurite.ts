@@ -12,6 +12,7 @@ import { createWriteStream, mkdtempSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { EXIT_WITH_PARENT, exitWithParentEnv } from "./child-process.ts";
 
 /** The well-known development account every Azurite install accepts (documented by Microsoft). */
 export const AZURITE_ACCOUNT = "devstoreaccount1";
@@ -90,10 +91,11 @@ export function azuriteConnectionString(tableEndpoint: string): string {
 export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurite> {
   const ownDir = options.dir === undefined ? mkdtempSync(join(tmpdir(), "rf-azurite-")) : undefined;
   const location = options.dir ?? (ownDir as string);
-  const child: ChildProcess = spawn(process.execPath, ["-e", CHILD_SCRIPT], {
+  const child: ChildProcess = spawn(process.execPath, ["--import", EXIT_WITH_PARENT, "-e", CHILD_SCRIPT], {
     cwd: location,
     env: {
       ...process.env,
+      ...exitWithParentEnv(),
       AZURITE_DIST: azuriteDist(),
       AZURITE_LOCATION: location,
       AZURITE_MEMORY: options.dir === undefined ? "1" : "0",

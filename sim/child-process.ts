@@ -12,6 +12,13 @@ import { redactSecrets } from "../lib/log.ts";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
+/** `node --import` this in every child: it exits when its parent dies (see the file)… */
+export const EXIT_WITH_PARENT = join(REPO_ROOT, "sim/exit-with-parent.mjs");
+/** …given this in its environment: the spawner's own pid. */
+export function exitWithParentEnv(): NodeJS.ProcessEnv {
+  return { RF_PARENT_PID: String(process.pid) };
+}
+
 export interface NodeProcessSpec {
   /** Short name for logs and errors ("relay-emulator", "module site-1 #2"). */
   name: string;
@@ -107,10 +114,10 @@ export function startNodeProcess(spec: NodeProcessSpec): Promise<RunningProcess>
   }
   const child = spawn(
     process.execPath,
-    ["--import", "tsx", join(REPO_ROOT, spec.script), ...(spec.args ?? [])],
+    ["--import", EXIT_WITH_PARENT, "--import", "tsx", join(REPO_ROOT, spec.script), ...(spec.args ?? [])],
     {
       cwd: REPO_ROOT,
-      env: { ...process.env, ...spec.env },
+      env: { ...process.env, ...spec.env, ...exitWithParentEnv() },
       stdio: ["ignore", "pipe", "pipe"],
     },
   );

@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { EXIT_WITH_PARENT, exitWithParentEnv } from "../../sim/child-process.ts";
 
 /** Minimal view of node:test's TestContext that the helpers need (`t` or `suite` hooks). */
 export interface CleanupContext {
@@ -84,9 +85,11 @@ export function spawnNode(
   opts: { cwd?: string; env?: NodeJS.ProcessEnv; label?: string } = {},
 ): ManagedProcess {
   const script = opts.label ?? args.join(" ");
-  const child = spawn(process.execPath, args, {
+  // Preloaded so that a child outlives neither a test file killed at its timeout (when no
+  // cleanup hook runs) nor the runner.
+  const child = spawn(process.execPath, ["--import", EXIT_WITH_PARENT, ...args], {
     cwd: opts.cwd ?? REPO_ROOT,
-    env: { ...process.env, ...opts.env },
+    env: { ...process.env, ...opts.env, ...exitWithParentEnv() },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
