@@ -3,6 +3,7 @@
  * The gateway reads these rows; the rollout service is the only writer. See ADR 0003.
  */
 import { z } from "zod";
+import { MAPPING_NAME_PATTERN, MappingNameSchema } from "../twin/schema.ts";
 
 /** Default table name of the port ledger. */
 export const DEFAULT_LEDGER_TABLE = "portledger";
@@ -12,7 +13,8 @@ export const SITE_PARTITION = "site";
 export const ROUTE_PARTITION = "route";
 
 export const SITE_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,39}$/;
-export const PORT_NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+/** Mapping (logical port) names: the module twin's rule, defined once in `lib/twin`. */
+export const PORT_NAME_PATTERN = MAPPING_NAME_PATTERN;
 
 export const siteIdSchema = z
   .string()
@@ -20,9 +22,7 @@ export const siteIdSchema = z
     SITE_ID_PATTERN,
     "must be 1-40 characters: lowercase letters, digits and '-', not starting with '-'",
   );
-export const portNameSchema = z
-  .string()
-  .regex(PORT_NAME_PATTERN, "must be 1-64 characters: letters, digits, '_' and '-'");
+export const portNameSchema = MappingNameSchema;
 
 /**
  * A site row: what a gateway needs to open a sender connection to the site. With Entra ID (the

@@ -49,8 +49,9 @@ export function diffConfig(previous: RelayListenerConfig, next: RelayListenerCon
   const changes = diffRelay(previous.relay, next.relay);
   const names = [...new Set([...Object.keys(previous.mappings), ...Object.keys(next.mappings)])].sort();
   for (const name of names) {
-    const a = previous.mappings[name];
-    const b = next.mappings[name];
+    // Own properties only, so no name can resolve to a built-in of Object.prototype.
+    const a = Object.hasOwn(previous.mappings, name) ? previous.mappings[name] : undefined;
+    const b = Object.hasOwn(next.mappings, name) ? next.mappings[name] : undefined;
     if (!a && b) changes.push({ kind: "mapping-added", name, mapping: b });
     else if (a && !b) changes.push({ kind: "mapping-removed", name, previous: a });
     else if (a && b) {

@@ -126,9 +126,28 @@ export const DrainSchema = z
   .meta({ description: "Drain policy for removed or disabled mappings and for shutdown" });
 export type DrainConfig = z.output<typeof DrainSchema>;
 
+/**
+ * Names every plain JavaScript object already answers to (`constructor`, `toString`,
+ * `__proto__`, …). They are refused as mapping names rather than made to work: code that keeps
+ * mappings in plain objects (ours, zod's record parser, the device SDK's twin merge, which skips
+ * `__proto__`) would make them vanish or resolve to a built-in function. ADR 0008.
+ */
+export const RESERVED_MAPPING_NAMES: ReadonlySet<string> = new Set(
+  Object.getOwnPropertyNames(Object.prototype),
+);
+
+/** The one mapping name rule: pattern plus no reserved name. */
+export function isMappingName(name: string): boolean {
+  return MAPPING_NAME_PATTERN.test(name) && !RESERVED_MAPPING_NAMES.has(name);
+}
+
 export const MappingNameSchema = z
   .string()
-  .regex(MAPPING_NAME_PATTERN, "mapping names are 1-64 characters of A-Z a-z 0-9 _ -");
+  .regex(MAPPING_NAME_PATTERN, "mapping names are 1-64 characters of A-Z a-z 0-9 _ -")
+  .refine((name) => !RESERVED_MAPPING_NAMES.has(name), {
+    error: (issue) =>
+      `"${String(issue.input)}" is a reserved name (a built-in property of JavaScript objects); choose another mapping name`,
+  });
 
 export const DesiredPropertiesSchema = z
   .strictObject({

@@ -74,9 +74,11 @@ export function validateDesired(raw: unknown, lastGood: RelayListenerConfig): Va
     return { config: lastGood, errors: [{ path: "", message: "desired properties must be a JSON object" }] };
   }
   const doc = withoutTwinMetadata(raw);
-  // Fast path: a fully valid document is the common case.
-  const whole = DesiredPropertiesSchema.safeParse(doc);
-  if (whole.success) return { config: whole.data, errors: [] };
+  // Fast path: a fully valid document is the common case. Not with an own `__proto__` mapping key:
+  // zod's record parser drops that key silently, and it must be reported like any bad name.
+  const hiddenKey = isPlainObject(doc.mappings) && Object.hasOwn(doc.mappings, "__proto__");
+  const whole = hiddenKey ? undefined : DesiredPropertiesSchema.safeParse(doc);
+  if (whole?.success) return { config: whole.data, errors: [] };
 
   const errors: TwinError[] = [];
   const version = doc.schemaVersion ?? SCHEMA_VERSION;
@@ -144,7 +146,8 @@ function validateMappings(
     const path = `mappings.${name}`;
     const nameCheck = MappingNameSchema.safeParse(name);
     if (!nameCheck.success) {
-      errors.push({ path, message: "invalid mapping name (1-64 characters of A-Z a-z 0-9 _ -); ignored" });
+      const reason = nameCheck.error.issues[0]?.message ?? "invalid mapping name";
+      errors.push({ path, message: truncate(`${reason}; ignored`) });
       continue;
     }
     if (count >= MAX_MAPPINGS) {
@@ -157,7 +160,8 @@ function validateMappings(
       count++;
       continue;
     }
-    const old = lastGood[name];
+    // Own properties only: a name must never resolve to something Object.prototype carries.
+    const old = Object.hasOwn(lastGood, name) ? lastGood[name] : undefined;
     errors.push(...issuesToErrors(path, parsed.error).map(keptOld(path, old)));
     if (old) {
       out[name] = old;

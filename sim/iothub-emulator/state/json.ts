@@ -13,6 +13,19 @@ export function cloneJson<T extends Json>(value: T): T {
   return structuredClone(value);
 }
 
+/**
+ * Sets `key` as an own data property. Plain assignment would treat `__proto__` as the prototype
+ * setter and drop the key; IoT Hub keeps such a key like any other.
+ */
+export function setOwn(target: JsonObject, key: string, value: Json): void {
+  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
+/** The value of an own property only (`constructor` must not find Object's). */
+export function getOwn(target: JsonObject, key: string): Json | undefined {
+  return Object.hasOwn(target, key) ? target[key] : undefined;
+}
+
 /** Applies `patch` to a copy of `target`: objects merge recursively, `null` deletes a key. */
 export function mergePatch(target: JsonObject, patch: JsonObject): JsonObject {
   const out: JsonObject = { ...target };
@@ -20,10 +33,10 @@ export function mergePatch(target: JsonObject, patch: JsonObject): JsonObject {
     if (value === null) {
       delete out[key];
     } else if (isJsonObject(value)) {
-      const current = out[key];
-      out[key] = mergePatch(isJsonObject(current) ? current : {}, value);
+      const current = getOwn(out, key);
+      setOwn(out, key, mergePatch(isJsonObject(current) ? current : {}, value));
     } else {
-      out[key] = cloneJson(value);
+      setOwn(out, key, cloneJson(value));
     }
   }
   return out;
@@ -37,7 +50,7 @@ export function jsonEqual(a: Json | undefined, b: Json | undefined): boolean {
   if (isJsonObject(a) && isJsonObject(b)) {
     const ka = Object.keys(a);
     if (ka.length !== Object.keys(b).length) return false;
-    return ka.every((k) => k in b && jsonEqual(a[k], b[k]));
+    return ka.every((k) => Object.hasOwn(b, k) && jsonEqual(a[k], b[k]));
   }
   return false;
 }
@@ -48,11 +61,11 @@ export function jsonEqual(a: Json | undefined, b: Json | undefined): boolean {
  */
 export function diffPatch(from: JsonObject, to: JsonObject): JsonObject {
   const patch: JsonObject = {};
-  for (const key of Object.keys(from)) if (!(key in to)) patch[key] = null;
+  for (const key of Object.keys(from)) if (!Object.hasOwn(to, key)) setOwn(patch, key, null);
   for (const [key, value] of Object.entries(to)) {
-    const old = from[key];
+    const old = getOwn(from, key);
     if (jsonEqual(old, value)) continue;
-    patch[key] = isJsonObject(old) && isJsonObject(value) ? diffPatch(old, value) : cloneJson(value);
+    setOwn(patch, key, isJsonObject(old) && isJsonObject(value) ? diffPatch(old, value) : cloneJson(value));
   }
   return patch;
 }

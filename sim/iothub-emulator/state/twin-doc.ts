@@ -4,7 +4,7 @@
  * rejected update leaves the twin untouched.
  */
 
-import { diffPatch, isJsonObject, type JsonObject, jsonEqual, mergePatch } from "./json.ts";
+import { diffPatch, getOwn, isJsonObject, type JsonObject, jsonEqual, mergePatch, setOwn } from "./json.ts";
 import { checkKeys, checkSize } from "./limits.ts";
 
 export interface TwinDoc {
@@ -49,11 +49,14 @@ function patchMeta(meta: JsonObject, patch: JsonObject, now: string, version?: n
   for (const [key, value] of Object.entries(patch)) {
     if (value === null) delete out[key];
     else if (isJsonObject(value)) {
-      const old = out[key];
-      out[key] = patchMeta(isJsonObject(old) ? old : {}, value, now, version);
+      const old = getOwn(out, key);
+      setOwn(out, key, patchMeta(isJsonObject(old) ? old : {}, value, now, version));
     } else {
-      out[key] =
-        version === undefined ? { $lastUpdated: now } : { $lastUpdated: now, $lastUpdatedVersion: version };
+      setOwn(
+        out,
+        key,
+        version === undefined ? { $lastUpdated: now } : { $lastUpdated: now, $lastUpdatedVersion: version },
+      );
     }
   }
   return out;
@@ -116,7 +119,7 @@ export function updateTags(doc: TwinDoc, tags: JsonObject, replace: boolean): bo
 /** Drops `$`-prefixed keys a client may echo back from a twin it read (`$version`, `$metadata`). */
 export function stripReadOnly(obj: JsonObject): JsonObject {
   const out: JsonObject = {};
-  for (const [k, v] of Object.entries(obj)) if (!k.startsWith("$")) out[k] = v;
+  for (const [k, v] of Object.entries(obj)) if (!k.startsWith("$")) setOwn(out, k, v);
   return out;
 }
 

@@ -20,14 +20,15 @@ export interface RelayCredentials {
 export function buildDesired(relay: RelayCredentials, mappings: Record<string, MappingSpec>): JsonObject {
   const twinMappings: JsonObject = {};
   for (const [name, m] of Object.entries(mappings)) {
-    twinMappings[name] = {
+    // defineProperty, not assignment: a key is always an own data property, whatever its name.
+    defineOwn(twinMappings, name, {
       target: m.target,
       enabled: m.enabled,
       maxConnections: m.maxConnections,
       connectTimeoutMs: m.connectTimeoutMs,
       idleTimeoutMs: m.idleTimeoutMs,
       proxyProtocol: m.proxyProtocol,
-    };
+    });
   }
   return {
     schemaVersion: TWIN_SCHEMA_VERSION,
@@ -39,6 +40,10 @@ export function buildDesired(relay: RelayCredentials, mappings: Record<string, M
 
 const isObject = (v: unknown): v is JsonObject => typeof v === "object" && v !== null && !Array.isArray(v);
 
+function defineOwn(target: JsonObject, key: string, value: JsonObject[string]): void {
+  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
 /**
  * The merge patch from `current` to `next`: changed and new values, `null` for removed keys.
  * `$`-prefixed keys (`$version`, `$metadata`) are read-only and ignored.
@@ -47,15 +52,15 @@ export function mergePatch(current: JsonObject, next: JsonObject): JsonObject {
   const patch: JsonObject = {};
   for (const key of Object.keys(current)) {
     if (key.startsWith("$")) continue;
-    if (!(key in next)) patch[key] = null;
+    if (!Object.hasOwn(next, key)) defineOwn(patch, key, null);
   }
   for (const [key, value] of Object.entries(next)) {
-    const old = current[key];
+    const old = Object.hasOwn(current, key) ? current[key] : undefined;
     if (isObject(value) && isObject(old)) {
       const sub = mergePatch(old, value);
-      if (Object.keys(sub).length > 0) patch[key] = sub;
+      if (Object.keys(sub).length > 0) defineOwn(patch, key, sub);
     } else if (JSON.stringify(old) !== JSON.stringify(value)) {
-      patch[key] = value;
+      defineOwn(patch, key, value);
     }
   }
   return patch;
@@ -66,7 +71,7 @@ export function withoutMeta(desired: JsonObject): JsonObject {
   const out: JsonObject = {};
   for (const [k, v] of Object.entries(desired)) {
     if (k.startsWith("$")) continue;
-    out[k] = isObject(v) ? withoutMeta(v) : v;
+    defineOwn(out, k, isObject(v) ? withoutMeta(v) : v);
   }
   return out;
 }
