@@ -1,4 +1,5 @@
 /** The port ledger (ADR 0003): rows, allocation, Azure Table / Azurite client. */
+export * from "./cidr.ts";
 export * from "./ledger.ts";
 export * from "./port-ranges.ts";
 export * from "./schema.ts";

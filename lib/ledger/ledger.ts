@@ -57,6 +57,12 @@ export interface PortLedger {
   listRoutes(filter?: { siteId?: string }): Promise<RouteRow[]>;
   /** Allocates a public endpoint for a mapping; throws 409 errors when a named port or host is taken. */
   allocate(request: AllocateRequest): Promise<RouteRow>;
+  /**
+   * Read-only: throws the error `allocate` would throw for a named port or host name that is out
+   * of range or taken, so a change can be refused before anything is written. (A free port can
+   * still be taken by a concurrent writer before `allocate`; callers roll back then.)
+   */
+  checkAllocate(request: AllocateRequest): Promise<void>;
   /** Rewrites the limits of an existing route (its key, site and port name stay). */
   updateRoute(row: RouteRow): Promise<void>;
   /** Releases a route by RowKey; absent is fine. Removes a shared port row once no host route uses it. */
@@ -69,7 +75,50 @@ export function createLedger(
   table: string = DEFAULT_LEDGER_TABLE,
   config: { ranges: readonly PortRange[] } = { ranges: [{ from: 40000, to: 40999 }] },
 ): PortLedger {
-  return createLedgerOnClient(createTableClient(connectionString, table), config);
+  // An API call waits on the ledger: with the SDK's default retries (3, from 800 ms, doubling)
+  // storage that is down answers after ~5 s. Two short retries ride out a blip and still fail
+  // within a second, as a 503 naming storage (see `storageError`).
+  const client = createTableClient(connectionString, table, {
+    retryOptions: { maxRetries: 2, retryDelayInMs: 100, maxRetryDelayInMs: 400 },
+  });
+  return createLedgerOnClient(client, config);
+}
+
+/**
+ * Storage that cannot be reached or fails (no HTTP status, or 5xx) becomes one clear 503 that names
+ * storage; the ledger's own errors (409 port taken, …) and other 4xx answers pass unchanged.
+ */
+export function storageError(err: unknown, table: string): unknown {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === "string" && code.startsWith("RF_ERR_")) return err;
+  const status = statusOf(err);
+  if (status !== undefined && status < 500) return err;
+  const reason = err instanceof Error ? err.message : String(err);
+  return new RelayFleetError(
+    "RF_ERR_LEDGER_STORAGE_UNAVAILABLE",
+    `The port ledger's storage (table ${table}) is unavailable: ${reason || (typeof code === "string" ? code : "no answer")}`,
+    { status: 503, cause: err },
+  );
+}
+
+/** Wraps every method of `ledger` so storage failures surface as `storageError`. */
+function withStorageErrors(ledger: PortLedger): PortLedger {
+  const wrapped = { ...ledger };
+  const methods = Object.keys(ledger).filter(
+    (k) => typeof (ledger as unknown as Record<string, unknown>)[k] === "function",
+  );
+  for (const name of methods) {
+    const fn = (ledger as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>)[name];
+    if (!fn) continue;
+    (wrapped as unknown as Record<string, unknown>)[name] = async (...args: unknown[]) => {
+      try {
+        return await fn(...args);
+      } catch (err) {
+        throw storageError(err, ledger.table);
+      }
+    };
+  }
+  return wrapped;
 }
 
 /** Same as {@link createLedger} on an existing client (tests, custom credentials). */
@@ -296,6 +345,42 @@ export function createLedgerOnClient(
       }
       return allocateHost(req, ep.port, ep.hostname);
     },
+    async checkAllocate(req) {
+      const ep = req.endpoint;
+      if (ep.kind === "tcp") {
+        if (ep.port === undefined) return;
+        if (!inRanges(ep.port)) {
+          throw new RelayFleetError(
+            "RF_ERR_LEDGER_PORT_OUT_OF_RANGE",
+            `Port ${ep.port} is outside the configured public port ranges (${config.ranges.map((r) => `${r.from}-${r.to}`).join(", ")}).`,
+            { status: 400 },
+          );
+        }
+        const existing = await getRoute(String(ep.port));
+        if (existing && !sameOwner(existing, req)) {
+          throw new RelayFleetError("RF_ERR_LEDGER_PORT_TAKEN", `Public port ${ep.port} is already in use.`, {
+            status: 409,
+          });
+        }
+        return;
+      }
+      const shared = await getRoute(String(ep.port));
+      if (shared && shared.kind !== "shared") {
+        throw new RelayFleetError(
+          "RF_ERR_LEDGER_PORT_TAKEN",
+          `Public port ${ep.port} is a dedicated TCP port and cannot carry host-name routes.`,
+          { status: 409 },
+        );
+      }
+      const named = await getRoute(hostRouteKey(ep.port, ep.hostname));
+      if (named && !sameOwner(named, req)) {
+        throw new RelayFleetError(
+          "RF_ERR_LEDGER_HOSTNAME_TAKEN",
+          `Host name ${ep.hostname} on port ${ep.port} is already routed to another mapping.`,
+          { status: 409 },
+        );
+      }
+    },
     async updateRoute(row) {
       await client.upsertEntity(routeToEntity(row), "Replace");
     },
@@ -322,5 +407,5 @@ export function createLedgerOnClient(
       }
     },
   };
-  return ledger;
+  return withStorageErrors(ledger);
 }

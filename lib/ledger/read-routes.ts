@@ -10,6 +10,7 @@
  */
 import type { TableClient } from "@azure/data-tables";
 import type { z } from "zod";
+import { ALLOW_ENTRY_RULE, isAllowEntry } from "./cidr.ts";
 import {
   PORT_NAME_PATTERN,
   parseRouteEntity,
@@ -53,6 +54,8 @@ export interface LedgerProblem {
   partitionKey: string;
   rowKey: string;
   message: string;
+  /** The site a bad route row names, when it names one (so `status` can show it as drift). */
+  siteId?: string;
 }
 
 export interface LedgerSnapshot {
@@ -86,7 +89,13 @@ export function parseSiteRow(row: Record<string, unknown>): LedgerSite | LedgerP
  */
 export function parseRouteRow(row: Record<string, unknown>): LedgerRoute | LedgerProblem {
   const rowKey = String(row.rowKey ?? "");
-  const problem = (message: string): LedgerProblem => ({ partitionKey: ROUTE_PARTITION, rowKey, message });
+  const siteId = typeof row.siteId === "string" && row.siteId !== "" ? row.siteId : undefined;
+  const problem = (message: string): LedgerProblem => ({
+    partitionKey: ROUTE_PARTITION,
+    rowKey,
+    message,
+    ...(siteId ? { siteId } : {}),
+  });
   const parsed = parseRouteEntity(row);
   if (!parsed.success) return problem(describe(parsed.error));
   const r = parsed.data;
@@ -107,6 +116,8 @@ export function parseRouteRow(row: Record<string, unknown>): LedgerRoute | Ledge
     if (!SITE_ID_PATTERN.test(r.siteId)) return problem("siteId is missing or not a site id");
     if (!PORT_NAME_PATTERN.test(r.portName)) return problem("portName is missing or not a mapping name");
   }
+  const badCidr = r.allowCidrs.find((c) => !isAllowEntry(c));
+  if (badCidr !== undefined) return problem(`allowCidrs: '${badCidr}' ${ALLOW_ENTRY_RULE}`);
   const route: LedgerRoute = {
     key: r.rowKey.toLowerCase(),
     kind: r.kind,

@@ -2,14 +2,23 @@
  * A `TableClient` from a storage connection string, working for Azure and for Azurite (plain
  * HTTP on loopback needs `allowInsecureConnection`, which the SDK refuses to infer).
  */
-import { TableClient } from "@azure/data-tables";
+import { TableClient, type TableServiceClientOptions } from "@azure/data-tables";
 import type { TokenCredential } from "@azure/identity";
 
+type RetryOptions = NonNullable<TableServiceClientOptions["retryOptions"]>;
+
 /** Creates a table client; plain-HTTP endpoints (Azurite) are allowed only on loopback hosts. */
-export function createTableClient(connectionString: string, table: string): TableClient {
+export function createTableClient(
+  connectionString: string,
+  table: string,
+  options: { retryOptions?: RetryOptions } = {},
+): TableClient {
   const endpoint = /TableEndpoint=([^;]+)/i.exec(connectionString)?.[1];
   const insecure = endpoint !== undefined && isLoopbackHttp(endpoint);
-  return TableClient.fromConnectionString(connectionString, table, { allowInsecureConnection: insecure });
+  return TableClient.fromConnectionString(connectionString, table, {
+    allowInsecureConnection: insecure,
+    ...(options.retryOptions ? { retryOptions: options.retryOptions } : {}),
+  });
 }
 
 /**

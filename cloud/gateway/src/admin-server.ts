@@ -43,7 +43,15 @@ export function createAdminServer(options: AdminOptions): Server {
       if (req.method === "GET" && path === "/healthz") return send(res, 200, { status: "ok" });
       if (req.method === "GET" && path === "/readyz") {
         const auth = relayAuth?.();
-        const detail = auth ? { relayAuth: auth } : {};
+        const detail = {
+          ...(auth ? { relayAuth: auth } : {}),
+          // Rows the gateway cannot serve: ready for the others, but each one is a broken route.
+          badRows: gateway.badRows.map(({ partitionKey, rowKey, message }) => ({
+            partitionKey,
+            rowKey,
+            message,
+          })),
+        };
         return gateway.ready && (auth?.ready ?? true)
           ? send(res, 200, { status: "ready", listening: gateway.listening().length, ...detail })
           : send(res, 503, { status: "not-ready", ...detail });

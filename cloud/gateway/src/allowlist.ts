@@ -5,6 +5,7 @@
  */
 import ipaddr from "ipaddr.js";
 import { RelayFleetError } from "../../../lib/errors.ts";
+import { type AllowRange, parseAllowEntry } from "../../../lib/ledger/cidr.ts";
 
 export interface Allowlist {
   /** True when the list is empty (anyone) or the address falls in one of the ranges. */
@@ -14,20 +15,10 @@ export interface Allowlist {
 
 /** Compiles CIDRs (or bare addresses = /32, /128). Throws `RF_ERR_GATEWAY_CIDR` for a bad entry. */
 export function compileAllowlist(cidrs: readonly string[]): Allowlist {
-  const ranges: Array<[ipaddr.IPv4 | ipaddr.IPv6, number]> = [];
+  const ranges: AllowRange[] = [];
   for (const raw of cidrs) {
-    const text = raw.trim();
     try {
-      if (text.includes("/")) {
-        const [addr, bits] = ipaddr.parseCIDR(text);
-        // A mapped IPv6 range (::ffff:10.0.0.0/104) means an IPv4 range; normalise it.
-        if (addr.kind() === "ipv6" && (addr as ipaddr.IPv6).isIPv4MappedAddress() && bits >= 96)
-          ranges.push([(addr as ipaddr.IPv6).toIPv4Address(), bits - 96]);
-        else ranges.push([addr, bits]);
-      } else {
-        const addr = ipaddr.process(text);
-        ranges.push([addr, addr.kind() === "ipv4" ? 32 : 128]);
-      }
+      ranges.push(parseAllowEntry(raw));
     } catch (err) {
       throw new RelayFleetError("RF_ERR_GATEWAY_CIDR", `'${raw}' is not a CIDR range or IP address`, {
         cause: err,

@@ -82,6 +82,11 @@ export class Gateway {
     return this.loaded && !this.draining;
   }
 
+  /** Ledger rows the last routing table skipped (a bad CIDR, an unknown site, …), for /readyz. */
+  get badRows(): ReadonlyArray<{ partitionKey: string; rowKey: string; message: string }> {
+    return this.table.problems;
+  }
+
   /** Live tunnels (for drain and tests). */
   get liveTunnels(): number {
     return this.live.size;
