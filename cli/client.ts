@@ -10,7 +10,12 @@ export interface FleetClient {
   listSites(): Promise<{ sites: unknown[] }>;
   getSite(id: string): Promise<unknown>;
   removeSite(id: string, deleteDevice: boolean): Promise<unknown>;
-  putMapping(id: string, name: string, body: unknown): Promise<unknown>;
+  /** Adds a mapping; the API answers 409 when the name exists. */
+  addMapping(id: string, name: string, body: unknown): Promise<unknown>;
+  /** Changes only the fields in `body`. */
+  updateMapping(id: string, name: string, body: unknown): Promise<unknown>;
+  /** Replaces a mapping whole (creates it when absent). */
+  replaceMapping(id: string, name: string, body: unknown): Promise<unknown>;
   deleteMapping(id: string, name: string): Promise<unknown>;
   rotateKeys(id: string): Promise<unknown>;
   status(): Promise<{ sites: unknown[] }>;
@@ -57,7 +62,9 @@ function apiClient(url: string, key: string): FleetClient {
     listSites: async () => (await call("GET", "/api/sites")) as { sites: unknown[] },
     getSite: (id) => call("GET", `/api/sites/${enc(id)}`),
     removeSite: (id, d) => call("DELETE", `/api/sites/${enc(id)}${d ? "?deleteDevice=true" : ""}`),
-    putMapping: (id, n, b) => call("PUT", `/api/sites/${enc(id)}/mappings/${enc(n)}`, b),
+    addMapping: (id, n, b) => call("POST", `/api/sites/${enc(id)}/mappings/${enc(n)}`, b),
+    updateMapping: (id, n, b) => call("PATCH", `/api/sites/${enc(id)}/mappings/${enc(n)}`, b),
+    replaceMapping: (id, n, b) => call("PUT", `/api/sites/${enc(id)}/mappings/${enc(n)}`, b),
     deleteMapping: (id, n) => call("DELETE", `/api/sites/${enc(id)}/mappings/${enc(n)}`),
     rotateKeys: (id) => call("POST", `/api/sites/${enc(id)}/rotate-keys`),
     status: async () => (await call("GET", "/api/status")) as { sites: unknown[] },
@@ -73,7 +80,9 @@ async function directClient(): Promise<FleetClient> {
     listSites: async () => ({ sites: await r.listSites() }),
     getSite: (id) => r.getSite(id),
     removeSite: (id, deleteDevice) => r.removeSite(id, { deleteDevice }),
-    putMapping: (id, n, b) => r.putMapping(id, n, b),
+    addMapping: (id, n, b) => r.addMapping(id, n, b),
+    updateMapping: (id, n, b) => r.updateMapping(id, n, b),
+    replaceMapping: (id, n, b) => r.putMapping(id, n, b),
     deleteMapping: (id, n) => r.deleteMapping(id, n),
     rotateKeys: (id) => r.rotateKeys(id),
     status: async () => ({ sites: await r.fleetStatus() }),

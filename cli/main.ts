@@ -64,6 +64,51 @@ export function wantsJson(argv: string[]): boolean {
   return (end === -1 ? argv : argv.slice(0, end)).includes("--json");
 }
 
+interface MappingOptions {
+  disabled?: boolean;
+  maxConnections?: number;
+  port?: number;
+  allow?: string[];
+}
+
+interface UpdateOptions {
+  target?: string;
+  enable?: boolean;
+  disable?: boolean;
+  allowAny?: boolean;
+}
+
+/** A whole mapping (add, replace): what is not given takes the API's defaults. */
+function mappingBody(target: string, o: MappingOptions): Record<string, unknown> {
+  return {
+    target,
+    ...(o.disabled ? { enabled: false } : {}),
+    ...(o.maxConnections !== undefined ? { maxConnections: o.maxConnections } : {}),
+    ...(o.port !== undefined ? { public: { kind: "tcp", port: o.port } } : {}),
+    ...(o.allow ? { allowCidrs: o.allow } : {}),
+  };
+}
+
+/** Only the fields named on the command line (update). */
+function updateBody(
+  o: MappingOptions & UpdateOptions,
+  usage: (message: string) => never,
+): Record<string, unknown> {
+  if (o.enable && o.disable) usage("--enable and --disable exclude each other");
+  if (o.allow && o.allowAny) usage("--allow and --allow-any exclude each other");
+  const body: Record<string, unknown> = {
+    ...(o.target !== undefined ? { target: o.target } : {}),
+    ...(o.enable ? { enabled: true } : {}),
+    ...(o.disable ? { enabled: false } : {}),
+    ...(o.maxConnections !== undefined ? { maxConnections: o.maxConnections } : {}),
+    ...(o.port !== undefined ? { public: { kind: "tcp", port: o.port } } : {}),
+    ...(o.allow ? { allowCidrs: o.allow } : {}),
+    ...(o.allowAny ? { allowCidrs: [] } : {}),
+  };
+  if (Object.keys(body).length === 0) usage("name at least one field to change (see --help)");
+  return body;
+}
+
 export function buildProgram(options: { json?: boolean } = {}): Command {
   const program = new Command("relay-fleet")
     .description(
@@ -123,42 +168,52 @@ export function buildProgram(options: { json?: boolean } = {}): Command {
     );
 
   const map = program.command("map").description("Add, change or remove a site's port mappings");
-  map
-    .command("add <siteId> <name> <target>")
-    .description("Add or change a mapping: logical port name → on-prem host:port")
-    .option("--disabled", "create it disabled")
-    .option("--max-connections <n>", "concurrent connection limit", int)
-    .option("--port <n>", "a specific public port (default: next free)", int)
-    .option("--allow <cidr...>", "source CIDRs allowed at the gateway")
-    .addHelpText(
-      "after",
-      `
+  const withMappingOptions = (cmd: Command) =>
+    cmd
+      .option("--max-connections <n>", "concurrent connection limit", int)
+      .option("--port <n>", "a specific public port (default: next free)", int)
+      .option("--allow <cidr...>", "source CIDRs allowed at the gateway");
+  withMappingOptions(
+    map
+      .command("add <siteId> <name> <target>")
+      .description(
+        "Add a mapping: logical port name → on-prem host:port (fails if the name exists; see update, replace)",
+      )
+      .option("--disabled", "create it disabled")
+      .addHelpText(
+        "after",
+        `
 The target is reached by the site's relayListener module, so it must be on the site's local
 allowlist (the device owner's allowlist file). In the local simulation (npm start) that is
 127.0.0.1/32:* — a service of your own on this machine:
   relay-fleet map add plant-1 mine 127.0.0.1:8000
 The answer shows the site with its mappings: the new mapping's publicPort is the port to use on
 the gateway (the simulation also lists it in its live port table).`,
-    )
-    .action(
-      (
-        id: string,
-        name: string,
-        target: string,
-        o: { disabled?: boolean; maxConnections?: number; port?: number; allow?: string[] },
-      ) =>
-        withClient(async (c) =>
-          print(
-            await c.putMapping(id, name, {
-              target,
-              ...(o.disabled ? { enabled: false } : {}),
-              ...(o.maxConnections !== undefined ? { maxConnections: o.maxConnections } : {}),
-              ...(o.port !== undefined ? { public: { kind: "tcp", port: o.port } } : {}),
-              ...(o.allow ? { allowCidrs: o.allow } : {}),
-            }),
-          ),
-        ),
-    );
+      ),
+  ).action((id: string, name: string, target: string, o: MappingOptions) =>
+    withClient(async (c) => print(await c.addMapping(id, name, mappingBody(target, o)))),
+  );
+  withMappingOptions(
+    map
+      .command("update <siteId> <name>")
+      .description("Change only the given fields of a mapping; every other field keeps its value")
+      .option("--target <host:port>", "new on-prem target")
+      .option("--enable", "enable it")
+      .option("--disable", "disable it (live connections drain)")
+      .option("--allow-any", "drop the source CIDR restriction"),
+  ).action((id: string, name: string, o: MappingOptions & UpdateOptions, cmd: Command) => {
+    // A usage error like commander's own: printed by commander, exit code 2.
+    const body = updateBody(o, (message) => cmd.error(`error: ${message}`, { exitCode: EXIT_USAGE }));
+    return withClient(async (c) => print(await c.updateMapping(id, name, body)));
+  });
+  withMappingOptions(
+    map
+      .command("replace <siteId> <name> <target>")
+      .description("Replace a mapping whole: options left out return to their defaults")
+      .option("--disabled", "make it disabled"),
+  ).action((id: string, name: string, target: string, o: MappingOptions) =>
+    withClient(async (c) => print(await c.replaceMapping(id, name, mappingBody(target, o)))),
+  );
   map
     .command("remove <siteId> <name>")
     .description("Remove a mapping and free its public port")

@@ -42,6 +42,21 @@ test("the CLI finds the simulation through .sim-state/sim.json and manages sites
   r = await cli("map", "add", "cli-1", "rdp", "10.0.0.5:3389", "--max-connections", "5");
   assert.equal(r.code, 0, r.stderr);
   assert.equal(JSON.parse(r.stdout).mappings.rdp.maxConnections, 5);
+  // Adding it again is refused; update changes only what it names; replace is its own command.
+  r = await cli("map", "add", "cli-1", "ssh", "10.0.0.5:22", "--allow", "203.0.113.0/24");
+  assert.equal(r.code, 0, r.stderr);
+  r = await cli("map", "add", "cli-1", "ssh", "10.0.0.6:22");
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /already has a mapping "ssh"/);
+  r = await cli("map", "update", "cli-1", "ssh", "--target", "10.0.0.6:22");
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout).mappings.ssh.target, "10.0.0.6:22");
+  assert.deepEqual(JSON.parse(r.stdout).mappings.ssh.allowCidrs, ["203.0.113.0/24"], "--allow kept");
+  r = await cli("map", "replace", "cli-1", "ssh", "10.0.0.7:22");
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout).mappings.ssh.allowCidrs, [], "replace whole");
+  r = await cli("map", "remove", "cli-1", "ssh");
+  assert.equal(r.code, 0, r.stderr);
   r = await cli("sites", "list");
   assert.match(r.stdout, /^SITE\s+DEVICE\s+MAPPINGS\s+PUBLIC PORTS/);
   assert.match(r.stdout, /cli-1\s+cli-1\s+app,rdp/);

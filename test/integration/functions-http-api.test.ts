@@ -95,7 +95,11 @@ test("HTTP API: auth, validation, 404/409, lifecycle, and DeviceCreated/DeviceDe
   env.hubEmulator.provisionDevice("untagged", { iotEdge: true });
   const auto = await waitFor(() => env.deps.ledger.getSite("auto-77"), "tagged device onboarded");
   assert.equal(auto.deviceId, "edge-77");
-  const twin = await env.deps.hub.getModuleTwin("edge-77", MODULE_ID);
+  // The site row is written before the ports and the twin: wait for the onboarding to finish.
+  const twin = await waitFor(async () => {
+    const t = await env.deps.hub.getModuleTwin("edge-77", MODULE_ID);
+    return t?.desired.mappings ? t : undefined;
+  }, "tagged device's module twin written");
   assert.deepEqual(Object.keys(twin?.desired.mappings as object), ["app"]);
   assert.equal(await env.deps.ledger.getSite("untagged"), undefined);
 
@@ -119,4 +123,93 @@ test("HTTP API: auth, validation, 404/409, lifecycle, and DeviceCreated/DeviceDe
   r = await call("DELETE", "/api/sites/web-1?deleteDevice=true");
   assert.equal(r.status, 200);
   assert.equal((await call("GET", "/api/sites")).body?.count, 0);
+});
+
+test("HTTP API errors say what happened: 413, bad path ids, bad CIDRs, 409 on add, storage down is a prompt 503", async (t) => {
+  const env = await startRolloutEnv(t);
+  const server = await startRolloutHttpServer(env.rollout);
+  t.after(() => server.close());
+  const call = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(`${server.url}${path}`, {
+      method,
+      headers: { "x-functions-key": server.functionKey, "content-type": "application/json" },
+      ...(body === undefined ? {} : { body: typeof body === "string" ? body : JSON.stringify(body) }),
+    });
+    const text = await res.text();
+    // biome-ignore lint/suspicious/noExplicitAny: the test reads JSON answers loosely
+    return { status: res.status, body: text ? (JSON.parse(text) as Record<string, any>) : undefined };
+  };
+  let r = await call("POST", "/api/sites", { siteId: "e1", profile: "single" });
+  assert.equal(r.status, 201);
+
+  // Over 1 MiB: a 413 the client can read, not a reset; the connection stays usable.
+  r = await call(
+    "PUT",
+    "/api/sites/e1/mappings/big",
+    `{"target":"10.0.0.1:22","pad":"${"x".repeat(2 * 1024 * 1024)}"}`,
+  );
+  assert.equal(r.status, 413);
+  assert.equal(r.body?.error.code, "RF_ERR_ROLLOUT_BODY_TOO_LARGE");
+  assert.equal((await call("GET", "/api/sites/e1")).status, 200);
+
+  // A path id that is no site id: 400 with a message, not a 500.
+  r = await call("GET", "/api/sites/..%2F..%2Fstatus");
+  assert.equal(r.status, 400);
+  assert.equal(r.body?.error.code, "RF_ERR_ROLLOUT_INVALID");
+  assert.match(r.body?.error.message, /site id/);
+  r = await call("PUT", "/api/sites/e1/mappings/..%2Fx", { target: "10.0.0.1:22" });
+  assert.equal(r.status, 400);
+
+  // Source CIDRs are checked where they are written.
+  for (const cidr of ["10.0.0.0/33", "300.1.1.1/8", "not-a-cidr"]) {
+    r = await call("POST", "/api/sites/e1/mappings/ssh", {
+      target: "10.0.0.5:22",
+      allowCidrs: ["10.0.0.0/8", cidr],
+    });
+    assert.equal(r.status, 400, cidr);
+    assert.equal(r.body?.error.issues[0].path, "allowCidrs.1", cidr);
+    assert.equal(r.body?.error.outcome, undefined);
+  }
+  assert.deepEqual(
+    Object.keys((await call("GET", "/api/sites/e1")).body?.mappings),
+    ["app"],
+    "nothing saved",
+  );
+
+  // Add, add again (409), update one field, replace whole.
+  r = await call("POST", "/api/sites/e1/mappings/ssh", { target: "10.0.0.5:22", allowCidrs: ["10.0.0.0/8"] });
+  assert.equal(r.status, 201);
+  r = await call("POST", "/api/sites/e1/mappings/ssh", { target: "10.0.0.6:22" });
+  assert.equal(r.status, 409);
+  assert.equal(r.body?.error.code, "RF_ERR_ROLLOUT_MAPPING_EXISTS");
+  assert.match(r.body?.error.message, /PATCH/);
+  r = await call("PATCH", "/api/sites/e1/mappings/ssh", { target: "10.0.0.6:22" });
+  assert.equal(r.status, 200);
+  assert.deepEqual(r.body?.mappings.ssh.allowCidrs, ["10.0.0.0/8"], "update keeps what it was not given");
+  r = await call("PATCH", "/api/sites/e1/mappings/ssh", { public: { kind: "tcp", port: 1 } });
+  assert.equal(r.status, 400);
+  assert.equal(r.body?.error.outcome, "nothing-changed");
+
+  // A ledger row the gateway cannot use (written by hand or by an older version) shows as drift.
+  const route = (await env.deps.ledger.listRoutes({ siteId: "e1" })).find((x) => x.portName === "ssh");
+  assert.ok(route);
+  await env.deps.ledger.updateRoute({ ...route, allowCidrs: ["10.0.0.0/33"] });
+  r = await call("GET", "/api/status");
+  const e1 = (r.body?.sites as Array<{ siteId: string; drift: string[] }>).find((s) => s.siteId === "e1");
+  assert.ok(
+    e1?.drift.some((d) => d.includes(route.rowKey) && d.includes("10.0.0.0/33")),
+    `drift names the row: ${JSON.stringify(e1?.drift)}`,
+  );
+
+  // Storage down: a prompt 503 whose code names storage.
+  await env.azurite.close();
+  const started = Date.now();
+  r = await call("GET", "/api/sites/e1");
+  const took = Date.now() - started;
+  assert.equal(r.status, 503);
+  assert.equal(r.body?.error.code, "RF_ERR_LEDGER_STORAGE_UNAVAILABLE");
+  assert.ok(took < 3000, `answered in ${took} ms`);
+  r = await call("PATCH", "/api/sites/e1/mappings/ssh", { maxConnections: 5 });
+  assert.equal(r.status, 503);
+  assert.equal(r.body?.error.code, "RF_ERR_LEDGER_STORAGE_UNAVAILABLE");
 });

@@ -65,6 +65,8 @@ test("every trigger registers with the binding the host expects", async () => {
     ["sites-list", "GET", "sites"],
     ["sites-get", "GET", "sites/{id}"],
     ["sites-delete", "DELETE", "sites/{id}"],
+    ["mappings-add", "POST", "sites/{id}/mappings/{name}"],
+    ["mappings-update", "PATCH", "sites/{id}/mappings/{name}"],
     ["mappings-put", "PUT", "sites/{id}/mappings/{name}"],
     ["mappings-delete", "DELETE", "sites/{id}/mappings/{name}"],
     ["sites-rotate-keys", "POST", "sites/{id}/rotate-keys"],

@@ -16,7 +16,7 @@ import type {
   InvocationContext as InvocationContextType,
 } from "@azure/functions";
 import functions from "@azure/functions";
-import { errorMessage } from "../../../lib/errors.ts";
+import { errorMessage, hasErrorCode, RelayFleetError } from "../../../lib/errors.ts";
 import { createLogger, type Logger } from "../../../lib/log.ts";
 import { setRollout } from "./config.ts";
 import type { ApiRoute } from "./functions/sites.ts";
@@ -87,15 +87,43 @@ export function matchRoute(template: string, path: string): Record<string, strin
   return params;
 }
 
+/** Past this many bytes of an oversized body the connection is cut instead of drained. */
+const MAX_DISCARD = 16 * MAX_BODY;
+
+function bodyTooLarge(): RelayFleetError {
+  return new RelayFleetError(
+    "RF_ERR_ROLLOUT_BODY_TOO_LARGE",
+    `The request body is larger than ${MAX_BODY} bytes.`,
+    { status: 413 },
+  );
+}
+
+/**
+ * Reads a body of at most MAX_BODY bytes. A larger one is refused with 413 as soon as it is seen
+ * (from Content-Length, or when the count passes the limit), and the rest is read and dropped
+ * rather than the socket being reset, so the client gets to read the answer.
+ */
 function readBody(req: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
+    const declared = Number(req.headers["content-length"]);
+    if (Number.isFinite(declared) && declared > MAX_BODY) {
+      req.resume(); // drop what is sent; Node keeps the connection for the 413
+      reject(bodyTooLarge());
+      return;
+    }
     let size = 0;
+    let tooLarge = false;
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => {
       size += c.length;
+      if (tooLarge) {
+        if (size > MAX_DISCARD) req.destroy();
+        return;
+      }
       if (size > MAX_BODY) {
-        reject(Object.assign(new Error("request body too large"), { status: 413 }));
-        req.destroy();
+        tooLarge = true;
+        chunks.length = 0;
+        reject(bodyTooLarge());
         return;
       }
       chunks.push(c);
@@ -168,9 +196,10 @@ export async function startRolloutHttpServer(
       return send(res, 404, {
         error: { code: "RF_ERR_ROLLOUT_NOT_FOUND", message: "No such Event Grid function." },
       });
+    const text = await readBody(req);
     let events: unknown;
     try {
-      events = JSON.parse(await readBody(req));
+      events = JSON.parse(text);
     } catch {
       return send(res, 400, {
         error: { code: "RF_ERR_ROLLOUT_INVALID", message: "The Event Grid body is not valid JSON." },
@@ -237,14 +266,14 @@ export async function startRolloutHttpServer(
 
   const server: Server = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {
-      const status = (err as { status?: unknown }).status === 413 ? 413 : 500;
+      if (hasErrorCode(err, "RF_ERR_ROLLOUT_BODY_TOO_LARGE")) {
+        return send(res, 413, {
+          error: { code: "RF_ERR_ROLLOUT_BODY_TOO_LARGE", message: errorMessage(err) },
+        });
+      }
       logger.error({ err: errorMessage(err) }, "rollout http request failed");
-      send(res, status, {
-        error: {
-          code: "RF_ERR_ROLLOUT_INTERNAL",
-          message:
-            status === 413 ? "The request body is too large." : "The rollout service failed; see its log.",
-        },
+      send(res, 500, {
+        error: { code: "RF_ERR_ROLLOUT_INTERNAL", message: "The rollout service failed; see its log." },
       });
     });
   });

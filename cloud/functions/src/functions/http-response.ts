@@ -12,7 +12,7 @@ export function json(status: number, body: unknown): HttpResponseInit {
 
 /** Maps an error to its HTTP answer: `RelayFleetError.status` (4xx/5xx) with code and message. */
 export function errorResponse(err: unknown, context: InvocationContext): HttpResponseInit {
-  const e = err as { code?: unknown; status?: unknown; issues?: unknown };
+  const e = err as { code?: unknown; status?: unknown; issues?: unknown; outcome?: unknown };
   const status = typeof e.status === "number" && e.status >= 400 && e.status < 600 ? e.status : 500;
   if (status >= 500) context.error(`request failed: ${redactSecrets(errorMessage(err))}`);
   const known = typeof e.code === "string" && e.code.startsWith("RF_ERR_");
@@ -21,6 +21,8 @@ export function errorResponse(err: unknown, context: InvocationContext): HttpRes
       code: known ? e.code : "RF_ERR_ROLLOUT_INTERNAL",
       message: known ? redactSecrets(errorMessage(err)) : "The rollout service failed; see its log.",
       ...(Array.isArray(e.issues) ? { issues: e.issues } : {}),
+      // What became of a failed change: nothing-changed, rolled-back, completed-by-reconcile.
+      ...(typeof e.outcome === "string" ? { outcome: e.outcome } : {}),
     },
   };
   return json(status, body);

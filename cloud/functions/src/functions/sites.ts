@@ -7,7 +7,7 @@ import { app, type HttpHandler, type HttpRequest, type InvocationContext } from 
 import { getRollout } from "../config.ts";
 import { errorResponse, json, readJsonBody } from "./http-response.ts";
 
-type Method = "GET" | "POST" | "PUT" | "DELETE";
+type Method = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
 
 export interface ApiRoute {
   name: string;
@@ -74,6 +74,35 @@ export const ROUTES: ApiRoute[] = [
     }),
   },
   {
+    name: "mappings-add",
+    method: "POST",
+    route: "sites/{id}/mappings/{name}",
+    handler: guarded(async (request) => {
+      const rollout = await getRollout();
+      const site = await rollout.addMapping(
+        param(request, "id"),
+        param(request, "name"),
+        await readJsonBody(request),
+      );
+      return { status: 201, body: site };
+    }),
+  },
+  {
+    name: "mappings-update",
+    method: "PATCH",
+    route: "sites/{id}/mappings/{name}",
+    handler: guarded(async (request) => {
+      const rollout = await getRollout();
+      const site = await rollout.updateMapping(
+        param(request, "id"),
+        param(request, "name"),
+        await readJsonBody(request),
+      );
+      return { status: 200, body: site };
+    }),
+  },
+  {
+    // Replaces the mapping whole (creates it when absent): fields left out take their defaults.
     name: "mappings-put",
     method: "PUT",
     route: "sites/{id}/mappings/{name}",

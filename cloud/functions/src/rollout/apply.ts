@@ -3,6 +3,7 @@
  * row, public ports, module twin, device tags. Every step checks before it creates, so running it
  * twice, or again after a crash at any step, ends in the same state with nothing duplicated.
  */
+import { RelayFleetError } from "../../../../lib/errors.ts";
 import { FLEET_TAG } from "../../../../lib/fleet-deployment.ts";
 import type { RouteRow } from "../../../../lib/ledger/index.ts";
 import { hybridConnectionOf, listenRule, type OnboardStep, type RolloutDeps, sendRule } from "./context.ts";
@@ -11,7 +12,15 @@ import type { JsonObject } from "./hub.ts";
 import type { MappingSpec, SiteSpec } from "./schemas.ts";
 import { validateDesiredForWrite } from "./validate-desired.ts";
 
-async function step(deps: RolloutDeps, name: OnboardStep, siteId: string): Promise<void> {
+/** How far an `applySite` run got: the step under way, and whether the spec is saved yet. */
+export interface ApplyProgress {
+  step?: OnboardStep;
+  /** The site row with the new spec was written: from here on the change is on record. */
+  saved: boolean;
+}
+
+async function step(deps: RolloutDeps, name: OnboardStep, siteId: string, progress?: ApplyProgress) {
+  if (progress) progress.step = name;
   await deps.beforeStep?.(name, siteId);
 }
 
@@ -74,28 +83,76 @@ export interface AppliedSite {
   desiredVersion: number;
 }
 
-/** Converges a site to `spec` (create or update). */
-export async function applySite(deps: RolloutDeps, spec: SiteSpec): Promise<AppliedSite> {
+/** Length of a Relay SAS key (base64 of 32 bytes): the stand-in when checking a twin before the rule exists. */
+const SAS_KEY_LENGTH = 44;
+
+/**
+ * Checks a whole change before anything is written: the module twin it would produce (the
+ * `lib/twin` schema and IoT Hub's 32 KB limit) and every public endpoint it needs (in range, free,
+ * not asked for twice). Read-only; throws the error the change would otherwise fail with half way.
+ */
+export async function checkSite(deps: RolloutDeps, spec: SiteSpec): Promise<void> {
+  const desired = buildDesired(
+    {
+      endpoint: deps.relay.endpoint,
+      hybridConnection: hybridConnectionOf(spec.siteId),
+      sasKeyName: listenRule(deps),
+      sasKey: "k".repeat(SAS_KEY_LENGTH),
+    },
+    spec.mappings,
+  );
+  (deps.validateDesired ?? validateDesiredForWrite)(desired);
+
+  const existing = await deps.ledger.listRoutes({ siteId: spec.siteId });
+  const asked = new Map<string, string>();
+  for (const [name, mapping] of Object.entries(spec.mappings)) {
+    const p = mapping.public;
+    if (p.kind !== "tcp" || p.port !== undefined) {
+      const key = p.kind === "tcp" ? `port ${p.port}` : `${p.hostname.toLowerCase()} on port ${p.port}`;
+      const other = asked.get(key);
+      if (other !== undefined) {
+        throw new RelayFleetError(
+          p.kind === "tcp" ? "RF_ERR_LEDGER_PORT_TAKEN" : "RF_ERR_LEDGER_HOSTNAME_TAKEN",
+          `Mappings "${other}" and "${name}" both ask for public ${key}.`,
+          { status: 409 },
+        );
+      }
+      asked.set(key, name);
+    }
+    if (existing.some((r) => r.portName === name && sameEndpoint(r, mapping))) continue;
+    await deps.ledger.checkAllocate({ siteId: spec.siteId, portName: name, endpoint: p });
+  }
+}
+
+/**
+ * Converges a site to `spec` (create or update). `progress` tells a caller whose run failed how
+ * far it got (see `ApplyProgress`).
+ */
+export async function applySite(
+  deps: RolloutDeps,
+  spec: SiteSpec,
+  progress?: ApplyProgress,
+): Promise<AppliedSite> {
   const { siteId, deviceId } = spec;
   // A site keeps the hybrid connection of its current key generation (rotate.ts moves it).
   const hc = (await deps.ledger.getSite(siteId))?.hybridConnection ?? hybridConnectionOf(siteId);
 
-  await step(deps, "device", siteId);
+  await step(deps, "device", siteId, progress);
   await deps.hub.ensureEdgeDevice(deviceId);
 
-  await step(deps, "module", siteId);
+  await step(deps, "module", siteId, progress);
   await deps.hub.ensureModule(deviceId, MODULE_ID);
 
-  await step(deps, "hybrid-connection", siteId);
+  await step(deps, "hybrid-connection", siteId, progress);
   await deps.relay.ensureHybridConnection(hc);
 
-  await step(deps, "rules", siteId);
+  await step(deps, "rules", siteId, progress);
   const listen = await deps.relay.ensureRule(hc, listenRule(deps), ["Listen"]);
   const send = await deps.relay.ensureRule(hc, sendRule(deps), ["Send"]);
 
   // The ledger row comes before the ports: every route then belongs to a known site, and
   // reconcile can finish a half-done onboarding from the spec stored here.
-  await step(deps, "ledger", siteId);
+  await step(deps, "ledger", siteId, progress);
   const row = await deps.ledger.getSite(siteId);
   await deps.ledger.putSite({
     siteId,
@@ -108,11 +165,12 @@ export async function applySite(deps: RolloutDeps, spec: SiteSpec): Promise<Appl
     profile: spec.profile,
     spec: JSON.stringify(spec),
   });
+  if (progress) progress.saved = true;
 
-  await step(deps, "ports", siteId);
+  await step(deps, "ports", siteId, progress);
   const routes = await syncRoutes(deps, spec);
 
-  await step(deps, "twin", siteId);
+  await step(deps, "twin", siteId, progress);
   const twin = await deps.hub.getModuleTwin(deviceId, MODULE_ID);
   const currentDesired = withoutMeta(twin?.desired ?? {});
   const relayNow = (currentDesired.relay ?? {}) as JsonObject;
@@ -132,7 +190,7 @@ export async function applySite(deps: RolloutDeps, spec: SiteSpec): Promise<Appl
     desiredVersion = await deps.hub.patchModuleDesired(deviceId, MODULE_ID, patch);
   }
 
-  await step(deps, "tags", siteId);
+  await step(deps, "tags", siteId, progress);
   const tags = await deps.hub.getDeviceTags(deviceId);
   const wanted = {
     siteId,

@@ -7,7 +7,6 @@
 import { errorMessage } from "../../../../lib/errors.ts";
 import { FLEET_TAG } from "../../../../lib/fleet-deployment.ts";
 import { SITE_ID_PATTERN } from "../../../../lib/ledger/schema.ts";
-import { offboardSite } from "./offboard.ts";
 import type { Rollout } from "./service.ts";
 
 export interface DeviceEventResult {
@@ -40,9 +39,11 @@ export async function handleDeviceEvent(rollout: Rollout, event: unknown): Promi
       return { action: "onboarded", siteId };
     }
     if (type === "Microsoft.Devices.DeviceDeleted") {
-      const row = SITE_ID_PATTERN.test(siteId) ? await rollout.deps.ledger.getSite(siteId) : undefined;
-      if (!row || row.deviceId !== deviceId) return { action: "ignored", reason: "no site uses this device" };
-      await offboardSite(rollout.deps, siteId, { deviceGone: true, deviceId });
+      // Through the site's lock, like every other writer: never interleaved with a mapping change.
+      const result = SITE_ID_PATTERN.test(siteId)
+        ? await rollout.offboardDeletedDevice(siteId, deviceId)
+        : undefined;
+      if (!result) return { action: "ignored", reason: "no site uses this device" };
       return { action: "offboarded", siteId };
     }
     return { action: "ignored", reason: `event type ${type || "(none)"} is not handled` };

@@ -6,8 +6,8 @@ import { describeIssues } from "./schemas.ts";
 /** A request that failed validation: HTTP 400 with each field path and reason. */
 export class ValidationError extends RelayFleetError {
   readonly issues: Array<{ path: string; message: string }>;
-  constructor(what: string, error: z.ZodError) {
-    const issues = describeIssues(error);
+  constructor(what: string, error: z.ZodError | Array<{ path: string; message: string }>) {
+    const issues = Array.isArray(error) ? error : describeIssues(error);
     const first = issues[0];
     super(
       "RF_ERR_ROLLOUT_INVALID",
@@ -24,4 +24,32 @@ export function siteNotFound(siteId: string): RelayFleetError {
   return new RelayFleetError("RF_ERR_ROLLOUT_SITE_NOT_FOUND", `Site ${siteId} does not exist.`, {
     status: 404,
   });
+}
+
+/**
+ * What a change that failed left behind, as the API reports it in `error.outcome`:
+ * - `nothing-changed`: it failed before anything was written (validation, a taken port, IoT Hub
+ *   or storage down at the first step);
+ * - `rolled-back`: it was refused after writing began and what it wrote was undone;
+ * - `completed-by-reconcile`: it is saved, a later step failed on a backend that is down; the next
+ *   reconcile (or the same request again) finishes it;
+ * - `incomplete`: it was refused after writing began and undoing it failed too (the message says
+ *   what to do).
+ */
+export type ChangeOutcome = "nothing-changed" | "rolled-back" | "completed-by-reconcile" | "incomplete";
+
+/** A failed site change: the cause's code and status, with what became of the change. */
+export class ChangeError extends RelayFleetError {
+  readonly outcome: ChangeOutcome;
+  readonly issues?: Array<{ path: string; message: string }>;
+  constructor(
+    code: string,
+    message: string,
+    outcome: ChangeOutcome,
+    options: { status: number; cause?: unknown; issues?: Array<{ path: string; message: string }> },
+  ) {
+    super(code, message, { status: options.status, cause: options.cause });
+    this.outcome = outcome;
+    if (options.issues) this.issues = options.issues;
+  }
 }

@@ -4,10 +4,9 @@
  * `ratePerMinute` go to the port ledger for the gateway.
  */
 import { z } from "zod";
+import { ALLOW_ENTRY_RULE, isAllowEntry } from "../../../../lib/ledger/cidr.ts";
 import { portNameSchema, siteIdSchema } from "../../../../lib/ledger/schema.ts";
-import { MAX_MAPPINGS } from "../../../../lib/twin/index.ts";
-
-const TARGET = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}))?:\d{1,5}$/;
+import { MAX_MAPPINGS, MappingNameSchema, MappingSchema } from "../../../../lib/twin/index.ts";
 
 export const publicEndpointSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("tcp"), port: z.number().int().min(1).max(65535).optional() }).strict(),
@@ -25,37 +24,45 @@ export const publicEndpointSchema = z.discriminatedUnion("kind", [
     .strict(),
 ]);
 
-/** One mapping: logical port name → on-prem target, with module and gateway limits. */
-export const mappingSpecSchema = z
-  .object({
-    target: z
-      .string()
-      .regex(TARGET, "must be host:port")
-      .refine((t) => {
-        const port = Number(t.slice(t.lastIndexOf(":") + 1));
-        return port >= 1 && port <= 65535;
-      }, "port must be 1-65535"),
-    enabled: z.boolean().default(true),
-    maxConnections: z.number().int().min(0).max(100_000).default(100),
-    connectTimeoutMs: z.number().int().min(100).max(120_000).default(5000),
-    idleTimeoutMs: z.number().int().min(0).max(86_400_000).default(0),
-    proxyProtocol: z.enum(["none", "strip", "forward"]).default("none"),
-    public: publicEndpointSchema.default({ kind: "tcp" }),
-    allowCidrs: z.array(z.string().min(1).max(64)).max(64).default([]),
-    ratePerMinute: z.number().int().min(0).max(1_000_000).default(0),
-  })
-  .strict();
+/** A source allowlist entry, by the rule the gateway compiles it with (`lib/ledger/cidr.ts`). */
+export const allowCidrSchema = z.string().min(1).max(64).refine(isAllowEntry, ALLOW_ENTRY_RULE);
+
+/**
+ * One mapping: *the* module twin's mapping schema (`lib/twin` MappingSchema: target, limits,
+ * timeouts, PROXY mode), extended with what the API adds for the gateway (`public`, `allowCidrs`,
+ * `ratePerMinute`). Never a looser copy: what passes here is what the module accepts.
+ */
+export const mappingSpecSchema = MappingSchema.extend({
+  public: publicEndpointSchema.default({ kind: "tcp" }),
+  allowCidrs: z.array(allowCidrSchema).max(64).default([]),
+  ratePerMinute: z.number().int().min(0).max(1_000_000).default(0),
+});
 export type MappingSpec = z.infer<typeof mappingSpecSchema>;
 export type MappingInput = z.input<typeof mappingSpecSchema>;
 
 // The module twin contract caps a site at MAX_MAPPINGS (reported properties must fit 32 KB).
 export const MAX_MAPPINGS_PER_SITE = MAX_MAPPINGS;
 
-export const mappingsSchema = z
-  .record(portNameSchema, mappingSpecSchema)
-  .refine((m) => Object.keys(m).length <= MAX_MAPPINGS_PER_SITE, {
-    message: `at most ${MAX_MAPPINGS_PER_SITE} mappings per site (the module twin's reported properties must fit 32 KB)`,
-  });
+/**
+ * A record of mappings by name. zod's record parser skips an own `__proto__` key without a word
+ * (it would otherwise set the prototype), so that name is refused here out loud, like the other
+ * reserved names the key schema refuses.
+ */
+function mappingRecord() {
+  return z
+    .unknown()
+    .superRefine((value, ctx) => {
+      if (typeof value === "object" && value !== null && Object.hasOwn(value, "__proto__")) {
+        const why = MappingNameSchema.safeParse("__proto__").error?.issues[0]?.message ?? "reserved name";
+        ctx.addIssue({ code: "custom", path: ["__proto__"], message: why });
+      }
+    })
+    .pipe(z.record(portNameSchema, mappingSpecSchema));
+}
+
+export const mappingsSchema = mappingRecord().refine((m) => Object.keys(m).length <= MAX_MAPPINGS_PER_SITE, {
+  message: `at most ${MAX_MAPPINGS_PER_SITE} mappings per site (the module twin's reported properties must fit 32 KB)`,
+});
 
 /** `POST /api/sites` body. */
 export const createSiteBodySchema = z
@@ -73,15 +80,21 @@ export const createSiteBodySchema = z
   .strict();
 export type CreateSiteBody = z.infer<typeof createSiteBodySchema>;
 
-/** `PUT /api/sites/{id}/mappings/{name}` body. */
+/** `POST /api/sites/{id}/mappings/{name}` (add) and `PUT` (replace whole) body. */
 export const putMappingBodySchema = mappingSpecSchema;
+
+/**
+ * `PATCH /api/sites/{id}/mappings/{name}` body: any subset of the fields. Only the fields given
+ * change; the merged mapping is then checked whole with `mappingSpecSchema`.
+ */
+export const updateMappingBodySchema = mappingSpecSchema.partial();
 
 /** The desired state of one site, stored in its ledger row (`spec`). */
 export const siteSpecSchema = z.object({
   siteId: siteIdSchema,
   deviceId: z.string().min(1),
   profile: z.string().min(1),
-  mappings: z.record(z.string(), mappingSpecSchema),
+  mappings: mappingRecord(),
 });
 export type SiteSpec = z.infer<typeof siteSpecSchema>;
 
@@ -94,6 +107,7 @@ export type SiteProfiles = z.infer<typeof siteProfilesSchema>;
 export function describeIssues(error: z.ZodError): Array<{ path: string; message: string }> {
   return error.issues.map((i) => ({
     path: i.path.length ? i.path.map(String).join(".") : "(body)",
-    message: i.message,
+    // A bad record key ("Invalid key in record") carries the key rule's own reason inside.
+    message: (i.code === "invalid_key" ? i.issues[0]?.message : undefined) ?? i.message,
   }));
 }

@@ -3,22 +3,26 @@
  * with the one schema, serializes work per site inside an instance (across instances the ledger's
  * insert-if-absent and idempotent steps keep things consistent), and shapes readable answers.
  */
-import { RelayFleetError } from "../../../../lib/errors.ts";
-import type { RouteRow } from "../../../../lib/ledger/index.ts";
-import { applySite } from "./apply.ts";
-import type { RolloutDeps } from "./context.ts";
+import { errorMessage, RelayFleetError } from "../../../../lib/errors.ts";
+import { type RouteRow, type SiteRow, siteIdSchema, storageError } from "../../../../lib/ledger/index.ts";
+import { readLedger } from "../../../../lib/ledger/read-routes.ts";
+import { MappingNameSchema } from "../../../../lib/twin/index.ts";
+import { type ApplyProgress, applySite, checkSite } from "./apply.ts";
+import type { OnboardStep, RolloutDeps } from "./context.ts";
 import { MODULE_ID } from "./desired-twin.ts";
 import { type DeviceEventResult, handleDeviceEvent } from "./device-events.ts";
-import { siteNotFound, ValidationError } from "./errors.ts";
+import { ChangeError, type ChangeOutcome, siteNotFound, ValidationError } from "./errors.ts";
 import { type OffboardResult, offboardSite } from "./offboard.ts";
 import { type DriftReport, reconcileFleet } from "./reconcile.ts";
 import { type RotateResult, rotateSiteKeys } from "./rotate.ts";
 import {
   createSiteBodySchema,
   type MappingSpec,
+  mappingSpecSchema,
   putMappingBodySchema,
   type SiteSpec,
   siteSpecSchema,
+  updateMappingBodySchema,
 } from "./schemas.ts";
 import { type SiteStatus, siteStatusFromTwin } from "./status.ts";
 
@@ -81,6 +85,11 @@ export interface Rollout {
   getSite(siteId: string, options?: { withModule?: boolean }): Promise<SiteView>;
   listSites(): Promise<SiteView[]>;
   removeSite(siteId: string, options?: { deleteDevice?: boolean }): Promise<OffboardResult>;
+  /** Adds a mapping; 409 (`RF_ERR_ROLLOUT_MAPPING_EXISTS`) when the name is taken. */
+  addMapping(siteId: string, name: string, body: unknown): Promise<SiteView>;
+  /** Changes only the fields given in `body`; 404 when the mapping does not exist. */
+  updateMapping(siteId: string, name: string, body: unknown): Promise<SiteView>;
+  /** Replaces a mapping whole (fields left out take their defaults); creates it when absent. */
   putMapping(siteId: string, name: string, body: unknown): Promise<SiteView>;
   deleteMapping(siteId: string, name: string): Promise<SiteView>;
   rotateKeys(siteId: string): Promise<RotateResult>;
@@ -88,6 +97,11 @@ export interface Rollout {
   /** One twin query: status of every site's module. */
   fleetStatus(): Promise<SiteStatus[]>;
   handleDeviceEvent(event: unknown): Promise<DeviceEventResult>;
+  /**
+   * Offboards the site of a deleted device, under the site's lock like every other writer;
+   * undefined when no site uses that device.
+   */
+  offboardDeletedDevice(siteId: string, deviceId: string): Promise<OffboardResult | undefined>;
   /** Site spec from a profile (device events, CLI). */
   specFromProfile(siteId: string, deviceId: string, profile?: string): SiteSpec;
 }
@@ -108,7 +122,22 @@ export function createRollout(deps: RolloutDeps): Rollout {
     return run;
   }
 
-  async function storedSpec(siteId: string) {
+  function checkSiteId(siteId: string): void {
+    const parsed = siteIdSchema.safeParse(siteId);
+    if (parsed.success) return;
+    const reason = parsed.error.issues[0]?.message ?? "not a site id";
+    throw new ValidationError(`site id "${siteId.slice(0, 80)}"`, [{ path: "siteId", message: reason }]);
+  }
+
+  function checkMappingName(name: string): void {
+    const parsed = MappingNameSchema.safeParse(name);
+    if (parsed.success) return;
+    const reason = parsed.error.issues[0]?.message ?? "not a mapping name";
+    throw new ValidationError(`mapping name "${name.slice(0, 80)}"`, [{ path: "name", message: reason }]);
+  }
+
+  async function storedSpec(siteId: string): Promise<{ row: SiteRow; spec: SiteSpec }> {
+    checkSiteId(siteId);
     const row = await deps.ledger.getSite(siteId);
     if (!row) throw siteNotFound(siteId);
     const parsed = siteSpecSchema.safeParse(JSON.parse(row.spec ?? "null"));
@@ -137,23 +166,117 @@ export function createRollout(deps: RolloutDeps): Rollout {
     return { siteId, deviceId, profile: name, mappings: structuredClone(p.mappings) };
   }
 
-  async function apply(spec: SiteSpec): Promise<SiteView> {
-    const applied = await applySite(deps, spec);
+  async function apply(spec: SiteSpec, progress?: ApplyProgress): Promise<SiteView> {
+    const applied = await applySite(deps, spec, progress);
     const row = await deps.ledger.getSite(spec.siteId);
     if (!row) throw siteNotFound(spec.siteId);
     return view(applied.spec, row, applied.routes);
+  }
+
+  /** The error `err` as a change failure with `outcome`, keeping its code, status and issues. */
+  function withOutcome(err: unknown, outcome: ChangeOutcome, note: string): ChangeError {
+    const e = err as { code?: unknown; status?: unknown; issues?: unknown };
+    const known = typeof e.code === "string" && e.code.startsWith("RF_ERR_");
+    const status = typeof e.status === "number" && e.status >= 400 && e.status < 600 ? e.status : 500;
+    const message = known ? errorMessage(err) : "The rollout service failed; see its log.";
+    return new ChangeError(
+      known ? (e.code as string) : "RF_ERR_ROLLOUT_INTERNAL",
+      `${message} ${note}`,
+      outcome,
+      {
+        status,
+        cause: err,
+        ...(Array.isArray(e.issues) ? { issues: e.issues as Array<{ path: string; message: string }> } : {}),
+      },
+    );
+  }
+
+  /** Like `withOutcome`, but an error without an RF_ERR code (a bug) passes unchanged: its details stay in the log. */
+  function unlessUnknown(err: unknown, outcome: ChangeOutcome, note: string): unknown {
+    const code = (err as { code?: unknown } | null)?.code;
+    return typeof code === "string" && code.startsWith("RF_ERR_") ? withOutcome(err, outcome, note) : err;
+  }
+
+  const BACKEND_OF_STEP: Record<OnboardStep, string> = {
+    device: "IoT Hub",
+    module: "IoT Hub",
+    "hybrid-connection": "Azure Relay",
+    rules: "Azure Relay",
+    ledger: "storage",
+    ports: "storage",
+    twin: "IoT Hub",
+    tags: "IoT Hub",
+  };
+
+  /**
+   * Checks a change whole, then applies it. A refused change (4xx) leaves nothing: it is refused
+   * before anything is written, or, when a race makes a later step refuse it, what it wrote is
+   * undone (the previous spec re-applied; a new site offboarded). A backend failing half way
+   * (5xx, unreachable) leaves the change saved for reconcile to finish. The error says which.
+   */
+  async function commit(spec: SiteSpec, previous: { spec: SiteSpec } | undefined): Promise<SiteView> {
+    try {
+      await checkSite(deps, spec);
+    } catch (err) {
+      throw unlessUnknown(err, "nothing-changed", "Nothing was changed.");
+    }
+    const progress: ApplyProgress = { saved: false };
+    try {
+      return await apply(spec, progress);
+    } catch (err) {
+      deps.logger?.warn(
+        { siteId: spec.siteId, step: progress.step, saved: progress.saved, err: errorMessage(err) },
+        "site change failed",
+      );
+      if (!progress.saved) throw unlessUnknown(err, "nothing-changed", "Nothing was changed.");
+      const status = (err as { status?: unknown }).status;
+      const refused = typeof status === "number" && status >= 400 && status < 500;
+      if (!refused) {
+        const step = progress.step ?? "ledger";
+        throw new ChangeError(
+          "RF_ERR_ROLLOUT_CHANGE_PENDING",
+          `Site ${spec.siteId}: the change is saved, but step "${step}" failed (${BACKEND_OF_STEP[step]}: ${errorMessage(err)}). The next reconcile completes it; repeating the request does too.`,
+          "completed-by-reconcile",
+          { status: 503, cause: err },
+        );
+      }
+      try {
+        if (previous) await applySite(deps, previous.spec);
+        else await offboardSite(deps, spec.siteId, { deviceId: spec.deviceId });
+      } catch (undoErr) {
+        deps.logger?.error(
+          { siteId: spec.siteId, err: errorMessage(undoErr) },
+          "rolling a change back failed",
+        );
+        throw withOutcome(
+          err,
+          "incomplete",
+          `Rolling the change back failed as well (${errorMessage(undoErr)}); repeat the previous change or remove the site.`,
+        );
+      }
+      throw withOutcome(err, "rolled-back", "The change was rolled back; nothing of it remains.");
+    }
   }
 
   async function changeMappings(
     siteId: string,
     change: (m: SiteSpec["mappings"]) => void,
   ): Promise<SiteView> {
+    checkSiteId(siteId);
     return withSiteLock(siteId, async () => {
-      const { spec } = await storedSpec(siteId);
-      change(spec.mappings);
-      return apply(spec);
+      const previous = await storedSpec(siteId);
+      const next = structuredClone(previous.spec);
+      change(next.mappings);
+      return commit(next, previous);
     });
   }
+
+  const mappingExists = (m: SiteSpec["mappings"], name: string) => Object.hasOwn(m, name);
+
+  const mappingNotFound = (siteId: string, name: string) =>
+    new RelayFleetError("RF_ERR_ROLLOUT_MAPPING_NOT_FOUND", `Site ${siteId} has no mapping "${name}".`, {
+      status: 404,
+    });
 
   const rollout: Rollout = {
     deps,
@@ -171,18 +294,21 @@ export function createRollout(deps: RolloutDeps): Rollout {
         if (row?.spec !== undefined && row.spec !== JSON.stringify(spec)) {
           throw new RelayFleetError(
             "RF_ERR_ROLLOUT_SITE_EXISTS",
-            `Site ${b.siteId} already exists with other settings; change its mappings with PUT /api/sites/${b.siteId}/mappings/{name}.`,
+            `Site ${b.siteId} already exists with other settings; change its mappings with PATCH /api/sites/${b.siteId}/mappings/{name}.`,
             { status: 409 },
           );
         }
-        return { created: row === undefined, site: await apply(spec) };
+        // Re-applying an existing identical site rolls back to that same spec if refused.
+        return { created: row === undefined, site: await commit(spec, row ? { spec } : undefined) };
       });
     },
-    reapplySite: (siteId) =>
-      withSiteLock(siteId, async () => {
+    reapplySite: async (siteId) => {
+      checkSiteId(siteId);
+      return withSiteLock(siteId, async () => {
         const { spec } = await storedSpec(siteId);
         return apply(spec);
-      }),
+      });
+    },
     async getSite(siteId, options = {}) {
       const { row, spec } = await storedSpec(siteId);
       const site = view(spec, row, await deps.ledger.listRoutes({ siteId }));
@@ -208,50 +334,98 @@ export function createRollout(deps: RolloutDeps): Rollout {
       }
       return out.sort(bySiteId);
     },
-    removeSite: (siteId, options = {}) =>
-      withSiteLock(siteId, async () => {
+    removeSite: async (siteId, options = {}) => {
+      checkSiteId(siteId);
+      return withSiteLock(siteId, async () => {
         const row = await deps.ledger.getSite(siteId);
         if (!row) throw siteNotFound(siteId);
         return offboardSite(deps, siteId, options);
-      }),
-    async putMapping(siteId, name, body) {
+      });
+    },
+    async addMapping(siteId, name, body) {
+      checkMappingName(name);
       const parsed = putMappingBodySchema.safeParse(body);
       if (!parsed.success) throw new ValidationError(`mapping ${name}`, parsed.error);
-      if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) {
-        throw new RelayFleetError(
-          "RF_ERR_ROLLOUT_INVALID",
-          `Invalid mapping name "${name.slice(0, 80)}": use 1-64 letters, digits, '_' or '-'.`,
-          { status: 400 },
-        );
+      return changeMappings(siteId, (m) => {
+        if (mappingExists(m, name)) {
+          throw new RelayFleetError(
+            "RF_ERR_ROLLOUT_MAPPING_EXISTS",
+            `Site ${siteId} already has a mapping "${name}"; nothing was changed. Change some of its fields with PATCH /api/sites/${siteId}/mappings/${name} (relay-fleet map update), or replace it whole with PUT (relay-fleet map replace).`,
+            { status: 409 },
+          );
+        }
+        m[name] = parsed.data;
+      });
+    },
+    async updateMapping(siteId, name, body) {
+      checkMappingName(name);
+      const parsed = updateMappingBodySchema.safeParse(body);
+      if (!parsed.success) throw new ValidationError(`mapping ${name}`, parsed.error);
+      // `partial()` still fills defaults: take only the fields the body names.
+      const given = Object.keys(body as object) as Array<keyof MappingSpec>;
+      if (given.length === 0) {
+        throw new ValidationError(`mapping ${name}`, [
+          { path: "(body)", message: "name at least one field to change" },
+        ]);
       }
+      return changeMappings(siteId, (m) => {
+        const current = mappingExists(m, name) ? m[name] : undefined;
+        if (!current) throw mappingNotFound(siteId, name);
+        const merged: Record<string, unknown> = { ...current };
+        for (const key of given) merged[key] = parsed.data[key];
+        const whole = mappingSpecSchema.safeParse(merged);
+        if (!whole.success) throw new ValidationError(`mapping ${name}`, whole.error);
+        m[name] = whole.data;
+      });
+    },
+    async putMapping(siteId, name, body) {
+      checkMappingName(name);
+      const parsed = putMappingBodySchema.safeParse(body);
+      if (!parsed.success) throw new ValidationError(`mapping ${name}`, parsed.error);
       return changeMappings(siteId, (m) => {
         m[name] = parsed.data;
       });
     },
-    deleteMapping(siteId, name) {
+    async deleteMapping(siteId, name) {
+      checkMappingName(name);
       return changeMappings(siteId, (m) => {
-        if (!(name in m)) {
-          throw new RelayFleetError(
-            "RF_ERR_ROLLOUT_MAPPING_NOT_FOUND",
-            `Site ${siteId} has no mapping "${name}".`,
-            {
-              status: 404,
-            },
-          );
-        }
+        if (!mappingExists(m, name)) throw mappingNotFound(siteId, name);
         delete m[name];
       });
     },
-    rotateKeys: (siteId) => withSiteLock(siteId, () => rotateSiteKeys(deps, siteId)),
+    rotateKeys: async (siteId) => {
+      checkSiteId(siteId);
+      return withSiteLock(siteId, () => rotateSiteKeys(deps, siteId));
+    },
     reconcile: (options) => reconcileFleet(deps, options),
     async fleetStatus() {
-      const twins = await deps.hub.queryModuleTwins(MODULE_ID);
-      return twins
+      // The ledger is read with the gateway's own rules, so a row no gateway can serve shows here.
+      const [twins, ledger] = await Promise.all([
+        deps.hub.queryModuleTwins(MODULE_ID),
+        readLedger(deps.ledger.client).catch((err: unknown) => {
+          throw storageError(err, deps.ledger.table);
+        }),
+      ]);
+      const statuses = twins
         .filter((t) => t.desired.relay !== undefined)
         .map(siteStatusFromTwin)
         .sort(bySiteId);
+      for (const p of ledger.problems) {
+        const siteId = p.siteId ?? (p.partitionKey === "site" ? p.rowKey : undefined);
+        const status = statuses.find((st) => st.siteId === siteId);
+        status?.drift.push(
+          `ledger ${p.partitionKey} row ${p.rowKey} is unusable by the gateway: ${p.message}`,
+        );
+      }
+      return statuses;
     },
     handleDeviceEvent: (event) => handleDeviceEvent(rollout, event),
+    offboardDeletedDevice: (siteId, deviceId) =>
+      withSiteLock(siteId, async () => {
+        const row = await deps.ledger.getSite(siteId);
+        if (!row || row.deviceId !== deviceId) return undefined;
+        return offboardSite(deps, siteId, { deviceGone: true, deviceId });
+      }),
   };
   return rollout;
 }
