@@ -195,7 +195,8 @@ test("HTTP API errors say what happened: 413, bad path ids, bad CIDRs, 409 on ad
   assert.ok(route);
   await env.deps.ledger.updateRoute({ ...route, allowCidrs: ["10.0.0.0/33"] });
   r = await call("GET", "/api/status");
-  const e1 = (r.body?.sites as Array<{ siteId: string; drift: string[] }>).find((s) => s.siteId === "e1");
+  const sites = (r.body?.sites ?? []) as Array<{ siteId: string; drift: string[] }>;
+  const e1 = sites.find((s) => s.siteId === "e1");
   assert.ok(
     e1?.drift.some((d) => d.includes(route.rowKey) && d.includes("10.0.0.0/33")),
     `drift names the row: ${JSON.stringify(e1?.drift)}`,
