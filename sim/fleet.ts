@@ -297,6 +297,8 @@ export class Fleet {
       RELAY_CA_FILE: this.relay.caFile,
       RELAY_TLS: "1",
       RELAY_PORT_RANGES: `${this.portRange.from}-${this.portRange.to}`,
+      // The simulation's gateways still use the ledger's Send rules (GATEWAY_RELAY_AUTH=sas).
+      ROLLOUT_RELAY_SEND_AUTH: "sas",
       // The old Send key stays valid until every gateway has re-read the ledger (reloadGateways
       // is called after a rotation too, but a gateway that misses the call re-reads on its timer).
       ROTATE_SEND_GRACE_MS: String(Math.max(1_500, 2 * (this.options.ledgerReloadMs ?? 2_000) + 500)),

@@ -10,6 +10,7 @@
  * azure-iothub each carry their own copies of the error classes).
  */
 import { readFileSync } from "node:fs";
+import type { TokenCredential } from "@azure/identity";
 import httpBase from "azure-iot-http-base";
 import iothub, { type Client, type Registry } from "azure-iothub";
 import { RelayFleetError } from "../errors.ts";
@@ -88,30 +89,23 @@ class TargetedHttp extends Http {
 
 const USER_AGENT = "relay-fleet-iothub-service";
 
-/**
- * Creates a `Registry` and a `Client` for the hub in `connectionString`, optionally on another
- * port and trusting an extra CA. Throws `RF_ERR_IOTHUB_CONNECTION_STRING` on a bad string.
- */
-export function createIotHubServiceClients(
-  connectionString: string,
-  options: IotHubServiceOptions = {},
+/** Scope of Entra ID tokens for IoT Hub's service API (resource `https://iothubs.azure.net`). */
+export const IOTHUB_TOKEN_SCOPE = "https://iothubs.azure.net/.default";
+
+type ServiceConfig =
+  | { host: string; keyName: string; sharedAccessSignature: unknown }
+  | { host: string; tokenCredential: TokenCredential; tokenScope: string };
+
+/** Registry + Client over one config maker; the REST clients get the port- and CA-aware builder. */
+function buildClients(
+  hostName: string,
+  makeConfig: () => ServiceConfig,
+  options: IotHubServiceOptions,
 ): IotHubServiceClients {
-  const cs = parseServiceConnectionString(connectionString);
   const port = options.restPort === undefined || options.restPort === 443 ? undefined : options.restPort;
   if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535))
     throw new RelayFleetError("RF_ERR_IOTHUB_CONNECTION_STRING", `invalid IoT Hub REST port ${port}`);
-  const makeConfig = () => ({
-    host: cs.hostName,
-    keyName: cs.sharedAccessKeyName,
-    // A SharedAccessSignature object: the REST client extends it before every request.
-    sharedAccessSignature: SharedAccessSignature.create(
-      cs.hostName,
-      cs.sharedAccessKeyName,
-      cs.sharedAccessKey,
-      Math.floor(Date.now() / 1000) + 3600,
-    ),
-  });
-  const restClient = (config: ReturnType<typeof makeConfig>) =>
+  const restClient = (config: ServiceConfig) =>
     new RestApiClient(
       config as unknown as ConstructorParameters<typeof RestApiClient>[0],
       USER_AGENT,
@@ -128,7 +122,55 @@ export function createIotHubServiceClients(
     new Amqp(clientConfig as unknown as ConstructorParameters<typeof Amqp>[0]),
     restClient(clientConfig) as unknown as ConstructorParameters<typeof ClientCtor>[1],
   );
-  return { registry, client, hostName: cs.hostName };
+  return { registry, client, hostName };
+}
+
+/**
+ * Creates a `Registry` and a `Client` for the hub `hostName` that sign in with an Entra ID
+ * credential (a managed identity holding IoT Hub data-plane roles) instead of a shared access
+ * policy, as `Registry.fromTokenCredential` does, on any port and CA like the function below.
+ */
+export function createIotHubServiceClientsWithCredential(
+  hostName: string,
+  credential: TokenCredential,
+  options: IotHubServiceOptions = {},
+): IotHubServiceClients {
+  if (!/^[A-Za-z0-9.-]+$/.test(hostName))
+    throw new RelayFleetError(
+      "RF_ERR_IOTHUB_CONNECTION_STRING",
+      `invalid IoT Hub host name '${hostName.slice(0, 80)}'`,
+    );
+  return buildClients(
+    hostName,
+    () => ({ host: hostName, tokenCredential: credential, tokenScope: IOTHUB_TOKEN_SCOPE }),
+    options,
+  );
+}
+
+/**
+ * Creates a `Registry` and a `Client` for the hub in `connectionString`, optionally on another
+ * port and trusting an extra CA. Throws `RF_ERR_IOTHUB_CONNECTION_STRING` on a bad string.
+ */
+export function createIotHubServiceClients(
+  connectionString: string,
+  options: IotHubServiceOptions = {},
+): IotHubServiceClients {
+  const cs = parseServiceConnectionString(connectionString);
+  return buildClients(
+    cs.hostName,
+    () => ({
+      host: cs.hostName,
+      keyName: cs.sharedAccessKeyName,
+      // A SharedAccessSignature object: the REST client extends it before every request.
+      sharedAccessSignature: SharedAccessSignature.create(
+        cs.hostName,
+        cs.sharedAccessKeyName,
+        cs.sharedAccessKey,
+        Math.floor(Date.now() / 1000) + 3600,
+      ),
+    }),
+    options,
+  );
 }
 
 /**

@@ -7,6 +7,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { TrustedIssuer } from "../../lib/entra/jwt.ts";
 import { createLogger, type Logger } from "../../lib/log.ts";
 import { type LocalCertificateFiles, writeLocalCertificates } from "../../lib/tls/local-ca.ts";
 import { ConfigurationService } from "./configurations.ts";
@@ -14,6 +15,7 @@ import { deviceEvent, type EventDeliveryStats, EventGridPublisher } from "./even
 import { Hub } from "./hub.ts";
 import { type MqttServer, startMqttServer } from "./mqtt/server.ts";
 import { QueryThrottle } from "./query/throttle.ts";
+import { HubRbac } from "./rbac.ts";
 import type { ErrorFormat } from "./rest/http.ts";
 import { type RestServer, startRestServer } from "./rest/server.ts";
 import type { JsonObject } from "./state/json.ts";
@@ -48,6 +50,8 @@ export interface IotHubEmulatorOptions {
   queryThrottlePerMinute?: number;
   /** REST error body format (default `legacy`, which the SDK maps to its error classes). */
   errorFormat?: ErrorFormat;
+  /** Microsoft Entra ID issuers whose bearer tokens the service API accepts (with role assignments). */
+  trustedIssuers?: TrustedIssuer[];
   /** Event Grid retry tuning (tests shorten it). */
   eventGridRetry?: { maxAttempts?: number; baseDelayMs?: number };
   logger?: Logger;
@@ -76,6 +80,8 @@ export interface IotHubEmulator {
   readonly telemetry: TelemetryLog;
   readonly mqtt: MqttServer;
   readonly rest: RestServer;
+  /** Azure RBAC of the service API: `rbac.put(id, principalId, role)` assigns an IoT Hub data role. */
+  readonly rbac: HubRbac;
   /** Event Grid delivery counters (undefined without a webhook). */
   eventStats(): EventDeliveryStats | undefined;
   /** `IOTHUB_CONNECTION_STRING`, `IOTHUB_REST_PORT`, `IOTHUB_CA_FILE` for a service process. */
@@ -148,8 +154,10 @@ export async function startIotHubEmulator(options: IotHubEmulatorOptions = {}): 
     log,
     sessionPersistence: { subscriptions: store.mqttSessions, changed: () => store.markDirty() },
   });
+  const rbac = new HubRbac(options.trustedIssuers ?? []);
   const rest = await startRestServer({
     ctx: {
+      rbac,
       hub,
       methods: mqtt.methods,
       configurations,
@@ -197,6 +205,7 @@ export async function startIotHubEmulator(options: IotHubEmulatorOptions = {}): 
     telemetry,
     mqtt,
     rest,
+    rbac,
     eventStats: () => events?.stats,
     serviceEnvironment: () => ({
       IOTHUB_CONNECTION_STRING: serviceConnectionString,

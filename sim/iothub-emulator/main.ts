@@ -5,7 +5,9 @@
  * With IOTHUB_EMULATOR_OWNER_KEY set, the caller owns the `iothubowner` key and the line leaves the
  * connection string out (the line lands in log files).
  */
+import { readFileSync } from "node:fs";
 import { Command } from "commander";
+import { parseTrustFile } from "../../lib/entra/jwt.ts";
 import { createLogger } from "../../lib/log.ts";
 import { startIotHubEmulator } from "./index.ts";
 
@@ -28,9 +30,17 @@ const program = new Command()
     "query operations per minute (0 = off)",
     env.IOTHUB_EMULATOR_QUERY_THROTTLE ?? "0",
   )
+  .option("--trust-file <file>", "accept Entra ID tokens of the issuer in this file (identity emulator)")
+  .option(
+    "--role <principalId=role>",
+    "assign an IoT Hub data role to a principal at the hub (repeatable)",
+    (v: string, prev: string[]) => [...prev, v],
+    [] as string[],
+  )
   .parse();
 
-const o = program.opts<Record<string, string | undefined>>();
+const { role: roles, ...rest } = program.opts<{ role: string[] } & Record<string, string | undefined>>();
+const o: Record<string, string | undefined> = rest;
 const port = (v: string | undefined, name: string) => {
   const n = Number(v ?? "0");
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`--${name} must be a port number`);
@@ -47,7 +57,13 @@ const emulator = await startIotHubEmulator({
   ...(o.eventGridWebhook ? { eventGridWebhook: o.eventGridWebhook } : {}),
   ...(env.IOTHUB_EMULATOR_OWNER_KEY ? { ownerKey: env.IOTHUB_EMULATOR_OWNER_KEY } : {}),
   queryThrottlePerMinute: Number(o.queryThrottle ?? "0") || 0,
+  ...(o.trustFile ? { trustedIssuers: [parseTrustFile(readFileSync(o.trustFile, "utf8"))] } : {}),
   logger: createLogger("iothub-emulator"),
+});
+roles.forEach((spec, i) => {
+  const eq = spec.indexOf("=");
+  if (eq < 1) throw new Error(`--role must be <principalId>=<role>, got '${spec}'`);
+  emulator.rbac.put(`cli-${i}`, spec.slice(0, eq), spec.slice(eq + 1));
 });
 
 process.stdout.write(

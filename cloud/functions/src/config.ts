@@ -4,9 +4,14 @@
  * validated in `settings.ts`.
  */
 import { readFileSync } from "node:fs";
-import { createIotHubServiceClients } from "../../../lib/azure/iothub-service.ts";
+import { ManagedIdentityCredential } from "@azure/identity";
+import {
+  createIotHubServiceClients,
+  createIotHubServiceClientsWithCredential,
+} from "../../../lib/azure/iothub-service.ts";
 import { errorMessage, RelayFleetError } from "../../../lib/errors.ts";
-import { createLedger } from "../../../lib/ledger/index.ts";
+import { createLedger, createLedgerOnClient } from "../../../lib/ledger/index.ts";
+import { createTableClientWithCredential } from "../../../lib/ledger/table.ts";
 import { createLogger } from "../../../lib/log.ts";
 import { relayAdminFromEnv } from "./relay-admin/index.ts";
 import {
@@ -47,20 +52,41 @@ function profilesFrom(settings: Pick<RolloutSettings, "SITE_PROFILES_FILE" | "SI
 export async function rolloutFromEnv(env: NodeJS.ProcessEnv = process.env): Promise<Rollout> {
   const settings = loadRolloutSettings(env);
   const storage = settings.LEDGER_CONNECTION_STRING ?? settings.AzureWebJobsStorage;
-  if (!storage) throw configError("No port ledger is configured: set LEDGER_CONNECTION_STRING.");
-  if (!settings.IOTHUB_CONNECTION_STRING)
-    throw configError("No IoT Hub is configured: set IOTHUB_CONNECTION_STRING.");
-  const ledger = createLedger(storage, settings.LEDGER_TABLE, { ranges: settings.RELAY_PORT_RANGES });
-  const { registry } = createIotHubServiceClients(settings.IOTHUB_CONNECTION_STRING, {
+  if (!settings.LEDGER_TABLE_URL && !storage)
+    throw configError(
+      "No port ledger is configured: set LEDGER_TABLE_URL (managed identity) or LEDGER_CONNECTION_STRING.",
+    );
+  if (!settings.IOTHUB_HOST_NAME && !settings.IOTHUB_CONNECTION_STRING)
+    throw configError(
+      "No IoT Hub is configured: set IOTHUB_HOST_NAME (managed identity) or IOTHUB_CONNECTION_STRING.",
+    );
+  // The app's managed identity: IoT Hub and the ledger with Entra ID tokens, no key in settings.
+  const credential = new ManagedIdentityCredential(
+    settings.AZURE_CLIENT_ID ? { clientId: settings.AZURE_CLIENT_ID } : undefined,
+  );
+  const ranges = { ranges: settings.RELAY_PORT_RANGES };
+  const ledger = settings.LEDGER_TABLE_URL
+    ? createLedgerOnClient(
+        createTableClientWithCredential(settings.LEDGER_TABLE_URL, settings.LEDGER_TABLE, credential, {
+          ...(settings.LEDGER_CA_FILE ? { ca: readFileSync(settings.LEDGER_CA_FILE) } : {}),
+        }),
+        ranges,
+      )
+    : createLedger(storage ?? "", settings.LEDGER_TABLE, ranges);
+  const hubOptions = {
     ...(settings.IOTHUB_REST_PORT !== undefined ? { restPort: settings.IOTHUB_REST_PORT } : {}),
     ...(settings.IOTHUB_CA_FILE ? { ca: readFileSync(settings.IOTHUB_CA_FILE) } : {}),
-  });
+  };
+  const { registry } = settings.IOTHUB_HOST_NAME
+    ? createIotHubServiceClientsWithCredential(settings.IOTHUB_HOST_NAME, credential, hubOptions)
+    : createIotHubServiceClients(settings.IOTHUB_CONNECTION_STRING ?? "", hubOptions);
   const relay = await relayAdminFromEnv(env);
   const rollout = createRollout({
     hub: createRegistryHub(registry),
     relay,
     ledger,
     profiles: profilesFrom(settings),
+    relaySendAuth: settings.ROLLOUT_RELAY_SEND_AUTH,
     ...(settings.DEFAULT_SITE_PROFILE ? { defaultProfile: settings.DEFAULT_SITE_PROFILE } : {}),
     ...(settings.ROTATE_TIMEOUT_MS !== undefined ? { rotateTimeoutMs: settings.ROTATE_TIMEOUT_MS } : {}),
     ...(settings.ROTATE_SEND_GRACE_MS !== undefined ? { sendKeyGraceMs: settings.ROTATE_SEND_GRACE_MS } : {}),

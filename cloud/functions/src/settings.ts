@@ -70,10 +70,49 @@ const relayTls = z
   .optional()
   .transform((v) => v === "1");
 
+/**
+ * Roles the rollout's managed identity needs (ids in lib/entra/roles.ts); the infrastructure
+ * template assigns them.
+ */
+export const ROLLOUT_ROLES = {
+  iotHub: ["IoT Hub Registry Contributor", "IoT Hub Twin Contributor"],
+  ledger: "Storage Table Data Contributor",
+  relay: "Contributor (ARM, on the relay namespace)",
+} as const;
+
 export const rolloutSettingsSchema = z.object({
+  IOTHUB_HOST_NAME: documented(optionalText(), {
+    description:
+      "IoT Hub host name, reached with the managed identity (IoT Hub Registry Contributor + Twin Contributor); wins over IOTHUB_CONNECTION_STRING",
+    deploy: "app-setting",
+  }),
   IOTHUB_CONNECTION_STRING: documented(optionalText(), {
-    description: "IoT Hub service connection string (registry read/write and service connect)",
+    description: "IoT Hub service connection string, where no managed identity is used (local runs)",
     deploy: "secret",
+  }),
+  AZURE_CLIENT_ID: documented(optionalText(), {
+    description: "client id of a user-assigned managed identity (unset: the app's system-assigned identity)",
+    deploy: "local",
+  }),
+  ROLLOUT_RELAY_SEND_AUTH: documented(
+    z
+      .enum(["", "entra", "sas"], { error: "must be entra or sas" })
+      .optional()
+      .transform((v) => (v === "sas" ? "sas" : "entra")),
+    {
+      description:
+        "entra (default): gateways sign in with their managed identity, sites get no Send rule and the ledger no key; sas: a Send rule per site, its key in the ledger",
+      deploy: "app-setting",
+    },
+  ),
+  LEDGER_TABLE_URL: documented(optionalText(), {
+    description:
+      "table service URL of the port ledger, reached with the managed identity (Storage Table Data Contributor); wins over LEDGER_CONNECTION_STRING",
+    deploy: "app-setting",
+  }),
+  LEDGER_CA_FILE: documented(optionalText(), {
+    description: "PEM file of an extra CA for the ledger's TLS (the simulation's Azurite)",
+    deploy: "local",
   }),
   IOTHUB_REST_PORT: documented(optionalInt(1, 65535), {
     description: "HTTPS port of the hub's REST API when it is not 443 (the IoT Hub emulator)",

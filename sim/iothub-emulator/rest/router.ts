@@ -4,6 +4,7 @@ import type { ConfigurationService } from "../configurations.ts";
 import type { Hub } from "../hub.ts";
 import type { MethodDispatcher } from "../mqtt/methods.ts";
 import type { QueryThrottle } from "../query/throttle.ts";
+import type { HubRbac } from "../rbac.ts";
 import type { RestResult } from "./http.ts";
 
 export interface RestContext {
@@ -11,6 +12,8 @@ export interface RestContext {
   methods: MethodDispatcher;
   configurations: ConfigurationService;
   queryThrottle: QueryThrottle;
+  /** Role assignments and trusted issuers for bearer tokens (absent: SAS only). */
+  rbac?: HubRbac;
 }
 
 export interface RouteRequest {

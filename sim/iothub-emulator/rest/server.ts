@@ -9,6 +9,7 @@ import type { Logger } from "../../../lib/log.ts";
 import { parseHubSasToken, verifyHubSasToken } from "../auth.ts";
 import { HubError } from "../errors.ts";
 import { listenOn } from "../listen.ts";
+import { dataActionFor } from "../rbac.ts";
 import { tryParseJson } from "../state/json.ts";
 import { configurationRoutes } from "./configurations.ts";
 import { deviceRoutes } from "./devices.ts";
@@ -32,6 +33,13 @@ const ROUTES: Route[] = [
 function authorize(ctx: RestContext, req: IncomingMessage, path: string): void {
   const token = req.headers.authorization;
   const host = ctx.hub.hostName;
+  // Microsoft Entra ID (azure-iothub's fromTokenCredential sends `Bearer <jwt>`): Azure RBAC.
+  if (typeof token === "string" && /^bearer\s/i.test(token)) {
+    if (!ctx.rbac)
+      throw new HubError("IotHubUnauthorizedAccess", "Microsoft Entra ID tokens are not accepted");
+    ctx.rbac.authorize(token, dataActionFor(req.method ?? "GET", path));
+    return;
+  }
   const parsed = parseHubSasToken(token);
   if (parsed.keyName !== undefined) {
     const policy = ctx.hub.store.policies[parsed.keyName];

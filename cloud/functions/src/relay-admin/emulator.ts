@@ -16,8 +16,14 @@ export interface EmulatorAdminOptions {
   tls?: boolean;
   /** PEM of the CA that signed the emulator's certificate. */
   ca?: string | Buffer;
-  manageKeyName: string;
-  manageKey: string;
+  /** The namespace's Manage rule (local runs with keys)… */
+  manageKeyName?: string;
+  manageKey?: string;
+  /**
+   * …or an Entra ID token of the rollout's identity (Azure Relay Owner on the namespace): the
+   * emulator's stand-in for ARM with the app's managed identity, so the simulation holds no key.
+   */
+  bearerToken?: () => Promise<string>;
   timeoutMs?: number;
 }
 
@@ -38,17 +44,21 @@ export function createEmulatorRelayAdmin(options: EmulatorAdminOptions): RelayAd
   let token = "";
   let tokenExpires = 0;
 
-  function authorization(): string {
+  async function authorization(): Promise<string> {
+    if (options.bearerToken) return `Bearer ${await options.bearerToken()}`;
     const now = Math.floor(Date.now() / 1000);
     if (now > tokenExpires - 300) {
-      token = createSasToken(audience, options.manageKeyName, options.manageKey, { ttlSeconds: 3600 });
+      token = createSasToken(audience, options.manageKeyName ?? "", options.manageKey ?? "", {
+        ttlSeconds: 3600,
+      });
       tokenExpires = now + 3600;
     }
     return token;
   }
 
-  function request(method: string, path: string, body?: unknown): Promise<Reply> {
+  async function request(method: string, path: string, body?: unknown): Promise<Reply> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
+    const auth = await authorization();
     return new Promise((resolve, reject) => {
       const mod = useTls ? https : http;
       const req = mod.request(
@@ -58,7 +68,7 @@ export function createEmulatorRelayAdmin(options: EmulatorAdminOptions): RelayAd
           agent,
           timeout: options.timeoutMs ?? 15_000,
           headers: {
-            Authorization: authorization(),
+            Authorization: auth,
             ...(payload === undefined
               ? {}
               : { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(payload) }),

@@ -39,6 +39,19 @@ export async function relayAdminFromEnv(env: NodeJS.ProcessEnv = process.env): P
       ...(env.RELAY_CA_FILE ? { ca: readFileSync(env.RELAY_CA_FILE) } : {}),
     });
   }
+  if (env.RELAY_ENDPOINT && env.IDENTITY_ENDPOINT) {
+    // The emulator with the app's managed identity (Azure Relay Owner), no Manage key.
+    const { ManagedIdentityCredential } = await import("@azure/identity");
+    const credential = new ManagedIdentityCredential(
+      env.AZURE_CLIENT_ID ? { clientId: env.AZURE_CLIENT_ID } : undefined,
+    );
+    return createEmulatorRelayAdmin({
+      endpoint: env.RELAY_ENDPOINT,
+      bearerToken: async () => (await credential.getToken("https://relay.azure.net/.default")).token,
+      tls: env.RELAY_TLS === "1" || env.RELAY_CA_FILE !== undefined,
+      ...(env.RELAY_CA_FILE ? { ca: readFileSync(env.RELAY_CA_FILE) } : {}),
+    });
+  }
   throw new RelayFleetError(
     "RF_ERR_ROLLOUT_CONFIG",
     "No relay is configured: set RELAY_SUBSCRIPTION_ID, RELAY_RESOURCE_GROUP and RELAY_NAMESPACE for Azure, or RELAY_ENDPOINT, RELAY_MANAGE_KEY_NAME and RELAY_MANAGE_KEY for the emulator.",

@@ -148,7 +148,9 @@ export async function applySite(
 
   await step(deps, "rules", siteId, progress);
   const listen = await deps.relay.ensureRule(hc, listenRule(deps), ["Listen"]);
-  const send = await deps.relay.ensureRule(hc, sendRule(deps), ["Send"]);
+  // With Entra ID the gateways hold Azure Relay Sender; no Send rule exists to leak.
+  const send =
+    deps.relaySendAuth === "entra" ? undefined : await deps.relay.ensureRule(hc, sendRule(deps), ["Send"]);
 
   // The ledger row comes before the ports: every route then belongs to a known site, and
   // reconcile can finish a half-done onboarding from the spec stored here.
@@ -158,8 +160,7 @@ export async function applySite(
     siteId,
     hybridConnection: hc,
     relayEndpoint: deps.relay.endpoint,
-    sendKeyName: send.name,
-    sendKey: pickKey(row?.sendKey, send),
+    ...(send ? { sendKeyName: send.name, sendKey: pickKey(row?.sendKey, send) } : {}),
     deviceId,
     createdAt: row?.createdAt ?? new Date().toISOString(),
     profile: spec.profile,

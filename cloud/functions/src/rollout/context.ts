@@ -28,6 +28,12 @@ export interface RolloutOptions {
   defaultProfile?: string;
   listenRuleName?: string;
   sendRuleName?: string;
+  /**
+   * How gateways authenticate to the relay: `entra` (their managed identity, Azure Relay Sender)
+   * means no Send rule and no key in the ledger; `sas` (the default of this library call, kept
+   * for callers that predate Entra ID; the app's settings default to `entra`) a Send rule per site.
+   */
+  relaySendAuth?: "entra" | "sas";
   /** Bounded wait for the module to report a rotated key (default 60 s). */
   rotateTimeoutMs?: number;
   /** Interval of the module-twin reads during that wait (default 500 ms; a GET, never a query). */

@@ -17,7 +17,8 @@ import type { JsonObject } from "./hub.ts";
 export interface RotateResult {
   siteId: string;
   listenKeyFingerprint: string;
-  sendKeyFingerprint: string;
+  /** Absent with Entra ID (no Send key exists). */
+  sendKeyFingerprint?: string;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -69,6 +70,9 @@ async function waitForModuleKey(
  *   4. after the Send grace (every gateway has re-read the ledger), the old hybrid connection is
  *      deleted: its listeners, the module's old one and any holder of an old key, are closed.
  * If the module never reports, the new hybrid connection is deleted again and the old one stays.
+ * With Entra ID for gateways (`relaySendAuth: "entra"`, ADR 0010) there is no Send rule: step 1
+ * creates the Listen rule only and step 3 writes no key. Gateways then need Azure Relay Sender at
+ * the namespace: an assignment scoped to the old hybrid connection does not cover the new one.
  */
 export async function rotateSiteKeys(deps: RolloutDeps, siteId: string): Promise<RotateResult> {
   const row = await deps.ledger.getSite(siteId);
@@ -87,7 +91,9 @@ export async function rotateSiteKeys(deps: RolloutDeps, siteId: string): Promise
 
   await deps.relay.ensureHybridConnection(newHc);
   const listen = await deps.relay.ensureRule(newHc, listenRule(deps), ["Listen"]);
-  const send = await deps.relay.ensureRule(newHc, sendRule(deps), ["Send"]);
+  // With Entra ID there is no Send rule: the Listen key is the only key there is to rotate.
+  const send =
+    deps.relaySendAuth === "entra" ? undefined : await deps.relay.ensureRule(newHc, sendRule(deps), ["Send"]);
   try {
     await deps.hub.patchModuleDesired(row.deviceId, MODULE_ID, {
       relay: { hybridConnection: newHc, sasKey: listen.primaryKey },
@@ -104,7 +110,11 @@ export async function rotateSiteKeys(deps: RolloutDeps, siteId: string): Promise
     throw err;
   }
 
-  await deps.ledger.putSite({ ...row, hybridConnection: newHc, sendKey: send.primaryKey });
+  await deps.ledger.putSite({
+    ...row,
+    hybridConnection: newHc,
+    ...(send ? { sendKeyName: send.name, sendKey: send.primaryKey } : {}),
+  });
   const grace = deps.sendKeyGraceMs ?? 10_000;
   if (grace > 0) await sleep(grace);
   await deps.relay.deleteHybridConnection(oldHc);
@@ -113,6 +123,6 @@ export async function rotateSiteKeys(deps: RolloutDeps, siteId: string): Promise
   return {
     siteId,
     listenKeyFingerprint: keyFingerprint(listen.primaryKey),
-    sendKeyFingerprint: keyFingerprint(send.primaryKey),
+    ...(send ? { sendKeyFingerprint: keyFingerprint(send.primaryKey) } : {}),
   };
 }
