@@ -78,7 +78,8 @@ export async function startHarness(
 export interface GatewayProcess {
   proc: ManagedProcess;
   adminPort: number;
-  admin(path: string, method?: string): Promise<{ status: number; text: string }>;
+  /** An admin request, with the gateway's `GATEWAY_ADMIN_TOKEN` (if set) unless `token` says otherwise. */
+  admin(path: string, method?: string, token?: string | null): Promise<{ status: number; text: string }>;
   metric(name: string, labels: Record<string, string>): Promise<number>;
 }
 
@@ -104,8 +105,13 @@ export async function startGateway(
   const m = await proc.waitForLine(/"event":"admin-listening","port":(\d+)/, 60_000);
   await proc.waitForLine(/"event":"started"/, 60_000);
   const adminPort = Number(m[1]);
-  const admin = async (path: string, method = "GET") => {
-    const res = await fetch(`http://127.0.0.1:${adminPort}${path}`, { method });
+  const admin = async (
+    path: string,
+    method = "GET",
+    token: string | null = env.GATEWAY_ADMIN_TOKEN ?? null,
+  ) => {
+    const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
+    const res = await fetch(`http://127.0.0.1:${adminPort}${path}`, { method, headers });
     return { status: res.status, text: await res.text() };
   };
   const metric = async (name: string, labels: Record<string, string>) => {

@@ -1,7 +1,10 @@
 /**
  * The admin HTTP port: `/healthz` (process alive), `/readyz` (routing table loaded, not draining:
  * what a load balancer probes), `/metrics` (Prometheus) and `POST /reload` (re-read the ledger
- * now). When a token is configured, `/reload` and `/metrics` need `Authorization: Bearer <token>`.
+ * now). The probes are always open. `/metrics` (it lists routes and traffic) and `/reload` (each
+ * call reads the ledger) are not open by default: with a token configured they need
+ * `Authorization: Bearer <token>`; without one they answer only when the admin port is bound to
+ * a loopback address, and refuse with 403 on any other bind (such as the default 0.0.0.0).
  */
 import { timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -20,6 +23,35 @@ export interface AdminOptions {
    * a failing refresh (old token still valid) and the last refusal by the relay are reported.
    */
   relayAuth?: () => { ready: boolean; [detail: string]: unknown };
+  /** The address the admin port binds: without a token, only a loopback bind serves `/metrics` and `/reload`. */
+  host: string;
+}
+
+/** True for addresses only this machine can reach: 127.0.0.0/8, ::1, localhost. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, "");
+  return h === "localhost" || h === "::1" || /^(::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+/** Who may call a privileged admin endpoint; `undefined` = allowed, else the refusal. */
+export function privilegedRefusal(
+  authorization: string | undefined,
+  token: string | undefined,
+  host: string,
+): { status: 401 | 403; error: string } | undefined {
+  if (token) {
+    const given = Buffer.from(authorization ?? "");
+    const want = Buffer.from(`Bearer ${token}`);
+    return given.length === want.length && timingSafeEqual(given, want)
+      ? undefined
+      : { status: 401, error: "unauthorized: send Authorization: Bearer <GATEWAY_ADMIN_TOKEN>" };
+  }
+  if (isLoopbackHost(host)) return undefined;
+  return {
+    status: 403,
+    error:
+      "forbidden: set GATEWAY_ADMIN_TOKEN, or bind the admin port to a loopback address (GATEWAY_HEALTH_HOST), to use /metrics and /reload",
+  };
 }
 
 function send(res: ServerResponse, status: number, body: unknown, type = "application/json"): void {
@@ -28,15 +60,9 @@ function send(res: ServerResponse, status: number, body: unknown, type = "applic
   res.end(text);
 }
 
-function authorised(req: IncomingMessage, token: string | undefined): boolean {
-  if (!token) return true;
-  const given = Buffer.from(req.headers.authorization ?? "");
-  const want = Buffer.from(`Bearer ${token}`);
-  return given.length === want.length && timingSafeEqual(given, want);
-}
-
 export function createAdminServer(options: AdminOptions): Server {
-  const { gateway, metrics, log, token, relayAuth } = options;
+  const { gateway, metrics, log, token, host, relayAuth } = options;
+  const refusal = (req: IncomingMessage) => privilegedRefusal(req.headers.authorization, token, host);
   return createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     void (async () => {
@@ -57,12 +83,14 @@ export function createAdminServer(options: AdminOptions): Server {
           : send(res, 503, { status: "not-ready", ...detail });
       }
       if (path === "/metrics" && req.method === "GET") {
-        if (!authorised(req, token)) return send(res, 401, { error: "unauthorized" });
+        const refused = refusal(req);
+        if (refused) return send(res, refused.status, { error: refused.error });
         return send(res, 200, await metrics.registry.metrics(), metrics.registry.contentType);
       }
       if (path === "/reload" && req.method === "POST") {
-        if (!authorised(req, token)) return send(res, 401, { error: "unauthorized" });
         req.resume();
+        const refused = refusal(req);
+        if (refused) return send(res, refused.status, { error: refused.error });
         const result = await gateway.reload();
         log.info({ event: "reload-requested", ok: result.ok }, "reload on demand");
         return send(res, result.ok ? 200 : 503, result);

@@ -50,6 +50,7 @@ export const gatewayEnvSchema = z.object({
     .optional()
     .transform((v) => v || "portledger"),
   LEDGER_RELOAD_INTERVAL_MS: int(30_000),
+  GATEWAY_RELOAD_MIN_INTERVAL_MS: int(250),
   RELAY_CA_FILE: z.string().optional(),
   GATEWAY_BIND_HOST: z
     .string()
@@ -60,7 +61,10 @@ export const gatewayEnvSchema = z.object({
     .string()
     .optional()
     .transform((v) => v || "0.0.0.0"),
-  GATEWAY_ADMIN_TOKEN: z.string().optional(),
+  GATEWAY_ADMIN_TOKEN: z
+    .string()
+    .optional()
+    .refine((v) => v === undefined || v === "" || v.length >= 16, "must be at least 16 characters"),
   GATEWAY_FIRST_BYTES_TIMEOUT_MS: int(10_000, 1),
   GATEWAY_CONNECT_TIMEOUT_MS: int(15_000, 1),
   GATEWAY_DRAIN_TIMEOUT_MS: int(30_000),

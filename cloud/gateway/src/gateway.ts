@@ -31,6 +31,11 @@ export interface GatewayOptions {
   bindHost?: string;
   /** Periodic re-read of the ledger; 0 disables (reload only on demand). */
   reloadIntervalMs?: number;
+  /**
+   * Least time between the starts of two ledger reads (default 250 ms): however many reloads are
+   * asked for, the ledger is read at most once per this period.
+   */
+  reloadMinIntervalMs?: number;
   firstBytesTimeoutMs?: number;
   breaker?: BreakerOptions;
 }
@@ -54,8 +59,10 @@ export class Gateway {
   private readonly states = new RouteStates();
   private readonly breaker: CircuitBreaker;
   private readonly ctx: ConnectionContext;
+  /** The read under way, and the one every request arriving meanwhile waits for. */
   private reloading: Promise<ReloadResult> | undefined;
-  private reloadQueued = false;
+  private nextReload: Promise<ReloadResult> | undefined;
+  private lastReadStartedAt = Number.NEGATIVE_INFINITY;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: GatewayOptions) {
@@ -110,20 +117,33 @@ export class Gateway {
     return result;
   }
 
-  /** Re-reads the ledger and applies the diff. Concurrent calls coalesce into one extra run. */
+  /**
+   * Re-reads the ledger and applies the diff. Every caller gets the result of a read that began
+   * after its call, yet requests coalesce: one read at a time, and the reads start at least
+   * `reloadMinIntervalMs` apart, so a flood of `POST /reload` costs a few reads, not one each.
+   */
   reload(): Promise<ReloadResult> {
-    if (this.reloading) {
-      this.reloadQueued = true;
-      return this.reloading.then(() => this.reloading ?? this.reload());
-    }
-    this.reloading = this.doReload().finally(() => {
-      this.reloading = undefined;
-      if (this.reloadQueued) {
-        this.reloadQueued = false;
-        void this.reload();
-      }
+    if (this.nextReload) return this.nextReload;
+    const interval = this.options.reloadMinIntervalMs ?? 250;
+    if (!this.reloading && Date.now() >= this.lastReadStartedAt + interval) return this.startRead();
+    const previous = this.reloading;
+    this.nextReload = (async () => {
+      await previous; // doReload never rejects
+      const wait = this.lastReadStartedAt + interval - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      this.nextReload = undefined;
+      return this.startRead();
+    })();
+    return this.nextReload;
+  }
+
+  private startRead(): Promise<ReloadResult> {
+    this.lastReadStartedAt = Date.now();
+    const run = this.doReload().finally(() => {
+      if (this.reloading === run) this.reloading = undefined;
     });
-    return this.reloading;
+    this.reloading = run;
+    return run;
   }
 
   private async doReload(): Promise<ReloadResult> {

@@ -10,7 +10,7 @@ import { StandbyPools } from "../../../lib/hyco/standby.ts";
 import { readLedger } from "../../../lib/ledger/read-routes.ts";
 import { createTableClient, createTableClientWithCredential } from "../../../lib/ledger/table.ts";
 import { createLogger } from "../../../lib/log.ts";
-import { createAdminServer } from "./admin-server.ts";
+import { createAdminServer, isLoopbackHost } from "./admin-server.ts";
 import { loadConfig, RELAY_TOKEN_SCOPE } from "./config.ts";
 import { Gateway } from "./gateway.ts";
 import { createMetrics } from "./metrics.ts";
@@ -82,6 +82,7 @@ async function main(): Promise<void> {
     log,
     bindHost: config.GATEWAY_BIND_HOST,
     reloadIntervalMs: config.LEDGER_RELOAD_INTERVAL_MS,
+    reloadMinIntervalMs: config.GATEWAY_RELOAD_MIN_INTERVAL_MS,
     firstBytesTimeoutMs: config.GATEWAY_FIRST_BYTES_TIMEOUT_MS,
     breaker: {
       threshold: config.GATEWAY_BREAKER_THRESHOLD,
@@ -92,7 +93,8 @@ async function main(): Promise<void> {
     gateway,
     metrics,
     log,
-    token: config.GATEWAY_ADMIN_TOKEN,
+    host: config.GATEWAY_HEALTH_HOST,
+    ...(config.GATEWAY_ADMIN_TOKEN ? { token: config.GATEWAY_ADMIN_TOKEN } : {}),
     relayAuth: () => {
       const status = relayToken?.status();
       return {
@@ -110,6 +112,11 @@ async function main(): Promise<void> {
   });
   const adminPort = (admin.address() as { port: number }).port;
   log.info({ event: "admin-listening", port: adminPort }, "admin port open");
+  if (!config.GATEWAY_ADMIN_TOKEN && !isLoopbackHost(config.GATEWAY_HEALTH_HOST))
+    log.warn(
+      { event: "admin-locked", host: config.GATEWAY_HEALTH_HOST },
+      "no GATEWAY_ADMIN_TOKEN: /metrics and /reload refuse (403); /healthz and /readyz stay open",
+    );
   // The first token before the first tunnel; a failure is retried in the background (readyz 503).
   await relayToken?.start();
   // A failed first load is not fatal: /readyz stays 503 and the periodic reload retries.
