@@ -114,9 +114,8 @@ test("a mapping added with PUT /api/sites/{id}/mappings/{name} carries a real co
   assert.equal(reported.state, "active");
 });
 
-/** Status of a listen attempt on the site's hybrid connection with `key`: 101 or the refusal. */
-function listenStatus(siteId: string, keyName: string, key: string): Promise<number> {
-  const hc = `site-${siteId}`;
+/** Status of a listen attempt on hybrid connection `hc` with `key`: 101 or the refusal. */
+function listenStatus(hc: string, keyName: string, key: string): Promise<number> {
   const token = createSasToken(audienceFor(fleet.relay.endpoint, hc), keyName, key);
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(`${fleet.relay.url}/$hc/${hc}?sb-hc-action=listen`, {
@@ -138,7 +137,7 @@ function listenStatus(siteId: string, keyName: string, key: string): Promise<num
 
 test("rotate-keys during a long transfer: the transfer survives, old Listen key revoked, new connections work", async () => {
   const before = await fleet.moduleTwin("plant-1");
-  const oldRelay = before.desired.relay as { sasKeyName: string; sasKey: string };
+  const oldRelay = before.desired.relay as { hybridConnection: string; sasKeyName: string; sasKey: string };
   const oldFingerprint = (before.reported.relay as { keyFingerprint?: string }).keyFingerprint;
   assert.ok(oldFingerprint);
 
@@ -160,8 +159,12 @@ test("rotate-keys during a long transfer: the transfer survives, old Listen key 
   };
   assert.equal(reported.keyFingerprint, result.listenKeyFingerprint, "the module reports the new key");
 
-  // The old Listen key no longer opens a listener: the rotation really revoked it.
-  assert.equal(await listenStatus("plant-1", oldRelay.sasKeyName, oldRelay.sasKey), 401);
+  // The old Listen key no longer opens a listener: rotation moved the site to a new hybrid
+  // connection (ADR 0009), deleted the old one, and the old key is not a rule of the new one.
+  const newRelay = (await fleet.moduleTwin("plant-1")).desired.relay as { hybridConnection: string };
+  assert.notEqual(newRelay.hybridConnection, oldRelay.hybridConnection);
+  assert.equal(await listenStatus(oldRelay.hybridConnection, oldRelay.sasKeyName, oldRelay.sasKey), 404);
+  assert.equal(await listenStatus(newRelay.hybridConnection, oldRelay.sasKeyName, oldRelay.sasKey), 401);
 
   // The transfer that started under the old keys keeps flowing and ends intact.
   await flowing(transfer, MiB, "after rotation");
