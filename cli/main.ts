@@ -12,8 +12,10 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
+import { mappingSpecSchema } from "../cloud/functions/src/rollout/schemas.ts";
 import { iothubServiceClientsFromEnv } from "../lib/azure/iothub-service.ts";
 import { errorMessage } from "../lib/errors.ts";
+import { ROUTE_LIMIT_DEFAULTS } from "../lib/ledger/route-limits.ts";
 import { redactSecrets } from "../lib/log.ts";
 import { createFleetClient, type FleetClient } from "./client.ts";
 import { applyFleetDeployments, buildFleetDeployments } from "./deployment.ts";
@@ -67,6 +69,7 @@ export function wantsJson(argv: string[]): boolean {
 interface MappingOptions {
   disabled?: boolean;
   maxConnections?: number;
+  maxPerSource?: number;
   port?: number;
   allow?: string[];
 }
@@ -84,6 +87,7 @@ function mappingBody(target: string, o: MappingOptions): Record<string, unknown>
     target,
     ...(o.disabled ? { enabled: false } : {}),
     ...(o.maxConnections !== undefined ? { maxConnections: o.maxConnections } : {}),
+    ...(o.maxPerSource !== undefined ? { maxConnectionsPerSource: o.maxPerSource } : {}),
     ...(o.port !== undefined ? { public: { kind: "tcp", port: o.port } } : {}),
     ...(o.allow ? { allowCidrs: o.allow } : {}),
   };
@@ -101,6 +105,7 @@ function updateBody(
     ...(o.enable ? { enabled: true } : {}),
     ...(o.disable ? { enabled: false } : {}),
     ...(o.maxConnections !== undefined ? { maxConnections: o.maxConnections } : {}),
+    ...(o.maxPerSource !== undefined ? { maxConnectionsPerSource: o.maxPerSource } : {}),
     ...(o.port !== undefined ? { public: { kind: "tcp", port: o.port } } : {}),
     ...(o.allow ? { allowCidrs: o.allow } : {}),
     ...(o.allowAny ? { allowCidrs: [] } : {}),
@@ -170,7 +175,16 @@ export function buildProgram(options: { json?: boolean } = {}): Command {
   const map = program.command("map").description("Add, change or remove a site's port mappings");
   const withMappingOptions = (cmd: Command) =>
     cmd
-      .option("--max-connections <n>", "concurrent connection limit", int)
+      .option(
+        "--max-connections <n>",
+        `concurrent connections of the mapping (default ${mappingSpecSchema.shape.maxConnections.parse(undefined)}; 0 = unlimited)`,
+        int,
+      )
+      .option(
+        "--max-per-source <n>",
+        `concurrent connections one client address may hold at the gateway (default ${ROUTE_LIMIT_DEFAULTS.maxConnectionsPerSource}; 0 = no per-address cap)`,
+        int,
+      )
       .option("--port <n>", "a specific public port (default: next free)", int)
       .option("--allow <cidr...>", "source CIDRs allowed at the gateway");
   withMappingOptions(

@@ -131,7 +131,9 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
   let endSent = false; // reusable: our end-of-stream went out
   let endReceived = false; // reusable: the peer's end-of-stream came in
   const nextStream: Buffer[] = []; // reusable: messages behind both ends, for the next stream
-  let activity = true;
+  // Time of the last byte either way; the idle timer re-arms for what is left of the period, so
+  // it fires `idleTimeoutMs` after the last byte (a fixed-period check would take up to twice that).
+  let lastActivity = Date.now();
   let idleTimer: NodeJS.Timeout | undefined;
   // Pipelined logical port (tunnel.ts): the listener's reply is still to be taken off the stream.
   let gate: MessageGate | undefined = takeMessageGate(ws);
@@ -165,7 +167,7 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
   const finish = () => {
     const atBoundary = reusable && endSent && endReceived && socketClosed && !wsClosed;
     if (!(wsClosed && socketClosed) && !atBoundary) return;
-    if (idleTimer) clearInterval(idleTimer);
+    if (idleTimer) clearTimeout(idleTimer);
     ws.close = realClose;
     ws.off("message", onMessage);
     ws.off("message", onMessageAfterEnd);
@@ -191,7 +193,7 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
 
   function onMessage(data: Buffer | ArrayBuffer | Buffer[]): void {
     let buf = messageBytes(data);
-    activity = true;
+    lastActivity = Date.now();
     if (gate !== undefined) {
       try {
         const step = gate(buf);
@@ -309,7 +311,7 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
   }
 
   const onSocketData = (chunk: Buffer) => {
-    activity = true;
+    lastActivity = Date.now();
     if (ws.readyState !== ws.OPEN) return;
     const length = chunk.length;
     bytesToWebSocket += length;
@@ -402,15 +404,19 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
   // Bytes that came in behind a preamble or its reply (tunnel.ts) go first, then live traffic.
   for (const chunk of takeBufferedMessages(ws)) onMessage(chunk);
 
-  if (options.idleTimeoutMs && options.idleTimeoutMs > 0) {
-    idleTimer = setInterval(() => {
-      if (activity) {
-        activity = false;
+  const idleMs = options.idleTimeoutMs ?? 0;
+  if (idleMs > 0) {
+    const checkIdle = () => {
+      const quietFor = Date.now() - lastActivity;
+      if (quietFor < idleMs) {
+        idleTimer = setTimeout(checkIdle, idleMs - quietFor);
+        idleTimer.unref();
         return;
       }
-      fail("idle-timeout", `no traffic for ${options.idleTimeoutMs} ms`);
+      fail("idle-timeout", `no traffic for ${idleMs} ms`);
       abort("idle timeout");
-    }, options.idleTimeoutMs);
+    };
+    idleTimer = setTimeout(checkIdle, idleMs);
     idleTimer.unref();
   }
 

@@ -2,5 +2,6 @@
 export * from "./cidr.ts";
 export * from "./ledger.ts";
 export * from "./port-ranges.ts";
+export * from "./route-limits.ts";
 export * from "./schema.ts";
 export * from "./table.ts";

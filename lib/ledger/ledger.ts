@@ -26,7 +26,10 @@ export interface RouteOptions {
   allowCidrs?: string[];
   maxConnections?: number;
   ratePerMinute?: number;
+  /** Unset: the gateway's default (route-limits.ts). */
   idleTimeoutMs?: number;
+  maxConnectionsPerSource?: number;
+  silentTimeoutMs?: number;
   proxyProtocol?: boolean;
 }
 
@@ -183,9 +186,11 @@ export function createLedgerOnClient(
       allowCidrs: o.allowCidrs ?? [],
       maxConnections: o.maxConnections ?? 0,
       ratePerMinute: o.ratePerMinute ?? 0,
-      idleTimeoutMs: o.idleTimeoutMs ?? 0,
       proxyProtocol: o.proxyProtocol ?? false,
     };
+    if (o.idleTimeoutMs !== undefined) row.idleTimeoutMs = o.idleTimeoutMs;
+    if (o.maxConnectionsPerSource !== undefined) row.maxConnectionsPerSource = o.maxConnectionsPerSource;
+    if (o.silentTimeoutMs !== undefined) row.silentTimeoutMs = o.silentTimeoutMs;
     if (req.endpoint.kind !== "tcp") row.hostname = req.endpoint.hostname.toLowerCase();
     return row;
   }
@@ -259,7 +264,6 @@ export function createLedgerOnClient(
       allowCidrs: [],
       maxConnections: 0,
       ratePerMinute: 0,
-      idleTimeoutMs: 0,
       proxyProtocol: false,
     };
     if (await insert(shared)) return;

@@ -45,7 +45,10 @@ export interface LedgerRoute {
   allowCidrs: string[];
   maxConnections: number;
   ratePerMinute: number;
-  idleTimeoutMs: number;
+  /** Unset: the gateway's defaults (route-limits.ts). */
+  idleTimeoutMs?: number;
+  maxConnectionsPerSource?: number;
+  silentTimeoutMs?: number;
   proxyProtocol: boolean;
 }
 
@@ -125,9 +128,11 @@ export function parseRouteRow(row: Record<string, unknown>): LedgerRoute | Ledge
     allowCidrs: r.allowCidrs,
     maxConnections: r.maxConnections,
     ratePerMinute: r.ratePerMinute,
-    idleTimeoutMs: r.idleTimeoutMs,
     proxyProtocol: r.proxyProtocol,
   };
+  if (r.idleTimeoutMs !== undefined) route.idleTimeoutMs = r.idleTimeoutMs;
+  if (r.maxConnectionsPerSource !== undefined) route.maxConnectionsPerSource = r.maxConnectionsPerSource;
+  if (r.silentTimeoutMs !== undefined) route.silentTimeoutMs = r.silentTimeoutMs;
   if (named) route.hostname = hostname;
   if (r.kind !== "shared") {
     route.siteId = r.siteId;

@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { MAPPING_NAME_PATTERN, MappingNameSchema } from "../twin/schema.ts";
+import { ROUTE_LIMIT_MAX } from "./route-limits.ts";
 
 /** Default table name of the port ledger. */
 export const DEFAULT_LEDGER_TABLE = "portledger";
@@ -59,7 +60,12 @@ export const routeRowSchema = z.object({
   allowCidrs: z.array(z.string()),
   maxConnections: z.number().int().min(0),
   ratePerMinute: z.number().int().min(0),
-  idleTimeoutMs: z.number().int().min(0),
+  /** Absent: the gateway's default (route-limits.ts); 0 = never. */
+  idleTimeoutMs: z.number().int().min(0).max(ROUTE_LIMIT_MAX.idleTimeoutMs).optional(),
+  /** Live connections per client address; absent: the gateway's default; 0 = no per-address cap. */
+  maxConnectionsPerSource: z.number().int().min(0).max(ROUTE_LIMIT_MAX.maxConnectionsPerSource).optional(),
+  /** A client silent this long after connecting is closed; absent: the gateway's default; 0 = never. */
+  silentTimeoutMs: z.number().int().min(0).max(ROUTE_LIMIT_MAX.silentTimeoutMs).optional(),
   proxyProtocol: z.boolean(),
 });
 export type RouteRow = z.infer<typeof routeRowSchema>;
@@ -76,7 +82,9 @@ export interface RouteEntity {
   allowCidrs: string;
   maxConnections: number;
   ratePerMinute: number;
-  idleTimeoutMs: number;
+  idleTimeoutMs?: number;
+  maxConnectionsPerSource?: number;
+  silentTimeoutMs?: number;
   proxyProtocol: boolean;
 }
 
@@ -97,9 +105,12 @@ export function routeToEntity(row: RouteRow): RouteEntity {
     allowCidrs: JSON.stringify(row.allowCidrs),
     maxConnections: row.maxConnections,
     ratePerMinute: row.ratePerMinute,
-    idleTimeoutMs: row.idleTimeoutMs,
     proxyProtocol: row.proxyProtocol,
   };
+  // Table storage cannot hold "absent" as a value: an unset limit is a missing property.
+  if (row.idleTimeoutMs !== undefined) entity.idleTimeoutMs = row.idleTimeoutMs;
+  if (row.maxConnectionsPerSource !== undefined) entity.maxConnectionsPerSource = row.maxConnectionsPerSource;
+  if (row.silentTimeoutMs !== undefined) entity.silentTimeoutMs = row.silentTimeoutMs;
   if (row.hostname !== undefined) entity.hostname = row.hostname;
   return entity;
 }
@@ -111,6 +122,11 @@ function parseCidrs(value: unknown): unknown {
   } catch {
     return value; // zod then reports "expected array"
   }
+}
+
+function optionalLimit(entity: Record<string, unknown>, name: string): Record<string, unknown> {
+  const value = entity[name];
+  return value === undefined || value === null ? {} : { [name]: value };
 }
 
 /** Parses a raw table entity of the route partition; `safeParse` result so readers can skip bad rows. */
@@ -125,8 +141,11 @@ export function parseRouteEntity(entity: Record<string, unknown>) {
     allowCidrs: parseCidrs(entity.allowCidrs),
     maxConnections: entity.maxConnections ?? 0,
     ratePerMinute: entity.ratePerMinute ?? 0,
-    idleTimeoutMs: entity.idleTimeoutMs ?? 0,
     proxyProtocol: entity.proxyProtocol ?? false,
+    // Unset limits stay absent (not `undefined` keys): the gateway then applies its defaults.
+    ...optionalLimit(entity, "idleTimeoutMs"),
+    ...optionalLimit(entity, "maxConnectionsPerSource"),
+    ...optionalLimit(entity, "silentTimeoutMs"),
   });
 }
 

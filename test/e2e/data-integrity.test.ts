@@ -27,11 +27,13 @@ let echoPort: number;
 let webPort: number;
 
 before(async () => {
-  // maxConnections 0: the 200-connection test must not meet the default per-mapping cap of 100.
+  // maxConnections 0: the 200-connection test must not meet the default per-mapping cap of 100;
+  // maxConnectionsPerSource 0: nor the gateway's default of 10 per client address (all are 127.0.0.1).
   fleet = await startE2eFleet(scope, { sites: 1 });
   await fleet.api("PUT", "/api/sites/plant-1/mappings/echo", {
     target: `127.0.0.1:${fleet.sites.get("plant-1")?.services?.echoPort}`,
     maxConnections: 0,
+    maxConnectionsPerSource: 0,
   });
   await fleet.reloadGateways();
   const site = fleet.sites.get("plant-1");

@@ -34,17 +34,33 @@ test("rate limiter: 0 is unlimited; sweep forgets full buckets; tracked sources 
 
 test("route states: the cap counts live connections and survives limit changes", () => {
   const s = new RouteStates();
-  assert.ok(s.acquire("r", 2, 0));
-  assert.ok(s.acquire("r", 2, 0));
-  assert.ok(!s.acquire("r", 2, 0));
-  assert.ok(s.acquire("r", 3, 10), "raising the cap applies to the next connection");
-  s.release("r");
+  const cap = (max: number, ratePerMinute = 0) => ({ max, perSource: 0, ratePerMinute });
+  assert.equal(s.acquire("r", cap(2), "a"), undefined);
+  assert.equal(s.acquire("r", cap(2), "a"), undefined);
+  assert.equal(s.acquire("r", cap(2), "a"), "max_connections");
+  assert.equal(s.acquire("r", cap(3, 10), "a"), undefined, "raising the cap applies to the next connection");
+  s.release("r", "a");
   assert.equal(s.active("r"), 2);
   s.prune(new Set());
   assert.equal(s.active("r"), 2, "a removed route keeps counting its live connections");
-  s.release("r");
-  s.release("r");
+  s.release("r", "a");
+  s.release("r", "a");
   s.prune(new Set());
+  assert.equal(s.active("r"), 0);
+});
+
+test("route states: one address holds at most its per-source share; others still get in", () => {
+  const s = new RouteStates();
+  const limits = { max: 5, perSource: 2, ratePerMinute: 0 };
+  assert.equal(s.acquire("r", limits, "10.0.0.1"), undefined);
+  assert.equal(s.acquire("r", limits, "10.0.0.1"), undefined);
+  assert.equal(s.acquire("r", limits, "10.0.0.1"), "max_connections_per_source");
+  assert.equal(s.acquire("r", limits, "10.0.0.2"), undefined, "another address is not held up");
+  assert.equal(s.activeFrom("r", "10.0.0.1"), 2);
+  s.release("r", "10.0.0.1");
+  assert.equal(s.acquire("r", limits, "10.0.0.1"), undefined, "a freed slot is the address's again");
+  for (const a of ["10.0.0.1", "10.0.0.1", "10.0.0.2"]) s.release("r", a);
+  assert.equal(s.activeFrom("r", "10.0.0.1"), 0, "an address without connections is forgotten");
   assert.equal(s.active("r"), 0);
 });
 

@@ -39,6 +39,15 @@ test("route rows round-trip through their table entity form", () => {
   const back = parseRouteEntity({ ...entity } as unknown as Record<string, unknown>);
   assert.ok(back.success);
   assert.deepEqual(back.data, row);
+  const limited: RouteRow = { ...row, maxConnectionsPerSource: 3, silentTimeoutMs: 0 };
+  const again = parseRouteEntity({ ...routeToEntity(limited) } as unknown as Record<string, unknown>);
+  assert.deepEqual(again.success && again.data, limited);
+  // Limits a row leaves unset stay unset (the gateway's defaults), not 0 (= off).
+  const { idleTimeoutMs: _unset, ...bare } = row;
+  const plain = parseRouteEntity({ ...routeToEntity(bare) } as unknown as Record<string, unknown>);
+  assert.ok(plain.success);
+  assert.equal("idleTimeoutMs" in plain.data, false);
+  assert.equal("maxConnectionsPerSource" in plain.data, false);
 });
 
 test("bad rows fail validation instead of reaching a gateway", () => {

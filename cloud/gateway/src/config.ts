@@ -4,13 +4,14 @@
  */
 import { z } from "zod";
 import { RelayFleetError } from "../../../lib/errors.ts";
+import { ROUTE_LIMIT_DEFAULTS, ROUTE_LIMIT_MAX } from "../../../lib/ledger/route-limits.ts";
 
-const int = (fallback: number, min = 0) =>
+const int = (fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
   z
     .string()
     .optional()
     .transform((v) => (v === undefined || v === "" ? fallback : Number(v)))
-    .pipe(z.number().int().min(min));
+    .pipe(z.number().int().min(min).max(max));
 
 /** Scope of the gateway's Entra ID token for Azure Relay (resource `https://relay.azure.net`). */
 export const RELAY_TOKEN_SCOPE = "https://relay.azure.net/.default";
@@ -70,6 +71,14 @@ export const gatewayEnvSchema = z.object({
   GATEWAY_DRAIN_TIMEOUT_MS: int(30_000),
   GATEWAY_STANDBY_CONNECTIONS: int(2),
   GATEWAY_STANDBY_WARM_MS: int(300_000, 1),
+  /** Fallbacks for routes whose ledger row sets no limit of its own (0 = off). */
+  GATEWAY_MAX_CONNECTIONS_PER_SOURCE: int(
+    ROUTE_LIMIT_DEFAULTS.maxConnectionsPerSource,
+    0,
+    ROUTE_LIMIT_MAX.maxConnectionsPerSource,
+  ),
+  GATEWAY_SILENT_TIMEOUT_MS: int(ROUTE_LIMIT_DEFAULTS.silentTimeoutMs, 0, ROUTE_LIMIT_MAX.silentTimeoutMs),
+  GATEWAY_IDLE_TIMEOUT_MS: int(ROUTE_LIMIT_DEFAULTS.idleTimeoutMs, 0, ROUTE_LIMIT_MAX.idleTimeoutMs),
   GATEWAY_BREAKER_THRESHOLD: int(5, 1),
   GATEWAY_BREAKER_MAX_BACKOFF_MS: int(30_000, 1),
 });

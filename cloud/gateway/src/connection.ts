@@ -173,9 +173,18 @@ export async function handleConnection(ctx: ConnectionContext, port: number, soc
   if (!route.allowlist.allows(source)) return refuse(key, "allowlist");
   if (!ctx.states.allowRate(key, route.ratePerMinute, source)) return refuse(key, "rate_limited");
   if (!ctx.breaker.tryAcquire(route.siteId)) return refuse(key, "circuit_open");
-  if (!ctx.states.acquire(key, route.maxConnections, route.ratePerMinute)) {
+  const over = ctx.states.acquire(
+    key,
+    {
+      max: route.maxConnections,
+      perSource: route.limits.maxConnectionsPerSource,
+      ratePerMinute: route.ratePerMinute,
+    },
+    source,
+  );
+  if (over) {
     ctx.breaker.release(route.siteId);
-    return refuse(key, "max_connections");
+    return refuse(key, over);
   }
   ctx.metrics.total.inc({ route: key });
   ctx.metrics.active.inc({ route: key });
@@ -185,6 +194,24 @@ export async function handleConnection(ctx: ConnectionContext, port: number, soc
   socket.once("close", onEarlyClose);
   socket.pause();
   let untrack: (() => void) | undefined;
+  let pump: ReturnType<PumpTunnel> | undefined;
+  // A client that has sent no byte by the deadline holds a slot (and a relayed connection) for
+  // nothing: close it. Bytes read while the socket is paused for setup count (bytesRead).
+  const silentMs = route.limits.silentTimeoutMs;
+  const silentTimer =
+    silentMs > 0
+      ? setTimeout(() => {
+          if (socket.bytesRead > 0 || socket.destroyed) return;
+          ctx.metrics.timedOut.inc({ route: key, reason: "silent" });
+          log.info({ event: "silent-timeout", route: key, source, ms: silentMs }, "silent client closed");
+          if (pump) pump.abort("client silent");
+          else {
+            setup.abort();
+            socket.destroy();
+          }
+        }, silentMs)
+      : undefined;
+  silentTimer?.unref();
   try {
     let ws: WebSocket;
     try {
@@ -236,10 +263,12 @@ export async function handleConnection(ctx: ConnectionContext, port: number, soc
       initialBytes += chunk.length;
     }
     // Synchronously after the await above: lib/hyco re-emits held bytes on the next macrotask.
-    const pump = ctx.pump(ws, socket, { idleTimeoutMs: route.idleTimeoutMs });
-    untrack = ctx.track((reason) => pump.abort(reason));
+    const running = ctx.pump(ws, socket, { idleTimeoutMs: route.limits.idleTimeoutMs });
+    pump = running;
+    untrack = ctx.track((reason) => running.abort(reason));
     socket.resume();
-    const result = await pump.done;
+    const result = await running.done;
+    if (result.endedBy === "idle-timeout") ctx.metrics.timedOut.inc({ route: key, reason: "idle" });
     ctx.metrics.bytes.inc({ route: key, direction: "in" }, result.bytesToWebSocket + initialBytes);
     ctx.metrics.bytes.inc({ route: key, direction: "out" }, result.bytesToSocket);
     const { end, reason } = endOfPump(result);
@@ -250,9 +279,10 @@ export async function handleConnection(ctx: ConnectionContext, port: number, soc
     audit("reset", "gateway error");
     socket.destroy();
   } finally {
+    if (silentTimer) clearTimeout(silentTimer);
     untrack?.();
     socket.off("close", onEarlyClose);
-    ctx.states.release(key);
+    ctx.states.release(key, source);
     ctx.metrics.active.dec({ route: key });
   }
 }

@@ -16,7 +16,9 @@ import {
   buildRoutingTable,
   diffRoutes,
   emptyTable,
+  type Route,
   type RouteDiff,
+  type RouteLimits,
   type RoutingTable,
 } from "./routing-table.ts";
 
@@ -38,6 +40,8 @@ export interface GatewayOptions {
   reloadMinIntervalMs?: number;
   firstBytesTimeoutMs?: number;
   breaker?: BreakerOptions;
+  /** Limits of routes whose row sets none (default lib/ledger/route-limits.ts). */
+  routeDefaults?: RouteLimits;
 }
 
 export interface ReloadResult {
@@ -150,7 +154,7 @@ export class Gateway {
     const { log, metrics } = this.options;
     let next: RoutingTable;
     try {
-      next = buildRoutingTable(await this.options.loadLedger());
+      next = buildRoutingTable(await this.options.loadLedger(), Date.now(), this.options.routeDefaults);
     } catch (err) {
       metrics.reloads.inc({ result: "failed" });
       log.error(
@@ -182,6 +186,7 @@ export class Gateway {
         ),
       ),
     );
+    this.publishLimits(next);
     metrics.routes.set(next.routeCount);
     metrics.badRows.set(next.problems.length);
     metrics.listeningPorts.set(this.listening().length);
@@ -201,6 +206,21 @@ export class Gateway {
       ports: [...next.ports.keys()].sort((a, b) => a - b),
       problems: next.problems,
     };
+  }
+
+  /** `gateway_route_limit` for every route of the table (removed routes drop out). */
+  private publishLimits(table: RoutingTable): void {
+    const gauge = this.options.metrics.routeLimit;
+    gauge.reset();
+    const routes: Route[] = [...table.ports.values()].flatMap((s) =>
+      s.kind === "tcp" ? [s.route] : [...s.tls.values(), ...s.http.values()],
+    );
+    for (const r of routes) {
+      gauge.set({ route: r.key, limit: "max_connections" }, r.maxConnections);
+      gauge.set({ route: r.key, limit: "max_connections_per_source" }, r.limits.maxConnectionsPerSource);
+      gauge.set({ route: r.key, limit: "silent_timeout_seconds" }, r.limits.silentTimeoutMs / 1000);
+      gauge.set({ route: r.key, limit: "idle_timeout_seconds" }, r.limits.idleTimeoutMs / 1000);
+    }
   }
 
   private openPort(port: number): Promise<void> {

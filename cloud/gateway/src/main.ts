@@ -84,6 +84,11 @@ async function main(): Promise<void> {
     reloadIntervalMs: config.LEDGER_RELOAD_INTERVAL_MS,
     reloadMinIntervalMs: config.GATEWAY_RELOAD_MIN_INTERVAL_MS,
     firstBytesTimeoutMs: config.GATEWAY_FIRST_BYTES_TIMEOUT_MS,
+    routeDefaults: {
+      maxConnectionsPerSource: config.GATEWAY_MAX_CONNECTIONS_PER_SOURCE,
+      silentTimeoutMs: config.GATEWAY_SILENT_TIMEOUT_MS,
+      idleTimeoutMs: config.GATEWAY_IDLE_TIMEOUT_MS,
+    },
     breaker: {
       threshold: config.GATEWAY_BREAKER_THRESHOLD,
       maxBackoffMs: config.GATEWAY_BREAKER_MAX_BACKOFF_MS,

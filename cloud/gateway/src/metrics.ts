@@ -10,6 +10,7 @@ import { collectStandardDefaultMetrics } from "../../../lib/default-metrics.ts";
 export type RefusalReason =
   | "allowlist"
   | "max_connections"
+  | "max_connections_per_source"
   | "rate_limited"
   | "unknown_name"
   | "no_sni"
@@ -29,6 +30,10 @@ export interface GatewayMetrics {
   total: Counter<"route">;
   refused: Counter<"route" | "reason">;
   bytes: Counter<"route" | "direction">;
+  /** Tunnels closed by a timeout: `silent` (the client sent nothing) or `idle` (no byte either way). */
+  timedOut: Counter<"route" | "reason">;
+  /** The limits each route runs with (its own or the gateway's defaults), reset at each reload. */
+  routeLimit: Gauge<"route" | "limit">;
   setupSeconds: Histogram<"route">;
   routes: Gauge;
   listeningPorts: Gauge;
@@ -94,6 +99,18 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Gatew
       name: "gateway_bytes_total",
       help: "Bytes relayed; direction in = client to site, out = site to client",
       labelNames: ["route", "direction"],
+      registers,
+    }),
+    timedOut: new Counter({
+      name: "gateway_connections_timed_out_total",
+      help: "Tunnels closed by a timeout; reason silent = no byte from the client after connecting, idle = no byte either way",
+      labelNames: ["route", "reason"],
+      registers,
+    }),
+    routeLimit: new Gauge({
+      name: "gateway_route_limit",
+      help: "Limits in force per route (the row's own or the gateway's default): max_connections, max_connections_per_source (0 = none), silent_timeout_seconds, idle_timeout_seconds (0 = never)",
+      labelNames: ["route", "limit"],
       registers,
     }),
     setupSeconds: new Histogram({

@@ -10,7 +10,15 @@ import type {
   LedgerSite,
   LedgerSnapshot,
 } from "../../../lib/ledger/read-routes.ts";
+import { ROUTE_LIMIT_DEFAULTS } from "../../../lib/ledger/route-limits.ts";
 import { type Allowlist, compileAllowlist } from "./allowlist.ts";
+
+/** The limits a connection on a route gets: the row's own, else the gateway's defaults. 0 = off. */
+export interface RouteLimits {
+  maxConnectionsPerSource: number;
+  silentTimeoutMs: number;
+  idleTimeoutMs: number;
+}
 
 /** A route a connection can be sent down: its row, its site's Send credentials, its allowlist. */
 export interface Route extends LedgerRoute {
@@ -18,6 +26,7 @@ export interface Route extends LedgerRoute {
   portName: string;
   site: LedgerSite;
   allowlist: Allowlist;
+  limits: RouteLimits;
 }
 
 /** A dedicated port carries one route; a shared port picks a route by SNI or Host name. */
@@ -57,7 +66,11 @@ function fingerprintRoute(r: Route): string {
  * Joins routes with sites and groups them per port. Rows that cannot be served (unknown site,
  * bad CIDR, a host name on a dedicated port, the same name twice) are skipped with a problem.
  */
-export function buildRoutingTable(snapshot: LedgerSnapshot, now = Date.now()): RoutingTable {
+export function buildRoutingTable(
+  snapshot: LedgerSnapshot,
+  now = Date.now(),
+  defaults: RouteLimits = ROUTE_LIMIT_DEFAULTS,
+): RoutingTable {
   const problems = [...snapshot.problems];
   const skip = (r: LedgerRoute, message: string) =>
     problems.push({ partitionKey: "route", rowKey: r.key, message });
@@ -92,7 +105,12 @@ export function buildRoutingTable(snapshot: LedgerSnapshot, now = Date.now()): R
       skip(row, `site '${row.siteId}' has no (valid) site row`);
       continue;
     }
-    const route: Route = { ...row, siteId: row.siteId!, portName: row.portName!, site, allowlist };
+    const limits: RouteLimits = {
+      maxConnectionsPerSource: row.maxConnectionsPerSource ?? defaults.maxConnectionsPerSource,
+      silentTimeoutMs: row.silentTimeoutMs ?? defaults.silentTimeoutMs,
+      idleTimeoutMs: row.idleTimeoutMs ?? defaults.idleTimeoutMs,
+    };
+    const route: Route = { ...row, siteId: row.siteId!, portName: row.portName!, site, allowlist, limits };
     if (row.kind === "tcp") {
       ports.set(row.port, { port: row.port, kind: "tcp", route, fingerprint: fingerprintRoute(route) });
       routeCount++;

@@ -35,14 +35,25 @@ function sameEndpoint(route: RouteRow, spec: MappingSpec): boolean {
   return route.kind === p.kind && route.port === p.port && route.hostname === p.hostname.toLowerCase();
 }
 
+/** The gateway's limits of a mapping; a limit left unset stays unset (the gateway's default). */
 function routeOptions(spec: MappingSpec) {
   return {
     allowCidrs: spec.allowCidrs,
     maxConnections: spec.maxConnections,
     ratePerMinute: spec.ratePerMinute,
-    idleTimeoutMs: spec.idleTimeoutMs,
     proxyProtocol: spec.proxyProtocol !== "none",
+    ...(spec.idleTimeoutMs !== undefined ? { idleTimeoutMs: spec.idleTimeoutMs } : {}),
+    ...(spec.maxConnectionsPerSource !== undefined
+      ? { maxConnectionsPerSource: spec.maxConnectionsPerSource }
+      : {}),
+    ...(spec.silentTimeoutMs !== undefined ? { silentTimeoutMs: spec.silentTimeoutMs } : {}),
   };
+}
+
+/** Field-by-field equality of two route rows, whatever their key order. */
+function sameRow(a: RouteRow, b: RouteRow): boolean {
+  const canonical = (r: RouteRow) => JSON.stringify(Object.entries(r).sort(([x], [y]) => x.localeCompare(y)));
+  return canonical(a) === canonical(b);
 }
 
 /**
@@ -58,8 +69,9 @@ export async function syncRoutes(deps: RolloutDeps, spec: SiteSpec): Promise<Rou
     const match = existing.find((r) => r.portName === name && sameEndpoint(r, mapping));
     if (match) {
       claimed.add(match.rowKey);
-      const updated = { ...match, ...routeOptions(mapping) };
-      if (JSON.stringify(updated) !== JSON.stringify(match)) await deps.ledger.updateRoute(updated);
+      const { idleTimeoutMs: _i, maxConnectionsPerSource: _m, silentTimeoutMs: _s, ...fixed } = match;
+      const updated: RouteRow = { ...fixed, ...routeOptions(mapping) };
+      if (!sameRow(updated, match)) await deps.ledger.updateRoute(updated);
       kept.push(updated);
       continue;
     }

@@ -26,7 +26,8 @@ export function buildDesired(relay: RelayCredentials, mappings: Record<string, M
       enabled: m.enabled,
       maxConnections: m.maxConnections,
       connectTimeoutMs: m.connectTimeoutMs,
-      idleTimeoutMs: m.idleTimeoutMs,
+      // Unset: the module keeps no idle timer of its own; the gateway's default closes idle tunnels.
+      ...(m.idleTimeoutMs !== undefined ? { idleTimeoutMs: m.idleTimeoutMs } : {}),
       proxyProtocol: m.proxyProtocol,
     });
   }

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { ALLOW_ENTRY_RULE, isAllowEntry } from "../../../../lib/ledger/cidr.ts";
+import { ROUTE_LIMIT_MAX } from "../../../../lib/ledger/route-limits.ts";
 import { portNameSchema, siteIdSchema } from "../../../../lib/ledger/schema.ts";
 import { MAX_MAPPINGS, MappingNameSchema, MappingSchema } from "../../../../lib/twin/index.ts";
 
@@ -33,9 +34,18 @@ export const allowCidrSchema = z.string().min(1).max(64).refine(isAllowEntry, AL
  * `ratePerMinute`). Never a looser copy: what passes here is what the module accepts.
  */
 export const mappingSpecSchema = MappingSchema.extend({
+  /**
+   * Unset: the gateway's default (lib/ledger/route-limits.ts), and the module keeps no idle timer
+   * of its own; 0 = never, here and at the module. Narrower than the twin's range, never wider.
+   */
+  idleTimeoutMs: MappingSchema.shape.idleTimeoutMs.unwrap().max(ROUTE_LIMIT_MAX.idleTimeoutMs).optional(),
   public: publicEndpointSchema.default({ kind: "tcp" }),
   allowCidrs: z.array(allowCidrSchema).max(64).default([]),
   ratePerMinute: z.number().int().min(0).max(1_000_000).default(0),
+  /** Gateway: live connections one client address may hold; unset: the gateway's default; 0 = no cap. */
+  maxConnectionsPerSource: z.number().int().min(0).max(ROUTE_LIMIT_MAX.maxConnectionsPerSource).optional(),
+  /** Gateway: close a client that sent nothing this long after connecting; unset: default; 0 = never. */
+  silentTimeoutMs: z.number().int().min(0).max(ROUTE_LIMIT_MAX.silentTimeoutMs).optional(),
 });
 export type MappingSpec = z.infer<typeof mappingSpecSchema>;
 export type MappingInput = z.input<typeof mappingSpecSchema>;
