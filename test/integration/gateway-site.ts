@@ -25,6 +25,10 @@ export interface SiteListenerOptions {
 export interface SiteListener {
   /** Relayed connections accepted so far. */
   accepted(): number;
+  /** Times (epoch ms) of the listener's control-channel connect attempts. */
+  attemptTimes(): number[];
+  /** Times (epoch ms) the listener came online. */
+  onlineTimes(): number[];
   close(): Promise<void>;
 }
 
@@ -71,6 +75,12 @@ export async function startSiteListener(
   });
   const open = new Set<WebSocket | Socket>();
   let accepted = 0;
+  const attempts: number[] = [];
+  const online: number[] = [];
+  listener.on("attempt", () => attempts.push(Date.now()));
+  listener.on("state", (s) => {
+    if (s.status === "online") online.push(Date.now());
+  });
   listener.on("accept", (request) => {
     accepted++;
     request.accept().then(
@@ -94,5 +104,5 @@ export async function startSiteListener(
     listener.on("state", onState);
     listener.start();
   });
-  return { accepted: () => accepted, close };
+  return { accepted: () => accepted, attemptTimes: () => [...attempts], onlineTimes: () => [...online], close };
 }

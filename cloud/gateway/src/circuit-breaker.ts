@@ -3,6 +3,11 @@
  * timeouts), new clients are refused at once for a backoff period instead of each one opening a
  * sender connection that is bound to fail. After the backoff one probe connection is let through
  * (half-open); its success closes the circuit, its failure doubles the backoff (with jitter).
+ *
+ * The backoff stays short (at most 1 s by default): all it saves is the attempts of clients
+ * knocking at a dead site, and a long one kept refusing clients for 10-14 s after a relay outage,
+ * long after the site's listener was back (issue 11). A probe a second per site is nothing to the
+ * relay; every client of a returned site being refused for seconds is.
  */
 export interface BreakerOptions {
   /** Consecutive failures that open the circuit. */
@@ -35,8 +40,8 @@ export class CircuitBreaker {
 
   constructor(options: BreakerOptions = {}) {
     this.threshold = options.threshold ?? 5;
-    this.initialBackoffMs = options.initialBackoffMs ?? 1_000;
-    this.maxBackoffMs = options.maxBackoffMs ?? 30_000;
+    this.maxBackoffMs = options.maxBackoffMs ?? 1_000;
+    this.initialBackoffMs = Math.min(options.initialBackoffMs ?? 1_000, this.maxBackoffMs);
     this.jitter = options.jitter ?? 0.2;
     this.now = options.now ?? Date.now;
     this.random = options.random ?? Math.random;

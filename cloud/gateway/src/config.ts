@@ -80,7 +80,9 @@ export const gatewayEnvSchema = z.object({
   GATEWAY_SILENT_TIMEOUT_MS: int(ROUTE_LIMIT_DEFAULTS.silentTimeoutMs, 0, ROUTE_LIMIT_MAX.silentTimeoutMs),
   GATEWAY_IDLE_TIMEOUT_MS: int(ROUTE_LIMIT_DEFAULTS.idleTimeoutMs, 0, ROUTE_LIMIT_MAX.idleTimeoutMs),
   GATEWAY_BREAKER_THRESHOLD: int(5, 1),
-  GATEWAY_BREAKER_MAX_BACKOFF_MS: int(30_000, 1),
+  // 1 s: an open circuit only spares the relay the attempts of clients knocking at a dead site
+  // (one a second instead of each), so it must never outlast the site's return by more than that.
+  GATEWAY_BREAKER_MAX_BACKOFF_MS: int(1_000, 1),
 });
 
 const refined = gatewayEnvSchema.superRefine((c, ctx) => {
