@@ -71,7 +71,7 @@ test("after a 30 s relay outage every site serves again as soon as its listener 
       "--manage-key",
       manageKey,
     ]);
-    await proc.waitForLine(/"event":"listening"/, 30_000);
+    await proc.waitForLine(/"event":"listening"/, 90_000);
     return { proc, at: Date.now() };
   };
   let relay = await startRelay();

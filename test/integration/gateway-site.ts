@@ -104,5 +104,10 @@ export async function startSiteListener(
     listener.on("state", onState);
     listener.start();
   });
-  return { accepted: () => accepted, attemptTimes: () => [...attempts], onlineTimes: () => [...online], close };
+  return {
+    accepted: () => accepted,
+    attemptTimes: () => [...attempts],
+    onlineTimes: () => [...online],
+    close,
+  };
 }
