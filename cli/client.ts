@@ -18,7 +18,8 @@ export interface FleetClient {
   replaceMapping(id: string, name: string, body: unknown): Promise<unknown>;
   deleteMapping(id: string, name: string): Promise<unknown>;
   rotateKeys(id: string): Promise<unknown>;
-  status(): Promise<{ sites: unknown[] }>;
+  /** Sites' status and, where the API has them, the gateways' own reports. */
+  status(): Promise<{ sites: unknown[]; gateways?: unknown[] }>;
   close(): Promise<void>;
 }
 
@@ -67,7 +68,7 @@ function apiClient(url: string, key: string): FleetClient {
     replaceMapping: (id, n, b) => call("PUT", `/api/sites/${enc(id)}/mappings/${enc(n)}`, b),
     deleteMapping: (id, n) => call("DELETE", `/api/sites/${enc(id)}/mappings/${enc(n)}`),
     rotateKeys: (id) => call("POST", `/api/sites/${enc(id)}/rotate-keys`),
-    status: async () => (await call("GET", "/api/status")) as { sites: unknown[] },
+    status: async () => (await call("GET", "/api/status")) as { sites: unknown[]; gateways?: unknown[] },
     close: async () => {},
   };
 }
@@ -85,7 +86,7 @@ async function directClient(): Promise<FleetClient> {
     replaceMapping: (id, n, b) => r.putMapping(id, n, b),
     deleteMapping: (id, n) => r.deleteMapping(id, n),
     rotateKeys: (id) => r.rotateKeys(id),
-    status: async () => ({ sites: await r.fleetStatus() }),
+    status: () => r.fleetView(),
     close: async () => {},
   };
 }

@@ -22,6 +22,15 @@ import { applyFleetDeployments, buildFleetDeployments } from "./deployment.ts";
 import { discoverTarget } from "./discovery.ts";
 import { paint, table, useColor } from "./format.ts";
 
+interface GatewayRow {
+  instanceId: string;
+  updatedAt: string;
+  stale: boolean;
+  ready: boolean;
+  listening: number;
+  unbound: Array<{ port: number; error: string }>;
+}
+
 interface StatusRow {
   siteId: string;
   listenerOnline: boolean;
@@ -269,7 +278,9 @@ the gateway (the simulation also lists it in its live port table).`,
     .option("--json", "JSON output")
     .action((o: { json?: boolean }) =>
       withClient(async (c) => {
-        const rows = (await c.status()).sites as StatusRow[];
+        const status = await c.status();
+        const rows = status.sites as StatusRow[];
+        // --json stays the array of sites (a port a gateway cannot bind is in its site's drift).
         if (o.json) return print(rows);
         const color = useColor();
         console.log(
@@ -294,6 +305,25 @@ the gateway (the simulation also lists it in its live port table).`,
             ]),
           ),
         );
+        const gateways = (status.gateways ?? []) as GatewayRow[];
+        if (gateways.some((g) => g.stale || g.unbound.length > 0 || !g.ready)) {
+          console.log("");
+          console.log(
+            table(
+              ["GATEWAY", "STATE", "LISTENING", "NOT LISTENING"],
+              gateways.map((g) => {
+                const state = g.stale ? `not seen since ${g.updatedAt}` : g.ready ? "ready" : "not ready";
+                const unbound = g.unbound.map((u) => `${u.port}: ${u.error}`).join("; ") || "-";
+                return [
+                  { text: g.instanceId },
+                  { text: state, styled: paint(color, g.stale || !g.ready ? "red" : "green", state) },
+                  { text: String(g.listening) },
+                  { text: unbound, ...(g.unbound.length ? { styled: paint(color, "red", unbound) } : {}) },
+                ];
+              }),
+            ),
+          );
+        }
       }),
     );
   acceptJsonEverywhere(program);

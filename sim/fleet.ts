@@ -400,6 +400,7 @@ export class Fleet {
         RELAY_CA_FILE: this.relay.caFile,
         GATEWAY_RELAY_AUTH: "sas",
         GATEWAY_BIND_HOST: host,
+        GATEWAY_INSTANCE_ID: `gateway-${index + 1}`,
         GATEWAY_HEALTH_HOST: "127.0.0.1",
         GATEWAY_HEALTH_PORT: "0",
         LEDGER_RELOAD_INTERVAL_MS: String(this.options.ledgerReloadMs ?? 2_000),

@@ -4,6 +4,10 @@
  * block of public ports the rollout service allocates from and the gateways then bind.
  */
 import { createServer } from "node:net";
+import { LINUX_EPHEMERAL_RANGE } from "../lib/ledger/port-ranges.ts";
+
+/** Lowest port of a simulation's public block (clear of well-known and registered services below). */
+const BLOCK_FLOOR = 22_000;
 
 function tryListen(port: number, host: string): Promise<number | undefined> {
   return new Promise((resolve) => {
@@ -32,7 +36,9 @@ export async function freePort(host = "127.0.0.1"): Promise<number> {
 /**
  * Finds `size` consecutive ports free on every host in `hosts`, starting at a random base so that
  * simulations and tests running side by side rarely collide (the gateways retry a port that is
- * taken later, so a rare collision delays a route, it does not break one).
+ * taken later, so a rare collision delays a route, it does not break one). The block lies below
+ * Linux's ephemeral range (32768-60999): there the processes' own outgoing connections would take
+ * public ports before a gateway could listen on them.
  */
 export async function freePortBlock(
   size: number,
@@ -40,7 +46,7 @@ export async function freePortBlock(
   attempts = 50,
 ): Promise<{ from: number; to: number }> {
   for (let attempt = 0; attempt < attempts; attempt++) {
-    const from = 20_000 + Math.floor(Math.random() * (30_000 - size));
+    const from = BLOCK_FLOOR + Math.floor(Math.random() * (LINUX_EPHEMERAL_RANGE.from - BLOCK_FLOOR - size));
     let ok = true;
     for (let port = from; ok && port < from + size; port++) {
       for (const host of hosts) {

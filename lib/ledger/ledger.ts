@@ -6,7 +6,7 @@
  */
 import type { TableClient } from "@azure/data-tables";
 import { RelayFleetError } from "../errors.ts";
-import { type PortRange, portsOf } from "./port-ranges.ts";
+import { DEFAULT_PUBLIC_PORT_RANGES, type PortRange, parsePortRanges, portsOf } from "./port-ranges.ts";
 import {
   DEFAULT_LEDGER_TABLE,
   hostRouteKey,
@@ -76,7 +76,7 @@ export interface PortLedger {
 export function createLedger(
   connectionString: string,
   table: string = DEFAULT_LEDGER_TABLE,
-  config: { ranges: readonly PortRange[] } = { ranges: [{ from: 40000, to: 40999 }] },
+  config: { ranges: readonly PortRange[] } = { ranges: parsePortRanges(DEFAULT_PUBLIC_PORT_RANGES) },
 ): PortLedger {
   // An API call waits on the ledger: with the SDK's default retries (3, from 800 ms, doubling)
   // storage that is down answers after ~5 s. Two short retries ride out a blip and still fail

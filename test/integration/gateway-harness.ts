@@ -98,6 +98,8 @@ export async function startGateway(
     GATEWAY_HEALTH_HOST: "127.0.0.1",
     GATEWAY_HEALTH_PORT: "0",
     GATEWAY_DRAIN_TIMEOUT_MS: "5000",
+    // Several gateways of one test share the host name: each reports under its own id.
+    GATEWAY_INSTANCE_ID: `gw-${randomBytes(4).toString("hex")}`,
     LOG_LEVEL: "info",
     ...env,
   });

@@ -86,7 +86,7 @@ test("defaults and parsed values", () => {
   assert.equal(s.ROTATE_TIMEOUT_MS, 1500);
   assert.equal(s.ROTATE_SEND_GRACE_MS, undefined);
   assert.equal(s.LEDGER_TABLE, "portledger");
-  assert.deepEqual(loadRolloutSettings({}).RELAY_PORT_RANGES, [{ from: 40000, to: 40999 }]);
+  assert.deepEqual(loadRolloutSettings({}).RELAY_PORT_RANGES, [{ from: 21000, to: 21999 }]);
 });
 
 test("local.settings.json.example sets every variable a deployment sets, and the schema accepts it", () => {

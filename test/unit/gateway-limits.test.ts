@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { withGatewayDrift } from "../../cloud/functions/src/rollout/status.ts";
 import { CircuitBreaker } from "../../cloud/gateway/src/circuit-breaker.ts";
 import { RateLimiter } from "../../cloud/gateway/src/rate-limiter.ts";
 import { RouteStates } from "../../cloud/gateway/src/route-state.ts";
@@ -95,4 +96,56 @@ test("circuit breaker: opens after the threshold, one probe when half-open, doub
   b.onSuccess("s");
   assert.equal(b.state("s"), "closed");
   assert.ok(b.tryAcquire("s"));
+});
+
+test("status: a port a current gateway cannot bind is its site's drift; a stale report is not", () => {
+  const now = Date.parse("2026-01-01T00:10:00Z");
+  const site = (siteId: string) => ({
+    siteId,
+    deviceId: siteId,
+    listenerOnline: true,
+    listenerStatus: "online",
+    mappings: 1,
+    activeConnections: 0,
+    desiredVersion: 2,
+    appliedVersion: 2,
+    drift: [],
+  });
+  const route = (port: number, siteId: string, portName: string) => ({
+    rowKey: String(port),
+    kind: "tcp" as const,
+    port,
+    siteId,
+    portName,
+    allowCidrs: [],
+    maxConnections: 0,
+    ratePerMinute: 0,
+    proxyProtocol: false,
+  });
+  const unbound = [{ port: 21005, error: "listen EADDRINUSE", since: "2026-01-01T00:09:00Z", attempts: 3 }];
+  const report = (instanceId: string, updatedAt: string) => ({
+    instanceId,
+    updatedAt,
+    heartbeatMs: 30_000,
+    ready: true,
+    listening: 1,
+    unbound,
+  });
+  const { sites, gateways } = withGatewayDrift(
+    [site("plant-1"), site("plant-2")],
+    [report("gw-a", "2026-01-01T00:09:50Z"), report("gw-old", "2026-01-01T00:00:00Z")],
+    [route(21005, "plant-2", "ssh"), route(21006, "plant-1", "web")],
+    now,
+  );
+  assert.deepEqual(sites[0]?.drift, []);
+  assert.deepEqual(sites[1]?.drift, [
+    "public port 21005 (ssh) not listening on gateway gw-a: listen EADDRINUSE",
+  ]);
+  assert.deepEqual(
+    gateways.map((g) => [g.instanceId, g.stale]),
+    [
+      ["gw-a", false],
+      ["gw-old", true],
+    ],
+  );
 });

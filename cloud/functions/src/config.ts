@@ -10,7 +10,12 @@ import {
   createIotHubServiceClientsWithCredential,
 } from "../../../lib/azure/iothub-service.ts";
 import { errorMessage, RelayFleetError } from "../../../lib/errors.ts";
-import { createLedger, createLedgerOnClient } from "../../../lib/ledger/index.ts";
+import {
+  createLedger,
+  createLedgerOnClient,
+  createTableClient,
+  readGatewayStatuses,
+} from "../../../lib/ledger/index.ts";
 import { createTableClientWithCredential } from "../../../lib/ledger/table.ts";
 import { createLogger } from "../../../lib/log.ts";
 import { relayAdminFromEnv } from "./relay-admin/index.ts";
@@ -73,6 +78,12 @@ export async function rolloutFromEnv(env: NodeJS.ProcessEnv = process.env): Prom
         ranges,
       )
     : createLedger(storage ?? "", settings.LEDGER_TABLE, ranges);
+  // The gateways' own reports (bind failures), beside the ledger and reached the same way.
+  const gatewayStatusTable = settings.LEDGER_TABLE_URL
+    ? createTableClientWithCredential(settings.LEDGER_TABLE_URL, settings.GATEWAY_STATUS_TABLE, credential, {
+        ...(settings.LEDGER_CA_FILE ? { ca: readFileSync(settings.LEDGER_CA_FILE) } : {}),
+      })
+    : createTableClient(storage ?? "", settings.GATEWAY_STATUS_TABLE);
   const hubOptions = {
     ...(settings.IOTHUB_REST_PORT !== undefined ? { restPort: settings.IOTHUB_REST_PORT } : {}),
     ...(settings.IOTHUB_CA_FILE ? { ca: readFileSync(settings.IOTHUB_CA_FILE) } : {}),
@@ -85,6 +96,7 @@ export async function rolloutFromEnv(env: NodeJS.ProcessEnv = process.env): Prom
     hub: createRegistryHub(registry),
     relay,
     ledger,
+    gatewayStatuses: () => readGatewayStatuses(gatewayStatusTable),
     profiles: profilesFrom(settings),
     relaySendAuth: settings.ROLLOUT_RELAY_SEND_AUTH,
     ...(settings.DEFAULT_SITE_PROFILE ? { defaultProfile: settings.DEFAULT_SITE_PROFILE } : {}),

@@ -10,7 +10,13 @@
  */
 import { z } from "zod";
 import { RelayFleetError } from "../../../lib/errors.ts";
-import { DEFAULT_LEDGER_TABLE, type PortRange, parsePortRanges } from "../../../lib/ledger/index.ts";
+import {
+  DEFAULT_GATEWAY_STATUS_TABLE,
+  DEFAULT_LEDGER_TABLE,
+  DEFAULT_PUBLIC_PORT_RANGES,
+  type PortRange,
+  parsePortRanges,
+} from "../../../lib/ledger/index.ts";
 
 /**
  * Where a variable is set:
@@ -25,7 +31,9 @@ export interface SettingMeta {
   deploy: SettingDeploy;
 }
 
-const DEFAULT_PORT_RANGES = "40000-40999";
+// Outside Linux's ephemeral range (lib/ledger/port-ranges.ts): the gateways' own outgoing
+// connections cannot take a public port before the gateway listens on it.
+const DEFAULT_PORT_RANGES = DEFAULT_PUBLIC_PORT_RANGES;
 
 function documented<T extends z.ZodType>(schema: T, meta: SettingMeta): T {
   return schema.meta({ ...meta });
@@ -138,8 +146,15 @@ export const rolloutSettingsSchema = z.object({
       deploy: "app-setting",
     },
   ),
+  GATEWAY_STATUS_TABLE: documented(
+    optionalText().transform((v) => v ?? DEFAULT_GATEWAY_STATUS_TABLE),
+    {
+      description: `table the gateways report their status to (ports they cannot bind), read by status (default ${DEFAULT_GATEWAY_STATUS_TABLE})`,
+      deploy: "app-setting",
+    },
+  ),
   RELAY_PORT_RANGES: documented(portRanges, {
-    description: `public port ranges the rollout allocates from, e.g. 40000-40999,50000 (default ${DEFAULT_PORT_RANGES})`,
+    description: `public port ranges the rollout allocates from, e.g. 21000-21999,23000 (default ${DEFAULT_PORT_RANGES}); keep them out of the gateways' ephemeral range (32768-60999) or reserve them there`,
     deploy: "app-setting",
   }),
   RELAY_SUBSCRIPTION_ID: documented(optionalText(), {

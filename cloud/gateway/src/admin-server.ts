@@ -78,9 +78,17 @@ export function createAdminServer(options: AdminOptions): Server {
             message,
           })),
         };
-        return gateway.ready && (auth?.ready ?? true)
-          ? send(res, 200, { status: "ready", listening: gateway.listening().length, ...detail })
-          : send(res, 503, { status: "not-ready", ...detail });
+        if (!gateway.ready || !(auth?.ready ?? true))
+          return send(res, 503, { status: "not-ready", ...detail });
+        // A port that cannot be bound is reported, not hidden, but keeps the answer 200: with one
+        // probe for every port, 503 would take this instance out for all its other routes too.
+        const unbound = gateway.unbound();
+        return send(res, 200, {
+          status: unbound.length > 0 ? "degraded" : "ready",
+          listening: gateway.listening().length,
+          unbound,
+          ...detail,
+        });
       }
       if (path === "/metrics" && req.method === "GET") {
         const refused = refusal(req);

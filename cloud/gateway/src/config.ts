@@ -2,8 +2,10 @@
  * Gateway configuration from environment variables (documented in cloud/gateway/README.md),
  * validated once at start: a typo fails fast with the variable's name.
  */
+import { hostname } from "node:os";
 import { z } from "zod";
 import { RelayFleetError } from "../../../lib/errors.ts";
+import { DEFAULT_GATEWAY_STATUS_TABLE } from "../../../lib/ledger/gateway-status.ts";
 import { ROUTE_LIMIT_DEFAULTS, ROUTE_LIMIT_MAX } from "../../../lib/ledger/route-limits.ts";
 
 const int = (fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
@@ -51,6 +53,18 @@ export const gatewayEnvSchema = z.object({
     .optional()
     .transform((v) => v || "portledger"),
   LEDGER_RELOAD_INTERVAL_MS: int(30_000),
+  /** Where this gateway reports what it cannot do (public ports it cannot bind) for `status`. */
+  GATEWAY_STATUS_TABLE: z
+    .string()
+    .optional()
+    .transform((v) => v || DEFAULT_GATEWAY_STATUS_TABLE),
+  /** Row key of this instance in the status table (default: the host name). */
+  GATEWAY_INSTANCE_ID: z
+    .string()
+    .max(256)
+    .regex(/^[A-Za-z0-9._:-]*$/, "must be letters, digits and . _ : - (a table row key)")
+    .optional()
+    .transform((v) => v || hostname()),
   GATEWAY_RELOAD_MIN_INTERVAL_MS: int(250),
   RELAY_CA_FILE: z.string().optional(),
   GATEWAY_BIND_HOST: z

@@ -6,6 +6,8 @@
  */
 import { createServer, type Server, type Socket } from "node:net";
 import { errorMessage } from "../../../lib/errors.ts";
+import { type BackoffPolicy, backoffDelay } from "../../../lib/hyco/constants.ts";
+import type { UnboundPort } from "../../../lib/ledger/gateway-status.ts";
 import type { LedgerSnapshot } from "../../../lib/ledger/read-routes.ts";
 import type { Logger } from "../../../lib/log.ts";
 import { type BreakerOptions, CircuitBreaker } from "./circuit-breaker.ts";
@@ -42,7 +44,24 @@ export interface GatewayOptions {
   breaker?: BreakerOptions;
   /** Limits of routes whose row sets none (default lib/ledger/route-limits.ts). */
   routeDefaults?: RouteLimits;
+  bindRetry?: BackoffPolicy;
+  /** Called whenever what `unbound()` or `ready` answers may have changed (status reports). */
+  onStateChange?: () => void;
 }
+
+interface UnboundState {
+  error: string;
+  since: number;
+  attempts: number;
+  timer?: NodeJS.Timeout;
+}
+
+/**
+ * Retries of a public port that cannot be bound (taken by another process, or by an outgoing
+ * connection's ephemeral port): soon at first, then every 5 s at most, jittered so that the
+ * gateways of a fleet do not retry in step.
+ */
+export const BIND_RETRY_BACKOFF: BackoffPolicy = { initialMs: 500, maxMs: 5_000, factor: 2, jitter: 0.5 };
 
 export interface ReloadResult {
   ok: boolean;
@@ -58,6 +77,8 @@ export class Gateway {
   private loaded = false;
   private draining = false;
   private readonly servers = new Map<number, Server>();
+  /** Ports of the table that failed to bind, with their retry timers. */
+  private readonly unboundPorts = new Map<number, UnboundState>();
   private readonly live = new Set<(reason: string) => void>();
   private readonly sockets = new Set<Socket>();
   private readonly states = new RouteStates();
@@ -108,6 +129,18 @@ export class Gateway {
     return [...this.servers.entries()]
       .filter(([, s]) => s.listening)
       .map(([port, s]) => ({ port, address: (s.address() as { address: string }).address }));
+  }
+
+  /** Public ports of the routing table that cannot be bound right now (retried on their own). */
+  unbound(): UnboundPort[] {
+    return [...this.unboundPorts.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([port, u]) => ({
+        port,
+        error: u.error,
+        since: new Date(u.since).toISOString(),
+        attempts: u.attempts,
+      }));
   }
 
   /** First load (retried by the periodic reload if it fails) and the reload timer. */
@@ -175,8 +208,10 @@ export class Gateway {
     // Swap first: a connection arriving on a port from now on is routed by the new table.
     this.table = next;
     this.loaded = true;
-    // Open what is new and retry ports whose bind failed last time.
-    const toOpen = [...next.ports.keys()].filter((port) => !this.servers.get(port)?.listening);
+    // Open what is new; a port whose bind failed is retried by its own timer, not here.
+    const toOpen = [...next.ports.keys()].filter(
+      (port) => !this.servers.get(port)?.listening && !this.unboundPorts.get(port)?.timer,
+    );
     await Promise.all(toOpen.map((port) => this.openPort(port)));
     for (const port of diff.close) this.closePort(port);
     this.states.prune(
@@ -189,11 +224,9 @@ export class Gateway {
     this.publishLimits(next);
     metrics.routes.set(next.routeCount);
     metrics.badRows.set(next.problems.length);
-    metrics.listeningPorts.set(this.listening().length);
-    metrics.unboundPorts.set(
-      [...next.ports.keys()].filter((port) => !this.servers.get(port)?.listening).length,
-    );
+    this.publishPorts();
     metrics.reloads.inc({ result: "ok" });
+    this.options.onStateChange?.();
     if (diff.open.length + diff.close.length + diff.update.length > 0 || next.problems.length > 0)
       log.info(
         { event: "reloaded", ...diff, routes: next.routeCount, badRows: next.problems.length },
@@ -223,8 +256,13 @@ export class Gateway {
     }
   }
 
+  private publishPorts(): void {
+    this.options.metrics.listeningPorts.set(this.listening().length);
+    this.options.metrics.unboundPorts.set(this.unboundPorts.size);
+  }
+
   private openPort(port: number): Promise<void> {
-    const { log } = this.options;
+    const { log, metrics } = this.options;
     const existing = this.servers.get(port);
     if (existing) existing.close();
     const server = createServer(
@@ -239,21 +277,53 @@ export class Gateway {
     this.servers.set(port, server);
     return new Promise((resolve) => {
       server.once("error", (err) => {
-        // EADDRINUSE / EACCES: the route stays in the table and the next reload retries the bind.
-        log.error({ event: "listen-failed", port, err: errorMessage(err) }, "cannot listen on public port");
+        // EADDRINUSE / EACCES: the route stays in the table; the port is retried on its own
+        // backoff and reported (metrics, /readyz, the status row) until it binds.
         if (this.servers.get(port) === server) this.servers.delete(port);
+        const failed = this.unboundPorts.get(port) ?? { error: "", since: Date.now(), attempts: 0 };
+        failed.attempts++;
+        failed.error = errorMessage(err);
+        this.unboundPorts.set(port, failed);
+        metrics.bindFailures.inc({ port: String(port) });
+        const delay = backoffDelay(this.options.bindRetry ?? BIND_RETRY_BACKOFF, failed.attempts - 1);
+        // Logged at the first failure and then every tenth, not on every retry.
+        if (failed.attempts === 1 || failed.attempts % 10 === 0)
+          log.error(
+            { event: "listen-failed", port, err: failed.error, attempts: failed.attempts, retryInMs: delay },
+            "cannot listen on public port; retrying",
+          );
+        failed.timer = setTimeout(() => {
+          failed.timer = undefined;
+          if (this.draining || !this.table.ports.has(port) || this.servers.get(port)?.listening) return;
+          void this.openPort(port);
+        }, delay);
+        failed.timer.unref();
+        this.publishPorts();
+        this.options.onStateChange?.();
         resolve();
       });
       server.listen({ port, host: this.options.bindHost ?? "0.0.0.0", backlog: 4096 }, () => {
         server.on("error", (err) => log.error({ port, err: errorMessage(err) }, "listener error"));
-        log.info({ event: "port-open", port }, "listening on public port");
+        const failed = this.unboundPorts.get(port);
+        this.unboundPorts.delete(port);
+        log.info(
+          { event: "port-open", port, ...(failed ? { afterAttempts: failed.attempts + 1 } : {}) },
+          "listening on public port",
+        );
+        this.publishPorts();
+        if (failed) this.options.onStateChange?.();
         resolve();
       });
     });
   }
 
-  /** Stops accepting on a port; connections already accepted keep running. */
+  /** Stops accepting on a port (and stops retrying it); connections already accepted keep running. */
   private closePort(port: number): void {
+    const failed = this.unboundPorts.get(port);
+    if (failed) {
+      clearTimeout(failed.timer);
+      this.unboundPorts.delete(port);
+    }
     const server = this.servers.get(port);
     if (!server) return;
     this.servers.delete(port);
@@ -268,7 +338,8 @@ export class Gateway {
   async drain(timeoutMs: number): Promise<number> {
     this.draining = true;
     if (this.timer) clearInterval(this.timer);
-    for (const port of [...this.servers.keys()]) this.closePort(port);
+    for (const port of new Set([...this.servers.keys(), ...this.unboundPorts.keys()])) this.closePort(port);
+    this.options.onStateChange?.();
     const deadline = Date.now() + timeoutMs;
     while (this.live.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     const aborted = this.live.size;

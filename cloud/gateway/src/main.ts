@@ -15,6 +15,7 @@ import { loadConfig, RELAY_TOKEN_SCOPE } from "./config.ts";
 import { Gateway } from "./gateway.ts";
 import { createMetrics } from "./metrics.ts";
 import { type RelayAuth, relayPump, relayTunnelOpener } from "./relay-tunnel.ts";
+import { StatusReporter } from "./status-report.ts";
 
 const log = createLogger("gateway");
 
@@ -59,7 +60,9 @@ async function main(): Promise<void> {
         })
       : undefined;
   if (standby) metrics.setStandbySource(() => standby.ready);
-  const gateway = new Gateway({
+  let reporter: StatusReporter | undefined;
+  const gateway: Gateway = new Gateway({
+    onStateChange: () => reporter?.changed(),
     loadLedger: () => readLedger(table),
     openTunnel: relayTunnelOpener({
       ca,
@@ -124,8 +127,25 @@ async function main(): Promise<void> {
     );
   // The first token before the first tunnel; a failure is retried in the background (readyz 503).
   await relayToken?.start();
+  reporter = new StatusReporter({
+    // Same storage account and credential as the ledger, its own table.
+    client: config.LEDGER_TABLE_URL
+      ? createTableClientWithCredential(config.LEDGER_TABLE_URL, config.GATEWAY_STATUS_TABLE, credential, {
+          ...(config.LEDGER_CA_FILE ? { ca: readFileSync(config.LEDGER_CA_FILE) } : {}),
+        })
+      : createTableClient(config.LEDGER_CONNECTION_STRING ?? "", config.GATEWAY_STATUS_TABLE),
+    instanceId: config.GATEWAY_INSTANCE_ID,
+    heartbeatMs: config.LEDGER_RELOAD_INTERVAL_MS > 0 ? config.LEDGER_RELOAD_INTERVAL_MS : 30_000,
+    snapshot: () => ({
+      ready: gateway.ready,
+      listening: gateway.listening().length,
+      unbound: gateway.unbound(),
+    }),
+    log,
+  });
   // A failed first load is not fatal: /readyz stays 503 and the periodic reload retries.
   const first = await gateway.start();
+  reporter.start();
   log.info({ event: "started", ok: first.ok, routes: first.routes, ports: first.ports }, "gateway started");
 
   process.on("SIGHUP", () => void gateway.reload());
@@ -137,6 +157,7 @@ async function main(): Promise<void> {
     standby?.close();
     relayToken?.close();
     const aborted = await gateway.drain(config.GATEWAY_DRAIN_TIMEOUT_MS);
+    await reporter?.stop();
     admin.close();
     admin.closeAllConnections();
     log.info({ event: "stopped", aborted }, "gateway stopped");

@@ -38,6 +38,7 @@ export interface GatewayMetrics {
   routes: Gauge;
   listeningPorts: Gauge;
   unboundPorts: Gauge;
+  bindFailures: Counter<"port">;
   reloads: Counter<"result">;
   badRows: Gauge;
   openCircuits: Gauge;
@@ -128,7 +129,13 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Gatew
     }),
     unboundPorts: new Gauge({
       name: "gateway_ports_unbound",
-      help: "Public ports in the routing table that could not be listened on (retried at each reload)",
+      help: "Public ports in the routing table that could not be listened on (each retried on its own backoff)",
+      registers,
+    }),
+    bindFailures: new Counter({
+      name: "gateway_port_bind_failures_total",
+      help: "Failed attempts to listen on a public port, by port",
+      labelNames: ["port"],
       registers,
     }),
     reloads: new Counter({

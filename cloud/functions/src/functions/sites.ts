@@ -140,7 +140,7 @@ export const ROUTES: ApiRoute[] = [
     route: "status",
     handler: guarded(async () => ({
       status: 200,
-      body: { sites: await (await getRollout()).fleetStatus() },
+      body: await (await getRollout()).fleetView(),
     })),
   },
 ];

@@ -2,7 +2,7 @@
  * Everything rollout logic depends on, passed in (no globals): the Functions handlers, the CLI and
  * the simulation build one of these, tests build one with fakes or emulators.
  */
-import type { PortLedger } from "../../../../lib/ledger/index.ts";
+import type { GatewayStatus, PortLedger } from "../../../../lib/ledger/index.ts";
 import type { Logger } from "../../../../lib/log.ts";
 import type { RelayAdmin } from "../relay-admin/types.ts";
 import type { FleetHub, JsonObject } from "./hub.ts";
@@ -48,6 +48,8 @@ export interface RolloutDeps extends RolloutOptions {
   hub: FleetHub;
   relay: RelayAdmin;
   ledger: PortLedger;
+  /** The gateways' status rows (lib/ledger/gateway-status.ts), for `status`. */
+  gatewayStatuses?: () => Promise<GatewayStatus[]>;
   logger?: Logger;
   /** Test hook: called before each onboarding step (throw to simulate a crash there). */
   beforeStep?: (step: OnboardStep, siteId: string) => void | Promise<void>;

@@ -24,7 +24,7 @@ import {
   siteSpecSchema,
   updateMappingBodySchema,
 } from "./schemas.ts";
-import { type SiteStatus, siteStatusFromTwin } from "./status.ts";
+import { type GatewayView, type SiteStatus, siteStatusFromTwin, withGatewayDrift } from "./status.ts";
 
 /** A mapping as operators see it: its spec plus where it is published. */
 
@@ -94,8 +94,10 @@ export interface Rollout {
   deleteMapping(siteId: string, name: string): Promise<SiteView>;
   rotateKeys(siteId: string): Promise<RotateResult>;
   reconcile(options?: { repair?: boolean }): Promise<DriftReport>;
-  /** One twin query: status of every site's module. */
+  /** One twin query: status of every site's module (with what the gateways report as drift). */
   fleetStatus(): Promise<SiteStatus[]>;
+  /** `fleetStatus` and the gateways' own reports (their status table). */
+  fleetView(): Promise<{ sites: SiteStatus[]; gateways: GatewayView[] }>;
   handleDeviceEvent(event: unknown): Promise<DeviceEventResult>;
   /**
    * Offboards the site of a deleted device, under the site's lock like every other writer;
@@ -399,25 +401,30 @@ export function createRollout(deps: RolloutDeps): Rollout {
     },
     reconcile: (options) => reconcileFleet(deps, options),
     async fleetStatus() {
+      return (await rollout.fleetView()).sites;
+    },
+    async fleetView() {
       // The ledger is read with the gateway's own rules, so a row no gateway can serve shows here.
-      const [twins, ledger] = await Promise.all([
+      const [twins, ledger, gateways] = await Promise.all([
         deps.hub.queryModuleTwins(MODULE_ID),
         readLedger(deps.ledger.client).catch((err: unknown) => {
           throw storageError(err, deps.ledger.table);
         }),
+        // No status table configured (tests, older deployments): no gateway reports.
+        deps.gatewayStatuses ? deps.gatewayStatuses() : Promise.resolve([]),
       ]);
-      const statuses = twins
+      const sites = twins
         .filter((t) => t.desired.relay !== undefined)
         .map(siteStatusFromTwin)
         .sort(bySiteId);
       for (const p of ledger.problems) {
         const siteId = p.siteId ?? (p.partitionKey === "site" ? p.rowKey : undefined);
-        const status = statuses.find((st) => st.siteId === siteId);
+        const status = sites.find((st) => st.siteId === siteId);
         status?.drift.push(
           `ledger ${p.partitionKey} row ${p.rowKey} is unusable by the gateway: ${p.message}`,
         );
       }
-      return statuses;
+      return withGatewayDrift(sites, gateways, ledger.routes);
     },
     handleDeviceEvent: (event) => handleDeviceEvent(rollout, event),
     offboardDeletedDevice: (siteId, deviceId) =>

@@ -5,6 +5,12 @@
  */
 
 import { keyFingerprint } from "../../../../lib/hyco/sas.ts";
+import {
+  type GatewayStatus,
+  isStale,
+  type RouteRow,
+  type UnboundPort,
+} from "../../../../lib/ledger/index.ts";
 import { parseHybridConnection } from "./context.ts";
 import type { JsonObject, ModuleTwinView } from "./hub.ts";
 
@@ -81,4 +87,46 @@ export function siteStatusFromTwin(twin: ModuleTwinView): SiteStatus {
   if (applied !== undefined) out.appliedVersion = applied;
   if (lastError !== undefined) out.lastError = lastError;
   return out;
+}
+
+/** A gateway instance as `status` shows it: what it reported and whether the report is current. */
+export interface GatewayView {
+  instanceId: string;
+  updatedAt: string;
+  /** The row is older than three of its heartbeats: the instance stopped without removing it. */
+  stale: boolean;
+  ready: boolean;
+  listening: number;
+  unbound: UnboundPort[];
+}
+
+/**
+ * Adds what the gateways report to the sites' drift: a public port of a site that a (current)
+ * gateway cannot bind, named with its mapping, the gateway and the error. Pure.
+ */
+export function withGatewayDrift(
+  sites: SiteStatus[],
+  gateways: readonly GatewayStatus[],
+  routes: readonly Pick<RouteRow, "port" | "siteId" | "portName">[],
+  now = Date.now(),
+): { sites: SiteStatus[]; gateways: GatewayView[] } {
+  const views = gateways.map((g) => ({ ...g, stale: isStale(g, now) }));
+  const drift = new Map<string, string[]>();
+  for (const g of views) {
+    if (g.stale) continue;
+    for (const u of g.unbound)
+      for (const r of routes.filter((r) => r.port === u.port && r.siteId !== "")) {
+        const list = drift.get(r.siteId) ?? [];
+        list.push(
+          `public port ${u.port} (${r.portName}) not listening on gateway ${g.instanceId}: ${u.error}`,
+        );
+        drift.set(r.siteId, list);
+      }
+  }
+  return {
+    sites: sites.map((s) =>
+      drift.has(s.siteId) ? { ...s, drift: [...s.drift, ...(drift.get(s.siteId) ?? [])] } : s,
+    ),
+    gateways: views.map(({ heartbeatMs: _h, ...v }) => v),
+  };
 }

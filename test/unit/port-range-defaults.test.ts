@@ -1,0 +1,36 @@
+/**
+ * Issue 11, item 15: the public ports a deployment and the simulation hand out by default lie
+ * outside Linux's ephemeral range, where the gateway's own outgoing connections could take one
+ * before the gateway listens on it.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { loadRolloutSettings } from "../../cloud/functions/src/settings.ts";
+import {
+  DEFAULT_PUBLIC_PORT_RANGES,
+  LINUX_EPHEMERAL_RANGE,
+  overlapWith,
+  parsePortRanges,
+} from "../../lib/ledger/index.ts";
+import { freePortBlock } from "../../sim/ports.ts";
+
+test("the production default range is outside 32768-60999", () => {
+  const ranges = loadRolloutSettings({}).RELAY_PORT_RANGES;
+  assert.deepEqual(ranges, parsePortRanges(DEFAULT_PUBLIC_PORT_RANGES));
+  assert.deepEqual(overlapWith(ranges, LINUX_EPHEMERAL_RANGE), []);
+});
+
+test("the simulation's public port block is outside 32768-60999", async () => {
+  for (let i = 0; i < 5; i++) {
+    const block = await freePortBlock(64);
+    assert.deepEqual(overlapWith([block], LINUX_EPHEMERAL_RANGE), [], `${block.from}-${block.to}`);
+    assert.equal(block.to - block.from + 1, 64);
+  }
+});
+
+test("overlapWith finds the part of a range inside another", () => {
+  assert.deepEqual(overlapWith([{ from: 30000, to: 33000 }], LINUX_EPHEMERAL_RANGE), [
+    { from: 32768, to: 33000 },
+  ]);
+  assert.deepEqual(overlapWith([{ from: 61000, to: 61010 }], LINUX_EPHEMERAL_RANGE), []);
+});
