@@ -5,8 +5,8 @@
  * bad row is skipped and logged. `drain()` stops listening and waits, bounded, for live tunnels.
  */
 import { createServer, type Server, type Socket } from "node:net";
+import { type BackoffPolicy, backoffDelay } from "../../../lib/backoff.ts";
 import { errorMessage } from "../../../lib/errors.ts";
-import { type BackoffPolicy, backoffDelay } from "../../../lib/hyco/constants.ts";
 import type { UnboundPort } from "../../../lib/ledger/gateway-status.ts";
 import type { LedgerSnapshot } from "../../../lib/ledger/read-routes.ts";
 import type { Logger } from "../../../lib/log.ts";
@@ -61,7 +61,7 @@ interface UnboundState {
  * connection's ephemeral port): soon at first, then every 5 s at most, jittered so that the
  * gateways of a fleet do not retry in step.
  */
-export const BIND_RETRY_BACKOFF: BackoffPolicy = { initialMs: 500, maxMs: 5_000, factor: 2, jitter: 0.5 };
+export const BIND_RETRY_BACKOFF: BackoffPolicy = { initialMs: 1_000, maxMs: 5_000, factor: 2, jitter: 0.5 };
 
 export interface ReloadResult {
   ok: boolean;
