@@ -8,7 +8,6 @@ import { keyFingerprint } from "../../../../lib/hyco/sas.ts";
 import {
   type GatewayStatus,
   isStale,
-  type RouteRow,
   type UnboundPort,
 } from "../../../../lib/ledger/index.ts";
 import { parseHybridConnection } from "./context.ts";
@@ -107,7 +106,7 @@ export interface GatewayView {
 export function withGatewayDrift(
   sites: SiteStatus[],
   gateways: readonly GatewayStatus[],
-  routes: readonly Pick<RouteRow, "port" | "siteId" | "portName">[],
+  routes: readonly { port: number; siteId?: string; portName?: string }[],
   now = Date.now(),
 ): { sites: SiteStatus[]; gateways: GatewayView[] } {
   const views = gateways.map((g) => ({ ...g, stale: isStale(g, now) }));
@@ -115,10 +114,11 @@ export function withGatewayDrift(
   for (const g of views) {
     if (g.stale) continue;
     for (const u of g.unbound)
-      for (const r of routes.filter((r) => r.port === u.port && r.siteId !== "")) {
+      for (const r of routes) {
+        if (r.port !== u.port || !r.siteId) continue;
         const list = drift.get(r.siteId) ?? [];
         list.push(
-          `public port ${u.port} (${r.portName}) not listening on gateway ${g.instanceId}: ${u.error}`,
+          `public port ${u.port}${r.portName ? ` (${r.portName})` : ""} not listening on gateway ${g.instanceId}: ${u.error}`,
         );
         drift.set(r.siteId, list);
       }
