@@ -5,11 +5,7 @@
  */
 
 import { keyFingerprint } from "../../../../lib/hyco/sas.ts";
-import {
-  type GatewayStatus,
-  isStale,
-  type UnboundPort,
-} from "../../../../lib/ledger/index.ts";
+import { type GatewayStatus, isStale, type UnboundPort } from "../../../../lib/ledger/index.ts";
 import { parseHybridConnection } from "./context.ts";
 import type { JsonObject, ModuleTwinView } from "./hub.ts";
 
