@@ -130,7 +130,7 @@ export type DrainConfig = z.output<typeof DrainSchema>;
  * Names every plain JavaScript object already answers to (`constructor`, `toString`,
  * `__proto__`, …). They are refused as mapping names rather than made to work: code that keeps
  * mappings in plain objects (ours, zod's record parser, the device SDK's twin merge, which skips
- * `__proto__`) would make them vanish or resolve to a built-in function. ADR 0010.
+ * `__proto__`) would make them vanish or resolve to a built-in function. ADR 0011.
  */
 export const RESERVED_MAPPING_NAMES: ReadonlySet<string> = new Set(
   Object.getOwnPropertyNames(Object.prototype),
