@@ -55,6 +55,7 @@ const EXPECTED = [
   "rollout | Key Vault Secrets User | Microsoft.KeyVault/vaults/secrets",
   "rollout | Monitoring Metrics Publisher | Microsoft.Insights/components",
   "gateways | Storage Table Data Reader | Microsoft.Storage/storageAccounts/tableServices/tables",
+  "gateways | Storage Table Data Contributor | Microsoft.Storage/storageAccounts/tableServices/tables",
   "gateways | Azure Relay Sender | Microsoft.Relay/namespaces",
   "hub-routing | Storage Blob Data Contributor | Microsoft.Storage/storageAccounts/blobServices/containers",
 ].sort();
