@@ -10,8 +10,14 @@ import { connect, createServer, type Socket } from "node:net";
 import { test } from "node:test";
 import { createTableClient, readGatewayStatuses } from "../../lib/ledger/index.ts";
 import { waitFor } from "../helpers/index.ts";
-import { echoServer, freePort, roundTrip, startGateway, startHarness } from "./gateway-harness.ts";
-import { startSiteListener } from "./gateway-site.ts";
+import {
+  echoServer,
+  freePort,
+  roundTrip,
+  startGateway,
+  startHarness,
+  startHarnessSite,
+} from "./gateway-harness.ts";
 
 function dial(port: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
@@ -25,13 +31,7 @@ test("a taken public port is reported in /readyz, metrics and the status row, re
 }, async (t) => {
   const h = await startHarness(t);
   const echo = await echoServer(t);
-  await startSiteListener(t, {
-    endpoint: h.relay.url,
-    hybridConnection: `site-${h.siteId}`,
-    keyName: "listen",
-    key: h.listenKey,
-    targets: { echo: echo.port, free: echo.port },
-  });
+  await startHarnessSite(t, h, { echo: echo.port, free: echo.port });
   const [taken, free] = [await freePort(), await freePort()];
   // Someone else holds `taken` on the gateway's address before the gateway starts.
   const holder = createServer();

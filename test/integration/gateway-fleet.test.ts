@@ -20,8 +20,8 @@ import {
   sha,
   startGateway,
   startHarness,
+  startHarnessSite,
 } from "./gateway-harness.ts";
-import { startSiteListener } from "./gateway-site.ts";
 
 function dial(t: { after(fn: () => unknown): void }, port: number, host = "127.0.0.1"): Promise<Socket> {
   return new Promise((resolve, reject) => {
@@ -36,13 +36,7 @@ test("two gateway instances serve the same routes; no-listener sites back off; S
 }, async (t) => {
   const h = await startHarness(t);
   const echo = await echoServer(t);
-  await startSiteListener(t, {
-    endpoint: h.relay.url,
-    hybridConnection: `site-${h.siteId}`,
-    keyName: "listen",
-    key: h.listenKey,
-    targets: { echo: echo.port },
-  });
+  await startHarnessSite(t, h, { echo: echo.port });
   // A second site whose hybrid connection exists but has no listener.
   h.relay.admin.putHybridConnection("site-dark");
   const darkSend = h.relay.admin.putAuthorizationRule("site-dark", "send", ["Send"]).rule;

@@ -17,6 +17,7 @@ import {
   startRelayEmulator,
 } from "../../sim/relay-emulator/index.ts";
 import { type CleanupContext, type ManagedProcess, spawnTs } from "../helpers/index.ts";
+import { type SiteListener, startSiteListener } from "./gateway-site.ts";
 import {
   MODULE_ID,
   type ModuleProcess,
@@ -39,6 +40,21 @@ export interface Harness {
 
 /** A free TCP port on 127.0.0.1 (the ledger needs concrete public ports). */
 export { freePort } from "../../sim/ports.ts";
+
+/** The harness's site online at the relay with its Listen key, serving `targets` (name → local port). */
+export function startHarnessSite(
+  t: CleanupContext,
+  h: Harness,
+  targets: Record<string, number>,
+): Promise<SiteListener> {
+  return startSiteListener(t, {
+    endpoint: h.relay.url,
+    hybridConnection: `site-${h.siteId}`,
+    keyName: "listen",
+    key: h.listenKey,
+    targets,
+  });
+}
 
 export async function startHarness(
   t: CleanupContext,

@@ -12,8 +12,15 @@ import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { test } from "node:test";
 import { REPO_ROOT, sleep, waitFor } from "../helpers/index.ts";
-import { closedBy, echoServer, freePort, roundTrip, startGateway, startHarness } from "./gateway-harness.ts";
-import { startSiteListener } from "./gateway-site.ts";
+import {
+  closedBy,
+  echoServer,
+  freePort,
+  roundTrip,
+  startGateway,
+  startHarness,
+  startHarnessSite,
+} from "./gateway-harness.ts";
 
 function dial(t: { after(fn: () => unknown): void }, port: number, localAddress: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
@@ -33,13 +40,7 @@ test("per-source cap, silent deadline and a precise idle timeout keep a route op
 }, async (t) => {
   const h = await startHarness(t);
   const echo = await echoServer(t);
-  await startSiteListener(t, {
-    endpoint: h.relay.url,
-    hybridConnection: `site-${h.siteId}`,
-    keyName: "listen",
-    key: h.listenKey,
-    targets: { capped: echo.port, quiet: echo.port, idle: echo.port },
-  });
+  await startHarnessSite(t, h, { capped: echo.port, quiet: echo.port, idle: echo.port });
   const [capped, quiet, idle] = [await freePort(), await freePort(), await freePort()];
   // `capped` keeps the gateway's defaults for everything but a small route-wide cap, so that the
   // attacker below would fill it without a per-source cap (as on the old main).
