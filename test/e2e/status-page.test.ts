@@ -8,8 +8,9 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { get as httpGet } from "node:http";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
@@ -58,7 +59,7 @@ function httpGetText(port: number, host: string): Promise<string> {
 
 describe("fleet status page in Chromium against the simulation", { skip, timeout: 170_000 }, () => {
   let fleet: Fleet;
-  let context: BrowserContext;
+  let context: BrowserContext | undefined;
   let page: Page;
   let cwd: string;
   const row = (siteId: string) => page.locator(`tr[data-site="${siteId}"]`);
@@ -74,8 +75,14 @@ describe("fleet status page in Chromium against the simulation", { skip, timeout
         rollout: { url: fleet.rollout.url, functionKey: fleet.rollout.functionKey },
       }),
     );
-    context = await launchChromium(tempDir(scope, "relay-fleet-chromium-"));
-    scope.after(() => context.close());
+    // Chromium writes its profile until it has exited, so the profile dir is removed only after
+    // close() resolves (tempDir's own hook would run first and race it).
+    const profileDir = mkdtempSync(join(tmpdir(), "relay-fleet-chromium-"));
+    scope.after(async () => {
+      await context?.close();
+      rmSync(profileDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
+    });
+    context = await launchChromium(profileDir);
     page = context.pages()[0] ?? (await context.newPage());
     // Traffic through the gateway, so live bytes show.
     const plant1 = fleet.sites.get("plant-1");
