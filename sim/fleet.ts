@@ -125,6 +125,8 @@ export class Fleet {
   private client!: RolloutClient;
   private readonly dirs: { logs: string; relay: string; hub: string; azurite: string; device: string };
   private stopped = false;
+  /** Sites seen listed without all their public ports yet, since when (see stillOnboarding). */
+  private readonly incompleteSince = new Map<string, number>();
   private hubWebhook: string | undefined;
   private rolloutPort = 0;
 
@@ -569,6 +571,7 @@ export class Fleet {
         }
         continue;
       }
+      if (this.stillOnboarding(view)) continue;
       this.sites.set(view.siteId, {
         siteId: view.siteId,
         modules: [],
@@ -588,6 +591,25 @@ export class Fleet {
     }
     if (started.length || stopped.length) await this.reloadGateways();
     return { started, stopped, changed };
+  }
+
+  /**
+   * True while a newly listed site is between the rollout's "ledger" and "ports" steps: its row is
+   * saved, but an enabled mapping has no public port yet. The next sync picks it up complete, so
+   * "site online" never announces a site without its ports; after 30 s it is taken as it is (a
+   * port range that is full leaves a mapping without a port for good).
+   */
+  private stillOnboarding(view: SiteView): boolean {
+    const incomplete = Object.values(view.mappings).some((m) => m.enabled && m.publicPort === undefined);
+    if (!incomplete) {
+      this.incompleteSince.delete(view.siteId);
+      return false;
+    }
+    const since = this.incompleteSince.get(view.siteId) ?? Date.now();
+    this.incompleteSince.set(view.siteId, since);
+    if (Date.now() - since < 30_000) return true;
+    this.incompleteSince.delete(view.siteId);
+    return false;
   }
 
   /** Stops everything: modules, gateways, rollout, emulators, storage, demo services. */
