@@ -48,30 +48,56 @@ function setPath(obj: JsonObject, path: string[], value: JsonObject[string]): vo
   cur[path[path.length - 1]!] = value;
 }
 
-/** Merges the module desired properties of `configs` (ascending priority) into one object per module. */
+const SYSTEM_MODULES = new Set(["$edgeAgent", "$edgeHub"]);
+
+/**
+ * A base (standard) IoT Edge deployment sets `$edgeAgent`'s whole `properties.desired`; a layered
+ * one only sets `properties.desired.<path>` entries on top of a base.
+ */
+export function isBaseDeployment(c: ConfigurationRecord): boolean {
+  const mc = c.content.modulesContent;
+  return isJsonObject(mc) && isJsonObject(mc.$edgeAgent) && isJsonObject(mc.$edgeAgent[DESIRED]);
+}
+
+/**
+ * What IoT Hub applies to an edge device out of the deployments it matches: the base deployment
+ * of the highest priority (on a tie, the one created last) wholesale, then every layered one in
+ * ascending priority. Other base deployments are only "targeted".
+ */
+export function chooseDeployments(configs: ConfigurationRecord[]): {
+  base: ConfigurationRecord | undefined;
+  layers: ConfigurationRecord[];
+} {
+  const sorted = [...configs].sort(byPriority);
+  const bases = sorted.filter(isBaseDeployment);
+  return { base: bases[bases.length - 1], layers: sorted.filter((c) => !isBaseDeployment(c)) };
+}
+
+/** Merges the module desired properties of the chosen deployments into one object per module. */
 export function composeModulesContent(configs: ConfigurationRecord[]): Map<string, JsonObject> {
   const out = new Map<string, JsonObject>();
-  const sorted = [...configs].sort(byPriority);
-  // Base content: the last (highest) one wins wholesale.
-  for (const c of sorted) {
+  const { base, layers } = chooseDeployments(configs);
+  const entries = (c: ConfigurationRecord): Array<[string, JsonObject]> => {
     const mc = c.content.modulesContent;
-    if (!isJsonObject(mc)) continue;
-    for (const [moduleId, entry] of Object.entries(mc)) {
-      if (isJsonObject(entry) && isJsonObject(entry[DESIRED]))
-        out.set(moduleId, structuredClone(entry[DESIRED]));
-    }
-  }
-  // Layered content: `properties.desired.<path>` on top, in priority order.
-  for (const c of sorted) {
-    const mc = c.content.modulesContent;
-    if (!isJsonObject(mc)) continue;
-    for (const [moduleId, entry] of Object.entries(mc)) {
-      if (!isJsonObject(entry)) continue;
+    return isJsonObject(mc)
+      ? Object.entries(mc).filter((e): e is [string, JsonObject] => isJsonObject(e[1]))
+      : [];
+  };
+  // The base deployment's content wholesale.
+  if (base)
+    for (const [moduleId, entry] of entries(base))
+      if (isJsonObject(entry[DESIRED])) out.set(moduleId, structuredClone(entry[DESIRED]));
+  // Layers in priority order: a module twin's whole desired properties (not the runtime's), then
+  // `properties.desired.<path>` entries on top.
+  for (const c of layers) {
+    for (const [moduleId, entry] of entries(c)) {
+      const whole = entry[DESIRED];
+      if (isJsonObject(whole) && !SYSTEM_MODULES.has(moduleId)) out.set(moduleId, structuredClone(whole));
       for (const [key, value] of Object.entries(entry)) {
         if (!key.startsWith(`${DESIRED}.`)) continue;
-        const base = out.get(moduleId) ?? {};
-        setPath(base, key.slice(DESIRED.length + 1).split("."), structuredClone(value));
-        out.set(moduleId, base);
+        const desired = out.get(moduleId) ?? {};
+        setPath(desired, key.slice(DESIRED.length + 1).split("."), structuredClone(value));
+        out.set(moduleId, desired);
       }
     }
   }
@@ -104,7 +130,7 @@ export class ConfigurationService {
     for (const dev of this.hub.store.devices.values()) {
       if (!evaluate(cond, renderTwin(dev, undefined, false))) continue;
       targeted++;
-      if (dev.appliedConfigurations?.includes(`${rec.id}:`)) applied++;
+      if (dev.configurations?.[rec.id]?.status === "applied") applied++;
     }
     return { targeted, applied };
   }
@@ -197,6 +223,16 @@ export class ConfigurationService {
       }
     });
     const edge = matching.filter((c) => dev.iotEdge && isJsonObject(c.content.modulesContent));
+    // The device twin's `configurations`: each matching one "targeted", those in force "applied".
+    const { base, layers } = chooseDeployments(edge);
+    const applied = new Set([...(base ? [base.id] : []), ...layers.map((c) => c.id)]);
+    const statuses: Record<string, { status: "targeted" | "applied" }> = {};
+    for (const c of matching) statuses[c.id] = { status: applied.has(c.id) ? "applied" : "targeted" };
+    const statusChanged = JSON.stringify(statuses) !== JSON.stringify(dev.configurations ?? {});
+    if (statusChanged) {
+      dev.configurations = statuses;
+      this.hub.store.markDirty();
+    }
     const fingerprint = edge
       .map((c) => `${c.id}:${c.etagCounter}`)
       .sort()

@@ -59,6 +59,11 @@ test("the base deployment targets exactly the onboarded devices; offboarding rem
     assert.equal(relay.settings.image, "localhost:5000/relaylistener:0.1.0-amd64");
   }
   assert.equal((await agentModules("not-ours"))?.relayListener, undefined, "an untagged device gets nothing");
+  // The device twin says which deployment is in force, as IoT Hub's `configurations` does.
+  const configurationsOf = async (deviceId: string) =>
+    ((await registry.getTwin(deviceId)).responseBody as unknown as { configurations?: Json }).configurations;
+  assert.deepEqual(await configurationsOf("dep-1"), { [built[0]!.id]: { status: "applied" } });
+  assert.equal(await configurationsOf("not-ours"), undefined);
 
   // Unchanged manifest: nothing to do.
   const again = await applyFleetDeployments(registry, built);
@@ -78,6 +83,7 @@ test("the base deployment targets exactly the onboarded devices; offboarding rem
     SLOW,
   );
   assert.ok((await agentModules("dep-1"))?.relayListener, "dep-1 keeps the module");
+  assert.deepEqual(await configurationsOf("dep-2"), { [built[1]!.id]: { status: "applied" } });
 
   // A new version is a new deployment; the old ones go.
   const next = buildFleetDeployments(REPO_ROOT, "amd64", { CONTAINER_TAG: "ci2" });

@@ -35,6 +35,8 @@ export interface DeviceRecord extends IdentityBase {
   modules: Record<string, ModuleRecord>;
   /** Fingerprint (ids + etags) of the configurations last applied, so unchanged ones aren't re-applied. */
   appliedConfigurations?: string;
+  /** The twin's `configurations`: each matching configuration, targeted or applied (IoT Hub's shape). */
+  configurations?: Record<string, { status: "targeted" | "applied" }>;
 }
 
 /** Generation ids look like `638000000000000001`: 18 digits, unique per identity incarnation. */
@@ -156,6 +158,8 @@ export function renderTwin(device: DeviceRecord, module?: ModuleRecord, withMeta
   if (!module) {
     twin.capabilities = { iotEdge: device.iotEdge };
     twin.deviceScope = device.iotEdge ? `ms-azure-iot-edge://${device.deviceId}-${device.generationId}` : "";
+    if (device.configurations && Object.keys(device.configurations).length > 0)
+      twin.configurations = structuredClone(device.configurations);
   }
   return twin;
 }
