@@ -2,16 +2,22 @@
  * Azurite's table service (Microsoft's storage emulator, from node_modules) as a child process on
  * a free port. The port ledger and the Functions host's storage run against it locally.
  *
+ * With `oauth`, it serves HTTPS with a throwaway local CA (Azurite takes bearer tokens only over
+ * HTTPS) and checks Microsoft Entra ID tokens (`--oauth basic`: issuer, audience and lifetime, not
+ * the signature nor any role), so the simulation reaches the ledger with managed identities as
+ * Azure does; the account key keeps working beside it.
+ *
  * Azurite's own `azurite-table` entry point accepts `--tablePort 0` but then prints `:0`, so the
  * real port cannot be read back. The child therefore runs a few lines that build Azurite's
  * `TableServer` directly (the same classes the entry point uses) and print the bound address as
  * one JSON line: port 0 with no race and no retry loop.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { createWriteStream, mkdtempSync, rmSync } from "node:fs";
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { writeLocalCertificates } from "../lib/tls/local-ca.ts";
 import { EXIT_WITH_PARENT, exitWithParentEnv } from "./child-process.ts";
 
 /** The well-known development account every Azurite install accepts (documented by Microsoft). */
@@ -28,13 +34,20 @@ export interface AzuriteOptions {
   port?: number;
   /** Append the service's output here (kept for a crash's post-mortem). */
   logFile?: string;
+  /**
+   * HTTPS with a local CA (kept in `<dir>/tls`, so a restart keeps the CA clients already trust)
+   * and Entra ID bearer tokens accepted (Azurite's `--oauth basic`).
+   */
+  oauth?: boolean;
 }
 
 export interface Azurite {
   /** Storage connection string (development account, `TableEndpoint` set). */
   connectionString: string;
-  /** `http://127.0.0.1:<port>/devstoreaccount1` */
+  /** `http://127.0.0.1:<port>/devstoreaccount1` (`https://` with `oauth`): also the table service URL. */
   tableEndpoint: string;
+  /** The CA that signed the HTTPS certificate (with `oauth`): what clients trust. */
+  caFile: string | undefined;
   port: number;
   pid: number | undefined;
   /** Resolves with the exit code (or signal name) when the service process ends. */
@@ -53,8 +66,10 @@ const Server = require(dist + "/table/TableServer").default;
 const path = require("node:path");
 const memory = process.env.AZURITE_MEMORY === "1";
 const dbPath = path.join(process.env.AZURITE_LOCATION, "__azurite_db_table__.json");
+const cert = process.env.AZURITE_CERT || "";
+const key = process.env.AZURITE_KEY_FILE || "";
 const config = new Config("127.0.0.1", Number(process.env.AZURITE_PORT || 0), 5, dbPath, false, false, undefined, undefined,
-  true, true, "", "", "", undefined, false, memory);
+  true, true, cert, key, "", cert ? "basic" : undefined, false, memory);
 const server = new Server(config);
 let closing = false;
 const stop = () => {
@@ -84,13 +99,29 @@ function azuriteDist(): string {
 
 /** Builds the connection string a `TableClient` needs for an Azurite table endpoint. */
 export function azuriteConnectionString(tableEndpoint: string): string {
-  return `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_KEY};TableEndpoint=${tableEndpoint};`;
+  const protocol = tableEndpoint.startsWith("https:") ? "https" : "http";
+  return `DefaultEndpointsProtocol=${protocol};AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_KEY};TableEndpoint=${tableEndpoint};`;
+}
+
+/** The local CA and HTTPS certificate of an Azurite with `oauth`: made once per directory. */
+function azuriteTls(location: string): { caFile: string; certFile: string; keyFile: string } {
+  const dir = join(location, "tls");
+  const files = {
+    caFile: join(dir, "ca.pem"),
+    certFile: join(dir, "server.pem"),
+    keyFile: join(dir, "server-key.pem"),
+  };
+  if (Object.values(files).every((f) => existsSync(f))) return files;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const written = writeLocalCertificates(dir, [], "Relay Fleet local storage CA");
+  return { caFile: written.caFile, certFile: written.certFile, keyFile: written.keyFile };
 }
 
 /** Starts Azurite's table service on a free loopback port. */
 export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurite> {
   const ownDir = options.dir === undefined ? mkdtempSync(join(tmpdir(), "rf-azurite-")) : undefined;
   const location = options.dir ?? (ownDir as string);
+  const tls = options.oauth ? azuriteTls(location) : undefined;
   const child: ChildProcess = spawn(process.execPath, ["--import", EXIT_WITH_PARENT, "-e", CHILD_SCRIPT], {
     cwd: location,
     env: {
@@ -100,6 +131,7 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
       AZURITE_LOCATION: location,
       AZURITE_MEMORY: options.dir === undefined ? "1" : "0",
       AZURITE_PORT: String(options.port ?? 0),
+      ...(tls ? { AZURITE_CERT: tls.certFile, AZURITE_KEY_FILE: tls.keyFile } : {}),
     },
     stdio: ["pipe", "pipe", "pipe"],
   });
@@ -153,10 +185,11 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
       });
     });
     const port = Number(new URL(address).port);
-    const tableEndpoint = `http://127.0.0.1:${port}/${AZURITE_ACCOUNT}`;
+    const tableEndpoint = `${tls ? "https" : "http"}://127.0.0.1:${port}/${AZURITE_ACCOUNT}`;
     return {
       connectionString: azuriteConnectionString(tableEndpoint),
       tableEndpoint,
+      caFile: tls?.caFile,
       port,
       pid: child.pid,
       exited,

@@ -3,10 +3,12 @@
  * path) with no IoT Hub connection string and no relay Manage key, the unmodified
  * @azure/identity ManagedIdentityCredential against the local identity emulator. IoT Hub's
  * service API answers 401 until the identity holds IoT Hub Registry + Twin Contributor; then the
- * rollout onboards, maps and offboards a site. With Entra ID for gateways no Send rule is created
+ * rollout onboards, maps and offboards a site. The ledger is reached by identity too
+ * (LEDGER_TABLE_URL: Azurite over HTTPS with Entra ID tokens), with no storage key in the settings. With Entra ID for gateways no Send rule is created
  * and no ledger row (every row of the table read back) carries key material.
  */
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import { TableClient } from "@azure/data-tables";
 import { rolloutFromEnv } from "../../cloud/functions/src/config.ts";
@@ -24,7 +26,7 @@ test("the rollout onboards, maps and offboards with its identity only; the ledge
   const [relay, hub, azurite] = await Promise.all([
     startRelayEmulator({ tls: true, trustedIssuers: [idp.trust] }),
     startIotHubEmulator({ trustedIssuers: [idp.trust], workloadPort: false }),
-    startAzurite(),
+    startAzurite({ oauth: true }),
   ]);
   t.after(() => relay.close());
   t.after(() => hub.close());
@@ -39,7 +41,8 @@ test("the rollout onboards, maps and offboards with its identity only; the ledge
     IOTHUB_HOST_NAME: hub.hostName,
     IOTHUB_REST_PORT: String(hub.httpsPort),
     IOTHUB_CA_FILE: hub.caFile,
-    LEDGER_CONNECTION_STRING: azurite.connectionString,
+    LEDGER_TABLE_URL: azurite.tableEndpoint,
+    LEDGER_CA_FILE: azurite.caFile,
     RELAY_ENDPOINT: relay.endpoint,
     RELAY_CA_FILE: relay.caFile,
     RELAY_PORT_RANGES: "45000-45099",
@@ -47,6 +50,8 @@ test("the rollout onboards, maps and offboards with its identity only; the ledge
   };
   for (const name of [
     "IOTHUB_CONNECTION_STRING",
+    "LEDGER_CONNECTION_STRING",
+    "AzureWebJobsStorage",
     "RELAY_MANAGE_KEY",
     "RELAY_MANAGE_KEY_NAME",
     "ROLLOUT_RELAY_SEND_AUTH",
@@ -74,8 +79,9 @@ test("the rollout onboards, maps and offboards with its identity only; the ledge
   assert.equal(relay.admin.getAuthorizationRule("site-plant-1", "send"), undefined);
   // Every row of the ledger table, every property: no key material.
   const listenKey = relay.admin.getAuthorizationRule("site-plant-1", "listen")!.primaryKey;
+  // Read back with the account key (the test's own view of the storage, not the rollout's).
   const table = TableClient.fromConnectionString(azurite.connectionString, "portledger", {
-    allowInsecureConnection: true,
+    tlsOptions: { ca: readFileSync(azurite.caFile ?? "", "utf8") },
   });
   let rows = 0;
   for await (const entity of table.listEntities<Record<string, unknown>>()) {
