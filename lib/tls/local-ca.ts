@@ -39,14 +39,21 @@ function newKeyPair(): { privateKey: forge.pki.rsa.PrivateKey; publicKey: forge.
   };
 }
 
+/**
+ * A random serial as hex, a positive DER INTEGER with no leading zero byte: OpenSSL rejects a
+ * serial that starts 00 00 ("asn1 ... illegal padding"), which a fixed 00 prefix produced for one
+ * certificate in 256.
+ */
+export function newSerialNumber(): string {
+  const serial = randomBytes(16);
+  serial[0] = ((serial[0] as number) & 0x7f) | 0x01;
+  return serial.toString("hex");
+}
+
 function newCertificate(publicKey: forge.pki.PublicKey, validDays: number): forge.pki.Certificate {
   const cert = forge.pki.createCertificate();
   cert.publicKey = publicKey;
-  // A positive DER INTEGER with no leading zero byte: OpenSSL rejects a serial that starts 00 00
-  // ("asn1 ... illegal padding"), which a fixed 00 prefix produced for one certificate in 256.
-  const serial = randomBytes(16);
-  serial[0] = ((serial[0] as number) & 0x7f) | 0x01;
-  cert.serialNumber = serial.toString("hex");
+  cert.serialNumber = newSerialNumber();
   cert.validity.notBefore = new Date(Date.now() - 60_000);
   cert.validity.notAfter = new Date(Date.now() + validDays * 86_400_000);
   return cert;
