@@ -8,8 +8,9 @@
  * Backoff And Jitter"). A smaller share keeps a floor under each delay where a peer bounds the
  * retry rate (the relay listener, see `lib/hyco/constants.ts` and ADR 0006).
  *
- * Every retry loop uses this: the module's IoT Hub re-open and twin re-read, the relay
- * listener's reconnects, the standby pool, and the emulators' delivery retries.
+ * Every retry loop uses this: the module's IoT Hub re-open and twin re-read, the standby pool,
+ * the gateway's bind retry and the emulators' delivery retries. The relay listener's reconnects
+ * use its fixed-rate form, {@link RetrySlots} (ADR 0013).
  */
 
 /** How a retry loop backs off. */
@@ -54,7 +55,7 @@ export function spreadAbove(ms: number, share = 0.5, random: () => number = Math
  * The state of one retry loop: `next()` gives the delay before the next attempt and counts it,
  * `reset()` starts over after a success.
  */
-export class Backoff {
+export class Backoff implements RetrySchedule {
   private failures = 0;
 
   constructor(
@@ -76,6 +77,71 @@ export class Backoff {
   reset(): void {
     this.failures = 0;
   }
+}
+
+/** What a retry loop asks of its schedule: `Backoff` and `RetrySlots` both answer it. */
+export interface RetrySchedule {
+  /** Delay before the next attempt; each call counts one more failure. */
+  next(): number;
+  /** A success. */
+  reset(): void;
+  /** Consecutive failures so far. */
+  readonly attempts: number;
+}
+
+/**
+ * Retries at a fixed rate on a grid of slots instead of growing delays: attempts fall only at
+ * `(phase + k) × periodMs` on the process's monotonic clock, never two in one slot. That bounds
+ * the rate exactly (one attempt per period, whatever the failures do, however fast they come) and
+ * keeps the wait for a peer that is back below one period.
+ *
+ * Loops that stand in for each other (a site's listener channels) take phases spread evenly
+ * ({@link phasesApart}): one of them is due within `periodMs / n` of any moment. Each group's first
+ * phase is random, so a fleet that lost its peer at one moment comes back spread evenly over the
+ * whole period rather than in lockstep, and stays spread while the peer is down. ADR 0013.
+ */
+export class RetrySlots implements RetrySchedule {
+  private lastSlot = Number.NEGATIVE_INFINITY;
+  private failures = 0;
+
+  constructor(
+    readonly periodMs: number,
+    /** 0 ≤ phase < 1: where in each period this loop's slot lies. */
+    readonly phase: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    if (!(periodMs > 0) || !Number.isFinite(periodMs))
+      throw new RangeError(`periodMs ${periodMs} must be > 0`);
+    if (!(phase >= 0 && phase < 1)) throw new RangeError(`phase ${phase} must be in [0, 1)`);
+  }
+
+  get attempts(): number {
+    return this.failures;
+  }
+
+  /** Delay to the next slot after now that no earlier attempt used (a timer firing early cannot double one). */
+  next(): number {
+    const now = this.now();
+    const offset = this.phase * this.periodMs;
+    let slot = Math.floor((now - offset) / this.periodMs) + 1;
+    if (slot <= this.lastSlot) slot = this.lastSlot + 1;
+    this.lastSlot = slot;
+    this.failures++;
+    return Math.max(0, Math.ceil(offset + slot * this.periodMs - now));
+  }
+
+  reset(): void {
+    this.failures = 0;
+  }
+}
+
+/**
+ * `count` phases `1 / count` apart, the first one random: for loops that back each other up
+ * (see {@link RetrySlots}).
+ */
+export function phasesApart(count: number, random: () => number = Math.random): number[] {
+  const first = Math.min(Math.max(0, random()), 0.999_999);
+  return Array.from({ length: Math.max(0, count) }, (_, i) => (first + i / count) % 1);
 }
 
 /**

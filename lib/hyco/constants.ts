@@ -3,8 +3,6 @@
  * caller can override; each says why it has the value it has.
  */
 
-import type { BackoffPolicy } from "../backoff.ts";
-
 /** WebSocket ping on the control channel. Relays drop idle listeners after ~4 min (azure-relay#33). */
 export const PING_INTERVAL_MS = 30_000;
 
@@ -33,18 +31,13 @@ export const TOKEN_TTL_SECONDS = 7_200;
 export const TOKEN_RENEW_FRACTION = 0.5;
 
 /**
- * Reconnect backoff of the control channel (the project's one backoff, `lib/backoff.ts`): ceilings
- * 2.5 s, 5 s, then 9 s; each delay drawn from the upper half of its ceiling. Two bounds fix the
- * window: a listener retries on average fewer than 10 times a minute while the relay is down, and
- * is back within 9 s of its return, so a delay can be neither much shorter than 4.5 s nor longer
- * than 9 s in the steady state; full jitter (down to 0) would break the first, a longer ceiling the
- * second. Within those bounds the draw is as wide as it can be (ADR 0006), so a fleet that lost the
- * relay at one moment spreads its retries over the whole window from the first step on.
+ * Reconnect period of one control channel: it retries at a fixed rate, once per period on its own
+ * slot (`RetrySlots` in `lib/backoff.ts`, ADR 0013). 6 s is the shortest period that keeps the
+ * bound of at most 10 connect attempts per listener per minute while the relay is down; a site's
+ * channels take slots spread evenly over the period (the module's two: 3 s apart), so one of
+ * them is due within 3 s of the relay's return, whatever the moment.
  */
-export const DEFAULT_BACKOFF: BackoffPolicy = { initialMs: 2_500, maxMs: 9_000, factor: 2, jitter: 0.5 };
-
-/** A connection that stayed online this long resets the backoff to its first step. */
-export const BACKOFF_RESET_AFTER_MS = 60_000;
+export const RETRY_PERIOD_MS = 6_000;
 
 /** azbridge's pump chunk: frames are at most 64 KiB. */
 export const MAX_FRAME_BYTES = 64 * 1024;

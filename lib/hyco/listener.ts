@@ -1,8 +1,9 @@
 /**
  * The listener side of a Hybrid Connection: holds the control channel (`sb-hc-action=listen`),
  * turns `accept` messages into `AcceptRequest`s, renews its token well before expiry, pings with a
- * dead-peer timeout, and reconnects with capped exponential backoff and jitter — one attempt in
- * flight at most, whatever the failure (a 404 too: the hybrid connection may be created later).
+ * dead-peer timeout, and reconnects at a fixed rate on its own retry slot (one attempt per
+ * `RETRY_PERIOD_MS`, ADR 0013) — one attempt in flight at most, whatever the failure (a 404 too:
+ * the hybrid connection may be created later).
  *
  * Several instances on one hybrid connection are fine (the relay spreads senders over them: HA).
  * `close()` stops everything this object started; connections already accepted belong to the
@@ -11,18 +12,17 @@
 import { EventEmitter } from "node:events";
 import type { IncomingMessage } from "node:http";
 import { WebSocket } from "ws";
-import { Backoff, type BackoffPolicy } from "../backoff.ts";
+import { RetrySlots } from "../backoff.ts";
 import { errorMessage, RelayFleetError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { AcceptRequest } from "./accept-request.ts";
 import {
-  BACKOFF_RESET_AFTER_MS,
-  DEFAULT_BACKOFF,
   HANDSHAKE_TIMEOUT_MS,
   MAX_PAYLOAD_BYTES,
   PING_INTERVAL_MS,
   PONG_TIMEOUT_MS,
   RENDEZVOUS_TIMEOUT_MS,
+  RETRY_PERIOD_MS,
   TOKEN_RENEW_FRACTION,
   TOKEN_TTL_SECONDS,
 } from "./constants.ts";
@@ -48,7 +48,12 @@ export interface ListenerOptions {
   /** Control-channel ping period (default 30 s); the pong timeout is `pongTimeoutMs`. */
   pingIntervalMs?: number;
   pongTimeoutMs?: number;
-  backoff?: Partial<BackoffPolicy>;
+  /**
+   * Reconnect schedule: one attempt per `periodMs` (default `RETRY_PERIOD_MS`) at `phase` (0..1)
+   * of each period; default phase random. Channels of one site take phases spread evenly
+   * (`phasesApart` in lib/backoff.ts), so one of them is always due within period / n.
+   */
+  retry?: { periodMs?: number; phase?: number };
   tokenTtlSeconds?: number;
   /** See `SenderOptions.unmaskedFrames` (default off). */
   unmaskedFrames?: boolean;
@@ -77,7 +82,7 @@ export interface HybridConnectionListenerEvents {
 
 export class HybridConnectionListener extends EventEmitter<HybridConnectionListenerEvents> {
   private readonly options: ListenerOptions;
-  private readonly backoff: Backoff;
+  private readonly retry: RetrySlots;
   private keyName: string;
   private key: string;
   private control: WebSocket | undefined;
@@ -100,13 +105,21 @@ export class HybridConnectionListener extends EventEmitter<HybridConnectionListe
     super();
     parseEndpoint(options.endpoint); // fail fast on a bad endpoint
     this.options = options;
-    this.backoff = new Backoff({ ...DEFAULT_BACKOFF, ...options.backoff });
+    this.retry = new RetrySlots(
+      options.retry?.periodMs ?? RETRY_PERIOD_MS,
+      options.retry?.phase ?? Math.random(),
+    );
     this.keyName = options.keyName;
     this.key = options.key;
   }
 
   get state(): ListenerState {
     return this.current;
+  }
+
+  /** This channel's retry slot: period and phase (0..1) within it. */
+  get retrySlot(): { periodMs: number; phase: number } {
+    return { periodMs: this.retry.periodMs, phase: this.retry.phase };
   }
 
   /** Starts connecting; failures are retried with backoff until `close()`. */
@@ -223,7 +236,7 @@ export class HybridConnectionListener extends EventEmitter<HybridConnectionListe
       this.clearTimers();
       if (this.closing) return;
       const wasOnline = this.onlineSince > 0;
-      if (wasOnline && Date.now() - this.onlineSince >= BACKOFF_RESET_AFTER_MS) this.backoff.reset();
+      if (wasOnline) this.retry.reset();
       this.onlineSince = 0;
       const dead = this.deadPeer;
       this.deadPeer = undefined;
@@ -351,7 +364,8 @@ export class HybridConnectionListener extends EventEmitter<HybridConnectionListe
 
   private scheduleRetry(error: string): void {
     if (this.closing || this.retryTimer) return;
-    const delay = this.backoff.next();
+    // The next free slot: a rate of one attempt per period at most, however the attempt ended.
+    const delay = this.retry.next();
     const nextAttemptAt = Date.now() + delay;
     this.setState({ status: "reconnecting", lastError: error, nextAttemptAt, since: Date.now() });
     this.retryTimer = setTimeout(() => this.connect(), delay);

@@ -10,13 +10,11 @@ import { Fleet, type FleetOptions } from "../../sim/fleet.ts";
 import { type CleanupContext, tempDir, waitFor } from "./index.ts";
 
 /**
- * Module timers shortened for tests. The relay backoff keeps the module's production maximum
- * (9 s): the reconnect-rate test measures the rate a site really runs with.
+ * Module timers shortened for tests. The relay listeners keep the module's production reconnect
+ * period (6 s, ADR 0013): the reconnect-rate test measures the rate a site really runs with.
  */
 export const E2E_MODULE_ENV: NodeJS.ProcessEnv = {
   REPORT_INTERVAL_MS: "250",
-  RELAY_BACKOFF_INITIAL_MS: "500",
-  RELAY_BACKOFF_MAX_MS: "9000",
   SHUTDOWN_DRAIN_MS: "1000",
   TWIN_TIMEOUT_MS: "5000",
   LOG_LEVEL: "info",

@@ -1,17 +1,23 @@
 /**
  * Back within seconds after a relay outage (issue 11, item 13). The relay emulator runs as its
  * own process; it is killed (SIGKILL) for 30 s while clients keep knocking at three sites
- * through a gateway process, then restarted on the same port with its saved state. Measured per
- * site: when the site's listener is back and when the first client is served again, from the
- * moment the restarted relay listens; and each listener's connect attempts while it was down.
+ * through a gateway process, then restarted on the same port with its saved state. Each site
+ * runs two control channels through the module's own listener factory, as a module does
+ * (`RELAY_LISTENER_COUNT` 2, the production reconnect period).
  *
- * The gateway must add next to nothing to the listener's own return (its circuit breaker used to
- * refuse clients 10-14 s longer). The figures are printed as test diagnostics.
+ * The issue's targets, asserted per site: served again ≤ 5 s after the restarted relay listens,
+ * and ≤ 10 connect attempts per listener per minute while it was down. The second is checked
+ * structurally as well, so machine load cannot fake or break it: every attempt of a channel lies
+ * on its own retry slot (one per 6 s period), and the two channels' slots are half a period
+ * apart, so one of them is due within 3 s of any moment (ADR 0013). The figures are printed as
+ * test diagnostics (RELAY_OUTAGE_REPORT=1 prints them to stdout as well).
  */
 import assert from "node:assert/strict";
 import { connect } from "node:net";
 import { join } from "node:path";
+import { performance } from "node:perf_hooks";
 import { test } from "node:test";
+import { RETRY_PERIOD_MS } from "../../lib/hyco/constants.ts";
 import { createLedger } from "../../lib/ledger/index.ts";
 import { startAzurite } from "../../sim/azurite.ts";
 import { startRelayEmulator } from "../../sim/relay-emulator/index.ts";
@@ -21,10 +27,14 @@ import { type SiteListener, startSiteListener } from "./gateway-site.ts";
 
 const OUTAGE_MS = 30_000;
 const SITES = ["a", "b", "c"];
-/** The listener's own bound: at most 10 connect attempts per minute while the relay is down. */
+/** Issue 11, item 13: at most 10 connect attempts per listener per minute while the relay is down. */
 const MAX_ATTEMPTS_PER_MINUTE = 10;
-/** What the gateway may add to a listener's return: its breaker's 1 s, a knock's period, setup. */
-const GATEWAY_LAG_MS = 2_500;
+/** Issue 11, item 13: every site serves again at most 5 s after the relay returns. */
+const SERVED_WITHIN_MS = 5_000;
+/** Control channels per site, the module's default. */
+const CHANNELS = 2;
+/** A timer on a loaded machine fires this much late at most (never early); also covers a handshake. */
+const TIMER_LATENESS_MS = 1_000;
 
 /** One client round trip: true when "x" comes back through the gateway. */
 function served(port: number): Promise<boolean> {
@@ -43,7 +53,7 @@ function served(port: number): Promise<boolean> {
   });
 }
 
-test("after a 30 s relay outage every site serves again as soon as its listener is back", {
+test("after a 30 s relay outage every site serves again within 5 s, its listeners at most 10 attempts a minute while down", {
   timeout: 150_000,
 }, async (t) => {
   const dir = tempDir(t);
@@ -62,6 +72,7 @@ test("after a 30 s relay outage every site serves again as soon as its listener 
   });
   const url = seed.url;
   await seed.close();
+  // Times are performance.now(): the clock of the listeners' retry slots.
   const startRelay = async (): Promise<{ proc: ManagedProcess; at: number }> => {
     const proc = spawnTs(t, "sim/relay-emulator/main.ts", [
       "--port",
@@ -72,7 +83,7 @@ test("after a 30 s relay outage every site serves again as soon as its listener 
       manageKey,
     ]);
     await proc.waitForLine(/"event":"listening"/, 90_000);
-    return { proc, at: Date.now() };
+    return { proc, at: performance.now() };
   };
   let relay = await startRelay();
 
@@ -107,6 +118,7 @@ test("after a 30 s relay outage every site serves again as soon as its listener 
       keyName: "listen",
       key: k.listen,
       targets: { echo: echo.port },
+      channels: CHANNELS,
     });
   }
   const gw = await startGateway(t, { ledger, connectionString: azurite.connectionString } as Parameters<
@@ -119,7 +131,7 @@ test("after a 30 s relay outage every site serves again as soon as its listener 
   let knocking = true;
   const knockers = SITES.map(async (id) => {
     while (knocking) {
-      if (await served(ports[id] as number)) successes[id]?.push(Date.now());
+      if (await served(ports[id] as number)) successes[id]?.push(performance.now());
       await sleep(200);
     }
   });
@@ -130,7 +142,7 @@ test("after a 30 s relay outage every site serves again as soon as its listener 
 
   relay.proc.child.kill("SIGKILL");
   await relay.proc.exited;
-  const down = Date.now();
+  const down = performance.now();
   await sleep(OUTAGE_MS);
   relay = await startRelay();
   const back = relay.at;
@@ -144,22 +156,64 @@ test("after a 30 s relay outage every site serves again as soon as its listener 
   await Promise.all(knockers);
 
   const lines: string[] = [];
+  const downMinutes = (back - down) / 60_000;
+  // A channel's rate at its own spacing (a 34 s window holds 6 attempts of a 6 s period: the
+  // count over the window overstates the rate by the one attempt where it cuts a period).
+  const rate = (times: number[]) =>
+    times.length < 2
+      ? "-"
+      : ((60_000 * (times.length - 1)) / ((times.at(-1) as number) - (times[0] as number))).toFixed(1);
   for (const id of SITES) {
     const l = listeners[id] as SiteListener;
-    const servedAt = successes[id]?.find((at) => at > back) as number;
-    const onlineAt = l.onlineTimes().find((at) => at > back) as number;
+    // First after the kill (a channel may beat the relay's "listening" line by a hair).
+    const servedAt = successes[id]?.find((at) => at > down) as number;
+    const onlineAt = l.onlineTimes().find((at) => at > down) as number;
     assert.ok(onlineAt, `site ${id}'s listener came back`);
-    const attempts = l.attemptTimes().filter((at) => at >= down && at < back).length;
-    const perMinute = attempts / Math.ceil((back - down) / 60_000);
+    const perChannel = [...Array(CHANNELS).keys()].map((c) =>
+      l.attemptTimes(c).filter((at) => at >= down && at < back),
+    );
     lines.push(
-      `site ${id}: listener back ${((onlineAt - back) / 1000).toFixed(2)} s and served ${((servedAt - back) / 1000).toFixed(2)} s after the relay returned; ${attempts} attempts in ${((back - down) / 1000).toFixed(1)} s down (${perMinute} per started minute)`,
+      `site ${id}: served ${((servedAt - back) / 1000).toFixed(2)} s after the relay returned (a channel online ${((onlineAt - back) / 1000).toFixed(2)} s after); attempts per channel while down: ${perChannel.map((a) => a.length).join(" / ")} in ${((back - down) / 1000).toFixed(1)} s, ${perChannel.map(rate).join(" / ")} a minute at their spacing`,
     );
     assert.ok(
-      servedAt - onlineAt <= GATEWAY_LAG_MS,
-      `site ${id} served ${servedAt - onlineAt} ms after its listener was back: the gateway held it up`,
+      servedAt - back <= SERVED_WITHIN_MS,
+      `site ${id} served ${Math.round(servedAt - back)} ms after the relay returned (target ${SERVED_WITHIN_MS} ms)`,
     );
-    assert.ok(attempts >= 2, `site ${id}'s listener kept trying while the relay was down`);
-    assert.ok(perMinute <= MAX_ATTEMPTS_PER_MINUTE, `site ${id}: ${attempts} attempts while down`);
+    const slots = l.retrySlots();
+    for (const [c, attempts] of perChannel.entries()) {
+      assert.ok(attempts.length >= 2, `site ${id} channel ${c} kept trying while the relay was down`);
+      // The count: ≤ 10 a minute of outage, plus the one attempt where the window cuts a period.
+      assert.ok(
+        attempts.length <= Math.ceil(MAX_ATTEMPTS_PER_MINUTE * downMinutes) + 1,
+        `site ${id} channel ${c}: ${attempts.length} attempts in ${Math.round(back - down)} ms down`,
+      );
+      // The structure: each attempt on its own slot of the 6 s period, so no minute holds 11.
+      const { periodMs, phase } = slots[c] as { periodMs: number; phase: number };
+      assert.equal(periodMs, RETRY_PERIOD_MS);
+      assert.ok(periodMs * MAX_ATTEMPTS_PER_MINUTE >= 60_000, "a period of at least 6 s");
+      const used = attempts.map((at) => Math.floor((at + 1 - phase * periodMs) / periodMs));
+      for (const [k, at] of attempts.entries()) {
+        const late = at - ((used[k] as number) * periodMs + phase * periodMs);
+        assert.ok(
+          late >= -1 && late <= TIMER_LATENESS_MS,
+          `site ${id} channel ${c}: an attempt ${late} ms off its slot`,
+        );
+        if (k > 0)
+          assert.ok(
+            (used[k] as number) > (used[k - 1] as number),
+            `site ${id} channel ${c}: two attempts in one slot`,
+          );
+      }
+    }
+    // The channels stand in for each other: slots half a period apart, one back within 3 s
+    // (plus a handshake and timer lateness on a loaded machine).
+    const phases = slots.map((s) => s.phase).sort((a, b) => a - b);
+    const spacing = Math.abs((phases[1] as number) - (phases[0] as number));
+    assert.ok(Math.abs(spacing - 0.5) < 1e-9, `site ${id}: channel slots ${spacing} of a period apart`);
+    assert.ok(
+      onlineAt - back <= RETRY_PERIOD_MS / CHANNELS + TIMER_LATENESS_MS,
+      `site ${id}: a channel online ${Math.round(onlineAt - back)} ms after the relay returned`,
+    );
   }
   for (const line of lines) t.diagnostic(line);
   if (process.env.RELAY_OUTAGE_REPORT) console.log(lines.join("\n"));

@@ -215,13 +215,13 @@ describe("hyco client against the relay emulator", () => {
     assert.equal((await roundTrip(ws, Buffer.from("y"))).toString(), "y");
   });
 
-  it("keeps retrying with backoff while the hybrid connection does not exist (404 is not fatal)", async (t) => {
+  it("keeps retrying on its slot while the hybrid connection does not exist (404 is not fatal)", async (t) => {
     const { startListener, relay, listen } = await setup(t);
     relay.admin.putAuthorizationRule(undefined, "nslisten", ["Listen"], { primaryKey: listen.primaryKey });
     const listener = startListener({
       hybridConnection: "site-later",
       keyName: "nslisten",
-      backoff: { initialMs: 100, maxMs: 200 },
+      retry: { periodMs: 150 },
     });
     await waitFor(() => listener.attempts >= 3, "three attempts");
     assert.equal(listener.state.status, "reconnecting");
@@ -273,7 +273,7 @@ describe("hyco client against the relay emulator", () => {
 
   it("keeps retrying with a typed lastError when its key is wrong", async (t) => {
     const { startListener } = await setup(t);
-    const l = startListener({ key: "bad", backoff: { initialMs: 50, maxMs: 100 } });
+    const l = startListener({ key: "bad", retry: { periodMs: 75 } });
     await waitFor(() => l.attempts >= 2, "retries");
     assert.match(l.state.lastError ?? "", /RF_ERR_RELAY_UNAUTHORIZED/);
   });

@@ -124,7 +124,7 @@ describe("listener (unit, fake control channel)", () => {
       key: "v",
       pingIntervalMs: 100,
       pongTimeoutMs: 150,
-      backoff: { initialMs: 50, maxMs: 50 },
+      retry: { periodMs: 50 },
     });
     t.after(() => l.close());
     const errors: string[] = [];
@@ -160,7 +160,7 @@ describe("listener (unit, fake control channel)", () => {
       hybridConnection: "hc",
       keyName: "k",
       key: "v",
-      backoff: { initialMs: 20, maxMs: 40 },
+      retry: { periodMs: 30 },
     });
     const inFlight: number[] = [];
     l.on("attempt", () => inFlight.push(Date.now()));

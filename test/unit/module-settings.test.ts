@@ -23,23 +23,23 @@ test("defaults: what a site runs", (t) => {
   assert.equal(s.reportIntervalMs, 5_000);
   assert.equal(s.twinTimeoutMs, 15_000);
   assert.deepEqual(s.standby, { max: 16, idleMs: 300_000 });
-  assert.equal(s.relayBackoff, undefined);
+  assert.equal(s.relayRetryPeriodMs, 6_000);
   assert.equal(s.ignoredAllowlistEnv, false);
 });
 
-test("values are read, empty means default, the backoff only when its start is set", (t) => {
+test("values are read, empty means default", (t) => {
   const s = readSettings({
     ...withAllowlist(t),
     METRICS_PORT: "0",
     RELAY_LISTENER_COUNT: "",
     STANDBY_MAX: "0",
-    RELAY_BACKOFF_INITIAL_MS: "50",
+    RELAY_RETRY_PERIOD_MS: "50",
     RELAY_ALLOWED_TARGETS: "10.0.0.0/8:*",
   });
   assert.equal(s.metricsPort, 0);
   assert.equal(s.listenerCount, 2);
   assert.equal(s.standby.max, 0);
-  assert.deepEqual(s.relayBackoff, { initialMs: 50, maxMs: 9_000 });
+  assert.equal(s.relayRetryPeriodMs, 50);
   assert.equal(s.ignoredAllowlistEnv, true);
 });
 

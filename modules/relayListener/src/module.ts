@@ -84,7 +84,12 @@ export async function startModule(opts: StartModuleOptions): Promise<RunningModu
   const reconciler = new Reconciler({
     listenerFactory:
       opts.listenerFactory ??
-      createListenerFactory({ ca: settings.relayCa, backoff: settings.relayBackoff, logger }),
+      createListenerFactory({
+        ca: settings.relayCa,
+        count: settings.listenerCount,
+        retryPeriodMs: settings.relayRetryPeriodMs,
+        logger,
+      }),
     listenerCount: settings.listenerCount,
     allowlist: settings.allowlist,
     logger,

@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { RelayFleetError } from "../../../lib/errors.ts";
+import { RETRY_PERIOD_MS } from "../../../lib/hyco/constants.ts";
 import { type Allowlist, allowlistFrom, type Lookup } from "./allowlist.ts";
 
 export interface ModuleSettings {
@@ -35,8 +36,12 @@ export interface ModuleSettings {
   standby: { max: number; idleMs: number };
   /** TCP keepalive initial delay on target sockets. */
   keepAliveMs: number;
-  /** Backoff of the relay listeners (tests shorten it). */
-  relayBackoff: { initialMs: number; maxMs: number } | undefined;
+  /**
+   * Reconnect period of each relay listener: one attempt per period, the channels' slots spread
+   * evenly over it (ADR 0013). Production keeps the 6 s default (10 attempts a minute); tests
+   * shorten it.
+   */
+  relayRetryPeriodMs: number;
 }
 
 /** An integer variable: `fallback` when unset or empty, else within `min`-`max`. */
@@ -72,8 +77,7 @@ export const moduleEnvSchema = z.object({
   STANDBY_MAX: int(16, 0, 1_000),
   STANDBY_IDLE_MS: int(300_000, 1_000, 3_600_000),
   TARGET_KEEPALIVE_MS: int(30_000, 1_000, 3_600_000),
-  RELAY_BACKOFF_INITIAL_MS: int(2_500, 10, 60_000),
-  RELAY_BACKOFF_MAX_MS: int(9_000, 10, 600_000),
+  RELAY_RETRY_PERIOD_MS: int(RETRY_PERIOD_MS, 10, 600_000),
 });
 
 function parseEnv(env: NodeJS.ProcessEnv): z.output<typeof moduleEnvSchema> {
@@ -145,9 +149,6 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env, lookup?: Look
     preambleTimeoutMs: v.PREAMBLE_TIMEOUT_MS,
     standby: { max: v.STANDBY_MAX, idleMs: v.STANDBY_IDLE_MS },
     keepAliveMs: v.TARGET_KEEPALIVE_MS,
-    relayBackoff:
-      env.RELAY_BACKOFF_INITIAL_MS === undefined
-        ? undefined
-        : { initialMs: v.RELAY_BACKOFF_INITIAL_MS, maxMs: v.RELAY_BACKOFF_MAX_MS },
+    relayRetryPeriodMs: v.RELAY_RETRY_PERIOD_MS,
   };
 }
