@@ -18,6 +18,10 @@ export interface FleetClient {
   replaceMapping(id: string, name: string, body: unknown): Promise<unknown>;
   deleteMapping(id: string, name: string): Promise<unknown>;
   rotateKeys(id: string): Promise<unknown>;
+  /** Joins a device to a site (absent id: the rollout names it). */
+  addDevice(id: string, deviceId: string | undefined): Promise<unknown>;
+  listDevices(id: string): Promise<unknown>;
+  removeDevice(id: string, deviceId: string, deleteDevice: boolean): Promise<unknown>;
   /** Sites' status and, where the API has them, the gateways' own reports. */
   status(): Promise<{ sites: unknown[]; gateways?: unknown[] }>;
   close(): Promise<void>;
@@ -68,6 +72,11 @@ function apiClient(url: string, key: string): FleetClient {
     replaceMapping: (id, n, b) => call("PUT", `/api/sites/${enc(id)}/mappings/${enc(n)}`, b),
     deleteMapping: (id, n) => call("DELETE", `/api/sites/${enc(id)}/mappings/${enc(n)}`),
     rotateKeys: (id) => call("POST", `/api/sites/${enc(id)}/rotate-keys`),
+    addDevice: (id, d) =>
+      call("POST", `/api/sites/${enc(id)}/devices`, d === undefined ? {} : { deviceId: d }),
+    listDevices: (id) => call("GET", `/api/sites/${enc(id)}/devices`),
+    removeDevice: (id, d, del) =>
+      call("DELETE", `/api/sites/${enc(id)}/devices/${enc(d)}${del ? "?deleteDevice=true" : ""}`),
     status: async () => (await call("GET", "/api/status")) as { sites: unknown[]; gateways?: unknown[] },
     close: async () => {},
   };
@@ -86,6 +95,12 @@ async function directClient(): Promise<FleetClient> {
     replaceMapping: (id, n, b) => r.putMapping(id, n, b),
     deleteMapping: (id, n) => r.deleteMapping(id, n),
     rotateKeys: (id) => r.rotateKeys(id),
+    addDevice: async (id, d) => (await r.addDevice(id, d === undefined ? {} : { deviceId: d })).site,
+    listDevices: async (id) => {
+      const site = await r.getSite(id);
+      return { siteId: site.siteId, count: site.devices.length, devices: site.devices };
+    },
+    removeDevice: (id, d, deleteDevice) => r.removeDevice(id, d, { deleteDevice }),
     status: () => r.fleetView(),
     close: async () => {},
   };

@@ -33,6 +33,8 @@ interface GatewayRow {
 
 interface StatusRow {
   siteId: string;
+  deviceId: string;
+  appliedVersion?: number;
   listenerOnline: boolean;
   listenerStatus: string;
   mappings: number;
@@ -152,21 +154,26 @@ export function buildProgram(options: { json?: boolean } = {}): Command {
     );
   sites
     .command("list")
-    .description("All sites with their device, mappings and public ports")
+    .description("All sites with their devices, mappings and public ports")
     .option("--json", "JSON output")
     .action((o: { json?: boolean }) =>
       withClient(async (c) => {
         const { sites: list } = await c.listSites();
         if (o.json) return print(list);
         const rows = (
-          list as Array<{ siteId: string; deviceId: string; publicPorts: number[]; mappings: object }>
+          list as Array<{
+            siteId: string;
+            devices: Array<{ deviceId: string }>;
+            publicPorts: number[];
+            mappings: object;
+          }>
         ).map((s) => [
           { text: s.siteId },
-          { text: s.deviceId },
+          { text: s.devices.map((d) => d.deviceId).join(",") },
           { text: Object.keys(s.mappings).join(",") },
           { text: s.publicPorts.join(",") },
         ]);
-        console.log(table(["SITE", "DEVICE", "MAPPINGS", "PUBLIC PORTS"], rows));
+        console.log(table(["SITE", "DEVICES", "MAPPINGS", "PUBLIC PORTS"], rows));
       }),
     );
   sites
@@ -179,6 +186,53 @@ export function buildProgram(options: { json?: boolean } = {}): Command {
     .option("--delete-device", "also delete the IoT Edge device identity")
     .action((id: string, o: { deleteDevice?: boolean }) =>
       withClient(async (c) => print(await c.removeSite(id, Boolean(o.deleteDevice)))),
+    );
+
+  const devices = program
+    .command("devices")
+    .description(
+      "The edge devices of a site: a redundant site has several, each its own module identity and twin",
+    );
+  devices
+    .command("add <siteId> [deviceId]")
+    .description(
+      "Join a device to a site (default id: <siteId>.<n>); it gets the site's module twin and tags, so the fleet's deployment puts the module on it",
+    )
+    .action((id: string, deviceId: string | undefined) =>
+      withClient(async (c) => print(await c.addDevice(id, deviceId))),
+    );
+  devices
+    .command("list <siteId>")
+    .description("A site's devices with each module's reported state")
+    .option("--json", "JSON output")
+    .action((id: string, o: { json?: boolean }) =>
+      withClient(async (c) => {
+        const answer = (await c.listDevices(id)) as {
+          devices: Array<{ deviceId: string; module?: StatusRow }>;
+        };
+        if (o.json) return print(answer.devices);
+        console.log(
+          table(
+            ["DEVICE", "LISTENER", "APPLIED", "ACTIVE", "DRIFT"],
+            answer.devices.map((d) => [
+              { text: d.deviceId },
+              { text: d.module?.listenerStatus ?? "no module twin" },
+              { text: d.module?.appliedVersion !== undefined ? `v${d.module.appliedVersion}` : "-" },
+              { text: String(d.module?.activeConnections ?? 0) },
+              { text: d.module?.drift.join("; ") || (d.module ? "none" : "-") },
+            ]),
+          ),
+        );
+      }),
+    );
+  devices
+    .command("remove <siteId> <deviceId>")
+    .description(
+      "Take a device out of a site (not its last: remove the site): its module twin is cleaned and its module removed",
+    )
+    .option("--delete-device", "also delete the IoT Edge device identity")
+    .action((id: string, deviceId: string, o: { deleteDevice?: boolean }) =>
+      withClient(async (c) => print(await c.removeDevice(id, deviceId, Boolean(o.deleteDevice)))),
     );
 
   const map = program.command("map").description("Add, change or remove a site's port mappings");
@@ -274,7 +328,7 @@ the gateway (the simulation also lists it in its live port table).`,
 
   program
     .command("status")
-    .description("Fleet table from the module twins (one IoT Hub query)")
+    .description("Fleet table from the module twins (one IoT Hub query): a row per device of each site")
     .option("--json", "JSON output")
     .action((o: { json?: boolean }) =>
       withClient(async (c) => {
@@ -285,9 +339,10 @@ the gateway (the simulation also lists it in its live port table).`,
         const color = useColor();
         console.log(
           table(
-            ["SITE", "LISTENER", "MAPPINGS", "ACTIVE", "LAST ERROR", "DRIFT"],
+            ["SITE", "DEVICE", "LISTENER", "MAPPINGS", "ACTIVE", "LAST ERROR", "DRIFT"],
             rows.map((r) => [
               { text: r.siteId },
+              { text: r.deviceId },
               {
                 text: r.listenerStatus,
                 styled: paint(color, r.listenerOnline ? "green" : "red", r.listenerStatus),

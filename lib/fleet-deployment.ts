@@ -15,9 +15,47 @@
  *   deployment (content is immutable in IoT Hub, so a new version is a new id) and deletes the
  *   older base deployments; on a priority tie IoT Hub applies the newest.
  */
+import { z } from "zod";
 
-/** The device twin tag the rollout writes (`tags.relayFleet = { siteId, profile, publicPorts }`). */
+/**
+ * The device twin tag the rollout writes on every device of a site
+ * (`tags.relayFleet = { siteId, profile, publicPorts }`): all devices of a redundant site carry
+ * the same value, so the base deployment targets each of them (ADR 0013).
+ */
 export const FLEET_TAG = "relayFleet";
+
+/** The value of `tags.relayFleet` as the rollout writes it. */
+export interface FleetTag {
+  siteId: string;
+  profile: string;
+  publicPorts: number[];
+}
+
+/** The tag value for a device of `siteId` (one place that names the tag's fields). */
+export function fleetTag(siteId: string, profile: string, publicPorts: readonly number[]): FleetTag {
+  return { siteId, profile, publicPorts: [...new Set(publicPorts)].sort((a, b) => a - b) };
+}
+
+/**
+ * What a device's tags say about the site it belongs to: the tag's presence, and the site id
+ * and profile when they are strings (a device created by DPS or by hand may carry only some).
+ */
+export function readFleetTag(tags: unknown): { tagged: boolean; siteId?: string; profile?: string } {
+  const t = z.record(z.string(), z.unknown()).safeParse(tags);
+  if (!t.success || !Object.hasOwn(t.data, FLEET_TAG)) return { tagged: false };
+  const v = z
+    .object({
+      siteId: z.string().optional().catch(undefined),
+      profile: z.string().optional().catch(undefined),
+    })
+    .catch({})
+    .parse(t.data[FLEET_TAG]);
+  return {
+    tagged: true,
+    ...(v.siteId !== undefined ? { siteId: v.siteId } : {}),
+    ...(v.profile !== undefined ? { profile: v.profile } : {}),
+  };
+}
 
 /** Target condition of the base deployment: every device the rollout has onboarded. */
 export const FLEET_TARGET_CONDITION = `IS_DEFINED(tags.${FLEET_TAG}.siteId)`;

@@ -58,7 +58,7 @@ test("the CLI finds the simulation through .sim-state/sim.json and manages sites
   r = await cli("map", "remove", "cli-1", "ssh");
   assert.equal(r.code, 0, r.stderr);
   r = await cli("sites", "list");
-  assert.match(r.stdout, /^SITE\s+DEVICE\s+MAPPINGS\s+PUBLIC PORTS/);
+  assert.match(r.stdout, /^SITE\s+DEVICES\s+MAPPINGS\s+PUBLIC PORTS/);
   assert.match(r.stdout, /cli-1\s+cli-1\s+app,rdp/);
   r = await cli("status", "--json");
   assert.equal(r.code, 0, r.stderr);

@@ -87,6 +87,32 @@ test("HTTP API: auth, validation, 404/409, lifecycle, and DeviceCreated/DeviceDe
   r = await call("GET", "/api/sites/web-1");
   assert.equal(r.body?.siteId, "web-1");
 
+  // A second device joins the site (ADR 0013): 201, then 200; bad bodies and ids are 400s.
+  r = await call("POST", "/api/sites/web-1/devices", { deviceId: "web-1b" });
+  assert.equal(r.status, 201);
+  assert.deepEqual(
+    r.body?.devices.map((d: { deviceId: string }) => d.deviceId),
+    ["web-1", "web-1b"],
+  );
+  assert.equal((await call("POST", "/api/sites/web-1/devices", { deviceId: "web-1b" })).status, 200);
+  r = await call("POST", "/api/sites/web-1/devices", { deviceId: "no spaces" });
+  assert.equal(r.status, 400);
+  assert.equal(r.body?.error.issues[0].path, "deviceId");
+  assert.equal(await env.deps.hub.getDevice("no spaces"), undefined);
+  assert.equal((await call("POST", "/api/sites/ghost/devices", {})).status, 404);
+  r = await call("GET", "/api/sites/web-1/devices");
+  assert.equal(r.status, 200);
+  assert.equal(r.body?.count, 2);
+  assert.equal(r.body?.devices[1].module.deviceId, "web-1b", "each device with its own module state");
+  assert.equal((await call("DELETE", "/api/sites/web-1/devices/ghost")).status, 404);
+  r = await call("DELETE", "/api/sites/web-1/devices/web-1b?deleteDevice=true");
+  assert.equal(r.status, 200);
+  assert.equal(r.body?.devices.length, 1);
+  assert.equal(await env.deps.hub.getDevice("web-1b"), undefined);
+  r = await call("DELETE", "/api/sites/web-1/devices/web-1");
+  assert.equal(r.status, 409);
+  assert.equal(r.body?.error.code, "RF_ERR_ROLLOUT_LAST_DEVICE");
+
   // A device provisioned with the relay tag comes online with no human step.
   env.hubEmulator.provisionDevice("edge-77", {
     iotEdge: true,
@@ -103,8 +129,27 @@ test("HTTP API: auth, validation, 404/409, lifecycle, and DeviceCreated/DeviceDe
   assert.deepEqual(Object.keys(twin?.desired.mappings as object), ["app"]);
   assert.equal(await env.deps.ledger.getSite("untagged"), undefined);
 
-  // Deleting the device offboards its site.
+  // A second device created with the same site's tag joins the site through its own event.
+  env.hubEmulator.provisionDevice("edge-77b", {
+    iotEdge: true,
+    tags: { relayFleet: { siteId: "auto-77", profile: "single" } },
+  });
+  await waitFor(async () => {
+    const t = await env.deps.hub.getModuleTwin("edge-77b", MODULE_ID);
+    return t?.desired.mappings ? t : undefined;
+  }, "the joining device's module twin written");
+  assert.deepEqual(
+    (await env.rollout.getSite("auto-77")).devices.map((d) => d.deviceId),
+    ["edge-77", "edge-77b"],
+  );
+
+  // Deleting one device keeps the site on the other; deleting the last offboards it.
   await env.deps.hub.deleteDevice("edge-77");
+  await waitFor(
+    async () => (await env.rollout.getSite("auto-77")).devices.length === 1,
+    "the deleted device left its site",
+  );
+  await env.deps.hub.deleteDevice("edge-77b");
   await waitFor(async () => (await env.deps.ledger.getSite("auto-77")) === undefined, "site offboarded");
   assert.equal((await env.deps.ledger.listRoutes({ siteId: "auto-77" })).length, 0);
 

@@ -70,6 +70,9 @@ test("every trigger registers with the binding the host expects", async () => {
     ["mappings-put", "PUT", "sites/{id}/mappings/{name}"],
     ["mappings-delete", "DELETE", "sites/{id}/mappings/{name}"],
     ["sites-rotate-keys", "POST", "sites/{id}/rotate-keys"],
+    ["devices-add", "POST", "sites/{id}/devices"],
+    ["devices-list", "GET", "sites/{id}/devices"],
+    ["devices-remove", "DELETE", "sites/{id}/devices/{deviceId}"],
   ];
   for (const [name, method, route] of expected) {
     const b = http(name);

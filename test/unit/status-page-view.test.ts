@@ -26,6 +26,7 @@ function site(siteId: string, mappings: SiteView["mappings"], profile = "default
   return {
     siteId,
     deviceId: siteId,
+    devices: [{ deviceId: siteId }],
     profile,
     hybridConnection: `site-${siteId}`,
     relayEndpoint: "sb://x/",

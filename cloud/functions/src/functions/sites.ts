@@ -135,6 +135,44 @@ export const ROUTES: ApiRoute[] = [
     })),
   },
   {
+    // A device joins the site (body `{ deviceId? }`): 201, or 200 when it already belongs to it.
+    name: "devices-add",
+    method: "POST",
+    route: "sites/{id}/devices",
+    handler: guarded(async (request) => {
+      const rollout = await getRollout();
+      const result = await rollout.addDevice(param(request, "id"), await readJsonBody(request));
+      return { status: result.created ? 201 : 200, body: result.site };
+    }),
+  },
+  {
+    // Each device of the site with its module's state from its own twin.
+    name: "devices-list",
+    method: "GET",
+    route: "sites/{id}/devices",
+    handler: guarded(async (request) => {
+      const site = await (await getRollout()).getSite(param(request, "id"));
+      return {
+        status: 200,
+        body: { siteId: site.siteId, count: site.devices.length, devices: site.devices },
+      };
+    }),
+  },
+  {
+    name: "devices-remove",
+    method: "DELETE",
+    route: "sites/{id}/devices/{deviceId}",
+    handler: guarded(async (request) => {
+      const deleteDevice = request.query.get("deleteDevice") === "true";
+      return {
+        status: 200,
+        body: await (await getRollout()).removeDevice(param(request, "id"), param(request, "deviceId"), {
+          deleteDevice,
+        }),
+      };
+    }),
+  },
+  {
     name: "fleet-status",
     method: "GET",
     route: "status",

@@ -1,10 +1,17 @@
 /**
- * Converges one site to its spec: device, module identity, hybrid connection and rules, ledger
- * row, public ports, module twin, device tags. Every step checks before it creates, so running it
- * twice, or again after a crash at any step, ends in the same state with nothing duplicated.
+ * Converges one site to its spec: its devices and their module identities, the hybrid connection
+ * and rules, ledger row, public ports, every device's module twin and tags. Every step checks
+ * before it creates, so running it twice, or again after a crash at any step, ends in the same
+ * state with nothing duplicated.
+ *
+ * A site has one or more edge devices (a redundant site, ADR 0013). What they share is the
+ * site's: the hybrid connection and its Listen rule (several listeners on one hybrid connection
+ * is how Azure Relay spreads a site's connections over its devices), the public ports and the
+ * ledger row. What each has of its own is the device's: its identity, its relayListener module
+ * identity and twin (all given the same desired properties) and its tags.
  */
 import { RelayFleetError } from "../../../../lib/errors.ts";
-import { FLEET_TAG } from "../../../../lib/fleet-deployment.ts";
+import { FLEET_TAG, type FleetTag, fleetTag } from "../../../../lib/fleet-deployment.ts";
 import type { RouteRow } from "../../../../lib/ledger/index.ts";
 import { hybridConnectionOf, listenRule, type OnboardStep, type RolloutDeps, sendRule } from "./context.ts";
 import { buildDesired, MODULE_ID, mergePatch, withoutMeta } from "./desired-twin.ts";
@@ -145,15 +152,15 @@ export async function applySite(
   spec: SiteSpec,
   progress?: ApplyProgress,
 ): Promise<AppliedSite> {
-  const { siteId, deviceId } = spec;
+  const { siteId, deviceIds } = spec;
   // A site keeps the hybrid connection of its current key generation (rotate.ts moves it).
   const hc = (await deps.ledger.getSite(siteId))?.hybridConnection ?? hybridConnectionOf(siteId);
 
   await step(deps, "device", siteId, progress);
-  await deps.hub.ensureEdgeDevice(deviceId);
+  for (const deviceId of deviceIds) await deps.hub.ensureEdgeDevice(deviceId);
 
   await step(deps, "module", siteId, progress);
-  await deps.hub.ensureModule(deviceId, MODULE_ID);
+  for (const deviceId of deviceIds) await deps.hub.ensureModule(deviceId, MODULE_ID);
 
   await step(deps, "hybrid-connection", siteId, progress);
   await deps.relay.ensureHybridConnection(hc);
@@ -173,7 +180,8 @@ export async function applySite(
     hybridConnection: hc,
     relayEndpoint: deps.relay.endpoint,
     ...(send ? { sendKeyName: send.name, sendKey: pickKey(row?.sendKey, send) } : {}),
-    deviceId,
+    // The row's one device column is the site's first device; the spec lists them all.
+    deviceId: deviceIds[0] ?? siteId,
     createdAt: row?.createdAt ?? new Date().toISOString(),
     profile: spec.profile,
     spec: JSON.stringify(spec),
@@ -184,6 +192,30 @@ export async function applySite(
   const routes = await syncRoutes(deps, spec);
 
   await step(deps, "twin", siteId, progress);
+  let desiredVersion = 0;
+  for (const deviceId of deviceIds) {
+    const v = await writeModuleTwin(deps, deviceId, hc, listen, spec);
+    if (deviceId === deviceIds[0]) desiredVersion = v;
+  }
+
+  await step(deps, "tags", siteId, progress);
+  const wanted = fleetTag(
+    siteId,
+    spec.profile,
+    routes.map((r) => r.port),
+  );
+  for (const deviceId of deviceIds) await writeFleetTag(deps, deviceId, wanted);
+  return { spec, routes, desiredVersion };
+}
+
+/** Writes one device's module twin (a merge patch, nothing when it is current); its desired `$version`. */
+async function writeModuleTwin(
+  deps: RolloutDeps,
+  deviceId: string,
+  hc: string,
+  listen: { name: string; primaryKey: string; secondaryKey: string },
+  spec: SiteSpec,
+): Promise<number> {
   const twin = await deps.hub.getModuleTwin(deviceId, MODULE_ID);
   const currentDesired = withoutMeta(twin?.desired ?? {});
   const relayNow = (currentDesired.relay ?? {}) as JsonObject;
@@ -198,23 +230,15 @@ export async function applySite(
   );
   (deps.validateDesired ?? validateDesiredForWrite)(desired);
   const patch = mergePatch(currentDesired, desired);
-  let desiredVersion = twin?.desiredVersion ?? 0;
-  if (Object.keys(patch).length > 0) {
-    desiredVersion = await deps.hub.patchModuleDesired(deviceId, MODULE_ID, patch);
-  }
+  if (Object.keys(patch).length === 0) return twin?.desiredVersion ?? 0;
+  return deps.hub.patchModuleDesired(deviceId, MODULE_ID, patch);
+}
 
-  await step(deps, "tags", siteId, progress);
+/** Tags one device with its site (only the rollout's fields: an operator's ring tag stays). */
+async function writeFleetTag(deps: RolloutDeps, deviceId: string, wanted: FleetTag): Promise<void> {
   const tags = await deps.hub.getDeviceTags(deviceId);
-  const wanted = {
-    siteId,
-    profile: spec.profile,
-    publicPorts: [...new Set(routes.map((r) => r.port))].sort((a, b) => a - b),
-  };
   const current = (tags?.[FLEET_TAG] ?? {}) as JsonObject;
-  const tagPatch = mergePatch(current, wanted);
-  if (Object.keys(tagPatch).length > 0) {
-    // Arrays are replaced whole by a merge patch, which is what publicPorts needs.
-    await deps.hub.patchDeviceTags(deviceId, { [FLEET_TAG]: wanted });
-  }
-  return { spec, routes, desiredVersion };
+  const changed = Object.entries(wanted).some(([k, v]) => JSON.stringify(current[k]) !== JSON.stringify(v));
+  // Arrays are replaced whole by a merge patch, which is what publicPorts needs.
+  if (changed) await deps.hub.patchDeviceTags(deviceId, { [FLEET_TAG]: { ...wanted } });
 }

@@ -1,16 +1,18 @@
 /**
  * IoT Hub device lifecycle events (Event Grid): a device created with the relay tag
- * (`tags.relayFleet`) is onboarded with its profile and no human step; a deleted device's site
- * is offboarded. A malformed or untagged event is ignored with a reason, never thrown.
+ * (`tags.relayFleet`) is onboarded with its profile and no human step, or, when the site its tag
+ * names exists, joins that site as one more device (a redundant site, ADR 0013); a deleted
+ * device leaves its site, and a site whose last device is deleted is offboarded. A malformed or
+ * untagged event is ignored with a reason, never thrown.
  */
 
 import { errorMessage } from "../../../../lib/errors.ts";
-import { FLEET_TAG } from "../../../../lib/fleet-deployment.ts";
+import { readFleetTag } from "../../../../lib/fleet-deployment.ts";
 import { SITE_ID_PATTERN } from "../../../../lib/ledger/schema.ts";
 import type { Rollout } from "./service.ts";
 
 export interface DeviceEventResult {
-  action: "onboarded" | "offboarded" | "ignored" | "failed";
+  action: "onboarded" | "joined" | "offboarded" | "device-removed" | "ignored" | "failed";
   siteId?: string;
   reason?: string;
 }
@@ -26,17 +28,14 @@ export async function handleDeviceEvent(rollout: Rollout, event: unknown): Promi
   const twin = obj(data.twin);
   const deviceId = String(data.deviceId ?? twin.deviceId ?? "");
   if (!deviceId) return { action: "ignored", reason: "event has no deviceId" };
-  const tag = obj(obj(twin.tags)[FLEET_TAG]);
-  const tagged = Object.keys(obj(twin.tags)).includes(FLEET_TAG);
-  const siteId = typeof tag.siteId === "string" ? tag.siteId : deviceId;
+  const tag = readFleetTag(twin.tags);
+  const siteId = tag.siteId ?? deviceId;
   try {
     if (type === "Microsoft.Devices.DeviceCreated") {
-      if (!tagged) return { action: "ignored", reason: "device has no relayFleet tag" };
+      if (!tag.tagged) return { action: "ignored", reason: "device has no relayFleet tag" };
       if (!SITE_ID_PATTERN.test(siteId))
         return { action: "ignored", reason: `"${siteId}" is not a valid site id` };
-      const profile = typeof tag.profile === "string" ? tag.profile : undefined;
-      await rollout.createSite({ siteId, deviceId, ...(profile ? { profile } : {}) });
-      return { action: "onboarded", siteId };
+      return await onboardOrJoin(rollout, siteId, deviceId, tag.profile);
     }
     if (type === "Microsoft.Devices.DeviceDeleted") {
       // Through the site's lock, like every other writer: never interleaved with a mapping change.
@@ -44,11 +43,32 @@ export async function handleDeviceEvent(rollout: Rollout, event: unknown): Promi
         ? await rollout.offboardDeletedDevice(siteId, deviceId)
         : undefined;
       if (!result) return { action: "ignored", reason: "no site uses this device" };
-      return { action: "offboarded", siteId };
+      return { action: result.action, siteId };
     }
     return { action: "ignored", reason: `event type ${type || "(none)"} is not handled` };
   } catch (err) {
     rollout.deps.logger?.error({ siteId, deviceId, err: errorMessage(err) }, "device event failed");
     return { action: "failed", siteId, reason: errorMessage(err) };
   }
+}
+
+/**
+ * A new site from the device's profile, or, when the site exists (its other device came first,
+ * or two devices of a new site race and the other won), the device joins it. The existing
+ * site's mappings stay: a joining device gets what its site's other devices have.
+ */
+async function onboardOrJoin(
+  rollout: Rollout,
+  siteId: string,
+  deviceId: string,
+  profile: string | undefined,
+): Promise<DeviceEventResult> {
+  try {
+    const { created } = await rollout.createSite({ siteId, deviceId, ...(profile ? { profile } : {}) });
+    return { action: created ? "onboarded" : "joined", siteId };
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== "RF_ERR_ROLLOUT_SITE_EXISTS") throw err;
+  }
+  await rollout.addDevice(siteId, { deviceId });
+  return { action: "joined", siteId };
 }

@@ -15,6 +15,8 @@ import { siteStatusFromTwin } from "./status.ts";
 
 export interface DriftItem {
   siteId: string;
+  /** The device of the site the item is about (twin and module drift). */
+  deviceId?: string;
   kind:
     | "twin-missing"
     | "desired-mismatch"
@@ -87,19 +89,24 @@ export async function reconcileFleet(
       continue;
     }
     const found: DriftItem[] = [];
-    const twin = twinByDevice.get(site.deviceId);
-    const desired = twin ? withoutMeta(twin.desired) : undefined;
-    if (!twin || !desired?.relay) {
-      found.push({
-        siteId: site.siteId,
-        kind: "twin-missing",
-        detail: "module twin or its relay settings missing",
-      });
-    } else {
-      const built = buildDesired(
-        { endpoint: "", hybridConnection: "", sasKeyName: "", sasKey: "" },
-        spec.mappings,
-      );
+    // Every device of the site has its own module twin with the site's desired properties.
+    const built = buildDesired(
+      { endpoint: "", hybridConnection: "", sasKeyName: "", sasKey: "" },
+      spec.mappings,
+    );
+    for (const deviceId of spec.deviceIds) {
+      const twin = twinByDevice.get(deviceId);
+      const desired = twin ? withoutMeta(twin.desired) : undefined;
+      const on = spec.deviceIds.length > 1 ? ` on device ${deviceId}` : "";
+      if (!twin || !desired?.relay) {
+        found.push({
+          siteId: site.siteId,
+          deviceId,
+          kind: "twin-missing",
+          detail: `module twin or its relay settings missing${on}`,
+        });
+        continue;
+      }
       const relay = desired.relay as JsonObject;
       if (
         JSON.stringify(desired.mappings ?? {}) !== JSON.stringify(built.mappings) ||
@@ -108,8 +115,9 @@ export async function reconcileFleet(
       ) {
         found.push({
           siteId: site.siteId,
+          deviceId,
           kind: "desired-mismatch",
-          detail: "desired properties differ from the site spec",
+          detail: `desired properties differ from the site spec${on}`,
         });
       }
     }
@@ -135,9 +143,12 @@ export async function reconcileFleet(
       }
     }
     items.push(...found);
-    if (twin && desired?.relay) {
-      const status = siteStatusFromTwin(twin);
-      for (const d of status.drift) items.push({ siteId: site.siteId, kind: "module", detail: d });
+    for (const deviceId of spec.deviceIds) {
+      const twin = twinByDevice.get(deviceId);
+      if (!twin?.desired.relay) continue;
+      const on = spec.deviceIds.length > 1 ? `${deviceId}: ` : "";
+      for (const d of siteStatusFromTwin(twin).drift)
+        items.push({ siteId: site.siteId, deviceId, kind: "module", detail: `${on}${d}` });
     }
   }
   const report = { at: new Date().toISOString(), sites: sites.length, items };

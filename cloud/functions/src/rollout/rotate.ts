@@ -12,11 +12,18 @@ import {
   sendRule,
 } from "./context.ts";
 import { MODULE_ID } from "./desired-twin.ts";
-import type { JsonObject } from "./hub.ts";
+import type { JsonObject, ModuleTwinView } from "./hub.ts";
+import { devicesOfRow } from "./offboard.ts";
 
 export interface RotateResult {
   siteId: string;
   listenKeyFingerprint: string;
+  /**
+   * Each device of the site: `moved` when its module reported the new key before the old hybrid
+   * connection was deleted, `offline` when its module was not connected to IoT Hub (it reads the
+   * new key from its twin when it reconnects).
+   */
+  devices: Array<{ deviceId: string; state: "moved" | "offline" }>;
   /** Absent with Entra ID (no Send key exists). */
   sendKeyFingerprint?: string;
 }
@@ -47,7 +54,7 @@ async function waitForModuleKey(
     if (Date.now() >= deadline) {
       throw new RelayFleetError(
         "RF_ERR_ROLLOUT_ROTATE_TIMEOUT",
-        `Site ${siteId}'s module did not report the new Listen key within ${Math.round(timeoutMs / 1000)} s; the old key stays valid, so nothing is disconnected. Retry when the module is online.`,
+        `Site ${siteId}'s module on device ${deviceId} did not report the new Listen key within ${Math.round(timeoutMs / 1000)} s; the old key stays valid, so nothing is disconnected. Retry when the module is online.`,
         { status: 504 },
       );
     }
@@ -69,7 +76,9 @@ async function waitForModuleKey(
  *   3. the ledger row gets the new name and Send key; gateways pick it up on reload;
  *   4. after the Send grace (every gateway has re-read the ledger), the old hybrid connection is
  *      deleted: its listeners, the module's old one and any holder of an old key, are closed.
- * If the module never reports, the new hybrid connection is deleted again and the old one stays.
+ * Every device of a site gets the new name and key; the rollout waits for each whose module is
+ * connected (an offline device picks them up from its twin when it is back).
+ * If a module never reports, the new hybrid connection is deleted again and the old one stays.
  * With Entra ID for gateways (`relaySendAuth: "entra"`, ADR 0010) there is no Send rule: step 1
  * creates the Listen rule only and step 3 writes no key. Gateways then need Azure Relay Sender at
  * the namespace: an assignment scoped to the old hybrid connection does not cover the new one.
@@ -77,15 +86,27 @@ async function waitForModuleKey(
 export async function rotateSiteKeys(deps: RolloutDeps, siteId: string): Promise<RotateResult> {
   const row = await deps.ledger.getSite(siteId);
   if (!row) throw notFound(siteId);
-  const twin = await deps.hub.getModuleTwin(row.deviceId, MODULE_ID);
+  const deviceIds = devicesOfRow(row);
+  const twins = new Map<string, ModuleTwinView>();
+  for (const deviceId of deviceIds) {
+    const twin = await deps.hub.getModuleTwin(deviceId, MODULE_ID);
+    if (twin) twins.set(deviceId, twin);
+  }
   const oldHc = row.hybridConnection;
-  if (!twin || !(await deps.relay.getRule(oldHc, listenRule(deps)))) {
+  const missing = deviceIds.filter((d) => !twins.has(d));
+  if (missing.length > 0 || !(await deps.relay.getRule(oldHc, listenRule(deps)))) {
     throw new RelayFleetError(
       "RF_ERR_ROLLOUT_INCOMPLETE",
-      `Site ${siteId} is not fully onboarded (rule or module twin missing); re-apply it before rotating keys.`,
+      `Site ${siteId} is not fully onboarded (${missing.length > 0 ? `module twin missing on ${missing.join(", ")}` : "Listen rule missing"}); re-apply it before rotating keys.`,
       { status: 409 },
     );
   }
+  // Every device whose module is connected must move before the old hybrid connection goes; one
+  // that is offline (a redundant site's spare being serviced) must not block the others: it
+  // reads the new name and key from its twin when it reconnects. With none connected, the
+  // rotation still needs one device to move, so it waits for all of them.
+  const online = deviceIds.filter((d) => twins.get(d)?.connectionState === "Connected");
+  const waitFor = online.length > 0 ? online : deviceIds;
   const generation = (parseHybridConnection(oldHc)?.generation ?? 0) + 1;
   const newHc = hybridConnectionOf(siteId, generation);
 
@@ -95,17 +116,24 @@ export async function rotateSiteKeys(deps: RolloutDeps, siteId: string): Promise
   const send =
     deps.relaySendAuth === "entra" ? undefined : await deps.relay.ensureRule(newHc, sendRule(deps), ["Send"]);
   try {
-    await deps.hub.patchModuleDesired(row.deviceId, MODULE_ID, {
-      relay: { hybridConnection: newHc, sasKey: listen.primaryKey },
-    });
-    await waitForModuleKey(deps, siteId, row.deviceId, listen.primaryKey);
+    for (const deviceId of deviceIds) {
+      await deps.hub.patchModuleDesired(deviceId, MODULE_ID, {
+        relay: { hybridConnection: newHc, sasKey: listen.primaryKey },
+      });
+    }
+    await Promise.all(waitFor.map((d) => waitForModuleKey(deps, siteId, d, listen.primaryKey)));
   } catch (err) {
-    // Nothing half-done stays: the module goes back to the old hybrid connection, the new one goes.
-    await deps.hub
-      .patchModuleDesired(row.deviceId, MODULE_ID, {
-        relay: { hybridConnection: oldHc, sasKey: ((twin.desired.relay ?? {}) as JsonObject).sasKey ?? null },
-      })
-      .catch(() => undefined);
+    // Nothing half-done stays: the modules go back to the old hybrid connection, the new one goes.
+    for (const [deviceId, twin] of twins) {
+      await deps.hub
+        .patchModuleDesired(deviceId, MODULE_ID, {
+          relay: {
+            hybridConnection: oldHc,
+            sasKey: ((twin.desired.relay ?? {}) as JsonObject).sasKey ?? null,
+          },
+        })
+        .catch(() => undefined);
+    }
     await deps.relay.deleteHybridConnection(newHc).catch(() => undefined);
     throw err;
   }
@@ -119,10 +147,15 @@ export async function rotateSiteKeys(deps: RolloutDeps, siteId: string): Promise
   if (grace > 0) await sleep(grace);
   await deps.relay.deleteHybridConnection(oldHc);
 
-  deps.logger?.info({ siteId, hybridConnection: newHc, replaced: oldHc }, "site keys rotated");
+  const devices = deviceIds.map((deviceId) => ({
+    deviceId,
+    state: waitFor.includes(deviceId) ? ("moved" as const) : ("offline" as const),
+  }));
+  deps.logger?.info({ siteId, hybridConnection: newHc, replaced: oldHc, devices }, "site keys rotated");
   return {
     siteId,
     listenKeyFingerprint: keyFingerprint(listen.primaryKey),
     ...(send ? { sendKeyFingerprint: keyFingerprint(send.primaryKey) } : {}),
+    devices,
   };
 }

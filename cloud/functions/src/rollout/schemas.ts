@@ -74,21 +74,46 @@ export const mappingsSchema = mappingRecord().refine((m) => Object.keys(m).lengt
   message: `at most ${MAX_MAPPINGS_PER_SITE} mappings per site (the module twin's reported properties must fit 32 KB)`,
 });
 
+/** An IoT Hub device id (IoT Hub's own rule: 1-128 of letters, digits and `-:.+%_#*?!(),=@;$'`). */
+export const deviceIdSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9\-:.+%_#*?!(),=@;$']{1,128}$/, "must be a valid IoT Hub device id");
+
+/**
+ * Edge devices one site may have (a redundant site: ADR 0013). All of them listen on the site's
+ * one hybrid connection, and Azure Relay allows 25 listeners per hybrid connection: 8 devices at
+ * the module's default of 2 control channels each is 16, which leaves room for a restarted
+ * module whose old listeners the relay has not dropped yet.
+ */
+export const MAX_DEVICES_PER_SITE = 8;
+
+const deviceListSchema = z
+  .array(deviceIdSchema)
+  .min(1, "a site has at least one device")
+  .max(MAX_DEVICES_PER_SITE, `at most ${MAX_DEVICES_PER_SITE} devices per site (the relay's listener quota)`)
+  .refine((ids) => new Set(ids).size === ids.length, "a device is listed twice");
+
 /** `POST /api/sites` body. */
 export const createSiteBodySchema = z
   .object({
     siteId: siteIdSchema,
-    /** Defaults to the site id. */
-    deviceId: z
-      .string()
-      .regex(/^[A-Za-z0-9\-:.+%_#*?!(),=@;$']{1,128}$/, "must be a valid IoT Hub device id")
-      .optional(),
+    /** The site's one device; defaults to the site id. */
+    deviceId: deviceIdSchema.optional(),
+    /** Or the devices of a redundant site, all at once (`deviceId` then stays unset). */
+    deviceIds: deviceListSchema.optional(),
     /** Profile whose mappings a site gets when `mappings` is absent. */
     profile: z.string().min(1).max(64).optional(),
     mappings: mappingsSchema.optional(),
   })
-  .strict();
+  .strict()
+  .refine((b) => b.deviceId === undefined || b.deviceIds === undefined, {
+    message: "give deviceId or deviceIds, not both",
+    path: ["deviceIds"],
+  });
 export type CreateSiteBody = z.infer<typeof createSiteBodySchema>;
+
+/** `POST /api/sites/{id}/devices` body: the device to join; absent, the rollout names one. */
+export const addDeviceBodySchema = z.object({ deviceId: deviceIdSchema.optional() }).strict();
 
 /** `POST /api/sites/{id}/mappings/{name}` (add) and `PUT` (replace whole) body. */
 export const putMappingBodySchema = mappingSpecSchema;
@@ -99,13 +124,25 @@ export const putMappingBodySchema = mappingSpecSchema;
  */
 export const updateMappingBodySchema = mappingSpecSchema.partial();
 
-/** The desired state of one site, stored in its ledger row (`spec`). */
-export const siteSpecSchema = z.object({
-  siteId: siteIdSchema,
-  deviceId: z.string().min(1),
-  profile: z.string().min(1),
-  mappings: mappingRecord(),
-});
+/**
+ * The desired state of one site, stored in its ledger row (`spec`): its edge devices (each with
+ * its own relayListener module identity and twin, all given the same desired properties) and
+ * its mappings. A spec saved before sites had several devices names one `deviceId`; it reads as
+ * a site with that one device.
+ */
+export const siteSpecSchema = z.preprocess(
+  (v) => {
+    if (typeof v !== "object" || v === null || Array.isArray(v)) return v;
+    const { deviceId, ...rest } = v as Record<string, unknown>;
+    return "deviceIds" in rest || deviceId === undefined ? v : { ...rest, deviceIds: [deviceId] };
+  },
+  z.object({
+    siteId: siteIdSchema,
+    deviceIds: deviceListSchema,
+    profile: z.string().min(1),
+    mappings: mappingRecord(),
+  }),
+);
 export type SiteSpec = z.infer<typeof siteSpecSchema>;
 
 /** A site profile: default mappings for new sites. */

@@ -12,11 +12,14 @@ import type { OnboardStep, RolloutDeps } from "./context.ts";
 import { MODULE_ID } from "./desired-twin.ts";
 import { type DeviceEventResult, handleDeviceEvent } from "./device-events.ts";
 import { ChangeError, type ChangeOutcome, siteNotFound, ValidationError } from "./errors.ts";
-import { type OffboardResult, offboardSite } from "./offboard.ts";
+import { detachDevice, type OffboardResult, offboardSite } from "./offboard.ts";
 import { type DriftReport, reconcileFleet } from "./reconcile.ts";
 import { type RotateResult, rotateSiteKeys } from "./rotate.ts";
 import {
+  addDeviceBodySchema,
   createSiteBodySchema,
+  deviceIdSchema,
+  MAX_DEVICES_PER_SITE,
   type MappingSpec,
   mappingSpecSchema,
   putMappingBodySchema,
@@ -37,17 +40,25 @@ export interface MappingView extends MappingSpec {
   publicHost?: string;
 }
 
+/** One edge device of a site and, where asked for, its module's state from its own twin. */
+export interface DeviceView {
+  deviceId: string;
+  module?: SiteStatus;
+}
+
 /** A site as the API and CLI show it (never any key). */
 export interface SiteView {
   siteId: string;
+  /** The site's first device (a site of one device: its device). */
   deviceId: string;
+  /** Every device of the site (ADR 0013), in the order they joined. */
+  devices: DeviceView[];
   profile: string;
   hybridConnection: string;
   relayEndpoint: string;
   createdAt: string;
   publicPorts: number[];
   mappings: Record<string, MappingView>;
-  module?: SiteStatus;
 }
 
 function view(
@@ -66,7 +77,8 @@ function view(
   }
   return {
     siteId: spec.siteId,
-    deviceId: spec.deviceId,
+    deviceId: spec.deviceIds[0] ?? spec.siteId,
+    devices: spec.deviceIds.map((deviceId) => ({ deviceId })),
     profile: spec.profile,
     hybridConnection: row.hybridConnection,
     relayEndpoint: row.relayEndpoint,
@@ -100,12 +112,29 @@ export interface Rollout {
   fleetView(): Promise<{ sites: SiteStatus[]; gateways: GatewayView[] }>;
   handleDeviceEvent(event: unknown): Promise<DeviceEventResult>;
   /**
-   * Offboards the site of a deleted device, under the site's lock like every other writer;
+   * A device was deleted, under the site's lock like every other writer: it leaves its site
+   * (`device-removed`), or, when it was the site's last device, the site is offboarded;
    * undefined when no site uses that device.
    */
-  offboardDeletedDevice(siteId: string, deviceId: string): Promise<OffboardResult | undefined>;
+  offboardDeletedDevice(
+    siteId: string,
+    deviceId: string,
+  ): Promise<{ action: "device-removed" | "offboarded"; siteId: string } | undefined>;
   /** Site spec from a profile (device events, CLI). */
-  specFromProfile(siteId: string, deviceId: string, profile?: string): SiteSpec;
+  specFromProfile(siteId: string, deviceIds: string[], profile?: string): SiteSpec;
+  /**
+   * Joins a device to a site (`{ deviceId? }`; absent: the next free `<site>.<n>`): the device
+   * and its module identity are created if missing, its module twin and tags written like the
+   * site's other devices'. `created: false` when it already belongs to the site. Refused (and
+   * nothing written) when it belongs to another site or the site is full.
+   */
+  addDevice(siteId: string, body: unknown): Promise<{ created: boolean; site: SiteView }>;
+  /**
+   * Takes a device out of a site that keeps its others: its module twin is cleaned and its tag
+   * retired (the module is removed), optionally its identity deleted. A site's last device is
+   * not removed this way: remove the site.
+   */
+  removeDevice(siteId: string, deviceId: string, options?: { deleteDevice?: boolean }): Promise<SiteView>;
 }
 
 /** Creates the rollout service over its dependencies. */
@@ -155,7 +184,65 @@ export function createRollout(deps: RolloutDeps): Rollout {
     return { row, spec: parsed.data };
   }
 
-  function specFromProfile(siteId: string, deviceId: string, profile?: string): SiteSpec {
+  /** The parsed spec of a site row; undefined when it is unreadable. */
+  function storedSpecOf(row: SiteRow): SiteSpec | undefined {
+    try {
+      const parsed = siteSpecSchema.safeParse(JSON.parse(row.spec ?? "null"));
+      return parsed.success ? parsed.data : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The same site: same profile and mappings, and every wanted device already one of its devices. */
+  function sameSite(stored: SiteSpec, wanted: SiteSpec): boolean {
+    return (
+      stored.profile === wanted.profile &&
+      JSON.stringify(stored.mappings) === JSON.stringify(wanted.mappings) &&
+      wanted.deviceIds.every((d) => stored.deviceIds.includes(d))
+    );
+  }
+
+  /** Refuses devices that belong to another site (one ledger read: every site's spec). */
+  async function checkDevicesFree(siteId: string, deviceIds: readonly string[]): Promise<void> {
+    for (const row of await deps.ledger.listSites()) {
+      if (row.siteId === siteId) continue;
+      const theirs = storedSpecOf(row)?.deviceIds ?? [row.deviceId];
+      const taken = deviceIds.find((d) => theirs.includes(d));
+      if (taken !== undefined) {
+        throw new RelayFleetError(
+          "RF_ERR_ROLLOUT_DEVICE_IN_OTHER_SITE",
+          `Device ${taken} belongs to site ${row.siteId}; remove it there first (relay-fleet devices remove ${row.siteId} ${taken}). Nothing was changed.`,
+          { status: 409 },
+        );
+      }
+    }
+  }
+
+  /** The next `<site>.<n>` (n ≥ 2) that is none of the site's devices, for a device added without a name. */
+  function nextDeviceId(siteId: string, current: readonly string[]): string {
+    for (let n = 2; ; n++) if (!current.includes(`${siteId}.${n}`)) return `${siteId}.${n}`;
+  }
+
+  const deviceNotInSite = (siteId: string, deviceId: string) =>
+    new RelayFleetError("RF_ERR_ROLLOUT_DEVICE_NOT_FOUND", `Site ${siteId} has no device "${deviceId}".`, {
+      status: 404,
+    });
+
+  /** A site with each device's module state from its own twin (`withModule: false`: without). */
+  async function getSiteView(siteId: string, options: { withModule?: boolean } = {}): Promise<SiteView> {
+    const { row, spec } = await storedSpec(siteId);
+    const site = view(spec, row, await deps.ledger.listRoutes({ siteId }));
+    if (options.withModule !== false) {
+      for (const device of site.devices) {
+        const twin = await deps.hub.getModuleTwin(device.deviceId, MODULE_ID);
+        if (twin) device.module = siteStatusFromTwin(twin);
+      }
+    }
+    return site;
+  }
+
+  function specFromProfile(siteId: string, deviceIds: string[], profile?: string): SiteSpec {
     const name = profile ?? defaultProfile;
     const p = deps.profiles[name];
     if (!p) {
@@ -165,7 +252,7 @@ export function createRollout(deps: RolloutDeps): Rollout {
         { status: 400 },
       );
     }
-    return { siteId, deviceId, profile: name, mappings: structuredClone(p.mappings) };
+    return { siteId, deviceIds, profile: name, mappings: structuredClone(p.mappings) };
   }
 
   async function apply(spec: SiteSpec, progress?: ApplyProgress): Promise<SiteView> {
@@ -216,7 +303,11 @@ export function createRollout(deps: RolloutDeps): Rollout {
    * undone (the previous spec re-applied; a new site offboarded). A backend failing half way
    * (5xx, unreachable) leaves the change saved for reconcile to finish. The error says which.
    */
-  async function commit(spec: SiteSpec, previous: { spec: SiteSpec } | undefined): Promise<SiteView> {
+  async function commit(
+    spec: SiteSpec,
+    previous: { spec: SiteSpec } | undefined,
+    createdDevices: ReadonlySet<string> = new Set(),
+  ): Promise<SiteView> {
     try {
       await checkSite(deps, spec);
     } catch (err) {
@@ -244,7 +335,10 @@ export function createRollout(deps: RolloutDeps): Rollout {
       }
       try {
         if (previous) await applySite(deps, previous.spec);
-        else await offboardSite(deps, spec.siteId, { deviceId: spec.deviceId });
+        else await offboardSite(deps, spec.siteId, { deviceId: spec.deviceIds[0] ?? spec.siteId });
+        // Devices the change added leave again (the previous spec does not name them).
+        const added = previous ? spec.deviceIds.filter((d) => !previous.spec.deviceIds.includes(d)) : [];
+        for (const d of added) await detachDevice(deps, d, { deleteDevice: createdDevices.has(d) });
       } catch (undoErr) {
         deps.logger?.error(
           { siteId: spec.siteId, err: errorMessage(undoErr) },
@@ -287,21 +381,75 @@ export function createRollout(deps: RolloutDeps): Rollout {
       const parsed = createSiteBodySchema.safeParse(body);
       if (!parsed.success) throw new ValidationError("site", parsed.error);
       const b = parsed.data;
-      const deviceId = b.deviceId ?? b.siteId;
+      const deviceIds = b.deviceIds ?? [b.deviceId ?? b.siteId];
       const spec: SiteSpec = b.mappings
-        ? { siteId: b.siteId, deviceId, profile: b.profile ?? defaultProfile, mappings: b.mappings }
-        : specFromProfile(b.siteId, deviceId, b.profile);
+        ? { siteId: b.siteId, deviceIds, profile: b.profile ?? defaultProfile, mappings: b.mappings }
+        : specFromProfile(b.siteId, deviceIds, b.profile);
       return withSiteLock(b.siteId, async () => {
         const row = await deps.ledger.getSite(b.siteId);
-        if (row?.spec !== undefined && row.spec !== JSON.stringify(spec)) {
+        // A row without a spec (an onboarding that predates specs) is completed like a new site.
+        if (row?.spec !== undefined) {
+          const stored = storedSpecOf(row);
+          // The same site again (its devices among the site's: more may have joined since) is
+          // re-applied as it is stored; anything else is another site under the same id.
+          if (!stored || !sameSite(stored, spec)) {
+            throw new RelayFleetError(
+              "RF_ERR_ROLLOUT_SITE_EXISTS",
+              `Site ${b.siteId} already exists with other settings; change its mappings with PATCH /api/sites/${b.siteId}/mappings/{name}, its devices with POST /api/sites/${b.siteId}/devices.`,
+              { status: 409 },
+            );
+          }
+          // Re-applying an existing identical site rolls back to that same spec if refused.
+          return { created: false, site: await commit(stored, { spec: stored }) };
+        }
+        await checkDevicesFree(b.siteId, spec.deviceIds);
+        return { created: row === undefined, site: await commit(spec, row ? { spec } : undefined) };
+      });
+    },
+    async addDevice(siteId, body) {
+      checkSiteId(siteId);
+      const parsed = addDeviceBodySchema.safeParse(body ?? {});
+      if (!parsed.success) throw new ValidationError("device", parsed.error);
+      return withSiteLock(siteId, async () => {
+        const previous = await storedSpec(siteId);
+        const current = previous.spec.deviceIds;
+        const deviceId = parsed.data.deviceId ?? nextDeviceId(siteId, current);
+        if (current.includes(deviceId)) return { created: false, site: await getSiteView(siteId) };
+        if (current.length >= MAX_DEVICES_PER_SITE) {
           throw new RelayFleetError(
-            "RF_ERR_ROLLOUT_SITE_EXISTS",
-            `Site ${b.siteId} already exists with other settings; change its mappings with PATCH /api/sites/${b.siteId}/mappings/{name}.`,
+            "RF_ERR_ROLLOUT_SITE_FULL",
+            `Site ${siteId} has ${current.length} devices, the most a site may have (${MAX_DEVICES_PER_SITE}: all of them listen on the site's one hybrid connection, and Azure Relay allows 25 listeners on one); nothing was changed.`,
             { status: 409 },
           );
         }
-        // Re-applying an existing identical site rolls back to that same spec if refused.
-        return { created: row === undefined, site: await commit(spec, row ? { spec } : undefined) };
+        await checkDevicesFree(siteId, [deviceId]);
+        const existed = (await deps.hub.getDevice(deviceId)) !== undefined;
+        const next = { ...structuredClone(previous.spec), deviceIds: [...current, deviceId] };
+        await commit(next, previous, existed ? new Set() : new Set([deviceId]));
+        deps.logger?.info({ siteId, deviceId, devices: next.deviceIds }, "device joined site");
+        return { created: true, site: await getSiteView(siteId) };
+      });
+    },
+    async removeDevice(siteId, deviceId, options = {}) {
+      checkSiteId(siteId);
+      const id = deviceIdSchema.safeParse(deviceId);
+      if (!id.success) throw new ValidationError(`device id "${deviceId.slice(0, 80)}"`, id.error);
+      return withSiteLock(siteId, async () => {
+        const previous = await storedSpec(siteId);
+        const current = previous.spec.deviceIds;
+        if (!current.includes(deviceId)) throw deviceNotInSite(siteId, deviceId);
+        if (current.length === 1) {
+          throw new RelayFleetError(
+            "RF_ERR_ROLLOUT_LAST_DEVICE",
+            `Device ${deviceId} is site ${siteId}'s only device; remove the site instead (relay-fleet sites remove ${siteId}). Nothing was changed.`,
+            { status: 409 },
+          );
+        }
+        const next = { ...structuredClone(previous.spec), deviceIds: current.filter((d) => d !== deviceId) };
+        await commit(next, previous);
+        await detachDevice(deps, deviceId, { deleteDevice: options.deleteDevice === true });
+        deps.logger?.info({ siteId, deviceId, devices: next.deviceIds }, "device left site");
+        return getSiteView(siteId);
       });
     },
     reapplySite: async (siteId) => {
@@ -311,15 +459,7 @@ export function createRollout(deps: RolloutDeps): Rollout {
         return apply(spec);
       });
     },
-    async getSite(siteId, options = {}) {
-      const { row, spec } = await storedSpec(siteId);
-      const site = view(spec, row, await deps.ledger.listRoutes({ siteId }));
-      if (options.withModule !== false) {
-        const twin = await deps.hub.getModuleTwin(row.deviceId, MODULE_ID);
-        if (twin) site.module = siteStatusFromTwin(twin);
-      }
-      return site;
-    },
+    getSite: (siteId, options = {}) => getSiteView(siteId, options),
     async listSites() {
       const [rows, routes] = await Promise.all([deps.ledger.listSites(), deps.ledger.listRoutes()]);
       const out: SiteView[] = [];
@@ -430,8 +570,18 @@ export function createRollout(deps: RolloutDeps): Rollout {
     offboardDeletedDevice: (siteId, deviceId) =>
       withSiteLock(siteId, async () => {
         const row = await deps.ledger.getSite(siteId);
-        if (!row || row.deviceId !== deviceId) return undefined;
-        return offboardSite(deps, siteId, { deviceGone: true, deviceId });
+        const stored = row ? storedSpecOf(row) : undefined;
+        const devices = stored?.deviceIds ?? (row ? [row.deviceId] : []);
+        if (!row || !devices.includes(deviceId)) return undefined;
+        // One device of a redundant site is gone: the site keeps its others.
+        if (stored && devices.length > 1) {
+          const next = { ...stored, deviceIds: devices.filter((d) => d !== deviceId) };
+          await apply(next);
+          deps.logger?.info({ siteId, deviceId, devices: next.deviceIds }, "deleted device left site");
+          return { action: "device-removed" as const, siteId };
+        }
+        await offboardSite(deps, siteId, { goneDevice: deviceId, deviceId });
+        return { action: "offboarded" as const, siteId };
       }),
   };
   return rollout;

@@ -155,6 +155,9 @@ export function buildFleetView(
     });
     const drift = [...new Set(statuses.flatMap((s) => s.drift))];
     if (siteTwins.length === 0) drift.push("no module twin");
+    else
+      for (const d of site.devices)
+        if (!siteTwins.some((t) => t.deviceId === d.deviceId)) drift.push(`${d.deviceId}: no module twin`);
     const lastErrors = [...new Set(statuses.flatMap((s) => (s.lastError ? [s.lastError] : [])))];
     const online = devices.filter((d) => d.online).length;
     const health: SiteHealth =
@@ -163,7 +166,7 @@ export function buildFleetView(
       siteId: site.siteId,
       deviceId: site.deviceId,
       profile: site.profile,
-      tags: [...new Set([site.deviceId, site.profile])],
+      tags: [...new Set([...site.devices.map((d) => d.deviceId), site.profile])],
       health,
       devices,
       mappings,
