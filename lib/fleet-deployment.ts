@@ -20,7 +20,7 @@ import { z } from "zod";
 /**
  * The device twin tag the rollout writes on every device of a site
  * (`tags.relayFleet = { siteId, profile, publicPorts }`): all devices of a redundant site carry
- * the same value, so the base deployment targets each of them (ADR 0013).
+ * the same value, so the base deployment targets each of them (ADR 0014).
  */
 export const FLEET_TAG = "relayFleet";
 

@@ -87,7 +87,7 @@ test("HTTP API: auth, validation, 404/409, lifecycle, and DeviceCreated/DeviceDe
   r = await call("GET", "/api/sites/web-1");
   assert.equal(r.body?.siteId, "web-1");
 
-  // A second device joins the site (ADR 0013): 201, then 200; bad bodies and ids are 400s.
+  // A second device joins the site (ADR 0014): 201, then 200; bad bodies and ids are 400s.
   r = await call("POST", "/api/sites/web-1/devices", { deviceId: "web-1b" });
   assert.equal(r.status, 201);
   assert.deepEqual(

@@ -1,5 +1,5 @@
 /**
- * A site of several edge devices (ADR 0013) against the real emulators: every device gets its own
+ * A site of several edge devices (ADR 0014) against the real emulators: every device gets its own
  * module identity and twin with the site's desired properties and its own fleet tag (so the base
  * deployment's target condition matches it), devices join through the API and through their
  * DeviceCreated event, leave again, rotation moves all of them, status and reconcile report per

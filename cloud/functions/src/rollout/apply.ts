@@ -4,7 +4,7 @@
  * before it creates, so running it twice, or again after a crash at any step, ends in the same
  * state with nothing duplicated.
  *
- * A site has one or more edge devices (a redundant site, ADR 0013). What they share is the
+ * A site has one or more edge devices (a redundant site, ADR 0014). What they share is the
  * site's: the hybrid connection and its Listen rule (several listeners on one hybrid connection
  * is how Azure Relay spreads a site's connections over its devices), the public ports and the
  * ledger row. What each has of its own is the device's: its identity, its relayListener module

@@ -1,7 +1,7 @@
 /**
  * IoT Hub device lifecycle events (Event Grid): a device created with the relay tag
  * (`tags.relayFleet`) is onboarded with its profile and no human step, or, when the site its tag
- * names exists, joins that site as one more device (a redundant site, ADR 0013); a deleted
+ * names exists, joins that site as one more device (a redundant site, ADR 0014); a deleted
  * device leaves its site, and a site whose last device is deleted is offboarded. A malformed or
  * untagged event is ignored with a reason, never thrown.
  */

@@ -80,7 +80,7 @@ export const deviceIdSchema = z
   .regex(/^[A-Za-z0-9\-:.+%_#*?!(),=@;$']{1,128}$/, "must be a valid IoT Hub device id");
 
 /**
- * Edge devices one site may have (a redundant site: ADR 0013). All of them listen on the site's
+ * Edge devices one site may have (a redundant site: ADR 0014). All of them listen on the site's
  * one hybrid connection, and Azure Relay allows 25 listeners per hybrid connection: 8 devices at
  * the module's default of 2 control channels each is 16, which leaves room for a restarted
  * module whose old listeners the relay has not dropped yet.

@@ -51,7 +51,7 @@ export interface SiteView {
   siteId: string;
   /** The site's first device (a site of one device: its device). */
   deviceId: string;
-  /** Every device of the site (ADR 0013), in the order they joined. */
+  /** Every device of the site (ADR 0014), in the order they joined. */
   devices: DeviceView[];
   profile: string;
   hybridConnection: string;
