@@ -1,9 +1,11 @@
 /**
  * The whole hybrid relay pattern on one machine, every part a real process on loopback: the relay
  * emulator, the IoT Hub emulator, Azurite, the rollout service's HTTP API, gateways, and per site
- * a relayListener module (started the way iotedgehubdev starts a module: its own identity,
- * `EdgeHubConnectionString` and a CA file) in front of demo on-prem services. Sites are onboarded
- * through the rollout API, never by writing configuration directly.
+ * per edge device of each site a relayListener module (started the way iotedgehubdev starts a
+ * module: the device's own module identity, `EdgeHubConnectionString` and a CA file) in front of
+ * demo on-prem services. A redundant site is several devices (ADR 0014), each with its own module
+ * identity and twin. Sites are onboarded through the rollout API, never by writing configuration
+ * directly.
  *
  * `npm start` (sim/index.ts) and the end-to-end tests both drive the pattern through this file.
  */
@@ -31,7 +33,10 @@ export interface FleetOptions {
   sites?: number;
   /** Gateway instances, on 127.0.0.1, 127.0.0.2, … (the same public ports on each). */
   gateways?: number;
-  /** relayListener processes per site (two = the redundant pair of a site). */
+  /**
+   * Edge devices per demo site, each its own IoT Edge device with its own relayListener module
+   * identity, twin and process (two = a redundant pair): `plant-1`, `plant-1.2`, ….
+   */
   modulesPerSite?: number;
   /** Public ports the rollout service allocates from (default: a free block found at start). */
   portRange?: { from: number; to: number };
@@ -60,7 +65,10 @@ export interface GatewayHandle {
 }
 
 export interface SiteModuleHandle {
+  /** Position of the device in the site's device list when the module started. */
   index: number;
+  /** The edge device this module runs on (its own module identity and twin). */
+  deviceId: string;
   process: RunningProcess;
   healthPort: number | undefined;
 }
@@ -69,6 +77,9 @@ export interface SiteHandle {
   siteId: string;
   /** The site's own demo services; absent for a site added from outside (CLI, device event). */
   services?: DemoServices;
+  /** The site's edge devices, as the rollout API last listed them. */
+  devices: string[];
+  /** One module per device, in the order of `devices`. */
   modules: SiteModuleHandle[];
   /** Mapping name → public port on the gateways. */
   publicPorts: Record<string, number>;
@@ -453,37 +464,51 @@ export class Fleet {
       echo: { target: `127.0.0.1:${services.echoPort}`, ...mappingOptions },
       ...extraMappings,
     };
+    const deviceIds = Fleet.demoDeviceIds(siteId, this.options.modulesPerSite ?? 1);
     let view: SiteView;
     try {
-      view = await this.api<SiteView>("POST", "/api/sites", { siteId, mappings });
+      view = await this.api<SiteView>("POST", "/api/sites", { siteId, deviceIds, mappings });
     } catch (err) {
       // A site saved by an earlier run (persistent --state-dir) whose demo services now listen
       // on other ports: point its mappings at them, as an operator would.
       if (!(err instanceof RolloutApiError) || err.status !== 409) throw err;
       for (const [name, mapping] of Object.entries(mappings))
         await this.api("PUT", `/api/sites/${siteId}/mappings/${name}`, mapping);
+      // …and give it the devices this run asks for (--modules-per-site may have grown).
       view = await this.api<SiteView>("GET", `/api/sites/${siteId}`);
+      for (const deviceId of deviceIds)
+        if (!view.devices.some((d) => d.deviceId === deviceId))
+          view = await this.api<SiteView>("POST", `/api/sites/${siteId}/devices`, { deviceId });
     }
     const site: SiteHandle = {
       siteId,
       services,
+      devices: view.devices.map((d) => d.deviceId),
       modules: [],
       publicPorts: publicPortsOf(view),
       mappings: view.mappings,
       ...(moduleEnv ? { moduleEnv } : {}),
     };
     this.sites.set(siteId, site);
-    for (let i = 0; i < (this.options.modulesPerSite ?? 1); i++) await this.startModule(siteId, i);
+    for (const deviceId of site.devices) await this.startDeviceModule(siteId, deviceId);
     await this.reloadGateways();
     return site;
   }
 
-  /** Environment of a site's module, the way iotedgehubdev gives it to a module container. */
-  async moduleEnv(siteId: string): Promise<NodeJS.ProcessEnv> {
-    const view = await this.api<SiteView>("GET", `/api/sites/${siteId}`);
-    const key = await this.registry.moduleKey(view.deviceId, MODULE_ID);
+  /** The devices of a demo site: the site id, then `<site>.2` … (the rollout's own naming). */
+  static demoDeviceIds(siteId: string, count: number): string[] {
+    return Array.from({ length: Math.max(1, count) }, (_, i) => (i === 0 ? siteId : `${siteId}.${i + 1}`));
+  }
+
+  /**
+   * Environment of a device's module, the way iotedgehubdev gives it to a module container: the
+   * device's own module identity (default: the site's first device).
+   */
+  async moduleEnv(siteId: string, deviceId?: string): Promise<NodeJS.ProcessEnv> {
+    const device = deviceId ?? (await this.api<SiteView>("GET", `/api/sites/${siteId}`)).deviceId;
+    const key = await this.registry.moduleKey(device, MODULE_ID);
     return {
-      EdgeHubConnectionString: `HostName=${this.hub.hostName};GatewayHostName=127.0.0.1:${this.hub.mqttPort};DeviceId=${view.deviceId};ModuleId=${MODULE_ID};SharedAccessKey=${key}`,
+      EdgeHubConnectionString: `HostName=${this.hub.hostName};GatewayHostName=127.0.0.1:${this.hub.mqttPort};DeviceId=${device};ModuleId=${MODULE_ID};SharedAccessKey=${key}`,
       EdgeModuleCACertificateFile: this.hub.caFile,
       RELAY_CA_FILE: this.relay.caFile,
       // The device owner's local allowlist file (written by the constructor).
@@ -499,10 +524,10 @@ export class Fleet {
     };
   }
 
-  /** The module twin of a site as IoT Hub has it (desired and reported properties). */
-  async moduleTwin(siteId: string): Promise<ModuleTwinView> {
-    const view = await this.api<SiteView>("GET", `/api/sites/${siteId}`);
-    return this.registry.moduleTwin(view.deviceId, MODULE_ID);
+  /** A device's module twin as IoT Hub has it (desired and reported; default: the site's first device). */
+  async moduleTwin(siteId: string, deviceId?: string): Promise<ModuleTwinView> {
+    const device = deviceId ?? (await this.api<SiteView>("GET", `/api/sites/${siteId}`)).deviceId;
+    return this.registry.moduleTwin(device, MODULE_ID);
   }
 
   /** The relay emulator's counters (`GET /$admin/stats`, authorized with the Manage rule). */
@@ -510,33 +535,53 @@ export class Fleet {
     return readRelayStats(this.relay);
   }
 
-  /** Starts module instance `index` of a site (again, after a kill or crash). */
+  /** Starts the module of the site's device number `index` (again, after a kill or crash). */
   async startModule(siteId: string, index: number): Promise<SiteModuleHandle> {
+    const deviceId = this.sites.get(siteId)?.devices[index];
+    if (deviceId === undefined) throw new Error(`site ${siteId} has no device #${index + 1}`);
+    return this.startDeviceModule(siteId, deviceId);
+  }
+
+  /** Starts (again, after a kill or crash) the relayListener module of one edge device of a site. */
+  async startDeviceModule(siteId: string, deviceId: string): Promise<SiteModuleHandle> {
     const site = this.sites.get(siteId);
     if (!site) throw new Error(`unknown site ${siteId}`);
-    this.progress(`starting relayListener #${index + 1} of ${siteId}`);
-    const name = `module-${siteId}-${index + 1}`;
+    this.progress(`starting relayListener on device ${deviceId} of ${siteId}`);
+    const name = `module-${deviceId}`;
     const proc = await this.spawn({
       name,
       script: "modules/relayListener/src/main.ts",
       logFile: this.log(name),
       isReady: (line) => line.msg === "relayListener ready",
-      env: await this.moduleEnv(siteId),
+      env: await this.moduleEnv(siteId, deviceId),
     });
     const metricsPort = proc.ready.metricsPort;
-    const handle = {
-      index,
+    const handle: SiteModuleHandle = {
+      index: Math.max(0, site.devices.indexOf(deviceId)),
+      deviceId,
       process: proc,
       healthPort: typeof metricsPort === "number" ? metricsPort : undefined,
     };
-    // A site removed while its module was starting: do not bring the module back to life.
-    if (this.sites.get(siteId) !== site) {
+    // A site removed, or this device taken out of it, while its module was starting: do not
+    // bring the module back to life.
+    if (this.sites.get(siteId) !== site || !site.devices.includes(deviceId)) {
       await proc.stop("SIGTERM", 3_000);
       return handle;
     }
-    site.modules[index] = handle;
-    this.supervise(name, proc, () => this.startModule(siteId, index));
+    const at = site.modules.findIndex((m) => m?.deviceId === deviceId);
+    if (at >= 0) site.modules[at] = handle;
+    else site.modules.splice(handle.index, 0, handle);
+    this.supervise(name, proc, () => this.startDeviceModule(siteId, deviceId));
     return handle;
+  }
+
+  /** Stops the module of a device that left its site (or of a removed site) for good. */
+  private async stopDeviceModule(site: SiteHandle, deviceId: string): Promise<void> {
+    const at = site.modules.findIndex((m) => m?.deviceId === deviceId);
+    const handle = at >= 0 ? site.modules[at] : undefined;
+    if (at >= 0) site.modules.splice(at, 1);
+    this.supervisor.forget(`module-${deviceId}`);
+    await handle?.process.stop("SIGTERM", 3_000);
   }
 
   /** Refreshes a site's public ports from the rollout API (after a mapping change). */
@@ -550,18 +595,22 @@ export class Fleet {
   }
 
   /**
-   * Brings the simulated edge devices in line with the ledger: a site onboarded from outside (the
-   * CLI, a DeviceCreated event) gets a module process, as a real device would once its deployment
-   * arrives; an offboarded site's modules stop; every known site's mappings and public ports are
-   * refreshed. Returns the site ids started and stopped and those whose mappings changed.
+   * Brings the simulated edge devices in line with the ledger: each device of a site onboarded
+   * from outside (the CLI, a DeviceCreated event) gets a module process, as a real device would
+   * once its deployment arrives; so does a device that joins a known site (`relay-fleet devices
+   * add`), and the module of a device that left stops; an offboarded site's modules stop; every
+   * known site's mappings and public ports are refreshed. Returns the site ids started and
+   * stopped, those whose mappings changed and those whose devices changed.
    */
-  async syncSites(): Promise<{ started: string[]; stopped: string[]; changed: string[] }> {
+  async syncSites(): Promise<{ started: string[]; stopped: string[]; changed: string[]; devices: string[] }> {
     const { sites } = await this.api<{ sites: SiteView[] }>("GET", "/api/sites");
     const known = new Set(sites.map((s) => s.siteId));
     const started: string[] = [];
     const stopped: string[] = [];
     const changed: string[] = [];
+    const devices: string[] = [];
     for (const view of sites) {
+      const wanted = view.devices.map((d) => d.deviceId);
       const existing = this.sites.get(view.siteId);
       if (existing) {
         if (JSON.stringify(existing.mappings) !== JSON.stringify(view.mappings)) {
@@ -569,28 +618,36 @@ export class Fleet {
           existing.publicPorts = publicPortsOf(view);
           changed.push(view.siteId);
         }
+        if (JSON.stringify(existing.devices) !== JSON.stringify(wanted)) {
+          const gone = existing.devices.filter((d) => !wanted.includes(d));
+          const joined = wanted.filter((d) => !existing.devices.includes(d));
+          existing.devices = wanted;
+          for (const d of gone) await this.stopDeviceModule(existing, d);
+          for (const d of joined) await this.startDeviceModule(view.siteId, d);
+          devices.push(view.siteId);
+        }
         continue;
       }
       if (this.stillOnboarding(view)) continue;
       this.sites.set(view.siteId, {
         siteId: view.siteId,
+        devices: wanted,
         modules: [],
         publicPorts: publicPortsOf(view),
         mappings: view.mappings,
       });
-      for (let i = 0; i < (this.options.modulesPerSite ?? 1); i++) await this.startModule(view.siteId, i);
+      for (const d of wanted) await this.startDeviceModule(view.siteId, d);
       started.push(view.siteId);
     }
     for (const [siteId, site] of this.sites) {
       if (known.has(siteId)) continue;
       this.sites.delete(siteId);
-      await Promise.all(site.modules.map((m) => m?.process.stop("SIGTERM", 3_000)));
-      for (const m of site.modules) if (m) this.supervisor.forget(`module-${siteId}-${m.index + 1}`);
+      await Promise.all([...site.modules].map((m) => m && this.stopDeviceModule(site, m.deviceId)));
       await site.services?.close();
       stopped.push(siteId);
     }
     if (started.length || stopped.length) await this.reloadGateways();
-    return { started, stopped, changed };
+    return { started, stopped, changed, devices };
   }
 
   /**

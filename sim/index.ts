@@ -18,7 +18,11 @@ const program = new Command()
   .description("Run the hybrid relay pattern locally: emulators, rollout, gateways and simulated sites.")
   .option("--sites <n>", "simulated sites to onboard", "2")
   .option("--gateways <n>", "gateway instances (127.0.0.1, 127.0.0.2, …)", "1")
-  .option("--modules-per-site <n>", "relayListener instances per site (2 = redundant pair)", "1")
+  .option(
+    "--modules-per-site <n>",
+    "edge devices per site, each with its own relayListener module identity (2 = a redundant pair)",
+    "1",
+  )
   .option("--state-dir <dir>", "keep state (IoT Hub, ledger, relay) here across runs; default: a temp dir")
   .option("--no-ui", "plain log lines instead of the live status view")
   .option("--json", "machine-readable JSON lines on stdout (implies --no-ui)")
@@ -220,20 +224,27 @@ async function runStatusLoop(f: Fleet): Promise<void> {
     if (Date.now() - lastSync > 3_000) {
       lastSync = Date.now();
       // Sites added or removed with the CLI take effect live: start or stop their modules.
-      const changes = await f
-        .syncSites()
-        .catch(() => ({ started: [] as string[], stopped: [] as string[], changed: [] as string[] }));
+      const changes = await f.syncSites().catch(() => ({
+        started: [] as string[],
+        stopped: [] as string[],
+        changed: [] as string[],
+        devices: [] as string[],
+      }));
       for (const siteId of changes.started)
         emit("site-started", { siteId, publicPorts: f.sites.get(siteId)?.publicPorts });
       for (const siteId of changes.stopped) emit("site-stopped", { siteId });
       for (const siteId of changes.changed)
         emit("site-updated", { siteId, publicPorts: f.sites.get(siteId)?.publicPorts });
+      for (const siteId of changes.devices)
+        emit("site-devices", { siteId, devices: f.sites.get(siteId)?.devices });
       if (!ui && !json) {
         for (const siteId of changes.started)
           process.stdout.write(
             `site ${siteId} is online: ${JSON.stringify(f.sites.get(siteId)?.publicPorts)}\n`,
           );
         for (const siteId of changes.stopped) process.stdout.write(`site ${siteId} was removed\n`);
+        for (const siteId of changes.devices)
+          process.stdout.write(`site ${siteId}'s devices: ${f.sites.get(siteId)?.devices.join(", ")}\n`);
         for (const siteId of changes.changed)
           process.stdout.write(
             `site ${siteId}'s mappings changed: ${JSON.stringify(f.sites.get(siteId)?.publicPorts)}\n`,

@@ -7,6 +7,8 @@
 export interface SiteView {
   siteId: string;
   deviceId: string;
+  /** Every edge device of the site (a redundant site has several), in the order they joined. */
+  devices: Array<{ deviceId: string }>;
   publicPorts: number[];
   mappings: Record<string, { target: string; enabled: boolean; publicPort?: number; publicHost?: string }>;
 }

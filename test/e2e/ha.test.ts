@@ -1,9 +1,13 @@
 /**
- * Issue 7 HA, every part a real process: two relayListener instances for one site, one killed
- * (SIGKILL), and every new connection still works; two gateways (127.0.0.1 and 127.0.0.2, the same
- * public ports), one killed, and the other serves every route of every site.
+ * Issue 7 HA, every part a real process: a redundant site is two edge devices, each with its own
+ * relayListener module identity, twin and process (ADR 0014). The pair idles cheaply (no module
+ * takes the other's IoT Hub session), both devices serve and report; one killed (SIGKILL), every
+ * new connection still works; two gateways (127.0.0.1 and 127.0.0.2, the same public ports), one
+ * killed, and the other serves every route of every site.
  */
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { after, before, test } from "node:test";
 import type { Fleet } from "../../sim/fleet.ts";
 import {
@@ -27,6 +31,33 @@ before(async () => {
   for (const siteId of SITES) for (const g of fleet.gateways) await waitForSiteServing(fleet, siteId, g.host);
 });
 
+/** Clock ticks per second of /proc's CPU times (USER_HZ; 100 on every Linux this runs on). */
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** CPU seconds (user + system) a process has used, from /proc/<pid>/stat. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name (which may hold spaces) start at field 3; utime and stime are 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+}
+
+/** relay_listener_connections_total{outcome="accepted"} of a module, from its /metrics. */
+async function acceptedConnections(metricsPort: number | undefined): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  let n = 0;
+  for (const line of text.split("\n"))
+    if (line.startsWith("relay_listener_connections_total{") && line.includes('outcome="accepted"'))
+      n += Number(line.slice(line.lastIndexOf(" ") + 1));
+  return n;
+}
+
 async function listenersOf(siteId: string): Promise<number> {
   return (await fleet.relayStats()).hybridConnections[`site-${siteId}`]?.listeners ?? 0;
 }
@@ -48,7 +79,60 @@ async function everyRoute(host: string): Promise<string[]> {
   return failures;
 }
 
-test("two module instances for a site, one killed: all of N new connections succeed", async (t) => {
+test("a 2-device site idles (each module under 5 % of a core over 30 s), and both devices serve and report", async (t) => {
+  const site = fleet.sites.get("plant-1");
+  assert.ok(site);
+  assert.deepEqual(site.devices, ["plant-1", "plant-1.2"], "two edge devices");
+  const modules = SITES.flatMap((id) => fleet.sites.get(id)?.modules ?? []);
+  assert.equal(modules.length, 4, "a module process per device");
+
+  // Idle: no traffic for 30 s. Under one shared identity the two processes took each other's
+  // MQTT session ~18 times a second (about 10 % of a core each); CPU time, not wall time, is
+  // measured, so a loaded machine does not inflate it.
+  const WINDOW_MS = 30_000;
+  const before = modules.map((m) => ({ m, cpu: cpuSeconds(m.process.child.pid ?? 0), at: Date.now() }));
+  await new Promise((r) => setTimeout(r, WINDOW_MS));
+  const shares = before.map(({ m, cpu, at }) => ({
+    deviceId: m.deviceId,
+    share: (cpuSeconds(m.process.child.pid ?? 0) - cpu) / ((Date.now() - at) / 1000),
+  }));
+  t.diagnostic(
+    `idle CPU per module over ${WINDOW_MS / 1000} s: ${shares.map((s) => `${s.deviceId} ${(s.share * 100).toFixed(2)} %`).join(", ")}`,
+  );
+  for (const s of shares)
+    assert.ok(s.share < 0.05, `${s.deviceId} used ${(s.share * 100).toFixed(1)} % of a core idle`);
+
+  // Both report: each device's own twin shows its module online with the site's desired version.
+  for (const deviceId of site.devices) {
+    const twin = await fleet.moduleTwin("plant-1", deviceId);
+    const relay = twin.reported.relay as { status?: string } | undefined;
+    assert.equal(relay?.status, "online", `${deviceId} reports its listener online`);
+    assert.equal(twin.reported.appliedDesiredVersion, twin.desired.$version, `${deviceId} applied its twin`);
+  }
+  const status = await fleet.api<{
+    sites: Array<{ siteId: string; deviceId: string; listenerOnline: boolean }>;
+  }>("GET", "/api/status");
+  assert.deepEqual(
+    status.sites.filter((s) => s.siteId === "plant-1").map((s) => [s.deviceId, s.listenerOnline]),
+    [
+      ["plant-1", true],
+      ["plant-1.2", true],
+    ],
+    "status has a row per device",
+  );
+
+  // Both serve: the relay spreads new connections over the site's listeners, so each device
+  // accepts some of them.
+  const accepted = async () => Promise.all(site.modules.map((m) => acceptedConnections(m.healthPort)));
+  const start = await accepted();
+  for (let i = 0; i < 24; i++) assert.ok(await siteServes(site.publicPorts.web ?? 0, "plant-1"));
+  const served = (await accepted()).map((n, i) => n - (start[i] ?? 0));
+  t.diagnostic(`connections accepted per device: ${served.join(", ")}`);
+  assert.ok(served.reduce((a, b) => a + b, 0) >= 24, "every connection was accepted by a device");
+  for (const [i, n] of served.entries()) assert.ok(n > 0, `${site.modules[i]?.deviceId} served connections`);
+});
+
+test("two devices for a site, one module killed: all of N new connections succeed", async (t) => {
   const perInstance = await waitFor(async () => {
     const n = await listenersOf("plant-1");
     return n >= 2 && n % 2 === 0 ? n / 2 : undefined;

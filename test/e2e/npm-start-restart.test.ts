@@ -21,7 +21,7 @@ test("npm start: each killed part is restarted, reported, and the site serves ag
   const web = site?.publicPorts.web ?? 0;
   assert.match(await pageOf(web, "127.0.0.1"), /Hello from site plant-1/);
   const pids = new Map((ready.parts as Array<{ part: string; pid: number }>).map((p) => [p.part, p.pid]));
-  const order = ["module-plant-1-1", "relay-emulator", "iothub-emulator", "azurite", "gateway-1", "rollout"];
+  const order = ["module-plant-1", "relay-emulator", "iothub-emulator", "azurite", "gateway-1", "rollout"];
   for (const part of order) assert.ok(pids.get(part), `the ready line names ${part}'s pid`);
 
   for (const part of order) {
