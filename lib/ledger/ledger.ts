@@ -18,6 +18,8 @@ import {
   SITE_PARTITION,
   type SiteRow,
   siteToEntity,
+  TOMBSTONE_PARTITION,
+  tombstoneKey,
 } from "./schema.ts";
 import { createTableClient, statusOf } from "./table.ts";
 
@@ -53,8 +55,10 @@ export interface PortLedger {
   getSite(siteId: string): Promise<SiteRow | undefined>;
   /** Inserts or replaces a site row. */
   putSite(row: SiteRow): Promise<void>;
-  /** Deletes a site row; absent is fine. */
+  /** Deletes a site row (after its tombstone); absent is fine. */
   deleteSite(siteId: string): Promise<void>;
+  /** Deletes tombstones written before `olderThan`; answers how many. */
+  pruneTombstones(olderThan: Date): Promise<number>;
   listSites(): Promise<SiteRow[]>;
   /** Every valid route row, or only a site's (rows that fail validation are skipped). */
   listRoutes(filter?: { siteId?: string }): Promise<RouteRow[]>;
@@ -161,6 +165,23 @@ export function createLedgerOnClient(
     } catch (err) {
       if (statusOf(err) === 404) return undefined;
       throw err;
+    }
+  }
+
+  /**
+   * Deletes a site or route row; absent is fine. The tombstone comes first, so a crash between the
+   * two leaves a row that a retry deletes, never a deletion that gateways following the ledger by
+   * its changes cannot see (follow-ledger.ts).
+   */
+  async function deleteRow(partitionKey: string, rowKey: string): Promise<void> {
+    await client.upsertEntity(
+      { partitionKey: TOMBSTONE_PARTITION, rowKey: tombstoneKey(partitionKey, rowKey) },
+      "Replace",
+    );
+    try {
+      await client.deleteEntity(partitionKey, rowKey);
+    } catch (err) {
+      if (statusOf(err) !== 404) throw err;
     }
   }
 
@@ -326,11 +347,20 @@ export function createLedgerOnClient(
       await client.upsertEntity(siteToEntity(row), "Replace");
     },
     async deleteSite(siteId) {
-      try {
-        await client.deleteEntity(SITE_PARTITION, siteId);
-      } catch (err) {
-        if (statusOf(err) !== 404) throw err;
+      await deleteRow(SITE_PARTITION, siteId);
+    },
+    async pruneTombstones(olderThan) {
+      const filter = `PartitionKey eq '${TOMBSTONE_PARTITION}' and Timestamp lt datetime'${olderThan.toISOString()}'`;
+      let pruned = 0;
+      for await (const e of client.listEntities({ queryOptions: { filter, select: ["RowKey"] } })) {
+        try {
+          await client.deleteEntity(TOMBSTONE_PARTITION, String(e.rowKey));
+          pruned++;
+        } catch (err) {
+          if (statusOf(err) !== 404) throw err;
+        }
       }
+      return pruned;
     },
     async listSites() {
       const rows: SiteRow[] = [];
@@ -390,11 +420,7 @@ export function createLedgerOnClient(
     },
     async release(rowKey) {
       const route = await getRoute(rowKey);
-      try {
-        await client.deleteEntity(ROUTE_PARTITION, rowKey);
-      } catch (err) {
-        if (statusOf(err) !== 404) throw err;
-      }
+      await deleteRow(ROUTE_PARTITION, rowKey);
       if (route === undefined) return;
       if (route.kind === "tcp") {
         taken.delete(route.port);
@@ -402,13 +428,7 @@ export function createLedgerOnClient(
       }
       if (route.kind === "shared") return;
       const others = (await listRoutes()).filter((r) => r.port === route.port && r.kind !== "shared");
-      if (others.length === 0) {
-        try {
-          await client.deleteEntity(ROUTE_PARTITION, String(route.port));
-        } catch (err) {
-          if (statusOf(err) !== 404) throw err;
-        }
-      }
+      if (others.length === 0) await deleteRow(ROUTE_PARTITION, String(route.port));
     },
   };
   return withStorageErrors(ledger);

@@ -12,6 +12,18 @@ export const DEFAULT_LEDGER_TABLE = "portledger";
 export const SITE_PARTITION = "site";
 /** PartitionKey of route rows (one partition: a gateway reads the whole map with one query). */
 export const ROUTE_PARTITION = "route";
+/**
+ * PartitionKey of tombstones: RowKey `<partition>~<rowKey>` of a deleted site or route row, so a
+ * gateway that follows the ledger by Timestamp learns of deletions (lib/ledger/follow-ledger.ts).
+ */
+export const TOMBSTONE_PARTITION = "deleted";
+/** How long tombstones are kept (the rollout's reconcile prunes older ones). */
+export const TOMBSTONE_RETENTION_MS = 24 * 3_600_000;
+
+/** The tombstone RowKey for a deleted ledger row. */
+export function tombstoneKey(partitionKey: string, rowKey: string): string {
+  return `${partitionKey}~${rowKey}`;
+}
 
 export const SITE_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,39}$/;
 /** Mapping (logical port) names: the module twin's rule, defined once in `lib/twin`. */

@@ -5,6 +5,7 @@
 import { hostname } from "node:os";
 import { z } from "zod";
 import { RelayFleetError } from "../../../lib/errors.ts";
+import { DEFAULT_FULL_READ_INTERVAL_MS } from "../../../lib/ledger/follow-ledger.ts";
 import { DEFAULT_GATEWAY_STATUS_TABLE } from "../../../lib/ledger/gateway-status.ts";
 import { ROUTE_LIMIT_DEFAULTS, ROUTE_LIMIT_MAX } from "../../../lib/ledger/route-limits.ts";
 
@@ -53,6 +54,8 @@ export const gatewayEnvSchema = z.object({
     .optional()
     .transform((v) => v || "portledger"),
   LEDGER_RELOAD_INTERVAL_MS: int(30_000),
+  /** Full ledger re-read period; between them only changed rows are read (follow-ledger.ts). */
+  LEDGER_FULL_READ_INTERVAL_MS: int(DEFAULT_FULL_READ_INTERVAL_MS),
   /** Where this gateway reports what it cannot do (public ports it cannot bind) for `status`. */
   GATEWAY_STATUS_TABLE: z
     .string()

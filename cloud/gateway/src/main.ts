@@ -7,7 +7,7 @@ import { ManagedIdentityCredential } from "@azure/identity";
 import { RefreshingToken } from "../../../lib/entra/refreshing-token.ts";
 import { errorMessage } from "../../../lib/errors.ts";
 import { StandbyPools } from "../../../lib/hyco/standby.ts";
-import { readLedger } from "../../../lib/ledger/read-routes.ts";
+import { LedgerFollower } from "../../../lib/ledger/follow-ledger.ts";
 import { createTableClient, createTableClientWithCredential } from "../../../lib/ledger/table.ts";
 import { createLogger } from "../../../lib/log.ts";
 import { createAdminServer, isLoopbackHost } from "./admin-server.ts";
@@ -61,9 +61,14 @@ async function main(): Promise<void> {
       : undefined;
   if (standby) metrics.setStandbySource(() => standby.ready);
   let reporter: StatusReporter | undefined;
+  // Reads the ledger in full once, then only its changes (issue 18: cost flat in fleet size).
+  const ledger = new LedgerFollower(table, {
+    fullReadIntervalMs: config.LEDGER_FULL_READ_INTERVAL_MS,
+    onRead: ({ kind, rows }) => metrics.ledgerRowsRead.inc({ kind }, rows),
+  });
   const gateway: Gateway = new Gateway({
     onStateChange: () => reporter?.changed(),
-    loadLedger: () => readLedger(table),
+    loadLedger: () => ledger.read(),
     openTunnel: relayTunnelOpener({
       ca,
       timeoutMs: config.GATEWAY_CONNECT_TIMEOUT_MS,

@@ -40,6 +40,8 @@ export interface GatewayMetrics {
   unboundPorts: Gauge;
   bindFailures: Counter<"port">;
   reloads: Counter<"result">;
+  /** Ledger entities read, by query kind (full / delta): flat at steady state, whatever the fleet size. */
+  ledgerRowsRead: Counter<"kind">;
   badRows: Gauge;
   openCircuits: Gauge;
   standbyTakes: Counter<"result">;
@@ -142,6 +144,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Gatew
       name: "gateway_reloads_total",
       help: "Routing table reloads, by result",
       labelNames: ["result"],
+      registers,
+    }),
+    ledgerRowsRead: new Counter({
+      name: "gateway_ledger_rows_read_total",
+      help: "Ledger entities read (rows and tombstones), by query kind: full or delta (changes only)",
+      labelNames: ["kind"],
       registers,
     }),
     badRows: new Gauge({

@@ -5,6 +5,7 @@
  * Module-side drift (not applied, errors, offline, old key) is reported only.
  */
 import { errorMessage } from "../../../../lib/errors.ts";
+import { TOMBSTONE_RETENTION_MS } from "../../../../lib/ledger/schema.ts";
 import { applySite } from "./apply.ts";
 import type { RolloutDeps } from "./context.ts";
 import { parseHybridConnection } from "./context.ts";
@@ -150,6 +151,15 @@ export async function reconcileFleet(
       for (const d of siteStatusFromTwin(twin).drift)
         items.push({ siteId: site.siteId, deviceId, kind: "module", detail: `${on}${d}` });
     }
+  }
+  if (repair) {
+    // Tombstones only serve gateways following the ledger by its changes; a day covers any
+    // gateway's full re-read period (follow-ledger.ts). A failure here is retried next pass.
+    const olderThan = new Date(Date.now() - TOMBSTONE_RETENTION_MS);
+    await deps.ledger.pruneTombstones(olderThan).then(
+      (pruned) => pruned > 0 && deps.logger?.info({ pruned }, "ledger tombstones pruned"),
+      (err: unknown) => deps.logger?.warn({ error: errorMessage(err) }, "ledger tombstone pruning failed"),
+    );
   }
   const report = { at: new Date().toISOString(), sites: sites.length, items };
   deps.logger?.info({ sites: report.sites, drift: items.length, items }, "reconcile drift report");
