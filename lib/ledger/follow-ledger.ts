@@ -1,6 +1,6 @@
 /**
  * Following the port ledger by its changes, so a gateway's steady-state reading cost does not grow
- * with the fleet (issue 18; ADR 0013). Table storage stamps every write with a server-side
+ * with the fleet (issue 18; ADR 0015). Table storage stamps every write with a server-side
  * `Timestamp`; after one full read, each poll asks only for rows written since shortly before the
  * previous poll started. Deletions leave no row to find, so the ledger writes a tombstone in the
  * `deleted` partition before it deletes a site or route row (lib/ledger/ledger.ts); the rollout's
