@@ -67,8 +67,30 @@ test("the CLI finds the simulation through .sim-state/sim.json and manages sites
   assert.equal(rows[0]?.listenerOnline, false);
   assert.ok(rows[0]?.drift.includes("never reported"));
   r = await cli("status");
-  assert.match(r.stdout, /cli-1\s+unknown\s+2\s+0/);
+  assert.match(r.stdout, /^SITE\s+DEVICE\s+LISTENER/);
+  assert.match(r.stdout, /cli-1\s+cli-1\s+unknown\s+2\s+0/);
   assert.equal(r.stdout.includes("\u001b["), false, "no colour when not a TTY");
+
+  // A redundant site: a second device joins (named by the rollout), each shows its own state.
+  r = await cli("devices", "add", "cli-1");
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(
+    (JSON.parse(r.stdout) as { devices: Array<{ deviceId: string }> }).devices.map((d) => d.deviceId),
+    ["cli-1", "cli-1.2"],
+  );
+  r = await cli("devices", "list", "cli-1");
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^DEVICE\s+LISTENER\s+APPLIED/);
+  assert.match(r.stdout, /\ncli-1\.2\s+unknown\s+-\s+0\s+never reported/);
+  r = await cli("devices", "add", "cli-1", "bad device", "--json");
+  assert.equal(r.code, 1);
+  assert.equal(JSON.parse(r.stderr).error.code, "RF_ERR_ROLLOUT_INVALID");
+  r = await cli("devices", "remove", "cli-1", "cli-1.2", "--delete-device");
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(await env.deps.hub.getDevice("cli-1.2"), undefined);
+  r = await cli("devices", "remove", "cli-1", "cli-1");
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /only device; remove the site instead/);
 
   r = await cli("sites", "show", "ghost");
   assert.equal(r.code, 1);
