@@ -27,7 +27,8 @@ test("the base deployment targets exactly the onboarded devices; offboarding rem
     ca: env.hubEmulator.caCert,
   });
   await env.rollout.createSite({ siteId: "dep-1" });
-  await env.rollout.createSite({ siteId: "dep-2" });
+  // A redundant site: two edge devices, each tagged, each targeted (ADR 0014).
+  await env.rollout.createSite({ siteId: "dep-2", deviceIds: ["dep-2", "dep-2.2"] });
   await registry.create({ deviceId: "not-ours", capabilities: { iotEdge: true } });
 
   const built = buildFleetDeployments(REPO_ROOT, "amd64", {});
@@ -41,7 +42,7 @@ test("the base deployment targets exactly the onboarded devices; offboarding rem
   // The condition, as IoT Hub's query language evaluates it, selects exactly the onboarded devices.
   const q = registry.createQuery(`SELECT * FROM devices WHERE ${FLEET_TARGET_CONDITION}`);
   const rows = (await q.nextAsTwin()).result as unknown as Array<{ deviceId: string }>;
-  assert.deepEqual(rows.map((r) => r.deviceId).sort(), ["dep-1", "dep-2"]);
+  assert.deepEqual(rows.map((r) => r.deviceId).sort(), ["dep-1", "dep-2", "dep-2.2"]);
 
   const agentModules = async (deviceId: string): Promise<Json | undefined> => {
     try {
@@ -53,7 +54,7 @@ test("the base deployment targets exactly the onboarded devices; offboarding rem
       return undefined;
     }
   };
-  for (const d of ["dep-1", "dep-2"]) {
+  for (const d of ["dep-1", "dep-2", "dep-2.2"]) {
     const modules = await waitFor(async () => agentModules(d), `${d}'s $edgeAgent desired`, SLOW);
     const relay = modules.relayListener as { settings: { image: string } };
     assert.equal(relay.settings.image, "localhost:5000/relaylistener:0.1.0-amd64");
@@ -72,18 +73,20 @@ test("the base deployment targets exactly the onboarded devices; offboarding rem
     ["unchanged", "unchanged"],
   );
 
-  // Offboarding (the device stays in IoT Hub) moves it to the retired deployment.
+  // Offboarding (the devices stay in IoT Hub) moves every device of the site to the retired deployment.
   await env.rollout.removeSite("dep-2");
-  await waitFor(
-    async () => {
-      const m = await agentModules("dep-2");
-      return m && m.relayListener === undefined ? true : undefined;
-    },
-    "dep-2 to lose relayListener",
-    SLOW,
-  );
+  for (const d of ["dep-2", "dep-2.2"])
+    await waitFor(
+      async () => {
+        const m = await agentModules(d);
+        return m && m.relayListener === undefined ? true : undefined;
+      },
+      `${d} to lose relayListener`,
+      SLOW,
+    );
   assert.ok((await agentModules("dep-1"))?.relayListener, "dep-1 keeps the module");
   assert.deepEqual(await configurationsOf("dep-2"), { [built[1]!.id]: { status: "applied" } });
+  assert.deepEqual(await configurationsOf("dep-2.2"), { [built[1]!.id]: { status: "applied" } });
 
   // A new version is a new deployment; the old ones go.
   const next = buildFleetDeployments(REPO_ROOT, "amd64", { CONTAINER_TAG: "ci2" });

@@ -146,3 +146,24 @@ test("the page carries its nonce on the only script and style, and renders data 
   assert.match(html, /<html lang="en">/);
   assert.match(html, /<label for="q">/);
 });
+
+test("a site of several devices: a device row each, a device without a module twin is drift, every device id is a search tag", () => {
+  const s = { ...site("r", {}), devices: [{ deviceId: "r" }, { deviceId: "r.2" }, { deviceId: "r.3" }] };
+  const second = { ...twin("r", false), deviceId: "r.2" };
+  const view = buildFleetView([s], [twin("r", true), second], {
+    gateways: 0,
+    gatewaysUp: 0,
+    routes: new Map(),
+  });
+  const [row] = view.sites;
+  assert.deepEqual(
+    row?.devices.map((d) => [d.deviceId, d.online]),
+    [
+      ["r", true],
+      ["r.2", false],
+    ],
+  );
+  assert.equal(row?.health, "degraded", "one device of the pair is offline");
+  assert.ok(row?.drift.includes("r.3: no module twin"));
+  assert.equal(pageOfSites(view, "r.3", 1, 50).total, 1);
+});
