@@ -15,6 +15,7 @@ import { deviceEvent, type EventDeliveryStats, EventGridPublisher } from "./even
 import { Hub } from "./hub.ts";
 import { type MqttServer, startMqttServer } from "./mqtt/server.ts";
 import { QueryThrottle } from "./query/throttle.ts";
+import { HubQuotas, type HubSku } from "./quotas.ts";
 import { HubRbac } from "./rbac.ts";
 import type { ErrorFormat } from "./rest/http.ts";
 import { type RestServer, startRestServer } from "./rest/server.ts";
@@ -48,6 +49,10 @@ export interface IotHubEmulatorOptions {
   eventGridWebhook?: string;
   /** Query operations (pages) allowed per minute; 0 (default) = unthrottled. */
   queryThrottlePerMinute?: number;
+  /** Enforce this SKU's published operation throttles (quotas.ts); none (default) = unthrottled. */
+  sku?: HubSku;
+  /** Units of `sku` (default 1). */
+  units?: number;
   /** REST error body format (default `legacy`, which the SDK maps to its error classes). */
   errorFormat?: ErrorFormat;
   /** Microsoft Entra ID issuers whose bearer tokens the service API accepts (with role assignments). */
@@ -82,6 +87,8 @@ export interface IotHubEmulator {
   readonly rest: RestServer;
   /** Azure RBAC of the service API: `rbac.put(id, principalId, role)` assigns an IoT Hub data role. */
   readonly rbac: HubRbac;
+  /** Operations allowed and throttled, by class. */
+  readonly quotas: HubQuotas;
   /** Event Grid delivery counters (undefined without a webhook). */
   eventStats(): EventDeliveryStats | undefined;
   /** `IOTHUB_CONNECTION_STRING`, `IOTHUB_REST_PORT`, `IOTHUB_CA_FILE` for a service process. */
@@ -144,8 +151,10 @@ export async function startIotHubEmulator(options: IotHubEmulatorOptions = {}): 
       events.publish(deviceEvent("Microsoft.Devices.DeviceDeleted", hubName, twin)),
     );
   }
+  const quotas = new HubQuotas(options.sku, options.units ?? 1);
   const mqtt = await startMqttServer({
     hub,
+    quotas,
     telemetry,
     host,
     port: options.mqttPort ?? 0,
@@ -162,6 +171,7 @@ export async function startIotHubEmulator(options: IotHubEmulatorOptions = {}): 
       methods: mqtt.methods,
       configurations,
       queryThrottle: new QueryThrottle(options.queryThrottlePerMinute ?? 0),
+      quotas,
     },
     host,
     port: options.httpsPort ?? 0,
@@ -206,6 +216,7 @@ export async function startIotHubEmulator(options: IotHubEmulatorOptions = {}): 
     mqtt,
     rest,
     rbac,
+    quotas,
     eventStats: () => events?.stats,
     serviceEnvironment: () => ({
       IOTHUB_CONNECTION_STRING: serviceConnectionString,

@@ -7,9 +7,11 @@
  */
 import { readFileSync } from "node:fs";
 import { Command } from "commander";
+import { z } from "zod";
 import { parseTrustFile } from "../../lib/entra/jwt.ts";
 import { createLogger } from "../../lib/log.ts";
 import { startIotHubEmulator } from "./index.ts";
+import { HUB_SKUS, hubSkuSchema } from "./quotas.ts";
 
 const env = process.env;
 const program = new Command()
@@ -30,6 +32,12 @@ const program = new Command()
     "query operations per minute (0 = off)",
     env.IOTHUB_EMULATOR_QUERY_THROTTLE ?? "0",
   )
+  .option(
+    "--sku <sku>",
+    `enforce this IoT Hub SKU's operation throttles (${HUB_SKUS.join(", ")}); unset = unthrottled`,
+    env.IOTHUB_EMULATOR_SKU,
+  )
+  .option("--units <n>", "units of --sku", env.IOTHUB_EMULATOR_UNITS ?? "1")
   .option("--trust-file <file>", "accept Entra ID tokens of the issuer in this file (identity emulator)")
   .option(
     "--role <principalId=role>",
@@ -57,6 +65,7 @@ const emulator = await startIotHubEmulator({
   ...(o.eventGridWebhook ? { eventGridWebhook: o.eventGridWebhook } : {}),
   ...(env.IOTHUB_EMULATOR_OWNER_KEY ? { ownerKey: env.IOTHUB_EMULATOR_OWNER_KEY } : {}),
   queryThrottlePerMinute: Number(o.queryThrottle ?? "0") || 0,
+  ...(o.sku ? { sku: hubSkuSchema.parse(o.sku), units: z.coerce.number().int().min(1).parse(o.units) } : {}),
   ...(o.trustFile ? { trustedIssuers: [parseTrustFile(readFileSync(o.trustFile, "utf8"))] } : {}),
   logger: createLogger("iothub-emulator"),
 });

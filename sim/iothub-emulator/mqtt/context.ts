@@ -1,6 +1,7 @@
 /** What MQTT handlers share: the hub, the session registry, methods, telemetry and a logger. */
 import type { Logger } from "../../../lib/log.ts";
 import type { Hub } from "../hub.ts";
+import type { HubQuotas } from "../quotas.ts";
 import type { TelemetryLog } from "../telemetry.ts";
 import type { MqttConnection } from "./connection.ts";
 import type { MethodDispatcher } from "./methods.ts";
@@ -11,5 +12,6 @@ export interface MqttContext {
   sessions: SessionRegistry<MqttConnection>;
   methods: MethodDispatcher;
   telemetry: TelemetryLog;
+  quotas: HubQuotas;
   log: Logger;
 }

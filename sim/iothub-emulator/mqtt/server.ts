@@ -2,6 +2,7 @@ import { createServer, type Server, type TLSSocket } from "node:tls";
 import type { Logger } from "../../../lib/log.ts";
 import type { DesiredChange, Hub } from "../hub.ts";
 import { listenOn } from "../listen.ts";
+import type { HubQuotas } from "../quotas.ts";
 import type { TelemetryLog } from "../telemetry.ts";
 import { MqttConnection } from "./connection.ts";
 import { MethodDispatcher } from "./methods.ts";
@@ -27,12 +28,20 @@ export async function startMqttServer(opts: {
   cert: string;
   key: string;
   log: Logger;
+  quotas: HubQuotas;
   /** Keeps `clean=false` sessions across restarts (the hub's state file). */
   sessionPersistence?: SessionPersistence;
 }): Promise<MqttServer> {
   const sessions = new SessionRegistry<MqttConnection>(opts.sessionPersistence);
   const methods = new MethodDispatcher(sessions);
-  const ctx = { hub: opts.hub, sessions, methods, telemetry: opts.telemetry, log: opts.log };
+  const ctx = {
+    hub: opts.hub,
+    sessions,
+    methods,
+    telemetry: opts.telemetry,
+    quotas: opts.quotas,
+    log: opts.log,
+  };
   const sockets = new Set<TLSSocket>();
   const server: Server = createServer({ cert: opts.cert, key: opts.key }, (socket) => {
     sockets.add(socket);

@@ -4,6 +4,7 @@ import type { ConfigurationService } from "../configurations.ts";
 import type { Hub } from "../hub.ts";
 import type { MethodDispatcher } from "../mqtt/methods.ts";
 import type { QueryThrottle } from "../query/throttle.ts";
+import type { HubQuotas } from "../quotas.ts";
 import type { HubRbac } from "../rbac.ts";
 import type { RestResult } from "./http.ts";
 
@@ -12,6 +13,8 @@ export interface RestContext {
   methods: MethodDispatcher;
   configurations: ConfigurationService;
   queryThrottle: QueryThrottle;
+  /** IoT Hub's operation throttles for the emulated SKU (unthrottled without one). */
+  quotas: HubQuotas;
   /** Role assignments and trusted issuers for bearer tokens (absent: SAS only). */
   rbac?: HubRbac;
 }

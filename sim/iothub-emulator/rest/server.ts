@@ -9,6 +9,7 @@ import type { Logger } from "../../../lib/log.ts";
 import { parseHubSasToken, verifyHubSasToken } from "../auth.ts";
 import { HubError } from "../errors.ts";
 import { listenOn } from "../listen.ts";
+import { restQuotaClass } from "../quotas.ts";
 import { dataActionFor } from "../rbac.ts";
 import { tryParseJson } from "../state/json.ts";
 import { configurationRoutes } from "./configurations.ts";
@@ -80,6 +81,9 @@ async function handle(ctx: RestContext, req: IncomingMessage): Promise<ReturnTyp
     if (pathKnown) throw new HubError("MethodNotAllowed", `${method} is not supported on ${path}`);
     throw new HubError("NotFound", `no such resource: ${path}`);
   }
+  // Throttled before the body is read or anything is done: a refused request changes nothing.
+  const quotaClass = restQuotaClass(method, path);
+  if (quotaClass) ctx.quotas.take(quotaClass);
   const text = await readBody(req);
   let body: unknown;
   if (text.trim() !== "") {

@@ -1,7 +1,8 @@
 /**
  * CONNECT: identity from the client id (`d` or `d/m`), username `{host}/{clientId}/?api-version=…`,
  * password a SAS token signed with the identity's key for `{host}/devices/{d}[/modules/{m}]`.
- * Any failure answers CONNACK 5 ("Not authorized") and closes, as IoT Hub does.
+ * Any failure answers CONNACK 5 ("Not authorized") and closes, as IoT Hub does; a connection
+ * above the hub's new-connection throttle gets CONNACK 3 ("Server unavailable").
  */
 import type { IConnectPacket } from "mqtt-packet";
 import { errorMessage } from "../../../../lib/errors.ts";
@@ -10,7 +11,7 @@ import type { MqttConnection } from "../connection.ts";
 
 const USERNAME = /^([^/]+)\/([^/]+)\/(?:([^/]+)\/)?\?(.*)$/;
 
-function refuse(conn: MqttConnection, code: 1 | 2 | 4 | 5, reason: string): void {
+function refuse(conn: MqttConnection, code: 1 | 2 | 3 | 4 | 5, reason: string): void {
   conn.ctx.log.info({ clientId: conn.clientId, reason }, "MQTT CONNECT refused");
   conn.send({ cmd: "connack", returnCode: code, sessionPresent: false });
   conn.close(reason);
@@ -34,6 +35,11 @@ export function handleConnect(conn: MqttConnection, packet: IConnectPacket): voi
   const userClient = m ? (m[3] === undefined ? m[2] : `${m[2]}/${m[3]}`) : undefined;
   if (!m || m[1]?.toLowerCase() !== hub.hostName.toLowerCase() || userClient !== clientId) {
     refuse(conn, 5, "username must be {hostName}/{clientId}/?api-version=…");
+    return;
+  }
+  // The new-connection throttle: "server unavailable", which the device SDKs retry.
+  if (!conn.ctx.quotas.tryTake("connect")) {
+    refuse(conn, 3, "new device connections throttled");
     return;
   }
   const keys = hub.keysFor(deviceId, moduleId);

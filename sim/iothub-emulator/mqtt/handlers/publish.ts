@@ -35,6 +35,7 @@ export function handlePublish(conn: MqttConnection, packet: IPublishPacket): voi
       ack();
       // Answered whatever the subscription state: after a reconnect the SDK does not re-subscribe.
       try {
+        conn.ctx.quotas.take("twinRead");
         conn.publish(
           twinResponseTopic(200, topic.rid),
           JSON.stringify(hub.twinProperties(conn.deviceId, conn.moduleId)),
@@ -52,6 +53,7 @@ export function handlePublish(conn: MqttConnection, packet: IPublishPacket): voi
         return;
       }
       try {
+        conn.ctx.quotas.take("twinUpdate");
         const version = hub.reportProperties(conn.deviceId, conn.moduleId, parsed.value);
         conn.publish(twinResponseTopic(204, topic.rid, version), "");
       } catch (err) {
@@ -67,6 +69,11 @@ export function handlePublish(conn: MqttConnection, packet: IPublishPacket): voi
     case "telemetry": {
       if (topic.deviceId !== conn.deviceId || topic.moduleId !== conn.moduleId) {
         conn.close(`${conn.identity} may not publish as ${topic.deviceId}/${topic.moduleId ?? ""}`);
+        return;
+      }
+      // Above the D2C throttle the message is refused: the connection closes unacknowledged.
+      if (!conn.ctx.quotas.tryTake("d2c")) {
+        conn.close("device-to-cloud sends throttled");
         return;
       }
       ack();
