@@ -83,6 +83,7 @@ interface MappingOptions {
   maxPerSource?: number;
   port?: number;
   allow?: string[];
+  portName?: string;
 }
 
 interface UpdateOptions {
@@ -101,6 +102,7 @@ function mappingBody(target: string, o: MappingOptions): Record<string, unknown>
     ...(o.maxPerSource !== undefined ? { maxConnectionsPerSource: o.maxPerSource } : {}),
     ...(o.port !== undefined ? { public: { kind: "tcp", port: o.port } } : {}),
     ...(o.allow ? { allowCidrs: o.allow } : {}),
+    ...(o.portName !== undefined ? { portName: o.portName } : {}),
   };
 }
 
@@ -120,6 +122,7 @@ function updateBody(
     ...(o.port !== undefined ? { public: { kind: "tcp", port: o.port } } : {}),
     ...(o.allow ? { allowCidrs: o.allow } : {}),
     ...(o.allowAny ? { allowCidrs: [] } : {}),
+    ...(o.portName !== undefined ? { portName: o.portName } : {}),
   };
   if (Object.keys(body).length === 0) usage("name at least one field to change (see --help)");
   return body;
@@ -249,7 +252,11 @@ export function buildProgram(options: { json?: boolean } = {}): Command {
         int,
       )
       .option("--port <n>", "a specific public port (default: next free)", int)
-      .option("--allow <cidr...>", "source CIDRs allowed at the gateway");
+      .option("--allow <cidr...>", "source CIDRs allowed at the gateway")
+      .option(
+        "--port-name <name>",
+        "logical port name senders ask for, for azbridge clients (letters, digits, / _ - .; default: the mapping name)",
+      );
   withMappingOptions(
     map
       .command("add <siteId> <name> <target>")

@@ -33,6 +33,8 @@ export interface RouteOptions {
   maxConnectionsPerSource?: number;
   silentTimeoutMs?: number;
   proxyProtocol?: boolean;
+  /** The logical port name the gateway sends, when it is not the mapping's name (`portName`). */
+  logicalPort?: string;
 }
 
 /** Where a mapping is published: its own TCP port (from the ranges, or a given one) or a host name on a shared port. */
@@ -212,6 +214,7 @@ export function createLedgerOnClient(
     if (o.idleTimeoutMs !== undefined) row.idleTimeoutMs = o.idleTimeoutMs;
     if (o.maxConnectionsPerSource !== undefined) row.maxConnectionsPerSource = o.maxConnectionsPerSource;
     if (o.silentTimeoutMs !== undefined) row.silentTimeoutMs = o.silentTimeoutMs;
+    if (o.logicalPort !== undefined) row.logicalPort = o.logicalPort;
     if (req.endpoint.kind !== "tcp") row.hostname = req.endpoint.hostname.toLowerCase();
     return row;
   }

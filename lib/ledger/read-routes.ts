@@ -10,6 +10,7 @@
  */
 import type { TableClient } from "@azure/data-tables";
 import type { z } from "zod";
+import { LOGICAL_PORT_NAME_PATTERN } from "../twin/schema.ts";
 import { ALLOW_ENTRY_RULE, isAllowEntry } from "./cidr.ts";
 import {
   PORT_NAME_PATTERN,
@@ -42,6 +43,8 @@ export interface LedgerRoute {
   hostname?: string;
   siteId?: string;
   portName?: string;
+  /** The logical port name to send when it differs from `portName` (an azbridge name). */
+  logicalPort?: string;
   allowCidrs: string[];
   maxConnections: number;
   ratePerMinute: number;
@@ -118,6 +121,8 @@ export function parseRouteRow(row: Record<string, unknown>): LedgerRoute | Ledge
   if (r.kind !== "shared") {
     if (!SITE_ID_PATTERN.test(r.siteId)) return problem("siteId is missing or not a site id");
     if (!PORT_NAME_PATTERN.test(r.portName)) return problem("portName is missing or not a mapping name");
+    if (r.logicalPort !== undefined && !LOGICAL_PORT_NAME_PATTERN.test(r.logicalPort))
+      return problem("logicalPort is not a logical port name (A-Z a-z 0-9 / _ - ., 1-255)");
   }
   const badCidr = r.allowCidrs.find((c) => !isAllowEntry(c));
   if (badCidr !== undefined) return problem(`allowCidrs: '${badCidr}' ${ALLOW_ENTRY_RULE}`);
@@ -137,6 +142,7 @@ export function parseRouteRow(row: Record<string, unknown>): LedgerRoute | Ledge
   if (r.kind !== "shared") {
     route.siteId = r.siteId;
     route.portName = r.portName;
+    if (r.logicalPort !== undefined) route.logicalPort = r.logicalPort;
   }
   return route;
 }

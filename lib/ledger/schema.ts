@@ -68,7 +68,13 @@ export const routeRowSchema = z.object({
   hostname: z.string().min(1).optional(),
   /** Empty on `shared` rows (the shared port belongs to no site). */
   siteId: z.string(),
+  /** The mapping's name (the rollout's key for the route). */
   portName: z.string(),
+  /**
+   * The logical port name the gateway sends in the preamble, when the mapping names one that
+   * differs from its name (azbridge names such as `rdp.main`); absent: `portName`.
+   */
+  logicalPort: z.string().optional(),
   allowCidrs: z.array(z.string()),
   maxConnections: z.number().int().min(0),
   ratePerMinute: z.number().int().min(0),
@@ -91,6 +97,7 @@ export interface RouteEntity {
   hostname?: string;
   siteId: string;
   portName: string;
+  logicalPort?: string;
   allowCidrs: string;
   maxConnections: number;
   ratePerMinute: number;
@@ -124,6 +131,7 @@ export function routeToEntity(row: RouteRow): RouteEntity {
   if (row.maxConnectionsPerSource !== undefined) entity.maxConnectionsPerSource = row.maxConnectionsPerSource;
   if (row.silentTimeoutMs !== undefined) entity.silentTimeoutMs = row.silentTimeoutMs;
   if (row.hostname !== undefined) entity.hostname = row.hostname;
+  if (row.logicalPort !== undefined) entity.logicalPort = row.logicalPort;
   return entity;
 }
 
@@ -158,6 +166,7 @@ export function parseRouteEntity(entity: Record<string, unknown>) {
     ...optionalLimit(entity, "idleTimeoutMs"),
     ...optionalLimit(entity, "maxConnectionsPerSource"),
     ...optionalLimit(entity, "silentTimeoutMs"),
+    ...optionalLimit(entity, "logicalPort"),
   });
 }
 

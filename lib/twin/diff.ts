@@ -29,6 +29,7 @@ const MAPPING_FIELDS: Array<keyof MappingConfig> = [
   "connectTimeoutMs",
   "idleTimeoutMs",
   "proxyProtocol",
+  "portName",
 ];
 
 function diffRelay(a: RelayConfig | undefined, b: RelayConfig | undefined): ConfigChange[] {

@@ -19,6 +19,21 @@ export const SCHEMA_VERSION = "1.0";
 export const MAPPING_NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
 /**
+ * azbridge's logical port names (its `Constants.RelayNameRegex`: letters, digits, `/ _ - .`), as
+ * long as the preamble's one length byte allows. Wider than mapping names: twin keys cannot carry
+ * `.`, so a mapping that must answer to an azbridge name like `rdp.main` keeps a twin-safe name
+ * and says its logical port in `portName`.
+ */
+export const LOGICAL_PORT_NAME_PATTERN = /^[0-9A-Za-z/_.-]{1,255}$/;
+
+export const LogicalPortNameSchema = z
+  .string()
+  .regex(
+    LOGICAL_PORT_NAME_PATTERN,
+    "logical port names are 1-255 characters of A-Z a-z 0-9 / _ - . (azbridge's port names)",
+  );
+
+/**
  * At most this many mappings per site. The binding limit is the 32 KB reported-properties section
  * (each mapping reports its counters and last error), computed in `limits.ts` and documented in
  * the README; 100 leaves headroom for the relay and error sections.
@@ -105,6 +120,10 @@ export const MappingSchema = z
       .default(0)
       .meta({ description: "Close a connection after this long without bytes either way; 0 = never" }),
     proxyProtocol: ProxyProtocolMode.default("none"),
+    portName: LogicalPortNameSchema.optional().meta({
+      description:
+        "The logical port name senders ask for (azbridge's -L …/port_name, -T port_name/…); absent: the mapping's name. Lets names with '.', which twin keys cannot hold, migrate from azbridge",
+    }),
   })
   .meta({ description: "One logical port: relayed connections named after it go to target" });
 export type MappingConfig = z.output<typeof MappingSchema>;
@@ -136,6 +155,34 @@ export const RESERVED_MAPPING_NAMES: ReadonlySet<string> = new Set(
   Object.getOwnPropertyNames(Object.prototype),
 );
 
+/** The logical port a mapping answers to: its `portName`, or else its name. */
+export function logicalPortOf(name: string, mapping: { portName?: string | undefined }): string {
+  return mapping.portName ?? name;
+}
+
+/**
+ * Mapping names whose logical port an earlier mapping (by name order) already answers to: one
+ * logical port, one target. Pure; used by the schema, the module's validator and the rollout.
+ */
+export function logicalPortClashes(
+  mappings: Record<string, { portName?: string | undefined }>,
+): Array<{ name: string; portName: string; holder: string }> {
+  const holders = new Map<string, string>();
+  const clashes: Array<{ name: string; portName: string; holder: string }> = [];
+  for (const name of Object.keys(mappings).sort()) {
+    const portName = logicalPortOf(name, mappings[name] ?? {});
+    const holder = holders.get(portName);
+    if (holder === undefined) holders.set(portName, name);
+    else clashes.push({ name, portName, holder });
+  }
+  return clashes;
+}
+
+/** The message for one clash, the same wherever it is found. */
+export function logicalPortClashMessage(clash: { portName: string; holder: string }): string {
+  return `logical port "${clash.portName}" is already mapping "${clash.holder}"'s; each logical port names one mapping`;
+}
+
 /** The one mapping name rule: pattern plus no reserved name. */
 export function isMappingName(name: string): boolean {
   return MAPPING_NAME_PATTERN.test(name) && !RESERVED_MAPPING_NAMES.has(name);
@@ -159,6 +206,14 @@ export const DesiredPropertiesSchema = z
     mappings: z
       .record(MappingNameSchema, MappingSchema)
       .refine((m) => Object.keys(m).length <= MAX_MAPPINGS, `at most ${MAX_MAPPINGS} mappings per site`)
+      .superRefine((m, ctx) => {
+        for (const clash of logicalPortClashes(m))
+          ctx.addIssue({
+            code: "custom",
+            path: [clash.name, "portName"],
+            message: logicalPortClashMessage(clash),
+          });
+      })
       .default({}),
     drain: DrainSchema.default({ onRemove: "drain", timeoutMs: 30_000 }),
   })

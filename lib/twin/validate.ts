@@ -11,6 +11,9 @@ import type { z } from "zod";
 import {
   DesiredPropertiesSchema,
   DrainSchema,
+  logicalPortClashes,
+  logicalPortClashMessage,
+  logicalPortOf,
   MAX_MAPPINGS,
   type MappingConfig,
   MappingNameSchema,
@@ -167,6 +170,33 @@ function validateMappings(
       out[name] = old;
       count++;
     }
+  }
+  return withoutClashes(out, lastGood, errors);
+}
+
+/**
+ * One logical port, one mapping: a mapping whose logical port an earlier one (by name) already
+ * answers to keeps its last good value if that is free, else it is not applied.
+ */
+function withoutClashes(
+  mappings: Record<string, MappingConfig>,
+  lastGood: Record<string, MappingConfig>,
+  errors: TwinError[],
+): Record<string, MappingConfig> {
+  const clashes = logicalPortClashes(mappings);
+  if (clashes.length === 0) return mappings;
+  const out = { ...mappings };
+  for (const clash of clashes) {
+    delete out[clash.name];
+    const old = Object.hasOwn(lastGood, clash.name) ? lastGood[clash.name] : undefined;
+    const taken =
+      old && Object.entries(out).some(([n, m]) => logicalPortOf(n, m) === logicalPortOf(clash.name, old));
+    if (old && !taken) out[clash.name] = old;
+    const suffix = old && !taken ? "; last good value kept" : "; not applied";
+    errors.push({
+      path: `mappings.${clash.name}.portName`,
+      message: truncate(`${logicalPortClashMessage(clash)}${suffix}`),
+    });
   }
   return out;
 }

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -118,4 +119,44 @@ test("NO_COLOR counts only when non-empty, in the CLI and the simulation alike",
   const sim = readFileSync(join(REPO_ROOT, "sim/index.ts"), "utf8");
   assert.match(sim, /colorWanted\(/, "the simulation's start screen uses the same rule");
   assert.doesNotMatch(sim, /NO_COLOR/);
+});
+
+test("map add / update --port-name send the mapping's azbridge port name to the rollout API", async (t) => {
+  const bodies: Array<{ method: string; url: string; body: unknown }> = [];
+  const server = createHttpServer((req, res) => {
+    let text = "";
+    req.on("data", (d: Buffer) => {
+      text += d.toString();
+    });
+    req.on("end", () => {
+      bodies.push({
+        method: req.method ?? "",
+        url: req.url ?? "",
+        body: text ? JSON.parse(text) : undefined,
+      });
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end("{}");
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  t.after(() => server.close());
+  const env = { RELAY_FLEET_API_URL: `http://127.0.0.1:${(server.address() as { port: number }).port}` };
+  const cwd = tempDir(t);
+  const add = await cli(
+    cwd,
+    ["map", "add", "s1", "rdp_main", "10.0.0.5:3389", "--port-name", "rdp.main"],
+    env,
+  );
+  assert.equal(add.code, 0, add.stderr);
+  const update = await cli(cwd, ["map", "update", "s1", "rdp_main", "--port-name", "plant/rdp"], env);
+  assert.equal(update.code, 0, update.stderr);
+  assert.deepEqual(
+    bodies.map((b) => [b.method, b.url, b.body]),
+    [
+      ["POST", "/api/sites/s1/mappings/rdp_main", { target: "10.0.0.5:3389", portName: "rdp.main" }],
+      ["PATCH", "/api/sites/s1/mappings/rdp_main", { portName: "plant/rdp" }],
+    ],
+  );
+  const help = await cli(cwd, ["map", "add", "--help"]);
+  assert.match(help.stdout.replace(/\s+/g, " "), /--port-name <name> .*azbridge/);
 });

@@ -3,7 +3,7 @@
  * real relayListener module as the site (configured through its twin on the IoT Hub emulator)
  * forwarding to real TCP / TLS targets: dedicated ports, SNI and Host routing, refusals, per-source
  * rate limits, PROXY v2 stripped and forwarded by the module, hot reload under a live transfer,
- * first-bytes timeout, garbage, an unknown logical port.
+ * first-bytes timeout, garbage, an unknown logical port, an azbridge port name with '.'.
  */
 import assert from "node:assert/strict";
 import { connect, createServer, type Socket } from "node:net";
@@ -73,9 +73,24 @@ describe("gateway routing (real processes)", { timeout: 60_000 }, () => {
       web: { target: target(echo.port) },
       pxstrip: { target: target(echo.port), proxyProtocol: "strip" },
       pxfwd: { target: target((recorder.address() as { port: number }).port), proxyProtocol: "forward" },
+      // An azbridge port name twin keys cannot hold: the mapping says it in portName.
+      rdp_main: { target: target(echo.port), portName: "rdp.main" },
     });
     assert.equal(site.module.child.exitCode, null, "the module runs");
-    for (const name of ["tcp", "shared", "http", "allow", "cap", "pxstrip", "pxfwd", "rate", "ghost", "late"])
+    for (const name of [
+      "tcp",
+      "shared",
+      "http",
+      "allow",
+      "cap",
+      "pxstrip",
+      "pxfwd",
+      "rate",
+      "ghost",
+      "late",
+      "dotted",
+      "undotted",
+    ])
       ports[name] = await freePort();
     const alloc = (
       portName: string,
@@ -91,6 +106,9 @@ describe("gateway routing (real processes)", { timeout: 60_000 }, () => {
     await alloc("pxfwd", { kind: "tcp", port: ports.pxfwd! }, { proxyProtocol: true });
     await alloc("echo", { kind: "tcp", port: ports.rate! }, { ratePerMinute: 3 });
     await alloc("nosuchport", { kind: "tcp", port: ports.ghost! });
+    await alloc("rdp_main", { kind: "tcp", port: ports.dotted! }, { logicalPort: "rdp.main" });
+    // The same mapping by its twin name: not its logical port any more, so the module refuses it.
+    await alloc("rdp_main", { kind: "tcp", port: ports.undotted! });
     gw = await startGateway(ctx, h, { GATEWAY_FIRST_BYTES_TIMEOUT_MS: "500" });
   });
   after(async () => {
@@ -101,7 +119,7 @@ describe("gateway routing (real processes)", { timeout: 60_000 }, () => {
     assert.equal((await gw.admin("/healthz")).status, 200);
     const ready = await gw.admin("/readyz");
     assert.equal(ready.status, 200);
-    assert.equal(JSON.parse(ready.text).listening, 9);
+    assert.equal(JSON.parse(ready.text).listening, 11);
   });
 
   test("dedicated port: 2 MiB byte-exact both ways", async () => {
@@ -277,6 +295,21 @@ describe("gateway routing (real processes)", { timeout: 60_000 }, () => {
     assert.equal(
       await gw.metric("gateway_connections_refused_total", {
         route: String(ports.ghost),
+        reason: "port_rejected",
+      }),
+      1,
+    );
+  });
+
+  test("an azbridge port name with '.': the gateway names the mapping's portName and the module serves it", async () => {
+    const back = await roundTrip(await dial(ports.dotted!), Buffer.from("via rdp.main"));
+    assert.equal(back.toString(), "via rdp.main");
+    // The mapping answers to its portName only: asked by its twin name, the module closes.
+    const s = await dial(ports.undotted!);
+    await closedBy(s);
+    assert.equal(
+      await gw.metric("gateway_connections_refused_total", {
+        route: String(ports.undotted),
         reason: "port_rejected",
       }),
       1,

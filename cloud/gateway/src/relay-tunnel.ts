@@ -60,7 +60,8 @@ export function relayTunnelOpener(options: RelayTunnelOptions = {}): OpenTunnel 
       timeoutMs,
       ...(options.ca !== undefined ? { ca: options.ca } : {}),
     };
-    const opening = openLogicalPort(sender, route.portName, {
+    // The mapping's logical port: its azbridge port name when it has one, else its name.
+    const opening = openLogicalPort(sender, route.logicalPort ?? route.portName, {
       replyTimeoutMs: timeoutMs,
       ...(options.standby ? { standby: options.standby.for(sender) } : {}),
     });

@@ -13,6 +13,7 @@ import {
   type ConfigChange,
   defaultConfig,
   diffConfig,
+  logicalPortOf,
   MAX_REPORTED_ERRORS,
   type MappingConfig,
   parseTarget,
@@ -87,13 +88,15 @@ export class Reconciler {
   }
 
   /**
-   * The mapping a logical port name asks for. Like azbridge's own listener, a numeric name (what
-   * `azbridge -L 13389:relay` sends: its local bind port) is served by the only mapping when
-   * there is exactly one, so azbridge senders without port names work against a one-mapping site.
+   * The mapping a logical port name asks for: the one whose `portName` (default: its name) it is.
+   * Like azbridge's own listener, a numeric name (what `azbridge -L 13389:relay` sends: its local
+   * bind port) is served by the only mapping when there is exactly one, so azbridge senders
+   * without port names work against a one-mapping site.
    */
-  private mappingForPort(name: string): MappingRuntime | undefined {
-    const exact = this.mappings.get(name);
-    if (exact || this.mappings.size !== 1 || !/^[0-9]{1,10}$/.test(name)) return exact;
+  private mappingForPort(portName: string): MappingRuntime | undefined {
+    for (const runtime of this.mappings.values())
+      if (logicalPortOf(runtime.name, runtime.config) === portName) return runtime;
+    if (this.mappings.size !== 1 || !/^[0-9]{1,10}$/.test(portName)) return undefined;
     return this.mappings.values().next().value;
   }
 

@@ -54,6 +54,8 @@ function routeOptions(spec: MappingSpec) {
       ? { maxConnectionsPerSource: spec.maxConnectionsPerSource }
       : {}),
     ...(spec.silentTimeoutMs !== undefined ? { silentTimeoutMs: spec.silentTimeoutMs } : {}),
+    // The gateway sends the mapping's logical port name; absent, its name (the row's portName).
+    ...(spec.portName !== undefined ? { logicalPort: spec.portName } : {}),
   };
 }
 
@@ -76,7 +78,13 @@ export async function syncRoutes(deps: RolloutDeps, spec: SiteSpec): Promise<Rou
     const match = existing.find((r) => r.portName === name && sameEndpoint(r, mapping));
     if (match) {
       claimed.add(match.rowKey);
-      const { idleTimeoutMs: _i, maxConnectionsPerSource: _m, silentTimeoutMs: _s, ...fixed } = match;
+      const {
+        idleTimeoutMs: _i,
+        maxConnectionsPerSource: _m,
+        silentTimeoutMs: _s,
+        logicalPort: _l,
+        ...fixed
+      } = match;
       const updated: RouteRow = { ...fixed, ...routeOptions(mapping) };
       if (!sameRow(updated, match)) await deps.ledger.updateRoute(updated);
       kept.push(updated);

@@ -29,6 +29,8 @@ export function buildDesired(relay: RelayCredentials, mappings: Record<string, M
       // Unset: the module keeps no idle timer of its own; the gateway's default closes idle tunnels.
       ...(m.idleTimeoutMs !== undefined ? { idleTimeoutMs: m.idleTimeoutMs } : {}),
       proxyProtocol: m.proxyProtocol,
+      // Absent: the module matches the mapping's name (twin keys cannot hold azbridge's '.').
+      ...(m.portName !== undefined ? { portName: m.portName } : {}),
     });
   }
   return {
