@@ -5,6 +5,27 @@
 import { RelayFleetError } from "../lib/errors.ts";
 import type { Target } from "./discovery.ts";
 
+export interface AuditQuery {
+  site?: string;
+  /** ISO time (the CLI turns spans like 15m into one). */
+  since?: string;
+  limit?: number;
+}
+
+export interface AuditAnswer {
+  count: number;
+  records: unknown[];
+  sources: Array<{ name: string; ok: boolean; error?: string; dropped?: number }>;
+}
+
+function auditSearch(q: AuditQuery): URLSearchParams {
+  const p = new URLSearchParams();
+  if (q.site !== undefined) p.set("site", q.site);
+  if (q.since !== undefined) p.set("since", q.since);
+  if (q.limit !== undefined) p.set("limit", String(q.limit));
+  return p;
+}
+
 export interface FleetClient {
   createSite(body: unknown): Promise<unknown>;
   listSites(): Promise<{ sites: unknown[] }>;
@@ -24,6 +45,8 @@ export interface FleetClient {
   removeDevice(id: string, deviceId: string, deleteDevice: boolean): Promise<unknown>;
   /** Sites' status and, where the API has them, the gateways' own reports. */
   status(): Promise<{ sites: unknown[]; gateways?: unknown[] }>;
+  /** Tunnels' audit records, newest first, with a report per audit source. */
+  audit(query: AuditQuery): Promise<AuditAnswer>;
   close(): Promise<void>;
 }
 
@@ -78,12 +101,15 @@ function apiClient(url: string, key: string): FleetClient {
     removeDevice: (id, d, del) =>
       call("DELETE", `/api/sites/${enc(id)}/devices/${enc(d)}${del ? "?deleteDevice=true" : ""}`),
     status: async () => (await call("GET", "/api/status")) as { sites: unknown[]; gateways?: unknown[] },
+    audit: async (q) => (await call("GET", `/api/audit?${auditSearch(q)}`)) as AuditAnswer,
     close: async () => {},
   };
 }
 
 async function directClient(): Promise<FleetClient> {
-  const { rolloutFromEnv } = await import("../cloud/functions/src/config.ts");
+  const { rolloutFromEnv, auditSourcesFromEnv } = await import("../cloud/functions/src/config.ts");
+  const { parseAuditQuery } = await import("../cloud/functions/src/audit/query.ts");
+  const { readAudit } = await import("../cloud/functions/src/audit/sources.ts");
   const r = await rolloutFromEnv();
   return {
     createSite: async (b) => (await r.createSite(b)).site,
@@ -102,6 +128,7 @@ async function directClient(): Promise<FleetClient> {
     },
     removeDevice: (id, d, deleteDevice) => r.removeDevice(id, d, { deleteDevice }),
     status: () => r.fleetView(),
+    audit: (q) => readAudit(auditSourcesFromEnv(), parseAuditQuery(auditSearch(q))),
     close: async () => {},
   };
 }

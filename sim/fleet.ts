@@ -317,6 +317,12 @@ export class Fleet {
       ROTATE_SEND_GRACE_MS: String(Math.max(1_500, 2 * (this.options.ledgerReloadMs ?? 2_000) + 500)),
       // The status page reads the gateways' metrics; startGateway writes where they are.
       GATEWAY_METRICS_FILE: this.gatewayMetricsFile,
+      // `relay-fleet audit` and the site page: the modules' records kept by the IoT Hub emulator,
+      // the gateways' from their log files (in Azure: storage and Log Analytics, docs/audit.md).
+      AUDIT_FROM_IOTHUB_EMULATOR: "1",
+      AUDIT_GATEWAY_LOG_FILES: Array.from({ length: this.options.gateways ?? 1 }, (_, i) =>
+        this.log(`gateway-${i + 1}`),
+      ).join(","),
     };
   }
 

@@ -172,6 +172,7 @@ export async function startIotHubEmulator(options: IotHubEmulatorOptions = {}): 
       configurations,
       queryThrottle: new QueryThrottle(options.queryThrottlePerMinute ?? 0),
       quotas,
+      telemetry,
     },
     host,
     port: options.httpsPort ?? 0,

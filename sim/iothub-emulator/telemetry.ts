@@ -3,6 +3,7 @@
  * assertions in tests and for the simulation's status views. Bounded: the oldest go first.
  */
 import { EventEmitter } from "node:events";
+import type { Json } from "./state/json.ts";
 
 export interface TelemetryMessage {
   deviceId: string;
@@ -42,4 +43,46 @@ export class TelemetryLog extends EventEmitter<{ message: [TelemetryMessage] }> 
   clear(): void {
     this.items.length = 0;
   }
+}
+
+/**
+ * One kept message in the JSON shape IoT Hub's message routing writes to a storage container
+ * (`EnqueuedTimeUtc`, `Properties`, `SystemProperties`, `Body`), so a reader parses the emulator's
+ * messages and the blobs of a deployed hub alike. As with routing, `Body` is the JSON value only
+ * when the message says `contentType: application/json` and `contentEncoding: utf-8`; otherwise
+ * it is the body in base64.
+ */
+export interface RoutedMessage {
+  EnqueuedTimeUtc: string;
+  Properties: Record<string, string>;
+  SystemProperties: Record<string, string>;
+  Body: Json;
+}
+
+const SYSTEM_PROPERTY_NAMES: Record<string, string> = {
+  "$.ct": "contentType",
+  "$.ce": "contentEncoding",
+  "$.mid": "messageId",
+  "$.cid": "correlationId",
+};
+
+export function routedMessage(m: TelemetryMessage): RoutedMessage {
+  const enqueued = new Date(m.receivedAt).toISOString();
+  const system: Record<string, string> = { connectionDeviceId: m.deviceId };
+  if (m.moduleId !== undefined) system.connectionModuleId = m.moduleId;
+  const app: Record<string, string> = {};
+  for (const [k, v] of Object.entries(m.properties)) {
+    if (!k.startsWith("$.")) app[k] = v;
+    else if (SYSTEM_PROPERTY_NAMES[k]) system[SYSTEM_PROPERTY_NAMES[k]] = v;
+  }
+  system.enqueuedTime = enqueued;
+  let body: Json = m.body.toString("base64");
+  if (/json/i.test(system.contentType ?? "") && /^utf-?8$/i.test(system.contentEncoding ?? "")) {
+    try {
+      body = JSON.parse(m.body.toString("utf8")) as Json;
+    } catch {
+      // Not JSON after all: routing keeps such a body as base64 too.
+    }
+  }
+  return { EnqueuedTimeUtc: enqueued, Properties: app, SystemProperties: system, Body: body };
 }

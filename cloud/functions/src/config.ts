@@ -18,6 +18,7 @@ import {
 } from "../../../lib/ledger/index.ts";
 import { createTableClientWithCredential } from "../../../lib/ledger/table.ts";
 import { createLogger } from "../../../lib/log.ts";
+import { type AuditSource, gatewayLogSource, hubEmulatorSource } from "./audit/sources.ts";
 import { relayAdminFromEnv } from "./relay-admin/index.ts";
 import {
   createRegistryHub,
@@ -122,4 +123,43 @@ export function getRollout(): Promise<Rollout> {
 /** Installs a rollout built elsewhere (the in-process simulation server, tests). */
 export function setRollout(rollout: Rollout | undefined): void {
   shared = rollout === undefined ? undefined : Promise.resolve(rollout);
+}
+
+/**
+ * The audit sources the environment names (none in Azure: there the records are in the storage
+ * container the hub routes to and in the gateways' container logs, docs/audit.md).
+ */
+export function auditSourcesFromEnv(env: NodeJS.ProcessEnv = process.env): AuditSource[] {
+  const settings = loadRolloutSettings(env);
+  const sources: AuditSource[] = [];
+  if (settings.AUDIT_FROM_IOTHUB_EMULATOR) {
+    if (!settings.IOTHUB_CONNECTION_STRING)
+      throw configError("AUDIT_FROM_IOTHUB_EMULATOR needs IOTHUB_CONNECTION_STRING (the emulator's).");
+    sources.push(
+      hubEmulatorSource({
+        connectionString: settings.IOTHUB_CONNECTION_STRING,
+        restPort: settings.IOTHUB_REST_PORT,
+        ca: settings.IOTHUB_CA_FILE ? readFileSync(settings.IOTHUB_CA_FILE) : undefined,
+      }),
+    );
+  }
+  const files = (settings.AUDIT_GATEWAY_LOG_FILES ?? "")
+    .split(",")
+    .map((f) => f.trim())
+    .filter(Boolean);
+  if (files.length > 0) sources.push(gatewayLogSource(files));
+  return sources;
+}
+
+let sharedAudit: AuditSource[] | undefined;
+
+/** The process-wide audit sources, built on first use. */
+export function getAuditSources(): AuditSource[] {
+  sharedAudit ??= auditSourcesFromEnv();
+  return sharedAudit;
+}
+
+/** Installs audit sources built elsewhere (tests, the in-process server). */
+export function setAuditSources(sources: AuditSource[] | undefined): void {
+  sharedAudit = sources;
 }

@@ -4,5 +4,6 @@
  */
 import "./functions/sites.ts";
 import "./functions/status-page.ts";
+import "./functions/audit.ts";
 import "./functions/device-events.ts";
 import "./functions/reconcile.ts";

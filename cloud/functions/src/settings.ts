@@ -78,6 +78,11 @@ const relayTls = z
   .optional()
   .transform((v) => v === "1");
 
+const flag = z
+  .enum(["", "0", "1"], { error: "must be 1 or 0" })
+  .optional()
+  .transform((v) => v === "1");
+
 /**
  * Roles the rollout's managed identity needs (ids in lib/entra/roles.ts); the infrastructure
  * template assigns them.
@@ -221,6 +226,16 @@ export const rolloutSettingsSchema = z.object({
   }),
   GATEWAY_ADMIN_TOKEN: documented(optionalText(), {
     description: "status page: Bearer token for the gateways' /metrics, when they require one",
+    deploy: "local",
+  }),
+  AUDIT_FROM_IOTHUB_EMULATOR: documented(flag, {
+    description:
+      "1: audit (relay-fleet audit, the status page's site view) reads the modules' records from the IoT Hub emulator's kept messages, with IOTHUB_CONNECTION_STRING (emulator-only; in Azure they are routed to storage, docs/audit.md)",
+    deploy: "local",
+  }),
+  AUDIT_GATEWAY_LOG_FILES: documented(optionalText(), {
+    description:
+      "audit: comma-separated gateway log files (JSON lines) to read the gateways' records from (the simulation)",
     deploy: "local",
   }),
   STATUS_PAGE_CACHE_MS: documented(optionalInt(0), {

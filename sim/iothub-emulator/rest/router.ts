@@ -6,6 +6,7 @@ import type { MethodDispatcher } from "../mqtt/methods.ts";
 import type { QueryThrottle } from "../query/throttle.ts";
 import type { HubQuotas } from "../quotas.ts";
 import type { HubRbac } from "../rbac.ts";
+import type { TelemetryLog } from "../telemetry.ts";
 import type { RestResult } from "./http.ts";
 
 export interface RestContext {
@@ -15,12 +16,16 @@ export interface RestContext {
   queryThrottle: QueryThrottle;
   /** IoT Hub's operation throttles for the emulated SKU (unthrottled without one). */
   quotas: HubQuotas;
+  /** Device-to-cloud messages the hub kept (the emulator-only messages route reads them). */
+  telemetry: TelemetryLog;
   /** Role assignments and trusted issuers for bearer tokens (absent: SAS only). */
   rbac?: HubRbac;
 }
 
 export interface RouteRequest {
   params: string[];
+  /** The query string (routes that take parameters read them here). */
+  query: URLSearchParams;
   /** Parsed JSON body (undefined when empty). */
   body: unknown;
   headers: IncomingMessage["headers"];

@@ -15,6 +15,7 @@ import { tryParseJson } from "../state/json.ts";
 import { configurationRoutes } from "./configurations.ts";
 import { deviceRoutes } from "./devices.ts";
 import { type ErrorFormat, errorResult, readBody, sendResult } from "./http.ts";
+import { emulatorMessageRoutes } from "./messages.ts";
 import { methodRoutes } from "./methods.ts";
 import { moduleRoutes } from "./modules.ts";
 import { queryRoutes } from "./query.ts";
@@ -29,6 +30,7 @@ const ROUTES: Route[] = [
   ...deviceRoutes,
   ...methodRoutes,
   ...twinRoutes,
+  ...emulatorMessageRoutes,
 ];
 
 function authorize(ctx: RestContext, req: IncomingMessage, path: string): void {
@@ -94,6 +96,7 @@ async function handle(ctx: RestContext, req: IncomingMessage): Promise<ReturnTyp
   const ifMatchHeader = req.headers["if-match"];
   return matched.route.handle(ctx, {
     params: matched.params,
+    query: url.searchParams,
     body,
     headers: req.headers,
     ifMatch: Array.isArray(ifMatchHeader) ? ifMatchHeader[0] : ifMatchHeader,

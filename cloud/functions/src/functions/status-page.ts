@@ -8,7 +8,8 @@
 import { randomBytes } from "node:crypto";
 import { app, type HttpRequest, type HttpResponseInit, type InvocationContext } from "@azure/functions";
 import { RelayFleetError } from "../../../../lib/errors.ts";
-import { getRollout } from "../config.ts";
+import { readAudit } from "../audit/sources.ts";
+import { getAuditSources, getRollout } from "../config.ts";
 import { MODULE_ID } from "../rollout/desired-twin.ts";
 import type { Rollout } from "../rollout/index.ts";
 import { buildFleetView, cachedView, type FleetView, pageOfSites } from "../status-page/fleet-view.ts";
@@ -17,11 +18,28 @@ import { statusPageHtml } from "../status-page/page.ts";
 import { errorResponse, json } from "./http-response.ts";
 import type { ApiRoute } from "./sites.ts";
 
-/** Optional source of recent audit records of a site (IoT Hub emulator, or none). */
+/**
+ * Where a site's recent audit records come from: by default the app's audit sources
+ * (config.ts `getAuditSources`, the same as `GET /api/audit`); tests may install another.
+ */
 export type AuditSource = (siteId: string, limit: number) => Promise<unknown[] | undefined>;
 let auditSource: AuditSource | undefined;
 export function setAuditSource(source: AuditSource | undefined): void {
   auditSource = source;
+}
+
+const SITE_AUDIT_LIMIT = 50;
+
+/** The site's newest records, or undefined when none can be read here (the page says so). */
+async function siteAudit(siteId: string): Promise<unknown[] | undefined> {
+  try {
+    if (auditSource) return await auditSource(siteId, SITE_AUDIT_LIMIT);
+    const sources = getAuditSources();
+    if (sources.length === 0) return undefined;
+    return (await readAudit(sources, { site: siteId, limit: SITE_AUDIT_LIMIT })).records;
+  } catch {
+    return undefined;
+  }
 }
 
 const CACHE_MS = Number(process.env.STATUS_PAGE_CACHE_MS ?? "1500") || 1500;
@@ -105,7 +123,7 @@ export const STATUS_PAGE_ROUTES: ApiRoute[] = [
             status: 404,
           },
         );
-      const audit = auditSource ? await auditSource(id, 50).catch(() => undefined) : undefined;
+      const audit = await siteAudit(id);
       return json(200, {
         generatedAt: view.generatedAt,
         site,
