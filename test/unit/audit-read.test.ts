@@ -187,3 +187,10 @@ test("readAudit: no source is 501, every source failing is 503, one failing is r
     { name: "bad", ok: false, error: "connection refused" },
   ]);
 });
+
+test("a module names its site in records after a key rotation too (site-<id>.k<n>)", async () => {
+  const { parseHybridConnection } = await import("../../lib/ledger/hybrid-connection.ts");
+  assert.equal(parseHybridConnection("site-plant-1")?.siteId, "plant-1");
+  assert.equal(parseHybridConnection("site-plant-1.k2")?.siteId, "plant-1");
+  assert.equal(parseHybridConnection("other"), undefined);
+});

@@ -6,6 +6,7 @@
 import deviceSdk from "azure-iot-device";
 import { sleep } from "../../../lib/backoff.ts";
 import { errorMessage } from "../../../lib/errors.ts";
+import { parseHybridConnection } from "../../../lib/ledger/hybrid-connection.ts";
 import type { Logger } from "../../../lib/log.ts";
 import { type ReportedProperties, SCHEMA_VERSION } from "../../../lib/twin/index.ts";
 import { AUDIT_DEFAULTS, AuditSender } from "./audit-sender.ts";
@@ -100,10 +101,11 @@ export async function startModule(opts: StartModuleOptions): Promise<RunningModu
     onOutcome: (mapping, outcome) => metrics?.connections.inc({ mapping, outcome }),
     onBytes: (mapping, direction, bytes) => metrics?.bytes.inc({ mapping, direction }, bytes),
     onTunnelEnd: (record) => {
-      const hc = reconciler.state().relay.hybridConnection;
+      // `site-<id>`, or `site-<id>.k<n>` after a key rotation: the record names the site either way.
+      const site = parseHybridConnection(reconciler.state().relay.hybridConnection ?? "")?.siteId;
       audit.add({
         ...record,
-        ...(hc?.startsWith("site-") ? { site: hc.slice(5) } : {}),
+        ...(site ? { site } : {}),
         ...(deviceId ? { device: deviceId } : {}),
       });
     },

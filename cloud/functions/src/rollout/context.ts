@@ -55,19 +55,8 @@ export interface RolloutDeps extends RolloutOptions {
   beforeStep?: (step: OnboardStep, siteId: string) => void | Promise<void>;
 }
 
-/**
- * The hybrid connection of a site's key generation: `site-<siteId>` at onboarding, then
- * `site-<siteId>.k<n>` after the n-th key rotation. Rotation moves a site to a new hybrid
- * connection and deletes the old one, because deleting it is what closes listeners that still
- * hold an old key (ADR 0009); site ids have no `.`, so the name parses back unambiguously.
- */
-export const hybridConnectionOf = (siteId: string, generation = 0) =>
-  generation === 0 ? `site-${siteId}` : `site-${siteId}.k${generation}`;
+// Where the names are made and parsed (the module reads its site back from them).
+export { hybridConnectionOf, parseHybridConnection } from "../../../../lib/ledger/hybrid-connection.ts";
 
-/** Site id and key generation of a hybrid connection name made by `hybridConnectionOf`. */
-export function parseHybridConnection(name: string): { siteId: string; generation: number } | undefined {
-  const m = /^site-([a-z0-9][a-z0-9-]*)(?:\.k([1-9][0-9]*))?$/.exec(name);
-  return m?.[1] ? { siteId: m[1], generation: m[2] ? Number(m[2]) : 0 } : undefined;
-}
 export const listenRule = (deps: RolloutDeps) => deps.listenRuleName ?? "listen";
 export const sendRule = (deps: RolloutDeps) => deps.sendRuleName ?? "send";
