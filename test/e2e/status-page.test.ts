@@ -153,6 +153,45 @@ describe("fleet status page in Chromium against the simulation", { skip, timeout
     const mappings = await page.locator("#mappings").innerText();
     assert.match(mappings, /web\s+port \d+\s+127\.0\.0\.1:\d+/);
     assert.match(await page.locator("#devices").innerText(), /online/);
+    // The tunnel fetched in before(): its record from both ends, without a reload.
+    await waitFor(
+      async () => {
+        const audit = await page
+          .locator("#audit")
+          .innerText()
+          .catch(() => "");
+        return /gateway\s+web\s+127\.0\.0\.1:\d+.*completed/.test(audit) && /module\s+web\s/.test(audit);
+      },
+      "plant-1's audit records from the gateway and the module",
+      { timeoutMs: 30_000 },
+    );
+  });
+
+  test("relay-fleet audit lists the simulation's tunnels from both ends", async () => {
+    const { stdout } = await run(
+      process.execPath,
+      [join(REPO_ROOT, "bin/relay-fleet.js"), "audit", "--site", "plant-1", "--since", "1h", "--json"],
+      { cwd, env: { ...process.env, NO_COLOR: "1", RELAY_FLEET_API_URL: "", RELAY_FLEET_SIM_STATE: "" } },
+    );
+    const records = JSON.parse(stdout) as Array<{ side: string; site: string; mapping: string; end: string }>;
+    const web = records.filter((r) => r.mapping === "web" && r.end === "completed");
+    assert.ok(
+      web.some((r) => r.side === "gateway"),
+      "the gateway's record",
+    );
+    assert.ok(
+      web.some((r) => r.side === "module"),
+      "the module's record, through the IoT Hub emulator",
+    );
+    assert.ok(records.every((r) => r.site === "plant-1"));
+    const usage = await run(
+      process.execPath,
+      [join(REPO_ROOT, "bin/relay-fleet.js"), "audit", "--since", "soon"],
+      {
+        cwd,
+      },
+    ).catch((err: { code: number; stderr: string }) => err);
+    assert.equal((usage as { code: number }).code, 2);
   });
 
   test("paging, and no page-wide horizontal scrolling at a 200 % zoom-sized viewport", async () => {
