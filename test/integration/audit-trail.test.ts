@@ -70,7 +70,7 @@ async function cli(cwd: string, args: string[], env: NodeJS.ProcessEnv) {
   }
 }
 
-test("audit: module batches kept by the hub emulator and gateway log lines, through the API, the site page and the CLI", async (t) => {
+test("audit: module batches kept by the hub emulator and gateway log lines, through the API, the site page and the CLI; 501 without a source", async (t) => {
   const env = await startRolloutEnv(t);
   const emu = env.hubEmulator;
   await env.rollout.createSite({ siteId: "plant-a" });
@@ -234,7 +234,14 @@ test("audit: module batches kept by the hub emulator and gateway log lines, thro
   // The CLI, as an operator runs it.
   const cwd = tempDir(t, "relay-fleet-audit-cli-");
   const apiEnv = { RELAY_FLEET_API_URL: server.url, RELAY_FLEET_API_KEY: server.functionKey };
-  const text = await cli(cwd, ["audit", "--site", "plant-a"], apiEnv);
+  // Independent runs in parallel: each CLI start costs seconds on a loaded machine.
+  const [text, json, usage, usageJson, badSite] = await Promise.all([
+    cli(cwd, ["audit", "--site", "plant-a"], apiEnv),
+    cli(cwd, ["audit", "--since", "1h", "--limit", "1", "--json"], apiEnv),
+    cli(cwd, ["audit", "--since", "yesterday"], apiEnv),
+    cli(cwd, ["audit", "--since", "yesterday", "--json"], apiEnv),
+    cli(cwd, ["audit", "--site", "Bad_Site", "--json"], apiEnv),
+  ]);
   assert.equal(text.code, 0, text.stderr);
   const lines = text.stdout.trim().split("\n");
   assert.match(lines[0] ?? "", /^TIME\s+SIDE\s+SITE\s+DEVICE\s+MAPPING\s+CLIENT/);
@@ -245,40 +252,29 @@ test("audit: module batches kept by the hub emulator and gateway log lines, thro
   );
   assert.match(lines[2] ?? "", new RegExp(`module\\s+plant-a\\s+${DEVICE}\\s+web\\s+.*10\\.0\\.0\\.5:443`));
   assert.match(text.stderr, /dropped 2 record/, "records a module dropped are not silent");
-  const json = await cli(cwd, ["audit", "--since", "1h", "--limit", "1", "--json"], apiEnv);
   assert.equal(json.code, 0, json.stderr);
   const parsed = JSON.parse(json.stdout) as AuditRecord[];
   assert.equal(parsed.length, 1);
   assert.equal(parsed[0]?.side, "gateway");
-  const usage = await cli(cwd, ["audit", "--since", "yesterday"], apiEnv);
   assert.equal(usage.code, 2, "a bad --since is a usage error");
   assert.match(usage.stderr, /--since.*ISO 8601/);
-  const usageJson = await cli(cwd, ["audit", "--since", "yesterday", "--json"], apiEnv);
   assert.equal(usageJson.code, 2);
   assert.equal((JSON.parse(usageJson.stderr) as { error: { code: string } }).error.code, "RF_ERR_CLI_USAGE");
-  const badSite = await cli(cwd, ["audit", "--site", "Bad_Site", "--json"], apiEnv);
   assert.equal(badSite.code, 1);
   assert.equal(
     (JSON.parse(badSite.stderr) as { error: { code: string } }).error.code,
     "RF_ERR_AUDIT_INVALID_QUERY",
   );
-});
 
-test("audit: a rollout with no audit source says where the records are (501), and the site page says so", async (t) => {
-  const env = await startRolloutEnv(t);
-  await env.rollout.createSite({ siteId: "plant-c" });
+  // No audit source (a deployed app): a 501 that says where the records are; the page says so too.
   setAuditSources([]);
-  t.after(() => setAuditSources(undefined));
-  const server = await startRolloutHttpServer(env.rollout);
-  t.after(() => server.close());
-  const headers = { "x-functions-key": server.functionKey };
-  const res = await fetch(`${server.url}/api/audit`, { headers });
-  assert.equal(res.status, 501);
-  const body = (await res.json()) as { error: { code: string; message: string } };
-  assert.equal(body.error.code, "RF_ERR_AUDIT_NOT_CONFIGURED");
-  assert.match(body.error.message, /device-audit storage container/);
-  const page = (await (await fetch(`${server.url}/api/fleet/data/sites/plant-c`, { headers })).json()) as {
+  const none = await api("/api/audit");
+  assert.equal(none.status, 501);
+  const noneBody = (await none.json()) as { error: { code: string; message: string } };
+  assert.equal(noneBody.error.code, "RF_ERR_AUDIT_NOT_CONFIGURED");
+  assert.match(noneBody.error.message, /device-audit storage container/);
+  const pageWithout = (await (await api("/api/fleet/data/sites/plant-a")).json()) as {
     audit: { available: boolean };
   };
-  assert.equal(page.audit.available, false);
+  assert.equal(pageWithout.audit.available, false);
 });
