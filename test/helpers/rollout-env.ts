@@ -14,7 +14,11 @@ import {
 import { createIotHubServiceClients } from "../../lib/azure/iothub-service.ts";
 import { createLedger } from "../../lib/ledger/index.ts";
 import { type Azurite, startAzurite } from "../../sim/azurite.ts";
-import { type IotHubEmulator, startIotHubEmulator } from "../../sim/iothub-emulator/index.ts";
+import {
+  type IotHubEmulator,
+  type IotHubEmulatorOptions,
+  startIotHubEmulator,
+} from "../../sim/iothub-emulator/index.ts";
 import { type RelayEmulator, startRelayEmulator } from "../../sim/relay-emulator/index.ts";
 import type { CleanupContext } from "./index.ts";
 
@@ -42,11 +46,16 @@ export async function startRolloutEnv(
     ranges?: Array<{ from: number; to: number }>;
     overrides?: Partial<RolloutDeps>;
     eventGridWebhook?: string;
+    /** More IoT Hub emulator options (a SKU's throttles, say). */
+    hub?: IotHubEmulatorOptions;
   } = {},
 ): Promise<RolloutEnv> {
   const [azurite, hubEmulator, relayEmulator] = await Promise.all([
     startAzurite(),
-    startIotHubEmulator(options.eventGridWebhook ? { eventGridWebhook: options.eventGridWebhook } : {}),
+    startIotHubEmulator({
+      ...options.hub,
+      ...(options.eventGridWebhook ? { eventGridWebhook: options.eventGridWebhook } : {}),
+    }),
     startRelayEmulator(),
   ]);
   t.after(() => Promise.all([azurite.close(), hubEmulator.close(), relayEmulator.close()]));

@@ -26,6 +26,7 @@ import {
   type Rollout,
   type SiteProfiles,
   siteProfilesSchema,
+  withHubPacing,
 } from "./rollout/index.ts";
 import { loadRolloutSettings, type RolloutSettings } from "./settings.ts";
 
@@ -93,8 +94,13 @@ export async function rolloutFromEnv(env: NodeJS.ProcessEnv = process.env): Prom
     ? createIotHubServiceClientsWithCredential(settings.IOTHUB_HOST_NAME, credential, hubOptions)
     : createIotHubServiceClients(settings.IOTHUB_CONNECTION_STRING ?? "", hubOptions);
   const relay = await relayAdminFromEnv(env);
+  const logger = createLogger("rollout");
   const rollout = createRollout({
-    hub: createRegistryHub(registry),
+    // Bounded concurrency and 429 retries: onboarding stays within the hub's throttles.
+    hub: withHubPacing(createRegistryHub(registry), {
+      onThrottled: (operation, delayMs) =>
+        logger.warn({ event: "iothub-throttled", operation, delayMs }, "IoT Hub throttled; retrying"),
+    }),
     relay,
     ledger,
     gatewayStatuses: () => readGatewayStatuses(gatewayStatusTable),
@@ -103,7 +109,7 @@ export async function rolloutFromEnv(env: NodeJS.ProcessEnv = process.env): Prom
     ...(settings.DEFAULT_SITE_PROFILE ? { defaultProfile: settings.DEFAULT_SITE_PROFILE } : {}),
     ...(settings.ROTATE_TIMEOUT_MS !== undefined ? { rotateTimeoutMs: settings.ROTATE_TIMEOUT_MS } : {}),
     ...(settings.ROTATE_SEND_GRACE_MS !== undefined ? { sendKeyGraceMs: settings.ROTATE_SEND_GRACE_MS } : {}),
-    logger: createLogger("rollout"),
+    logger,
   });
   await ledger.ensureTable();
   return rollout;

@@ -5,6 +5,7 @@ export * from "./desired-twin.ts";
 export * from "./device-events.ts";
 export * from "./errors.ts";
 export * from "./hub.ts";
+export * from "./hub-pacing.ts";
 export * from "./offboard.ts";
 export * from "./reconcile.ts";
 export * from "./rotate.ts";
