@@ -257,11 +257,29 @@ test("rotation moves every connected device and does not wait for an offline one
       ["online", "online", "unknown"],
     );
 
-    // Reconcile finds one device's edited twin by device, and repairs it.
+    // Reconcile finds one device's edited twin by device, and repairs it; it reports (never
+    // joins by itself) a device tagged for the site that is none of its devices, and a tag that
+    // names no site.
     await env.deps.hub.patchModuleDesired("rot-b", MODULE_ID, {
       mappings: { app: { target: "10.9.9.9:1" } },
     });
+    env.hubEmulator.provisionDevice("stray", { iotEdge: true, tags: { relayFleet: { siteId: "rot" } } });
+    env.hubEmulator.provisionDevice("lost", { iotEdge: true, tags: { relayFleet: { siteId: "ghost" } } });
     const report = await env.rollout.reconcile();
+    const strays = report.items.filter((i) => i.kind === "device-not-in-site");
+    assert.deepEqual(strays.map((i) => [i.siteId, i.deviceId]).sort(), [
+      ["ghost", "lost"],
+      ["rot", "stray"],
+    ]);
+    assert.match(
+      strays.find((i) => i.deviceId === "stray")?.detail ?? "",
+      /relay-fleet devices add rot stray/,
+    );
+    assert.equal(
+      (await env.rollout.getSite("rot")).devices.some((d) => d.deviceId === "stray"),
+      false,
+      "reported, not joined",
+    );
     const item = report.items.find((i) => i.kind === "desired-mismatch");
     assert.equal(item?.deviceId, "rot-b");
     assert.equal(item?.repaired, true);

@@ -5,6 +5,7 @@
  */
 import type { Registry } from "azure-iothub";
 import { RelayFleetError } from "../../../../lib/errors.ts";
+import { FLEET_TARGET_CONDITION, readFleetTag } from "../../../../lib/fleet-deployment.ts";
 
 export type JsonObject = { [key: string]: unknown };
 
@@ -38,6 +39,11 @@ export interface FleetHub {
   patchModuleDesired(deviceId: string, moduleId: string, patch: JsonObject): Promise<number>;
   /** One query for every twin of a module id (all pages), never polled. */
   queryModuleTwins(moduleId: string): Promise<ModuleTwinView[]>;
+  /**
+   * One query (all pages) for every device the base deployment targets, with the site its fleet
+   * tag names; for reconcile, never polled.
+   */
+  queryFleetDevices(): Promise<Array<{ deviceId: string; siteId?: string }>>;
 }
 
 /** Status code of an azure-iothub error. */
@@ -189,24 +195,44 @@ export function createRegistryHub(registry: Registry, options: { queryPageSize?:
     },
     async queryModuleTwins(moduleId) {
       const safe = moduleId.replaceAll("'", "''");
-      const query = registry.createQuery(
+      const rows = await queryAll(
         `SELECT * FROM devices.modules WHERE moduleId = '${safe}'`,
-        queryPageSize,
+        "query module twins",
       );
-      const out: ModuleTwinView[] = [];
-      try {
-        do {
-          // The promise form of next() without an argument sends no continuation token and
-          // re-reads page one forever; pass the token the previous page left.
-          const { result } = query.continuationToken
-            ? await query.next(query.continuationToken)
-            : await query.next();
-          for (const row of result as unknown[]) out.push(twinView(plain(row)));
-        } while (query.hasMoreResults);
-      } catch (err) {
-        throw wrap("query module twins", err);
-      }
-      return out;
+      return rows.map((row) => twinView(plain(row)));
+    },
+    async queryFleetDevices() {
+      const rows = await queryAll(
+        `SELECT * FROM devices WHERE ${FLEET_TARGET_CONDITION}`,
+        "query fleet devices",
+      );
+      return rows.map((row) => {
+        const o = asObject(row);
+        const tag = readFleetTag(o.tags);
+        return {
+          deviceId: String(o.deviceId ?? ""),
+          ...(tag.siteId !== undefined ? { siteId: tag.siteId } : {}),
+        };
+      });
     },
   };
+
+  /** Every row of a query, page by page. */
+  async function queryAll(sql: string, what: string): Promise<unknown[]> {
+    const query = registry.createQuery(sql, queryPageSize);
+    const out: unknown[] = [];
+    try {
+      do {
+        // The promise form of next() without an argument sends no continuation token and
+        // re-reads page one forever; pass the token the previous page left.
+        const { result } = query.continuationToken
+          ? await query.next(query.continuationToken)
+          : await query.next();
+        out.push(...(result as unknown[]));
+      } while (query.hasMoreResults);
+    } catch (err) {
+      throw wrap(what, err);
+    }
+    return out;
+  }
 }

@@ -11,6 +11,7 @@ import type { RolloutDeps } from "./context.ts";
 import { parseHybridConnection } from "./context.ts";
 import { buildDesired, MODULE_ID, withoutMeta } from "./desired-twin.ts";
 import type { JsonObject } from "./hub.ts";
+import { devicesOfRow } from "./offboard.ts";
 import { type SiteSpec, siteSpecSchema } from "./schemas.ts";
 import { siteStatusFromTwin } from "./status.ts";
 
@@ -25,6 +26,8 @@ export interface DriftItem {
     | "module"
     | "orphan-route"
     | "orphan-hybrid-connection"
+    | "device-not-in-site"
+    | "device-in-two-sites"
     | "bad-spec";
   detail: string;
   /** Whether reconcile re-applied the site for it (and whether that worked). */
@@ -44,11 +47,12 @@ export async function reconcileFleet(
   options: { repair?: boolean } = {},
 ): Promise<DriftReport> {
   const repair = options.repair ?? true;
-  const [sites, routes, twins, hcs] = await Promise.all([
+  const [sites, routes, twins, hcs, tagged] = await Promise.all([
     deps.ledger.listSites(),
     deps.ledger.listRoutes(),
     deps.hub.queryModuleTwins(MODULE_ID),
     deps.relay.list(),
+    deps.hub.queryFleetDevices(),
   ]);
   const items: DriftItem[] = [];
   const siteIds = new Set(sites.map((s) => s.siteId));
@@ -76,6 +80,8 @@ export async function reconcileFleet(
       });
     }
   }
+
+  items.push(...deviceDrift(sites, tagged));
 
   for (const site of sites) {
     let spec: SiteSpec;
@@ -164,4 +170,48 @@ export async function reconcileFleet(
   const report = { at: new Date().toISOString(), sites: sites.length, items };
   deps.logger?.info({ sites: report.sites, drift: items.length, items }, "reconcile drift report");
   return report;
+}
+
+/**
+ * Devices the sites and IoT Hub disagree about, reported only (which side is right is the
+ * operator's call): a device carrying a site's tag that is none of the site's devices (its
+ * DeviceCreated event was lost, or a removal stopped half way: the base deployment gives it the
+ * module, with no settings), a tag naming no site, and a device two sites list.
+ */
+function deviceDrift(
+  sites: ReadonlyArray<{ siteId: string; deviceId: string; spec?: string | undefined }>,
+  tagged: ReadonlyArray<{ deviceId: string; siteId?: string }>,
+): DriftItem[] {
+  const items: DriftItem[] = [];
+  const sitesOf = new Map<string, string[]>();
+  const devicesOf = new Map<string, string[]>();
+  for (const site of sites) {
+    const devices = devicesOfRow(site);
+    devicesOf.set(site.siteId, devices);
+    for (const d of devices) sitesOf.set(d, [...(sitesOf.get(d) ?? []), site.siteId]);
+  }
+  for (const [deviceId, ids] of sitesOf) {
+    if (ids.length < 2) continue;
+    for (const siteId of ids)
+      items.push({
+        siteId,
+        deviceId,
+        kind: "device-in-two-sites",
+        detail: `device ${deviceId} is listed by sites ${ids.join(" and ")}; remove it from all but one (relay-fleet devices remove)`,
+      });
+  }
+  for (const { deviceId, siteId } of tagged) {
+    if (siteId === undefined) continue;
+    const devices = devicesOf.get(siteId);
+    if (devices?.includes(deviceId)) continue;
+    items.push({
+      siteId,
+      deviceId,
+      kind: "device-not-in-site",
+      detail: devices
+        ? `device ${deviceId} is tagged for site ${siteId} but is none of its devices: add it (relay-fleet devices add ${siteId} ${deviceId}) or remove its tag`
+        : `device ${deviceId} is tagged for site ${siteId}, which does not exist: create the site or remove the tag`,
+    });
+  }
+  return items;
 }
