@@ -60,6 +60,14 @@ export interface RelayEmulatorOptions {
   maxListenersPerHybridConnection: number;
   /** Status for the listener over quota. The real code is undocumented [unsure]; 403 is the doc's pick. */
   listenerQuotaStatus: number;
+  /**
+   * Azure's quota of concurrent connections per namespace (5,000): listener control channels,
+   * relayed connections and senders waiting for a rendezvous all count. Over it a listen or
+   * connect is refused with `listenerQuotaStatus` and "QuotaExceeded".
+   */
+  maxConnectionsPerNamespace: number;
+  /** Azure's quota of hybrid connections per namespace (10,000); creating one more is refused (403). */
+  maxHybridConnectionsPerNamespace: number;
   /** Listener selection: the service balances "in random order"; tests may want determinism. */
   distribution: Distribution;
   /** Rendezvous address lifetime: "the maximum to assume is 30 seconds". */
@@ -113,6 +121,8 @@ export const DEFAULT_OPTIONS: Readonly<RelayEmulatorOptions> = Object.freeze({
   trustedIssuers: [],
   maxListenersPerHybridConnection: 25,
   listenerQuotaStatus: 403,
+  maxConnectionsPerNamespace: 5_000,
+  maxHybridConnectionsPerNamespace: 10_000,
   distribution: "random",
   rendezvousTimeoutMs: 30_000,
   rendezvousTimeoutStatus: 504,
@@ -138,6 +148,8 @@ export function resolveOptions(partial: Partial<RelayEmulatorOptions> = {}): Rel
   const o = { ...DEFAULT_OPTIONS, ...defined } as RelayEmulatorOptions;
   const positive: Array<keyof RelayEmulatorOptions> = [
     "maxListenersPerHybridConnection",
+    "maxConnectionsPerNamespace",
+    "maxHybridConnectionsPerNamespace",
     "rendezvousTimeoutMs",
     "maxMessageBytes",
     "maxControlFrameBytes",

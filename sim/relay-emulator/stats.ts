@@ -15,6 +15,8 @@ export interface RelayEmulatorStats {
   listenAttemptsBySource: Record<string, number>;
   listenRateLimited: number;
   listenersRefusedOverQuota: number;
+  /** Listens and connects refused because the namespace was at its connection quota. */
+  refusedOverNamespaceQuota: number;
   connects: number;
   accepts: number;
   rejects: number;
@@ -39,6 +41,7 @@ export class Stats {
   listenAttemptsBySource = new Map<string, number>();
   listenRateLimited = 0;
   listenersRefusedOverQuota = 0;
+  refusedOverNamespaceQuota = 0;
   connects = 0;
   accepts = 0;
   rejects = 0;
@@ -84,6 +87,7 @@ export class Stats {
       listenAttemptsBySource: Object.fromEntries(this.listenAttemptsBySource),
       listenRateLimited: this.listenRateLimited,
       listenersRefusedOverQuota: this.listenersRefusedOverQuota,
+      refusedOverNamespaceQuota: this.refusedOverNamespaceQuota,
       connects: this.connects,
       accepts: this.accepts,
       rejects: this.rejects,

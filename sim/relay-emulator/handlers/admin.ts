@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { z } from "zod";
-import { errorMessage, hasErrorCode } from "../../../lib/errors.ts";
+import { errorMessage, hasErrorCode, RelayFleetError } from "../../../lib/errors.ts";
 import { authorize } from "../auth.ts";
 import type { EmulatorContext } from "../context.ts";
 import type { RelayFaults } from "../faults.ts";
@@ -78,6 +78,13 @@ export function createAdmin(ctx: EmulatorContext): RelayAdmin {
     listHybridConnections: () => ns.list().map((hc) => info(hc.name)!),
     getHybridConnection: info,
     putHybridConnection(name, props = {}) {
+      const max = ctx.options.maxHybridConnectionsPerNamespace;
+      if (!ns.get(name) && ns.list().length >= max)
+        throw new RelayFleetError(
+          "RF_ERR_RELAYEMU_QUOTA_EXCEEDED",
+          `QuotaExceeded: the namespace already has ${max} hybrid connections`,
+          { status: 403 },
+        );
       const { created, hc } = ns.putHybridConnection(name, props);
       return { created, hybridConnection: info(hc.name)! };
     },

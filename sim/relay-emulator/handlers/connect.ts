@@ -10,6 +10,7 @@ import type { EmulatorContext, PendingRendezvous, UpgradeRequest } from "../cont
 import type { AcceptMessage, ControlChannel } from "../control-channel.ts";
 import { writeUpgradeError } from "../http-util.ts";
 import type { HybridConnection } from "../namespace.ts";
+import { refuseOverNamespaceQuota } from "../quotas.ts";
 import { hostOf } from "./listen.ts";
 
 const TOKEN_HEADERS = new Set(["servicebusauthorization"]);
@@ -89,6 +90,7 @@ export function handleConnect(ctx: EmulatorContext, u: UpgradeRequest): void {
     writeUpgradeError(u.socket, refusal.status, refusal.description);
     return;
   }
+  if (refuseOverNamespaceQuota(ctx, u.socket)) return;
   const listener = ctx.pickListener(hc);
   if (!listener) {
     writeUpgradeError(u.socket, 404, "There are no listeners connected for the endpoint");

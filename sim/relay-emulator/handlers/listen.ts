@@ -7,6 +7,7 @@ import { authorize, tokenFromRequest } from "../auth.ts";
 import type { EmulatorContext, UpgradeRequest } from "../context.ts";
 import { ControlChannel } from "../control-channel.ts";
 import { writeUpgradeError } from "../http-util.ts";
+import { refuseOverNamespaceQuota } from "../quotas.ts";
 
 const windows = new WeakMap<EmulatorContext, Map<string, { start: number; count: number }>>();
 
@@ -72,6 +73,7 @@ export function handleListen(ctx: EmulatorContext, u: UpgradeRequest): void {
     );
     return;
   }
+  if (refuseOverNamespaceQuota(ctx, u.socket)) return;
   const host = u.req.headers.host ?? `${ctx.options.host}:${ctx.options.port}`;
   ctx.controlServer.handleUpgrade(u.req, u.socket, u.head, (ws) => {
     if (!ctx.namespace.get(hc.name)) {
