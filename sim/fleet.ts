@@ -7,17 +7,32 @@
  * identity and twin. Sites are onboarded through the rollout API, never by writing configuration
  * directly.
  *
+ * The cloud parts hold no keys, as in Azure (ADR 0010): a local Microsoft Entra ID token issuer
+ * (sim/identity-emulator, in this process: it stands for the platform's managed-identity endpoint)
+ * gives each gateway and the rollout its own identity; the relay and IoT Hub emulators trust its
+ * key and hold the role assignments the infrastructure template makes; the ledger is Azurite over
+ * HTTPS with Entra ID tokens. Keys remain only where Azure keeps them: the edge (module identities,
+ * the sites' Listen rules) and the simulation's own harness (the relay's Manage rule, IoT Hub's
+ * owner policy, to read counters and hand modules their identities as the IoT Edge runtime does).
+ *
  * `npm start` (sim/index.ts) and the end-to-end tests both drive the pattern through this file.
  */
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { ROLES } from "../lib/entra/roles.ts";
 import { type Azurite, startAzurite } from "./azurite.ts";
 import { type NodeProcessSpec, type RunningProcess, startNodeProcess } from "./child-process.ts";
 import { type DemoServices, startDemoServices } from "./demo-services.ts";
 import { type HubInfo, HubRegistry, type ModuleTwinView } from "./hub-registry.ts";
+import { type IdentityEmulator, startIdentityEmulator } from "./identity-emulator/index.ts";
 import { freePort, freePortBlock, isPortFree } from "./ports.ts";
-import { type RelayInfo, type RelayStatsView, readRelayStats } from "./relay-admin-client.ts";
+import {
+  putRelayRoleAssignment,
+  type RelayInfo,
+  type RelayStatsView,
+  readRelayStats,
+} from "./relay-admin-client.ts";
 import { publicPortsOf, RolloutApiError, RolloutClient, type SiteView } from "./rollout-client.ts";
 import { type PartEvent, type PartState, Supervisor, type Watchable } from "./supervisor.ts";
 
@@ -25,6 +40,11 @@ export type { HubInfo, PartEvent, PartState, RelayInfo, RelayStatsView, SiteView
 export { RolloutApiError };
 
 export const MODULE_ID = "relayListener";
+
+/** The rollout's managed identity (the Functions app's) in the local token issuer. */
+const ROLLOUT_IDENTITY = "rollout";
+/** Gateway `index`'s managed identity (each instance its own, as each VM's would be). */
+const gatewayIdentity = (index: number) => `gateway-${index + 1}`;
 
 export interface FleetOptions {
   /** Where state, certificates and logs go. */
@@ -117,6 +137,8 @@ function watchable(proc: RunningProcess): Watchable {
 }
 
 export class Fleet {
+  /** The local Entra ID token issuer: each cloud part's managed identity. */
+  identity!: IdentityEmulator;
   relay!: RelayInfo;
   relayProcess!: RunningProcess;
   hub!: HubInfo;
@@ -134,7 +156,14 @@ export class Fleet {
   readonly supervisor: Supervisor;
   private registry!: HubRegistry;
   private client!: RolloutClient;
-  private readonly dirs: { logs: string; relay: string; hub: string; azurite: string; device: string };
+  private readonly dirs: {
+    logs: string;
+    relay: string;
+    hub: string;
+    azurite: string;
+    device: string;
+    identity: string;
+  };
   private stopped = false;
   /** Sites seen listed without all their public ports yet, since when (see stillOnboarding). */
   private readonly incompleteSince = new Map<string, number>();
@@ -153,6 +182,7 @@ export class Fleet {
       hub: join(d, "iothub"),
       azurite: join(d, "azurite"),
       device: join(d, "device"),
+      identity: join(d, "identity"),
     };
     // State holds keys (relay rules, device identities): this user only.
     for (const dir of Object.values(this.dirs)) mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -222,22 +252,36 @@ export class Fleet {
     return join(this.dirs.logs, `${name}.log`);
   }
 
+  /** The issuer's public key, which the relay and IoT Hub emulators trust (`--trust-file`). */
+  private get trustFile(): string {
+    return join(this.dirs.identity, "trust.json");
+  }
+
   private async startInfrastructure(): Promise<void> {
-    this.progress("starting the relay emulator (Azure Relay, wss)");
-    await this.startRelay();
+    this.progress("starting the token issuer (managed identities for the gateways and the rollout)");
+    this.identity = await startIdentityEmulator({
+      trustFile: this.trustFile,
+      identities: [ROLLOUT_IDENTITY],
+    });
 
     // The IoT Hub emulator posts device events to the rollout API, and the rollout API needs the
-    // hub's connection string: fix the API's port and key first so both can start in order.
+    // hub: fix the API's port and key first so the hub can start before it.
     this.rolloutPort = await freePort();
     const functionKey = randomBytes(24).toString("base64url");
     this.client = new RolloutClient(`http://127.0.0.1:${this.rolloutPort}`, functionKey);
     const eventGridUrl = `http://127.0.0.1:${this.rolloutPort}/runtime/webhooks/EventGrid?functionName=device-lifecycle&code=${functionKey}`;
 
+    // The three services need nothing of each other: started side by side (start-up time).
+    this.progress("starting the relay emulator (Azure Relay, wss)");
     this.progress("starting the IoT Hub emulator (MQTT + REST over TLS)");
-    await this.startHub(eventGridUrl);
-
-    this.progress("starting Azurite (Table storage for the port ledger)");
-    await this.startStorage();
+    this.progress("starting Azurite (Table storage for the port ledger, HTTPS with Entra ID)");
+    const started = await Promise.allSettled([
+      this.startRelay(),
+      this.startHub(eventGridUrl),
+      this.startStorage(),
+    ]);
+    // Every start has ended (so stop() finds each process); the first failure is the error.
+    for (const result of started) if (result.status === "rejected") throw result.reason;
 
     // A site onboarded from outside (the CLI, a DeviceCreated event) gets the default profile:
     // web and echo mappings to these shared demo services.
@@ -254,6 +298,8 @@ export class Fleet {
   /** Starts (or restarts, on the same port with its saved tables) Azurite's table service. */
   async startStorage(): Promise<void> {
     const storage = await startAzurite({
+      // HTTPS and Entra ID tokens: the gateways and the rollout reach the ledger by identity.
+      oauth: true,
       dir: this.dirs.azurite,
       logFile: this.log("azurite"),
       ...(this.storage ? { port: this.storage.port } : {}),
@@ -297,24 +343,23 @@ export class Fleet {
     this.supervise("rollout", proc, () => this.startRollout());
   }
 
-  /** Environment of the rollout service (also what the CLI needs for direct mode). */
+  /**
+   * Environment of the rollout service: its managed identity and where things are, no key (IoT
+   * Hub by IOTHUB_HOST_NAME, the ledger by LEDGER_TABLE_URL, the relay through its admin API with
+   * the identity; ROLLOUT_RELAY_SEND_AUTH defaults to entra, so no Send rule is made).
+   */
   rolloutEnv(): NodeJS.ProcessEnv {
     return {
-      IOTHUB_CONNECTION_STRING: this.hub.serviceConnectionString,
+      ...this.identity.envFor(ROLLOUT_IDENTITY),
+      IOTHUB_HOST_NAME: this.hub.hostName,
       IOTHUB_REST_PORT: String(this.hub.httpsPort),
       IOTHUB_CA_FILE: this.hub.caFile,
-      LEDGER_CONNECTION_STRING: this.storage.connectionString,
+      LEDGER_TABLE_URL: this.storage.tableEndpoint,
+      LEDGER_CA_FILE: this.storage.caFile,
       RELAY_ENDPOINT: this.relay.endpoint,
-      RELAY_MANAGE_KEY_NAME: this.relay.manageKeyName,
-      RELAY_MANAGE_KEY: this.relay.manageKey,
       RELAY_CA_FILE: this.relay.caFile,
       RELAY_TLS: "1",
       RELAY_PORT_RANGES: `${this.portRange.from}-${this.portRange.to}`,
-      // The simulation's gateways still use the ledger's Send rules (GATEWAY_RELAY_AUTH=sas).
-      ROLLOUT_RELAY_SEND_AUTH: "sas",
-      // The old Send key stays valid until every gateway has re-read the ledger (reloadGateways
-      // is called after a rotation too, but a gateway that misses the call re-reads on its timer).
-      ROTATE_SEND_GRACE_MS: String(Math.max(1_500, 2 * (this.options.ledgerReloadMs ?? 2_000) + 500)),
       // The status page reads the gateways' metrics; startGateway writes where they are.
       GATEWAY_METRICS_FILE: this.gatewayMetricsFile,
       // `relay-fleet audit` and the site page: the modules' records kept by the IoT Hub emulator,
@@ -340,7 +385,15 @@ export class Fleet {
   async startRelay(): Promise<void> {
     // The state file and the CA in --dir make a restart look like an outage to clients: the same
     // hybrid connections, rules, keys and CA come back on the same port.
-    const args = ["--tls", "--dir", this.dirs.relay, "--state-file", join(this.dirs.relay, "state.json")];
+    const args = [
+      "--tls",
+      "--dir",
+      this.dirs.relay,
+      "--state-file",
+      join(this.dirs.relay, "state.json"),
+      "--trust-file",
+      this.trustFile,
+    ];
     // A key in the environment, never on the command line (`ps` shows arguments to everyone).
     const manageKey = ownedKey(join(this.dirs.relay, "manage.key"));
     const env: NodeJS.ProcessEnv = { RELAY_EMULATOR_MANAGE_KEY: manageKey };
@@ -370,12 +423,32 @@ export class Fleet {
       manageKey,
     };
     writeFileSync(portFile, `${JSON.stringify({ port: Number(new URL(this.relay.url).port) })}\n`);
+    // What infra/main.json assigns the rollout: Azure Relay Owner here, the emulator's stand-in for
+    // ARM Contributor. By a fixed name, so a saved state is updated, not added to.
+    await putRelayRoleAssignment(this.relay, "sim-rollout-relay-owner", {
+      principalId: this.identity.addIdentity(ROLLOUT_IDENTITY).principalId,
+      roleDefinitionId: ROLES.relayOwner.id,
+    });
     this.supervise("relay-emulator", proc, () => this.startRelay());
   }
 
   /** Starts (or restarts, on the same ports with its saved state) the IoT Hub emulator. */
   async startHub(eventGridUrl?: string): Promise<void> {
-    const args = ["--dir", this.dirs.hub, "--state-file", join(this.dirs.hub, "state.json")];
+    // The rollout's IoT Hub data roles, as infra/main.json assigns them (given at every start: the
+    // emulator keeps role assignments in memory only).
+    const rollout = this.identity.addIdentity(ROLLOUT_IDENTITY).principalId;
+    const args = [
+      "--dir",
+      this.dirs.hub,
+      "--state-file",
+      join(this.dirs.hub, "state.json"),
+      "--trust-file",
+      this.trustFile,
+      "--role",
+      `${rollout}=${ROLES.iotHubRegistryContributor.id}`,
+      "--role",
+      `${rollout}=${ROLES.iotHubTwinContributor.id}`,
+    ];
     if (this.hub)
       args.push("--mqtt-port", String(this.hub.mqttPort), "--https-port", String(this.hub.httpsPort));
     const webhook = eventGridUrl ?? this.hubWebhook;
@@ -409,15 +482,24 @@ export class Fleet {
   async startGateway(index: number): Promise<GatewayHandle> {
     const host = `127.0.0.${index + 1}`;
     this.progress(`starting gateway #${index + 1} on ${host}`);
+    // Azure Relay Sender for its identity at the namespace, as infra/main.json assigns it (a
+    // rotation moves a site to a new hybrid connection, ADR 0009, so not per hybrid connection).
+    await putRelayRoleAssignment(this.relay, `sim-${gatewayIdentity(index)}-relay-sender`, {
+      principalId: this.identity.addIdentity(gatewayIdentity(index)).principalId,
+      roleDefinitionId: ROLES.relaySender.id,
+    });
     const proc = await this.spawn({
       name: `gateway-${index + 1}`,
       script: "cloud/gateway/src/main.ts",
       logFile: this.log(`gateway-${index + 1}`),
       isReady: (line) => line.event === "started",
+      // Its managed identity, no key: Azure Relay Sender (GATEWAY_RELAY_AUTH defaults to entra),
+      // the ledger and its status table by LEDGER_TABLE_URL. Azurite checks no roles (ADR 0010).
       env: {
-        LEDGER_CONNECTION_STRING: this.storage.connectionString,
+        ...this.identity.envFor(gatewayIdentity(index)),
+        LEDGER_TABLE_URL: this.storage.tableEndpoint,
+        LEDGER_CA_FILE: this.storage.caFile,
         RELAY_CA_FILE: this.relay.caFile,
-        GATEWAY_RELAY_AUTH: "sas",
         GATEWAY_BIND_HOST: host,
         GATEWAY_INSTANCE_ID: `gateway-${index + 1}`,
         GATEWAY_HEALTH_HOST: "127.0.0.1",
@@ -691,6 +773,7 @@ export class Fleet {
       this.hubProcess?.stop("SIGTERM", 3_000),
       this.relayProcess?.stop("SIGTERM", 3_000),
       this.storage?.close(),
+      this.identity?.close(),
       this.sharedServices?.close(),
       ...[...this.sites.values()].map((s) => s.services?.close()),
     ]);

@@ -1,10 +1,15 @@
 /**
  * No secret in any log, process list or readable file: a real `npm start` (sim/index.ts) with a
  * persistent state dir, a site added with the CLI and keys rotated, so every kind of key exists
- * (IoT Hub owner and device/module keys, the relay's root Manage key, Listen and Send keys old and
- * new, the rollout function key). Each secret is then searched for in every process's arguments
- * (/proc/<pid>/cmdline), in every log and in every file the run wrote; the files that must hold
- * keys (state files, key files, the ledger, TLS private keys) are readable by this user only.
+ * (IoT Hub owner and device/module keys, the relay's root Manage key, Listen keys old and new, the
+ * rollout function key, the managed identities' IDENTITY_HEADER secrets). Each secret is then
+ * searched for in every process's arguments (/proc/<pid>/cmdline), in every log and in every file
+ * the run wrote; the files that must hold keys (state files, key files, TLS private keys) are
+ * readable by this user only.
+ *
+ * The cloud parts hold no key at all (issue: managed identities): the environment of every gateway
+ * and of the rollout (/proc/<pid>/environ) names an identity and no connection string, account
+ * key, Manage key or Send rule, and the ledger (Azurite's table files) holds none of the keys.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -52,13 +57,34 @@ function cmdlines(pids: number[]): string[] {
   return out;
 }
 
-/** Files whose job is to hold keys; anything else must hold none. */
+/** Environment of a process, or undefined when it ended meanwhile. */
+function environOf(pid: number): Record<string, string> | undefined {
+  try {
+    const entries = readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").filter(Boolean);
+    return Object.fromEntries(entries.map((e) => [e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1)]));
+  } catch {
+    return undefined;
+  }
+}
+
+/** The processes that run in Azure (gateways, the Functions app), by their entry point. */
+const CLOUD_PARTS = [/cloud\/gateway\/src\/main\.ts/, /cloud\/functions\/src\/serve-local\.ts/];
+
+/** Settings that carry a key; none may be set in a cloud part. */
+const KEY_SETTINGS = [
+  "IOTHUB_CONNECTION_STRING",
+  "LEDGER_CONNECTION_STRING",
+  "AzureWebJobsStorage",
+  "RELAY_MANAGE_KEY",
+  "RELAY_MANAGE_KEY_NAME",
+];
+
+/** Files whose job is to hold keys; anything else (the ledger included) must hold none. */
 const KEY_STORES = [
   /^relay\/state\.json$/,
   /^relay\/manage\.key$/,
   /^iothub\/state\.json$/,
   /^iothub\/owner\.key$/,
-  /^azurite\//,
   /key\.pem$/,
 ];
 
@@ -78,8 +104,18 @@ test("npm start leaves no secret in process arguments, logs or readable files", 
     });
   const args: string[] = [];
   const secrets = new Set<string>();
+  const cloudEnvs: Array<{ part: string; env: Record<string, string> }> = [];
   const collect = () => {
-    args.push(...cmdlines([sim.pid, ...descendants(sim.pid)]));
+    const pids = [sim.pid, ...descendants(sim.pid)];
+    args.push(...cmdlines(pids));
+    for (const pid of pids) {
+      const cmd = cmdlines([pid])[0] ?? "";
+      const part = CLOUD_PARTS.find((re) => re.test(cmd));
+      const env = part ? environOf(pid) : undefined;
+      if (!part || !env) continue;
+      cloudEnvs.push({ part: part.source, env });
+      if (env.IDENTITY_HEADER) secrets.add(env.IDENTITY_HEADER);
+    }
     for (const f of ["relay/state.json", "iothub/state.json"])
       keysIn(JSON.parse(readFileSync(join(stateDir, f), "utf8")), secrets);
     for (const f of ["relay/manage.key", "iothub/owner.key"])
@@ -100,6 +136,29 @@ test("npm start leaves no secret in process arguments, logs or readable files", 
   secrets.delete(AZURITE_KEY); // Azurite's development key is public, documented by Microsoft.
   assert.ok(secrets.size >= 10, `owner, device, module, relay and function keys found: ${secrets.size}`);
   t.diagnostic(`${secrets.size} secrets, ${args.length} process command lines`);
+
+  // The gateways and the rollout run with a managed identity and no key of any kind.
+  assert.ok(
+    CLOUD_PARTS.every((re) => cloudEnvs.some((c) => c.part === re.source)),
+    "a gateway and the rollout were found",
+  );
+  const keyed: string[] = [];
+  for (const { part, env } of cloudEnvs) {
+    const name = part.includes("gateway") ? "gateway" : "rollout";
+    if (!env.IDENTITY_ENDPOINT || !env.IDENTITY_HEADER) keyed.push(`${name} has no managed identity`);
+    for (const k of KEY_SETTINGS) if (env[k]) keyed.push(`${name} has ${k}`);
+    if (env.GATEWAY_RELAY_AUTH === "sas" || env.ROLLOUT_RELAY_SEND_AUTH === "sas")
+      keyed.push(`${name} uses SAS`);
+    for (const [k, v] of Object.entries(env)) {
+      if (/SharedAccessKey=|AccountKey=|SharedAccessSignature /.test(v) || v.includes(AZURITE_KEY))
+        keyed.push(`${name}'s ${k} holds a key`);
+      // Its own identity's secret, and the function key the Functions host checks callers with
+      // (the host's own, not a key to anything else), are expected.
+      const own = k === "IDENTITY_HEADER" || (k === "ROLLOUT_FUNCTION_KEY" && v === functionKey);
+      for (const s of secrets) if (!own && v.includes(s)) keyed.push(`${name}'s ${k} holds a key`);
+    }
+  }
+  assert.deepEqual([...new Set(keyed)], [], "no key in the environment of a cloud part");
 
   const stateMode = statSync(join(cwd, ".sim-state")).mode & 0o777;
   sim.child.kill("SIGINT");
