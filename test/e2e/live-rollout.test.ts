@@ -4,7 +4,8 @@
  * byte-exact and never reset; the new site serves within seconds); a mapping added with
  * `PUT /api/sites/{id}/mappings/{name}` carries a real connection once the module runs; and
  * `POST /api/sites/{id}/rotate-keys` during a long transfer: the transfer survives, the old
- * Listen key is revoked, and new connections work with the new keys.
+ * Listen key is revoked, and new connections work with the new Listen key while the gateway
+ * signs in with its managed identity.
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -147,7 +148,7 @@ test("rotate-keys during a long transfer: the transfer survives, old Listen key 
   });
   await flowing(transfer, MiB, "before rotation");
 
-  const result = await fleet.api<{ listenKeyFingerprint: string; sendKeyFingerprint: string }>(
+  const result = await fleet.api<{ listenKeyFingerprint: string; sendKeyFingerprint?: string }>(
     "POST",
     "/api/sites/plant-1/rotate-keys",
   );
@@ -170,8 +171,17 @@ test("rotate-keys during a long transfer: the transfer survives, old Listen key 
   await flowing(transfer, MiB, "after rotation");
   await assertIntact(transfer);
 
-  // New connections: the gateway's Send key and the module's Listen key are both the new ones
-  // (the old slots were regenerated), so these succeed only with the new keys in use.
+  // New connections: the module listens with the new Listen key on the new hybrid connection; the
+  // gateway followed the ledger there and signs in with its managed identity (the simulation's
+  // default, as in Azure: no Send rule exists, so rotation had no Send key to hand out).
+  assert.equal(result.sendKeyFingerprint, undefined, "no Send key was made");
+  const gatewayReady = (await (
+    await fetch(`http://127.0.0.1:${fleet.gateways[0]?.adminPort}/readyz`)
+  ).json()) as { relayAuth?: { mode?: string; token?: string } };
+  assert.deepEqual(
+    { mode: gatewayReady.relayAuth?.mode, token: gatewayReady.relayAuth?.token },
+    { mode: "entra", token: "ok" },
+  );
   for (let i = 0; i < 5; i++) {
     const data = keystream()(64 * 1024 + i);
     assert.equal(sha256(await echoExact(echoPortOf("plant-1"), data)), sha256(data), `connection ${i}`);
