@@ -30,6 +30,9 @@ import {
 } from "./rollout/index.ts";
 import { loadRolloutSettings, type RolloutSettings } from "./settings.ts";
 
+/** Scope of an Entra ID token for IoT Hub's service API. */
+const IOTHUB_TOKEN_SCOPE = "https://iothubs.azure.net/.default";
+
 function configError(message: string): RelayFleetError {
   return new RelayFleetError("RF_ERR_ROLLOUT_CONFIG", message, { status: 500 });
 }
@@ -139,15 +142,28 @@ export function auditSourcesFromEnv(env: NodeJS.ProcessEnv = process.env): Audit
   const settings = loadRolloutSettings(env);
   const sources: AuditSource[] = [];
   if (settings.AUDIT_FROM_IOTHUB_EMULATOR) {
-    if (!settings.IOTHUB_CONNECTION_STRING)
-      throw configError("AUDIT_FROM_IOTHUB_EMULATOR needs IOTHUB_CONNECTION_STRING (the emulator's).");
-    sources.push(
-      hubEmulatorSource({
-        connectionString: settings.IOTHUB_CONNECTION_STRING,
-        restPort: settings.IOTHUB_REST_PORT,
-        ca: settings.IOTHUB_CA_FILE ? readFileSync(settings.IOTHUB_CA_FILE) : undefined,
-      }),
-    );
+    const where = {
+      restPort: settings.IOTHUB_REST_PORT,
+      ca: settings.IOTHUB_CA_FILE ? readFileSync(settings.IOTHUB_CA_FILE) : undefined,
+    };
+    if (settings.IOTHUB_HOST_NAME) {
+      // The app's managed identity, as for the rest of IoT Hub (the simulation's default).
+      const credential = new ManagedIdentityCredential(
+        settings.AZURE_CLIENT_ID ? { clientId: settings.AZURE_CLIENT_ID } : undefined,
+      );
+      sources.push(
+        hubEmulatorSource({
+          hostName: settings.IOTHUB_HOST_NAME,
+          bearerToken: async () => (await credential.getToken(IOTHUB_TOKEN_SCOPE)).token,
+          ...where,
+        }),
+      );
+    } else if (settings.IOTHUB_CONNECTION_STRING)
+      sources.push(hubEmulatorSource({ connectionString: settings.IOTHUB_CONNECTION_STRING, ...where }));
+    else
+      throw configError(
+        "AUDIT_FROM_IOTHUB_EMULATOR needs IOTHUB_HOST_NAME (managed identity) or IOTHUB_CONNECTION_STRING (the emulator's).",
+      );
   }
   const files = (settings.AUDIT_GATEWAY_LOG_FILES ?? "")
     .split(",")

@@ -230,7 +230,7 @@ export const rolloutSettingsSchema = z.object({
   }),
   AUDIT_FROM_IOTHUB_EMULATOR: documented(flag, {
     description:
-      "1: audit (relay-fleet audit, the status page's site view) reads the modules' records from the IoT Hub emulator's kept messages, with IOTHUB_CONNECTION_STRING (emulator-only; in Azure they are routed to storage, docs/audit.md)",
+      "1: audit (relay-fleet audit, the status page's site view) reads the modules' records from the IoT Hub emulator's kept messages, with the managed identity (IOTHUB_HOST_NAME) or IOTHUB_CONNECTION_STRING (emulator-only; in Azure they are routed to storage, docs/audit.md)",
     deploy: "local",
   }),
   AUDIT_GATEWAY_LOG_FILES: documented(optionalText(), {

@@ -90,26 +90,35 @@ function getJson(
   });
 }
 
-/** Module records kept by the IoT Hub emulator, read with the service connection string. */
-export function hubEmulatorSource(options: {
-  connectionString: string;
-  restPort?: number | undefined;
-  ca?: string | Buffer | undefined;
-}): AuditSource {
-  const cs = parseServiceConnectionString(options.connectionString);
+/**
+ * Module records kept by the IoT Hub emulator, read with the service connection string or, with
+ * `hostName` + `bearerToken`, with the app's managed identity (an Entra ID token for IoT Hub).
+ */
+export function hubEmulatorSource(
+  options: ({ connectionString: string } | { hostName: string; bearerToken: () => Promise<string> }) & {
+    restPort?: number | undefined;
+    ca?: string | Buffer | undefined;
+  },
+): AuditSource {
+  const sas =
+    "connectionString" in options ? parseServiceConnectionString(options.connectionString) : undefined;
+  const hostName = sas?.hostName ?? ("hostName" in options ? options.hostName : "");
+  const authorization = async (): Promise<string> => {
+    if (!sas) return `Bearer ${await (options as { bearerToken: () => Promise<string> }).bearerToken()}`;
+    return SharedAccessSignature.create(
+      sas.hostName,
+      sas.sharedAccessKeyName,
+      sas.sharedAccessKey,
+      Math.floor(Date.now() / 1000) + 300,
+    ).toString();
+  };
   return {
     name: "modules (IoT Hub emulator)",
     async read(since) {
-      const url = new URL(`https://${cs.hostName}:${options.restPort ?? 443}/emulator/messages/events`);
+      const url = new URL(`https://${hostName}:${options.restPort ?? 443}/emulator/messages/events`);
       url.searchParams.set("property", "relayFleetType:audit");
       if (since) url.searchParams.set("since", since.toISOString());
-      const token = SharedAccessSignature.create(
-        cs.hostName,
-        cs.sharedAccessKeyName,
-        cs.sharedAccessKey,
-        Math.floor(Date.now() / 1000) + 300,
-      ).toString();
-      const body = await getJson(url, { authorization: token }, options.ca);
+      const body = await getJson(url, { authorization: await authorization() }, options.ca);
       if (!Array.isArray(body)) throw new Error("the emulator did not answer with a list of messages");
       return auditFromRoutedMessages(body);
     },
