@@ -4,25 +4,33 @@
  *
  *   target        TCP sink: per connection an 8-byte big-endian length L, then L bytes; answers
  *                 one byte "K" once all L arrived.
- *   our-sender    TCP entry → project sender (`openLogicalPort` + `pumpStreams`), with a standby
- *                 pool (lib/hyco/standby.ts) unless `cold`
- *   our-listener  project listener → `readLogicalPort` (holding standbys) → target → `pumpStreams`
+ *   gateway       the cloud gateway's own code (`Gateway` from cloud/gateway/src/gateway.ts with
+ *                 `relayTunnelOpener`, `relayPump` and `StandbyPools`, configured by the gateway's
+ *                 own config schema and its defaults), one public port routed to the site; the
+ *                 ledger read is replaced by a fixed snapshot of one site and one route.
+ *   module        the relayListener module's own code (`Reconciler` with the module's listener
+ *                 factory and settings defaults), fed a desired twin document with one mapping
+ *                 `bench` to the target; the IoT Hub twin transport is left out.
  *   hyco-sender   TCP entry → hyco-ws `relayedConnect`, bytes copied the straightforward way
  *   hyco-listener hyco-ws `RelayedServer` → target, bytes copied the straightforward way
+ *
+ * Nothing of the data path is written here for the project: the gateway and module roles only
+ * wire the product's entry points the way their `main.ts` do.
  *
  * Args: role and a JSON config. Prints `{"event":"ready","port":N}`; answers IPC "cpu" with
  * `process.cpuUsage()` (getrusage from the kernel).
  */
-import { once } from "node:events";
 import net, { type AddressInfo } from "node:net";
 import hyco, { type LegacyWebSocket } from "hyco-ws";
-import { HeaderReader } from "../lib/hyco/header-reader.ts";
-import { takeBufferedMessages } from "../lib/hyco/held-messages.ts";
-import { HybridConnectionListener } from "../lib/hyco/listener.ts";
-import { acceptStream, readLogicalPort, refuseStream } from "../lib/hyco/logical-port-listener.ts";
-import { pumpStreams } from "../lib/hyco/pump.ts";
-import { StandbyGate, StandbyPool, startTunnelPump } from "../lib/hyco/standby.ts";
-import { openLogicalPort } from "../lib/hyco/tunnel.ts";
+import { loadConfig } from "../cloud/gateway/src/config.ts";
+import { Gateway } from "../cloud/gateway/src/gateway.ts";
+import { createMetrics } from "../cloud/gateway/src/metrics.ts";
+import { relayPump, relayTunnelOpener } from "../cloud/gateway/src/relay-tunnel.ts";
+import { StandbyPools } from "../lib/hyco/standby.ts";
+import { createLogger } from "../lib/log.ts";
+import { createListenerFactory } from "../modules/relayListener/src/listener-factory.ts";
+import { Reconciler } from "../modules/relayListener/src/reconciler.ts";
+import { readSettings } from "../modules/relayListener/src/settings.ts";
 
 interface Config {
   url: string;
@@ -30,8 +38,9 @@ interface Config {
   keyName: string;
   key: string;
   targetPort: number;
-  unmasked?: boolean;
-  /** No standby connections: every connection goes through the relay's rendezvous. */
+  /** Gateway role: its public port (chosen free by the benchmark). */
+  publicPort?: number;
+  /** No standby connections (GATEWAY_STANDBY_CONNECTIONS=0): every connection through the rendezvous. */
   cold?: boolean;
 }
 
@@ -85,73 +94,118 @@ function connectTarget(): net.Socket {
   return s;
 }
 
-function ourSender(): void {
-  const opts = {
-    endpoint: config.url,
-    hybridConnection: config.hc,
-    keyName: config.keyName,
-    key: config.key,
-    ...(config.unmasked ? { unmaskedFrames: true } : {}),
+const silent = createLogger("bench", { level: "silent" });
+
+/** The gateway as cloud/gateway/src/main.ts wires it, with a fixed one-route ledger. */
+function gateway(): void {
+  const env: NodeJS.ProcessEnv = {
+    GATEWAY_RELAY_AUTH: "sas",
+    GATEWAY_BIND_HOST: "127.0.0.1",
+    ...(config.cold ? { GATEWAY_STANDBY_CONNECTIONS: "0" } : {}),
+    // Knobs the benchmark may turn (the gateway's own variables, as an operator would).
+    ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith("GATEWAY_"))),
+    LEDGER_CONNECTION_STRING: "UseDevelopmentStorage=true",
   };
-  const standby = config.cold
-    ? undefined
-    : new StandbyPool(
-        opts,
-        process.env.BENCH_RELAY_STANDBY ? { size: Number(process.env.BENCH_RELAY_STANDBY) } : {},
-      );
-  entry((socket) => {
-    openLogicalPort(opts, "bench", { pipelined: true, ...(standby ? { standby } : {}) }).then(
-      (ws) => {
-        startTunnelPump(ws, socket);
-        socket.resume();
-      },
-      () => socket.destroy(),
-    );
+  const settings = loadConfig(env);
+  const metrics = createMetrics({ defaultMetrics: false });
+  const standby =
+    settings.GATEWAY_STANDBY_CONNECTIONS > 0
+      ? new StandbyPools({
+          size: settings.GATEWAY_STANDBY_CONNECTIONS,
+          warmForMs: settings.GATEWAY_STANDBY_WARM_MS,
+        })
+      : undefined;
+  const port = config.publicPort ?? 0;
+  const site = {
+    siteId: "bench",
+    hybridConnection: config.hc,
+    relayEndpoint: config.url,
+    sendKeyName: config.keyName,
+    sendKey: config.key,
+  };
+  const gw = new Gateway({
+    loadLedger: async () => ({
+      sites: new Map([["bench", site]]),
+      routes: [
+        {
+          key: String(port),
+          kind: "tcp" as const,
+          port,
+          siteId: "bench",
+          portName: "bench",
+          allowCidrs: [],
+          maxConnections: 10_000,
+          ratePerMinute: 0,
+          maxConnectionsPerSource: 10_000,
+          proxyProtocol: false,
+        },
+      ],
+      problems: [],
+    }),
+    openTunnel: relayTunnelOpener({ timeoutMs: settings.GATEWAY_CONNECT_TIMEOUT_MS, standby }),
+    pump: relayPump,
+    metrics,
+    log: silent,
+    bindHost: settings.GATEWAY_BIND_HOST,
+    reloadIntervalMs: 0,
+    firstBytesTimeoutMs: settings.GATEWAY_FIRST_BYTES_TIMEOUT_MS,
+    routeDefaults: {
+      maxConnectionsPerSource: settings.GATEWAY_MAX_CONNECTIONS_PER_SOURCE,
+      silentTimeoutMs: settings.GATEWAY_SILENT_TIMEOUT_MS,
+      idleTimeoutMs: settings.GATEWAY_IDLE_TIMEOUT_MS,
+    },
+  });
+  void gw.start().then((r) => {
+    if (!r.ok || gw.listening().length === 0) {
+      process.stderr.write(`gateway did not bind: ${JSON.stringify(r)} ${JSON.stringify(gw.unbound())}\n`);
+      process.exit(1);
+    }
+    ready(gw.listening()[0]?.port ?? 0);
   });
 }
 
-function ourListener(): void {
-  const listener = new HybridConnectionListener({
-    endpoint: config.url,
-    hybridConnection: config.hc,
-    keyName: config.keyName,
-    key: config.key,
-    ...(config.unmasked ? { unmaskedFrames: true } : {}),
+/** The relayListener module as modules/relayListener/src/module.ts wires it, minus the twin transport. */
+function module(): void {
+  const settings = readSettings({
+    ...process.env,
+    RELAY_LISTENER_COUNT: process.env.RELAY_LISTENER_COUNT ?? "1",
   });
-  const gate = new StandbyGate({ max: 16, idleMs: 300_000 });
-  listener.on("accept", async (req) => {
-    try {
-      const ws = await req.accept();
-      // The module's own logical-port layer (lib/hyco/logical-port-listener.ts): a standby, once
-      // answered, stays one; after each clean end of stream it waits for the next.
-      let standby = false;
-      for (;;) {
-        const reader = new HeaderReader(ws, takeBufferedMessages(ws));
-        const request = await readLogicalPort(ws, reader, {
-          preambleTimeoutMs: 10_000,
-          standby: gate,
-          recycled: standby,
-        });
-        if (!request) return;
-        standby = request.standby;
-        if (request.portName !== "bench") {
-          reader.release();
-          return refuseStream(ws, 1008, "no such logical port");
-        }
-        const sock = connectTarget();
-        await once(sock, "connect");
-        acceptStream(ws);
-        const result = await pumpStreams(ws, sock, { reusable: standby, initialData: reader.release() });
-        if (!result.reusable) return;
+  const reconciler = new Reconciler({
+    listenerFactory: createListenerFactory({
+      ca: settings.relayCa,
+      backoff: settings.relayBackoff,
+      logger: silent,
+    }),
+    listenerCount: settings.listenerCount,
+    allowlist: settings.allowlist,
+    logger: silent,
+    preambleTimeoutMs: settings.preambleTimeoutMs,
+    keepAliveMs: settings.keepAliveMs,
+    standby: settings.standby,
+  });
+  void reconciler
+    .applyDesired(
+      {
+        schemaVersion: "1.0",
+        relay: {
+          endpoint: config.url,
+          hybridConnection: config.hc,
+          sasKeyName: config.keyName,
+          sasKey: config.key,
+        },
+        mappings: { bench: { target: `127.0.0.1:${config.targetPort}`, maxConnections: 10_000 } },
+      },
+      1,
+    )
+    .then(async () => {
+      for (let i = 0; i < 300; i++) {
+        const state = reconciler.state();
+        if (state.relay.status === "online") return ready();
+        await new Promise((r) => setTimeout(r, 100));
       }
-    } catch {
-      // a failed connection is the sender's problem; the benchmark counts it there
-    }
-  });
-  listener.on("state", (s) => {
-    if (s.status === "online") ready();
-  });
-  listener.start();
+      process.stderr.write("module never came online\n");
+      process.exit(1);
+    });
 }
 
 /** The straightforward copy loop a hyco-ws user writes: no backpressure, FIN → close. */
@@ -193,8 +247,8 @@ function hycoListener(): void {
 
 const roles: Record<string, () => void> = {
   target,
-  "our-sender": ourSender,
-  "our-listener": ourListener,
+  gateway,
+  module,
   "hyco-sender": hycoSender,
   "hyco-listener": hycoListener,
 };

@@ -1,19 +1,24 @@
 /**
  * `npm run bench:relay`: the relay data path on loopback, in one run, three ways:
- *   direct TCP (the limit) · project sender → emulator → project listener → target ·
+ *   direct TCP (the limit) · the gateway's code → emulator → the relayListener module's code →
+ *   target (the product's own entry points, bench/relay-path-node.ts) ·
  *   hyco-ws on both ends used the straightforward way (the baseline).
  * Each path carries a bulk transfer (throughput, CPU seconds per GiB in the sender and listener
  * processes from the kernel's rusage) and a connect-send-receive-close loop (latency p50/p99).
  * Every role is its own child process (bench/relay-path-node.ts); the relay emulator too.
  * Sizes: BENCH_RELAY_MIB (default 512), BENCH_RELAY_CONNECTS (default 300), BENCH_RELAY_PAUSE_MS
- * (default 5), BENCH_RELAY_STANDBY (standby connections kept by the project sender; default the pool's, 2).
+ * (default 5). GATEWAY_* variables reach the gateway role as they would reach the gateway (e.g.
+ * GATEWAY_STANDBY_CONNECTIONS).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { freePort } from "../sim/ports.ts";
 import type { BenchFigure, BenchSection } from "./types.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -31,6 +36,9 @@ interface Child {
 
 const children: ChildProcess[] = [];
 
+/** Environment of every child: the module role reads its allowlist file as the module does. */
+const roleEnv: NodeJS.ProcessEnv = {};
+
 function spawnNode(script: string, args: string[], nodeFlags: string[] = []): Promise<Child> {
   // BENCH_RELAY_PROFILE_DIR: V8 CPU profiles of the sender/listener processes, for tuning.
   const prof = process.env.BENCH_RELAY_PROFILE_DIR;
@@ -42,7 +50,7 @@ function spawnNode(script: string, args: string[], nodeFlags: string[] = []): Pr
     {
       cwd: repo,
       stdio: ["ignore", "pipe", "inherit", "ipc"],
-      env: { ...process.env, LOG_LEVEL: "silent" },
+      env: { ...process.env, LOG_LEVEL: "silent", ...roleEnv },
     },
   );
   children.push(proc);
@@ -157,14 +165,15 @@ async function measure(entryPort: number, procs?: { sender: ChildProcess; listen
 async function relayPath(kind: "our" | "hyco", config: Record<string, unknown>): Promise<PathResult> {
   // The baseline is hyco-ws as a user installs it: without native masking (bench/lib/hide-bufferutil.cjs).
   const flags = kind === "hyco" ? ["--require", join(here, "lib", "hide-bufferutil.cjs")] : [];
+  const roles = kind === "hyco" ? ["hyco-listener", "hyco-sender"] : ["module", "gateway"];
   const listener = await spawnNode(
     "bench/relay-path-node.ts",
-    [`${kind}-listener`, JSON.stringify(config)],
+    [roles[0] as string, JSON.stringify(config)],
     flags,
   );
   const sender = await spawnNode(
     "bench/relay-path-node.ts",
-    [`${kind}-sender`, JSON.stringify(config)],
+    [roles[1] as string, JSON.stringify({ ...config, publicPort: await freePort() })],
     flags,
   );
   try {
@@ -221,6 +230,9 @@ function latencyFigures(
 
 export async function runBenchmark(): Promise<BenchSection> {
   const manageKey = randomBytes(32).toString("base64");
+  const dir = mkdtempSync(join(tmpdir(), "relay-path-bench-"));
+  writeFileSync(join(dir, "allowlist.txt"), "127.0.0.1/32:*\n");
+  roleEnv.RELAY_ALLOWLIST_FILE = join(dir, "allowlist.txt");
   try {
     const emulator = await spawnNode("sim/relay-emulator/main.ts", [
       "--manage-key",
@@ -240,7 +252,6 @@ export async function runBenchmark(): Promise<BenchSection> {
     const hycoRes = await relayPath("hyco", config);
     const ours = await relayPath("our", config);
     const oursCold = await relayPath("our", { ...config, cold: true });
-    const oursUnmasked = await relayPath("our", { ...config, unmasked: true });
     const cpu = (r: PathResult) => (r.senderCpuPerGiB ?? 0) + (r.listenerCpuPerGiB ?? 0);
     const fig = (f: BenchFigure) => f;
     const figures: BenchFigure[] = [];
@@ -253,10 +264,7 @@ export async function runBenchmark(): Promise<BenchSection> {
         true,
       ),
     );
-    for (const [label, r] of [
-      ["project (ws://, masked frames)", ours],
-      ["project (zero mask, opt-in)", oursUnmasked],
-    ] as const) {
+    for (const [label, r] of [["project (ws://, masked frames)", ours]] as const) {
       figures.push(
         fig({
           metric: `throughput, ${label}`,
@@ -301,12 +309,13 @@ export async function runBenchmark(): Promise<BenchSection> {
         "every role (sender, listener, emulator, target) is its own process; CPU = getrusage of the sender and listener processes over the bulk transfer",
         "project path includes the azbridge preamble round trip; hyco-ws path has none (hyco-ws has no logical ports)",
         "bufferutil (native masking) is a dependency of this project and ws@8 uses it; the hyco-ws baseline runs as published (its ws@1.1.5 has no bufferutil dependency), with bufferutil hidden from it, so it masks in JavaScript as its users' installs do",
-        `project paths keep two standby connections (lib/hyco/standby.ts, as the gateway does by default): a connection takes one, skipping the relay's rendezvous, and gives it back when its stream ends cleanly (empty message as end of stream, ADR 0005); "no standby" is every connection through the rendezvous. Back to back: the next connect follows the previous close at once; paused: ${PAUSE_MS} ms between connections`,
-        "zero mask: ws skips the XOR pass when the mask is 0; opt-in (`unmaskedFrames`), the default keeps the random mask RFC 6455 requires and masks natively with bufferutil",
+        "project: the gateway's own code (Gateway, relayTunnelOpener, relayPump, StandbyPools with the gateway's config defaults) and the module's own code (Reconciler, its listener factory and settings defaults) in two processes; only the ledger read and the twin transport are replaced by fixed documents",
+        `project paths keep the gateway's default standby pool (lib/hyco/standby.ts): a connection takes one, skipping the relay's rendezvous, and gives it back when its stream ends cleanly (empty message as end of stream, ADR 0005); "no standby" is GATEWAY_STANDBY_CONNECTIONS=0, every connection through the rendezvous. Back to back: the next connect follows the previous close at once; paused: ${PAUSE_MS} ms between connections`,
       ],
     };
   } finally {
     for (const c of children) if (c.exitCode === null) c.kill();
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
