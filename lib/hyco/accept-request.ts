@@ -72,7 +72,7 @@ export class AcceptRequest {
   }
 
   private open(url: string, protocol: string | undefined): WebSocket {
-    const ws = new WebSocket(url, protocol ? [protocol] : [], relaySocketOptions(this.settings));
+    const ws = new WebSocket(url, protocol ? [protocol] : [], relaySocketOptions({ ...this.settings, url }));
     this.pending.add(ws);
     ws.once("close", () => this.pending.delete(ws));
     return ws;

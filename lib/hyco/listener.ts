@@ -198,9 +198,11 @@ export class HybridConnectionListener extends EventEmitter<HybridConnectionListe
     const what = `listen on '${this.options.hybridConnection}'`;
     let ws: WebSocket;
     try {
+      const url = listenUrl(this.options.endpoint, this.options.hybridConnection);
       ws = new WebSocket(
-        listenUrl(this.options.endpoint, this.options.hybridConnection),
+        url,
         relaySocketOptions({
+          url,
           ca: this.options.ca,
           timeoutMs: this.options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
           unmasked: this.unmasked(),

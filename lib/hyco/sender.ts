@@ -5,7 +5,7 @@
  * the upgrade's answer and is mapped to a `RelayFleetError` code here.
  */
 import type { IncomingMessage } from "node:http";
-import { WebSocket } from "ws";
+import { type ClientOptions, WebSocket } from "ws";
 import { RelayFleetError } from "../errors.ts";
 import {
   CONNECT_TIMEOUT_MS,
@@ -15,6 +15,7 @@ import {
   USER_AGENT,
 } from "./constants.ts";
 import { createSasToken } from "./sas.ts";
+import { connectWithSessionReuse } from "./tls-sessions.ts";
 import { connectUrl, tokenAudience } from "./urls.ts";
 
 export interface SenderOptions {
@@ -102,12 +103,14 @@ export function errorForFailure(err: Error, what: string): RelayFleetError {
 
 /** Options shared by every relay WebSocket we open (sender, control channel, rendezvous). */
 export function relaySocketOptions(opts: {
+  /** The WebSocket URL: a wss URL gets TLS session resumption (lib/hyco/tls-sessions.ts). */
+  url: string;
   ca?: string | Buffer;
   timeoutMs: number;
   unmasked: boolean;
   maxPayload: number;
   headers?: Record<string, string>;
-}): import("ws").ClientOptions {
+}): ClientOptions {
   return {
     perMessageDeflate: false,
     // Relayed bytes are opaque; a peer's text frame need not be UTF-8 (saves a pass over it).
@@ -117,6 +120,11 @@ export function relaySocketOptions(opts: {
     headers: { "Relay-User-Agent": USER_AGENT, ...opts.headers },
     ...(opts.ca ? { ca: opts.ca } : {}),
     ...(opts.unmasked ? { generateMask: zeroMask } : {}),
+    // ws types createConnection as net.createConnection's overloads; it only ever calls the
+    // options form, which is what connectWithSessionReuse takes.
+    ...(opts.url.startsWith("wss:")
+      ? { createConnection: connectWithSessionReuse as unknown as ClientOptions["createConnection"] }
+      : {}),
   };
 }
 
@@ -159,6 +167,7 @@ export function connectSender(options: SenderOptions): Promise<WebSocket> {
     const ws = new WebSocket(
       url,
       relaySocketOptions({
+        url,
         ca: options.ca,
         timeoutMs,
         unmasked: options.unmaskedFrames ?? false,

@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import net, { type AddressInfo } from "node:net";
 import { describe, it, type TestContext } from "node:test";
+import type { TLSSocket } from "node:tls";
 import type { WebSocket } from "ws";
 import { HybridConnectionListener, type ListenerOptions } from "../../lib/hyco/listener.ts";
 import { pumpStreams } from "../../lib/hyco/pump.ts";
@@ -41,6 +42,12 @@ async function setup(t: TestContext, opts: Parameters<typeof startRelayEmulator>
       ...extra,
     });
   return { relay, listen, send, startListener, sender };
+}
+
+function tlsSocketOf(ws: WebSocket): TLSSocket {
+  const socket = (ws as unknown as { _socket: TLSSocket | null })._socket;
+  assert.ok(socket, "open WebSocket has a socket");
+  return socket;
 }
 
 function codeOf(p: Promise<unknown>): Promise<string | undefined> {
@@ -101,7 +108,14 @@ describe("hyco client against the relay emulator", () => {
     const payload = randomBytes(300_000);
     assert.ok((await roundTrip(ws, payload)).equals(payload));
     ws.close();
-    // Without the CA the TLS handshake fails: a typed, non-fatal error.
+    // The next connection resumes the relay's TLS session (lib/hyco/tls-sessions.ts): no full
+    // handshake per relayed connection. The rendezvous of the listener's accepts resumes too.
+    const again = await sender({ endpoint: relay.endpoint, ca: relay.ca });
+    assert.equal(tlsSocketOf(again).isSessionReused(), true, "sender's second TLS connection resumed");
+    assert.ok((await roundTrip(again, payload)).equals(payload));
+    again.close();
+    // Without the CA the TLS handshake fails: a typed, non-fatal error (a session cached for a
+    // connection that trusted the emulator's CA is never offered to one that does not).
     assert.equal(await codeOf(sender({ endpoint: relay.endpoint })), "RF_ERR_RELAY_UNREACHABLE");
   });
 
