@@ -112,6 +112,7 @@ function gateway(): void {
     settings.GATEWAY_STANDBY_CONNECTIONS > 0
       ? new StandbyPools({
           size: settings.GATEWAY_STANDBY_CONNECTIONS,
+          maxSize: settings.GATEWAY_STANDBY_MAX,
           warmForMs: settings.GATEWAY_STANDBY_WARM_MS,
         })
       : undefined;

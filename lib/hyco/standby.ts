@@ -38,10 +38,19 @@ export const CLOSE_STANDBY_FULL = 1013;
 
 export interface StandbyPoolOptions {
   /**
-   * Standby connections kept per hybrid connection while warm (default 2: one serves the next
-   * stream while the other is still on its way back from the last).
+   * Fewest standby connections kept per hybrid connection while warm (default 2: one serves the
+   * next stream while the other is still on its way back from the last).
    */
   size?: number;
+  /**
+   * Most standby connections kept (default 16, never below `size`). Between `size` and this, the
+   * pool follows demand: as many as the largest burst of connections (open at once, each opened
+   * within the last 250 ms) within the last `demandWindowMs` to `2 × demandWindowMs`,
+   * so a burst of N finds N ready the next time (docs/adr/0013-standby-pool-follows-demand.md).
+   */
+  maxSize?: number;
+  /** Demand is the peak of streams out at once over this window and the one before (default 10 s). */
+  demandWindowMs?: number;
   /** Stay warm this long after the last connection (default 5 min). */
   warmForMs?: number;
   /** Retire a standby after this long (default 4 min, below the listener's default idle 5 min). */
@@ -82,6 +91,27 @@ const RETURN_GRACE_MS = 100;
  * over a WAN; on loopback a stream comes back within a millisecond or two.
  */
 const RETURN_WAIT_MS = 250;
+
+/**
+ * Default ceiling of a pool that follows demand: 16 concurrent streams per site and gateway (an HMI
+ * page's or a connection-per-query client's burst) skip the rendezvous; the module holds up to
+ * 64 standbys (STANDBY_MAX), enough for four gateways at the ceiling.
+ */
+const DEFAULT_MAX_STANDBYS = 16;
+
+/** Demand is measured over this window and the previous one: a pool shrinks 10–20 s after a burst. */
+const DEMAND_WINDOW_MS = 10_000;
+
+/**
+ * Streams opened within this long of each other and still open count as one burst: a page's
+ * parallel requests, a pool of database clients starting. Long sessions opened one by one (RDP,
+ * SSH) keep the pool at its floor however many there are: a standby only helps connections that
+ * come while it waits.
+ */
+const BURST_INTERVAL_MS = 250;
+
+/** Bound on the young ordinary streams remembered (far above any pool's ceiling). */
+const MAX_TRACKED_ORDINARY = 1_024;
 
 /** Which pool a standby in use came from (for `giveBack`). */
 const origins = new WeakMap<WebSocket, StandbyPool>();
@@ -165,6 +195,14 @@ export class StandbyPool {
   private closed = false;
   private fillTimer: NodeJS.Timeout | undefined;
   private readonly size: number;
+  private readonly maxSize: number;
+  private readonly demandWindowMs: number;
+  /** Most streams out at once (standbys lent + takers waiting) in this window and the last. */
+  private demandNow = 0;
+  private demandBefore = 0;
+  private demandWindowStart = 0;
+  /** Streams on ordinary connections opened within the burst interval, oldest first. */
+  private readonly ordinary: Array<{ ws: WebSocket | undefined; at: number }> = [];
   private readonly warmForMs: number;
   private readonly maxAgeMs: number;
   private readonly replyTimeoutMs: number;
@@ -178,6 +216,8 @@ export class StandbyPool {
     options: StandbyPoolOptions = {},
   ) {
     this.size = options.size ?? 2;
+    this.maxSize = Math.max(this.size, options.maxSize ?? DEFAULT_MAX_STANDBYS);
+    this.demandWindowMs = options.demandWindowMs ?? DEMAND_WINDOW_MS;
     this.warmForMs = options.warmForMs ?? 300_000;
     this.maxAgeMs = options.maxAgeMs ?? 240_000;
     this.replyTimeoutMs = options.replyTimeoutMs ?? 10_000;
@@ -222,7 +262,7 @@ export class StandbyPool {
     if (reusable && ws.readyState === ws.OPEN && leftovers.length > 0) {
       ws.close(1002, "data after the end of stream"); // the listener broke the protocol
     } else if (reusable && ws.readyState === ws.OPEN) {
-      if (!this.closed && (this.waiters.length > 0 || this.spares.length < this.size)) {
+      if (!this.closed && (this.waiters.length > 0 || this.spares.length < this.target(Date.now()))) {
         this.add(ws);
         return;
       }
@@ -252,9 +292,67 @@ export class StandbyPool {
     ws.once("close", onClose);
   }
 
+  /** Rolls the demand windows forward to `now`. */
+  private rollDemand(now: number): void {
+    const elapsed = now - this.demandWindowStart;
+    if (elapsed < this.demandWindowMs) return;
+    this.demandBefore = elapsed < 2 * this.demandWindowMs ? this.demandNow : 0;
+    this.demandNow = 0;
+    this.demandWindowStart = now;
+  }
+
+  /**
+   * A take. Demand is how many streams were being set up at once: this one, the takers waiting,
+   * and the streams opened within the last burst interval that are still open, on a standby or on
+   * an ordinary connection ({@link noteOrdinary}). Older streams do not count: a standby helps
+   * only connections that arrive together, and long sessions opened one by one (RDP, SSH) would
+   * otherwise keep a spare per session.
+   */
+  private noteDemand(now: number): void {
+    this.rollDemand(now);
+    while (this.ordinary.length > 0 && now - (this.ordinary[0] as { at: number }).at >= BURST_INTERVAL_MS)
+      this.ordinary.shift();
+    let young = this.waiters.length + 1;
+    for (const use of this.inUse.values()) if (now - use.takenAt < BURST_INTERVAL_MS) young++;
+    // A miss counts while it connects (no ws yet) and while its stream is open.
+    for (const o of this.ordinary) if (!o.ws || o.ws.readyState === o.ws.OPEN) young++;
+    this.demandNow = Math.max(this.demandNow, young);
+  }
+
+  /**
+   * A stream that found no standby and went through the rendezvous: it counts towards demand
+   * while it is young, like a standby in use (`openLogicalPort` calls this).
+   */
+  noteOrdinary(ws: WebSocket): void {
+    const connecting = this.ordinary.find((o) => o.ws === undefined);
+    if (connecting) {
+      connecting.ws = ws;
+      return;
+    }
+    if (this.ordinary.length >= MAX_TRACKED_ORDINARY) this.ordinary.shift();
+    this.ordinary.push({ ws, at: Date.now() });
+  }
+
+  /** Standbys to keep ready now: recent peak demand, within `size` … `maxSize`. */
+  target(now = Date.now()): number {
+    this.rollDemand(now);
+    return Math.min(this.maxSize, Math.max(this.size, this.demandNow, this.demandBefore));
+  }
+
+  /**
+   * A take that found nothing: its caller connects through the rendezvous and hands the ws to
+   * {@link noteOrdinary}. Recorded at once, in the same turn, so takes of one burst see each other.
+   */
+  private miss(): undefined {
+    if (this.ordinary.length >= MAX_TRACKED_ORDINARY) this.ordinary.shift();
+    this.ordinary.push({ ws: undefined, at: Date.now() });
+    return undefined;
+  }
+
   private takeOrWait(): WebSocket | undefined | Promise<WebSocket | undefined> {
     if (this.closed) return undefined;
     this.lastUseAt = Date.now();
+    this.noteDemand(this.lastUseAt);
     for (let spare = this.spares.shift(); spare; spare = this.spares.shift()) {
       this.release(spare);
       if (spare.ws.readyState === spare.ws.OPEN) {
@@ -263,16 +361,16 @@ export class StandbyPool {
       }
     }
     this.scheduleFill();
-    if (this.waiters.length >= this.opening + this.ending) return undefined;
+    if (this.waiters.length >= this.opening + this.ending) return this.miss();
     return new Promise((resolve) => {
       const waiter = (ws: WebSocket | undefined) => {
         clearTimeout(timer);
-        resolve(ws);
+        resolve(ws ?? this.miss());
       };
       const timer = setTimeout(() => {
         const index = this.waiters.indexOf(waiter);
         if (index >= 0) this.waiters.splice(index, 1);
-        resolve(undefined);
+        resolve(this.miss());
       }, RETURN_WAIT_MS);
       this.waiters.push(waiter);
     });
@@ -325,10 +423,16 @@ export class StandbyPool {
       this.scheduleFill(this.pausedUntil - now); // still warm: try again once the backoff is over
       return;
     }
+    const target = this.target(now);
+    // Demand fell (the windows moved on): the spares beyond it are closed, oldest first.
+    while (this.spares.length > target) {
+      const spare = this.spares[0] as Spare;
+      this.drop(spare, "standby not needed");
+    }
     // Standbys in use for less than the grace period are expected back and count as held.
     let returning = 0;
     for (const use of this.inUse.values()) if (now - use.takenAt < RETURN_GRACE_MS) returning++;
-    while (this.spares.length + this.opening + returning < this.size) {
+    while (this.spares.length + this.opening + returning < target) {
       this.opening++;
       openLogicalPort(this.sender, STANDBY_PORT_NAME, { replyTimeoutMs: this.replyTimeoutMs }).then(
         (ws) => {
@@ -344,6 +448,8 @@ export class StandbyPool {
         },
       );
     }
+    // Above the floor the pool must also shrink when nobody takes: look again once the window moved.
+    if (target > this.size) this.scheduleFill(this.demandWindowMs);
   }
 
   /**

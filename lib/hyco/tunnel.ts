@@ -117,7 +117,9 @@ export async function openLogicalPort(
       if ((err as { closeCode?: number }).closeCode === undefined) throw err;
     }
   }
-  return startLogicalPort(await connectSender(sender), preamble, portName, options);
+  const ws = await connectSender(sender);
+  options.standby?.noteOrdinary(ws);
+  return startLogicalPort(ws, preamble, portName, options);
 }
 
 /** Writes the preamble on a connected `ws` and, unless pipelined, waits for the listener's reply. */

@@ -87,6 +87,7 @@ export const gatewayEnvSchema = z.object({
   GATEWAY_CONNECT_TIMEOUT_MS: int(15_000, 1),
   GATEWAY_DRAIN_TIMEOUT_MS: int(30_000),
   GATEWAY_STANDBY_CONNECTIONS: int(2),
+  GATEWAY_STANDBY_MAX: int(16),
   GATEWAY_STANDBY_WARM_MS: int(300_000, 1),
   /** Fallbacks for routes whose ledger row sets no limit of its own (0 = off). */
   GATEWAY_MAX_CONNECTIONS_PER_SOURCE: int(

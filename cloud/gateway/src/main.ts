@@ -55,6 +55,7 @@ async function main(): Promise<void> {
     config.GATEWAY_STANDBY_CONNECTIONS > 0
       ? new StandbyPools({
           size: config.GATEWAY_STANDBY_CONNECTIONS,
+          maxSize: config.GATEWAY_STANDBY_MAX,
           warmForMs: config.GATEWAY_STANDBY_WARM_MS,
           onTake: (hit) => metrics.standbyTakes.inc({ result: hit ? "hit" : "miss" }),
         })
