@@ -46,7 +46,7 @@ export interface StandbyPoolOptions {
    * Most standby connections kept (default 16, never below `size`). Between `size` and this, the
    * pool follows demand: as many as the largest burst of connections (open at once, each opened
    * within the last 250 ms) within the last `demandWindowMs` to `2 × demandWindowMs`,
-   * so a burst of N finds N ready the next time (docs/adr/0013-standby-pool-follows-demand.md).
+   * so a burst of N finds N ready the next time (docs/adr/0016-standby-pool-follows-demand.md).
    */
   maxSize?: number;
   /** Demand is the peak of streams out at once over this window and the one before (default 10 s). */
