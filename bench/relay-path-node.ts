@@ -174,7 +174,8 @@ function module(): void {
   const reconciler = new Reconciler({
     listenerFactory: createListenerFactory({
       ca: settings.relayCa,
-      backoff: settings.relayBackoff,
+      count: settings.listenerCount,
+      retryPeriodMs: settings.relayRetryPeriodMs,
       logger: silent,
     }),
     listenerCount: settings.listenerCount,
