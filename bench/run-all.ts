@@ -5,7 +5,7 @@
  * a benchmark that throws is reported as such and the others still run.
  */
 import { execFileSync } from "node:child_process";
-import { readdirSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -77,6 +77,25 @@ async function main(): Promise<void> {
         notes: [`failed: ${err instanceof Error ? err.message : String(err)}`],
       });
       process.stderr.write(`bench: ${file} failed: ${String(err)}\n`);
+    }
+  }
+  // A run of some benchmarks only (`npm run bench -- real-clients`) keeps the other sections of
+  // the last report, each marked with the run it came from, instead of dropping them.
+  if (only.length > 0) {
+    try {
+      const previous = JSON.parse(readFileSync(join(benchDir, "report.json"), "utf8")) as {
+        machine?: Record<string, string>;
+        sections?: BenchSection[];
+      };
+      const ran = new Set(sections.map((s) => s.title));
+      const from = `kept from an earlier run (commit ${previous.machine?.commit ?? "unknown"}, ${previous.machine?.date ?? "unknown date"}); not re-run this time`;
+      for (const old of previous.sections ?? []) {
+        if (ran.has(old.title)) continue;
+        const notes = (old.notes ?? []).filter((n) => !n.startsWith("kept from an earlier run"));
+        sections.push({ ...old, notes: [from, ...notes] });
+      }
+    } catch {
+      // no earlier report: only this run's sections
     }
   }
   const cpu = cpus()[0];
