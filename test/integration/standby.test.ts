@@ -194,38 +194,3 @@ test("streams that end cleanly reuse one relayed connection; a reset stream does
   const payload = randomBytes(1000);
   assert.ok((await exchange(payload)).equals(payload), "and the replacement works");
 });
-
-test("a pool follows demand: a burst of N finds N standbys next time, within maxSize, and shrinks after", async (t) => {
-  const { sender, heldByModule } = await siteWithModule(t, { STANDBY_MAX: "8", STANDBY_IDLE_MS: "60000" });
-  let hits = 0;
-  let takes = 0;
-  const pool = new StandbyPool(sender, {
-    size: 1,
-    maxSize: 4,
-    // Long enough that a loaded CI machine finishes both bursts inside one window.
-    demandWindowMs: 8_000,
-    onTake: (hit) => {
-      takes++;
-      if (hit) hits++;
-    },
-  });
-  t.after(() => pool.close());
-
-  // Six at once: the pool grows to its ceiling of four, not to six.
-  await Promise.all(Array.from({ length: 6 }, () => echoThrough(sender, pool)));
-  await waitFor(() => pool.ready === 4, "the pool grew to maxSize after the burst");
-  assert.equal(await heldByModule(), 4, "the module holds what the pool keeps");
-  assert.equal(pool.target(), 4);
-
-  // The next burst of four is served by standbys only.
-  hits = 0;
-  takes = 0;
-  await Promise.all(Array.from({ length: 4 }, () => echoThrough(sender, pool)));
-  assert.equal(takes, 4);
-  assert.equal(hits, 4, "every connection of the second burst took a standby");
-
-  // No use for two demand windows: back to the floor (size).
-  await waitFor(() => pool.ready === 1, "the pool shrank back to size", { timeoutMs: 40_000 });
-  assert.equal(pool.target(), 1);
-  await waitFor(async () => (await heldByModule()) === 1, "the module let the others go");
-});

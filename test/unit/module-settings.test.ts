@@ -22,7 +22,7 @@ test("defaults: what a site runs", (t) => {
   assert.equal(s.listenerCount, 2);
   assert.equal(s.reportIntervalMs, 5_000);
   assert.equal(s.twinTimeoutMs, 15_000);
-  assert.deepEqual(s.standby, { max: 16, idleMs: 300_000 });
+  assert.deepEqual(s.standby, { max: 64, idleMs: 300_000 });
   assert.equal(s.relayRetryPeriodMs, 6_000);
   assert.equal(s.ignoredAllowlistEnv, false);
 });
