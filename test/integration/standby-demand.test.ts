@@ -1,8 +1,8 @@
 /**
  * A standby pool that follows demand (lib/hyco/standby.ts, ADR 0016), against the relayListener
  * module as a real process through the relay emulator over TLS: it grows to its ceiling after a
- * burst, serves the next burst from standbys only, and shrinks back to its floor. Its own file:
- * the demand windows make it the slowest standby case.
+ * burst and serves the next burst from standbys only. Its own file: it is the slowest standby
+ * case. How demand is counted and decays: test/unit/standby-demand.test.ts.
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -54,15 +54,16 @@ async function echoThrough(sender: SenderOptions, pool: StandbyPool): Promise<vo
   ws.close(1000);
 }
 
-test("a pool follows demand: a burst of N finds N standbys next time, within maxSize, and shrinks after", async (t) => {
+test("a pool follows demand: a burst of N finds N standbys next time, within maxSize", async (t) => {
   const { sender, heldByModule } = await siteWithModule(t, { STANDBY_MAX: "8", STANDBY_IDLE_MS: "60000" });
   let hits = 0;
   let takes = 0;
   const pool = new StandbyPool(sender, {
     size: 1,
     maxSize: 4,
-    // Long enough that a loaded CI machine finishes both bursts inside one window.
-    demandWindowMs: 8_000,
+    // Long enough that a loaded CI machine finishes both bursts inside one window (the shrink is
+    // proven in test/unit/standby-demand.test.ts).
+    demandWindowMs: 60_000,
     onTake: (hit) => {
       takes++;
       if (hit) hits++;
@@ -72,7 +73,7 @@ test("a pool follows demand: a burst of N finds N standbys next time, within max
 
   // Six at once: the pool grows to its ceiling of four, not to six.
   await Promise.all(Array.from({ length: 6 }, () => echoThrough(sender, pool)));
-  await waitFor(() => pool.ready === 4, "the pool grew to maxSize after the burst");
+  await waitFor(() => pool.ready === 4, "the pool grew to maxSize after the burst", { timeoutMs: 60_000 });
   assert.equal(await heldByModule(), 4, "the module holds what the pool keeps");
   assert.equal(pool.target(), 4);
 
@@ -82,9 +83,4 @@ test("a pool follows demand: a burst of N finds N standbys next time, within max
   await Promise.all(Array.from({ length: 4 }, () => echoThrough(sender, pool)));
   assert.equal(takes, 4);
   assert.equal(hits, 4, "every connection of the second burst took a standby");
-
-  // No use for two demand windows: back to the floor (size).
-  await waitFor(() => pool.ready === 1, "the pool shrank back to size", { timeoutMs: 40_000 });
-  assert.equal(pool.target(), 1);
-  await waitFor(async () => (await heldByModule()) === 1, "the module let the others go");
 });

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
 import { describe, it } from "node:test";
 import type { WebSocket } from "ws";
-import { Heartbeat, StandbyGate, StandbyPools } from "../../lib/hyco/standby.ts";
+import { Heartbeat, StandbyGate, StandbyPool, StandbyPools } from "../../lib/hyco/standby.ts";
 
 function fakeWs(): WebSocket & { closedWith?: number } {
   const ws = {
@@ -96,5 +96,50 @@ describe("Heartbeat", () => {
     assert.equal(alive.pings, 2);
     beat.beat();
     assert.equal(silent.pings, 1, "a terminated connection is not pinged again");
+  });
+});
+
+describe("StandbyPool demand (ADR 0016)", () => {
+  // Nothing listens there: the pool's refills fail at once and back off, so only demand is seen.
+  const nowhere = { endpoint: "ws://127.0.0.1:9", hybridConnection: "hc" };
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it("targets the largest burst, within size … maxSize, and falls back to size two windows later", async () => {
+    const pool = new StandbyPool(nowhere, {
+      size: 2,
+      maxSize: 5,
+      demandWindowMs: 200,
+      failureBackoffMs: 60_000,
+    });
+    try {
+      assert.equal(pool.target(), 2, "a cold pool keeps its floor");
+      await Promise.all(Array.from({ length: 3 }, () => pool.take()));
+      assert.equal(pool.target(), 3, "three at once");
+      await Promise.all(Array.from({ length: 8 }, () => pool.take()));
+      assert.equal(pool.target(), 5, "eight at once: the ceiling");
+      await sleep(450);
+      assert.equal(pool.target(), 2, "no takes for two windows: back to the floor");
+    } finally {
+      pool.close();
+    }
+  });
+
+  it("sessions opened one by one do not add up, however long they stay open", async () => {
+    const pool = new StandbyPool(nowhere, {
+      size: 1,
+      maxSize: 8,
+      demandWindowMs: 60_000,
+      failureBackoffMs: 60_000,
+    });
+    try {
+      for (let i = 0; i < 4; i++) {
+        assert.equal(await pool.take(), undefined);
+        pool.noteOrdinary(fakeWs()); // an open session on an ordinary connection
+        await sleep(300); // longer than a burst
+      }
+      assert.equal(pool.target(), 1);
+    } finally {
+      pool.close();
+    }
   });
 });
