@@ -93,8 +93,6 @@ test("every variable, name and output evaluates with the default parameters", ()
   // Global names fit Azure's rules.
   const storage = template.resources.find((r) => r.type === "Microsoft.Storage/storageAccounts");
   assert.match(String(evaluateValue(storage?.name, ctx)), /^[a-z0-9]{3,24}$/);
-  const vault = template.resources.find((r) => r.type === "Microsoft.KeyVault/vaults");
-  assert.match(String(evaluateValue(vault?.name, ctx)), /^[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$/);
 });
 
 test("resourceId() and dependsOn name resources the template declares (or their sub-resources)", () => {

@@ -40,7 +40,6 @@ const BUILT_IN_ROLES: Record<string, string> = {
   "76199698-9eea-4c19-bc75-cec21354c6b6": "Storage Table Data Reader",
   "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
   "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
-  "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
   "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
 };
 
@@ -51,8 +50,6 @@ const EXPECTED = [
   "rollout | IoT Hub Twin Contributor | Microsoft.Devices/IotHubs",
   "rollout | Storage Table Data Contributor | Microsoft.Storage/storageAccounts/tableServices/tables",
   "rollout | Storage Blob Data Owner | Microsoft.Storage/storageAccounts",
-  "rollout | Key Vault Secrets User | Microsoft.KeyVault/vaults/secrets",
-  "rollout | Key Vault Secrets User | Microsoft.KeyVault/vaults/secrets",
   "rollout | Monitoring Metrics Publisher | Microsoft.Insights/components",
   "gateways | Storage Table Data Reader | Microsoft.Storage/storageAccounts/tableServices/tables",
   "gateways | Storage Table Data Contributor | Microsoft.Storage/storageAccounts/tableServices/tables",

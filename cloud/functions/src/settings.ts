@@ -100,8 +100,9 @@ export const rolloutSettingsSchema = z.object({
     deploy: "app-setting",
   }),
   IOTHUB_CONNECTION_STRING: documented(optionalText(), {
-    description: "IoT Hub service connection string, where no managed identity is used (local runs)",
-    deploy: "secret",
+    description:
+      "IoT Hub service connection string, where no managed identity is used (local runs; Azure uses IOTHUB_HOST_NAME)",
+    deploy: "local",
   }),
   AZURE_CLIENT_ID: documented(optionalText(), {
     description: "client id of a user-assigned managed identity (unset: the app's system-assigned identity)",
@@ -136,8 +137,9 @@ export const rolloutSettingsSchema = z.object({
     deploy: "local",
   }),
   LEDGER_CONNECTION_STRING: documented(optionalText(), {
-    description: "storage connection string of the port ledger's table (else AzureWebJobsStorage)",
-    deploy: "secret",
+    description:
+      "storage connection string of the port ledger's table, else AzureWebJobsStorage (local runs; Azure uses LEDGER_TABLE_URL)",
+    deploy: "local",
   }),
   AzureWebJobsStorage: documented(optionalText(), {
     description:
