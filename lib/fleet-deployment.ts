@@ -17,6 +17,9 @@
  */
 import { z } from "zod";
 
+/** The IoT Edge runtime's module whose twin carries a device's deployment and its reported state. */
+export const EDGE_AGENT_MODULE_ID = "$edgeAgent";
+
 /**
  * The device twin tag the rollout writes on every device of a site
  * (`tags.relayFleet = { siteId, profile, publicPorts }`): all devices of a redundant site carry

@@ -20,6 +20,7 @@ import deviceSdk, { type ModuleClient, type Twin } from "azure-iot-device";
 import mqttTransport from "azure-iot-device-mqtt";
 import { z } from "zod";
 import { errorMessage } from "../lib/errors.ts";
+import { EDGE_AGENT_MODULE_ID } from "../lib/fleet-deployment.ts";
 import { type NodeProcessSpec, type RunningProcess, startNodeProcess } from "./child-process.ts";
 import type { ModuleImage } from "./module-images.ts";
 import { Supervisor } from "./supervisor.ts";
@@ -28,7 +29,7 @@ import { Supervisor } from "./supervisor.ts";
 const { ModuleClient: ModuleClientCtor } = deviceSdk;
 const { Mqtt } = mqttTransport;
 
-export const EDGE_AGENT_MODULE_ID = "$edgeAgent";
+export { EDGE_AGENT_MODULE_ID };
 
 const EnvValue = z.object({ value: z.union([z.string(), z.number(), z.boolean()]) });
 
@@ -89,8 +90,6 @@ export interface EdgeAgentOptions {
    * announced alike). Default: an own supervisor that restarts after 500 ms, doubling.
    */
   supervisor?: Supervisor;
-  /** Processes per module (the simulation's old redundant pair under one identity); default 1. */
-  replicas?(moduleId: string): number;
   onModuleEvent?(event: AgentModuleEvent): void;
   /** Progress lines (a module started, stopped, failed). */
   onLog?(line: string): void;
@@ -313,12 +312,9 @@ export class EdgeAgent {
         };
         continue;
       }
-      const count = Math.max(1, this.opts.replicas?.(moduleId) ?? 1);
-      for (let i = 0; i < count; i++) {
-        mod.replicas[i] ??= { process: undefined, starting: undefined };
-        const r = mod.replicas[i];
-        if (r && !r.process && !r.starting) await this.startReplica(mod, i);
-      }
+      mod.replicas[0] ??= { process: undefined, starting: undefined };
+      const r = mod.replicas[0];
+      if (!r.process && !r.starting) await this.startReplica(mod, 0);
     }
     this.lastDesiredStatus =
       problems.length === 0

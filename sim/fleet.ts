@@ -1,11 +1,16 @@
 /**
  * The whole hybrid relay pattern on one machine, every part a real process on loopback: the relay
- * emulator, the IoT Hub emulator, Azurite, the rollout service's HTTP API, gateways, and per site
- * per edge device of each site a relayListener module (started the way iotedgehubdev starts a
- * module: the device's own module identity, `EdgeHubConnectionString` and a CA file) in front of
- * demo on-prem services. A redundant site is several devices (ADR 0014), each with its own module
- * identity and twin. Sites are onboarded through the rollout API, never by writing configuration
- * directly.
+ * emulator, the IoT Hub emulator, Azurite, the rollout service's HTTP API, gateways, and the edge
+ * devices of each site in front of demo on-prem services. A redundant site is several devices
+ * (ADR 0014), each with its own module identity and twin. Sites are onboarded through the rollout
+ * API, never by writing configuration directly.
+ *
+ * What runs on a device is IoT Hub's business, as in production: start-up applies the fleet's
+ * at-scale deployments (the code of `relay-fleet deployment apply`), and each device's edge-agent
+ * stand-in (sim/edge-agent.ts) starts the relayListener process because its `$edgeAgent` desired
+ * properties say so (with the device's own module identity, `EdgeHubConnectionString` and a CA
+ * file, the way iotedgehubdev starts a module), restarts it as its restart policy says, and stops
+ * it when the device stops matching the deployment (offboarding moves it to the retired one).
  *
  * The cloud parts hold no keys, as in Azure (ADR 0010): a local Microsoft Entra ID token issuer
  * (sim/identity-emulator, in this process: it stands for the platform's managed-identity endpoint)
@@ -20,12 +25,16 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { applyFleetDeployments, buildFleetDeployments } from "../cli/deployment.ts";
 import { ROLES } from "../lib/entra/roles.ts";
+import { errorMessage, RelayFleetError } from "../lib/errors.ts";
 import { type Azurite, startAzurite } from "./azurite.ts";
-import { type NodeProcessSpec, type RunningProcess, startNodeProcess } from "./child-process.ts";
+import { type NodeProcessSpec, REPO_ROOT, type RunningProcess, startNodeProcess } from "./child-process.ts";
 import { type DemoServices, startDemoServices } from "./demo-services.ts";
+import { EDGE_AGENT_MODULE_ID, EdgeAgent } from "./edge-agent.ts";
 import { type HubInfo, HubRegistry, type ModuleTwinView } from "./hub-registry.ts";
 import { type IdentityEmulator, startIdentityEmulator } from "./identity-emulator/index.ts";
+import { moduleImages } from "./module-images.ts";
 import { freePort, freePortBlock, isPortFree } from "./ports.ts";
 import {
   putRelayRoleAssignment,
@@ -67,8 +76,9 @@ export interface FleetOptions {
   /** Extra environment for module processes (tests shorten timers). */
   moduleEnv?: NodeJS.ProcessEnv;
   /**
-   * Start a part that exits on its own again, like IoT Edge's `restartPolicy: always` (npm start).
-   * Off by default: fault tests kill and restart parts themselves.
+   * Start a part that exits on its own again, like IoT Edge's `restartPolicy: always` (npm start);
+   * for modules, the edge agents follow their deployment's restart policy then. Off by default:
+   * fault tests kill and restart parts (modules with `startModule`) themselves.
    */
   restartCrashed?: boolean;
   /** Each crash and restart of a part (whether or not `restartCrashed` is on). */
@@ -155,6 +165,9 @@ export class Fleet {
   /** Restarts crashed parts (when `restartCrashed`) and records every crash. */
   readonly supervisor: Supervisor;
   private registry!: HubRegistry;
+  /** The edge-agent stand-in of each switched-on device (by device id). */
+  private readonly agents = new Map<string, EdgeAgent>();
+  private readonly resolveImage = moduleImages();
   private client!: RolloutClient;
   private readonly dirs: {
     logs: string;
@@ -293,6 +306,34 @@ export class Fleet {
 
     this.progress("starting the rollout service (Functions handlers over HTTP)");
     await this.startRollout();
+
+    this.progress("applying the fleet's IoT Edge deployments (relay-fleet deployment apply)");
+    await this.applyDeployments();
+  }
+
+  /**
+   * Creates the base and retired at-scale deployments from deployment.template.json with the code
+   * of `relay-fleet deployment apply`. A saved state dir may hold a deployment of the same version
+   * with other content (the template was edited): the simulation's own hub takes the new one.
+   */
+  private async applyDeployments(): Promise<void> {
+    let built: ReturnType<typeof buildFleetDeployments>;
+    try {
+      built = buildFleetDeployments(REPO_ROOT, "amd64", process.env);
+    } catch (err) {
+      // A developer's .env that the template cannot be expanded with: the example's values do.
+      this.progress(
+        `the deployment template does not expand with .env (${errorMessage(err)}): using .env.example`,
+      );
+      built = buildFleetDeployments(REPO_ROOT, "amd64", { ...process.env, DOTENV_FILE: ".env.example" });
+    }
+    try {
+      await applyFleetDeployments(this.registry.service, built);
+    } catch (err) {
+      if (!(err instanceof RelayFleetError && err.code === "RF_ERR_DEPLOYMENT")) throw err;
+      for (const d of built) await this.registry.service.removeConfiguration(d.id).catch(() => undefined);
+      await applyFleetDeployments(this.registry.service, built);
+    }
   }
 
   /** Starts (or restarts, on the same port with its saved tables) Azurite's table service. */
@@ -588,15 +629,20 @@ export class Fleet {
     return Array.from({ length: Math.max(1, count) }, (_, i) => (i === 0 ? siteId : `${siteId}.${i + 1}`));
   }
 
+  private connectionString(deviceId: string, moduleId: string, key: string): string {
+    return `HostName=${this.hub.hostName};GatewayHostName=127.0.0.1:${this.hub.mqttPort};DeviceId=${deviceId};ModuleId=${moduleId};SharedAccessKey=${key}`;
+  }
+
   /**
    * Environment of a device's module, the way iotedgehubdev gives it to a module container: the
-   * device's own module identity (default: the site's first device).
+   * device's own module identity (default: the site's first device). The edge agent lays it over
+   * the deployment's `env`: on one host, ports and files are the simulation's.
    */
-  async moduleEnv(siteId: string, deviceId?: string): Promise<NodeJS.ProcessEnv> {
+  async moduleEnv(siteId: string, deviceId?: string, moduleId = MODULE_ID): Promise<NodeJS.ProcessEnv> {
     const device = deviceId ?? (await this.api<SiteView>("GET", `/api/sites/${siteId}`)).deviceId;
-    const key = await this.registry.moduleKey(device, MODULE_ID);
+    const key = await this.registry.moduleKey(device, moduleId);
     return {
-      EdgeHubConnectionString: `HostName=${this.hub.hostName};GatewayHostName=127.0.0.1:${this.hub.mqttPort};DeviceId=${device};ModuleId=${MODULE_ID};SharedAccessKey=${key}`,
+      EdgeHubConnectionString: this.connectionString(device, moduleId, key),
       EdgeModuleCACertificateFile: this.hub.caFile,
       RELAY_CA_FILE: this.relay.caFile,
       // The device owner's local allowlist file (written by the constructor).
@@ -623,53 +669,92 @@ export class Fleet {
     return readRelayStats(this.relay);
   }
 
-  /** Starts the module of the site's device number `index` (again, after a kill or crash). */
+  /**
+   * Starts the module of the site's device number `index` again now (after a kill), as `iotedge
+   * restart` would: fault tests run without restarts and bring a killed module back with this.
+   */
   async startModule(siteId: string, index: number): Promise<SiteModuleHandle> {
     const deviceId = this.sites.get(siteId)?.devices[index];
     if (deviceId === undefined) throw new Error(`site ${siteId} has no device #${index + 1}`);
     return this.startDeviceModule(siteId, deviceId);
   }
 
-  /** Starts (again, after a kill or crash) the relayListener module of one edge device of a site. */
+  /**
+   * Switches a site's edge device on: its edge agent connects as `$edgeAgent` and starts what the
+   * device's deployment says; resolves with the relayListener process once it runs. For a device
+   * that is on already, restarts its relayListener now (`iotedge restart`).
+   */
   async startDeviceModule(siteId: string, deviceId: string): Promise<SiteModuleHandle> {
     const site = this.sites.get(siteId);
     if (!site) throw new Error(`unknown site ${siteId}`);
-    this.progress(`starting relayListener on device ${deviceId} of ${siteId}`);
-    const name = `module-${deviceId}`;
-    const proc = await this.spawn({
-      name,
-      script: "modules/relayListener/src/main.ts",
-      logFile: this.log(name),
-      isReady: (line) => line.msg === "relayListener ready",
-      env: await this.moduleEnv(siteId, deviceId),
-    });
-    const metricsPort = proc.ready.metricsPort;
-    const handle: SiteModuleHandle = {
-      index: Math.max(0, site.devices.indexOf(deviceId)),
-      deviceId,
-      process: proc,
-      healthPort: typeof metricsPort === "number" ? metricsPort : undefined,
-    };
-    // A site removed, or this device taken out of it, while its module was starting: do not
-    // bring the module back to life.
-    if (this.sites.get(siteId) !== site || !site.devices.includes(deviceId)) {
-      await proc.stop("SIGTERM", 3_000);
-      return handle;
+    const running = this.agents.get(deviceId);
+    if (running) {
+      await running.restartModule(MODULE_ID);
+    } else {
+      this.progress(`switching on device ${deviceId} of ${siteId}: its edge agent runs its deployment`);
+      const agent = this.newAgent(
+        site,
+        deviceId,
+        await this.registry.moduleKey(deviceId, EDGE_AGENT_MODULE_ID),
+      );
+      this.agents.set(deviceId, agent);
+      try {
+        await agent.start();
+        await agent.waitRunning(MODULE_ID, 1, 90_000);
+      } catch (err) {
+        await this.stopDeviceModule(site, deviceId);
+        throw err;
+      }
     }
-    const at = site.modules.findIndex((m) => m?.deviceId === deviceId);
-    if (at >= 0) site.modules[at] = handle;
-    else site.modules.splice(handle.index, 0, handle);
-    this.supervise(name, proc, () => this.startDeviceModule(siteId, deviceId));
+    const handle = site.modules.find((m) => m?.deviceId === deviceId);
+    if (!handle) throw new Error(`relayListener on ${deviceId} did not start`);
     return handle;
   }
 
-  /** Stops the module of a device that left its site (or of a removed site) for good. */
+  private newAgent(site: SiteHandle, deviceId: string, key: string): EdgeAgent {
+    const siteId = site.siteId;
+    return new EdgeAgent({
+      deviceId,
+      connectionString: this.connectionString(deviceId, EDGE_AGENT_MODULE_ID, key),
+      ca: readFileSync(this.hub.caFile, "utf8"),
+      resolveImage: this.resolveImage,
+      runtimeEnvironment: (moduleId) => this.moduleEnv(siteId, deviceId, moduleId),
+      partName: (moduleId) => (moduleId === MODULE_ID ? `module-${deviceId}` : `${moduleId}-${deviceId}`),
+      logFile: (part) => this.log(part),
+      spawn: (spec) => {
+        this.progress(`starting ${spec.name} (device ${deviceId}'s deployment runs it)`);
+        return this.spawn(spec);
+      },
+      supervisor: this.supervisor,
+      onModuleEvent: (event) => {
+        if (event.type !== "started" || event.moduleId !== MODULE_ID) return;
+        // A site removed, or this device taken out of it: no handle for the module.
+        if (this.sites.get(siteId) !== site || !site.devices.includes(deviceId)) return;
+        const metricsPort = event.process.ready.metricsPort;
+        const handle: SiteModuleHandle = {
+          index: Math.max(0, site.devices.indexOf(deviceId)),
+          deviceId,
+          process: event.process,
+          healthPort: typeof metricsPort === "number" ? metricsPort : undefined,
+        };
+        const at = site.modules.findIndex((m) => m?.deviceId === deviceId);
+        if (at >= 0) site.modules[at] = handle;
+        else site.modules.splice(handle.index, 0, handle);
+      },
+      onLog: (line) => this.progress(line),
+    });
+  }
+
+  /**
+   * Switches off a device that left its site (or of a removed site): its edge agent stops, and
+   * with it the module (when the retired deployment has not already removed it).
+   */
   private async stopDeviceModule(site: SiteHandle, deviceId: string): Promise<void> {
     const at = site.modules.findIndex((m) => m?.deviceId === deviceId);
-    const handle = at >= 0 ? site.modules[at] : undefined;
     if (at >= 0) site.modules.splice(at, 1);
-    this.supervisor.forget(`module-${deviceId}`);
-    await handle?.process.stop("SIGTERM", 3_000);
+    const agent = this.agents.get(deviceId);
+    this.agents.delete(deviceId);
+    await agent?.stop();
   }
 
   /** Refreshes a site's public ports from the rollout API (after a mapping change). */
@@ -684,9 +769,10 @@ export class Fleet {
 
   /**
    * Brings the simulated edge devices in line with the ledger: each device of a site onboarded
-   * from outside (the CLI, a DeviceCreated event) gets a module process, as a real device would
-   * once its deployment arrives; so does a device that joins a known site (`relay-fleet devices
-   * add`), and the module of a device that left stops; an offboarded site's modules stop; every
+   * from outside (the CLI, a DeviceCreated event) is switched on, and its edge agent starts the
+   * module its deployment names; so does a device that joins a known site (`relay-fleet devices
+   * add`); a device that left loses the module by its deployment (the retired one) or its identity
+   * and is switched off, as is every device of an offboarded site; every
    * known site's mappings and public ports are refreshed. Returns the site ids started and
    * stopped, those whose mappings changed and those whose devices changed.
    */
@@ -711,7 +797,15 @@ export class Fleet {
           const joined = wanted.filter((d) => !existing.devices.includes(d));
           existing.devices = wanted;
           for (const d of gone) await this.stopDeviceModule(existing, d);
-          for (const d of joined) await this.startDeviceModule(view.siteId, d);
+          for (const d of joined) {
+            try {
+              await this.startDeviceModule(view.siteId, d);
+            } catch (err) {
+              // Tried again at the next sync (its deployment has not reached it yet).
+              this.progress(`device ${d} of ${view.siteId}: ${errorMessage(err)}`);
+              existing.devices = existing.devices.filter((x) => x !== d);
+            }
+          }
           devices.push(view.siteId);
         }
         continue;
@@ -724,7 +818,16 @@ export class Fleet {
         publicPorts: publicPortsOf(view),
         mappings: view.mappings,
       });
-      for (const d of wanted) await this.startDeviceModule(view.siteId, d);
+      try {
+        for (const d of wanted) await this.startDeviceModule(view.siteId, d);
+      } catch (err) {
+        // Tried again at the next sync (a device whose deployment has not reached it yet).
+        this.progress(`${view.siteId}: ${errorMessage(err)}`);
+        const site = this.sites.get(view.siteId);
+        this.sites.delete(view.siteId);
+        if (site) for (const d of wanted) await this.stopDeviceModule(site, d);
+        continue;
+      }
       started.push(view.siteId);
     }
     for (const [siteId, site] of this.sites) {
@@ -762,6 +865,7 @@ export class Fleet {
     if (this.stopped) return;
     this.stopped = true;
     this.supervisor.stop();
+    await Promise.all([...this.agents.values()].map((a) => a.stop()));
     const procs: Array<RunningProcess | undefined> = [];
     for (const site of this.sites.values()) for (const m of site.modules) procs.push(m?.process);
     for (const g of this.gateways) procs.push(g?.process);

@@ -22,6 +22,11 @@ export interface ModuleTwinView {
 export class HubRegistry {
   private readonly registry: ReturnType<typeof createIotHubServiceClients>["registry"];
 
+  /** The service SDK's Registry (deployments: `relay-fleet deployment apply`'s code takes it). */
+  get service(): ReturnType<typeof createIotHubServiceClients>["registry"] {
+    return this.registry;
+  }
+
   constructor(hub: HubInfo) {
     this.registry = createIotHubServiceClients(hub.serviceConnectionString, {
       restPort: hub.httpsPort,
