@@ -42,7 +42,16 @@ interface StatusRow {
   mappings: number;
   activeConnections: number;
   lastError?: string;
+  /** The module on the device per its edge agent (runtime status), and the image it runs. */
+  deployment?: string;
+  image?: string;
   drift: string[];
+}
+
+/** `running 0.1.0-amd64`: the runtime status and the image tag the device's deployment runs. */
+function deploymentText(r: StatusRow): string {
+  const tag = r.image?.split("/").pop()?.split(":")[1];
+  return `${r.deployment ?? "-"}${tag ? ` ${tag}` : ""}`;
 }
 
 function int(value: string): number {
@@ -354,7 +363,9 @@ the gateway (the simulation also lists it in its live port table).`,
 
   program
     .command("status")
-    .description("Fleet table from the module twins (one IoT Hub query): a row per device of each site")
+    .description(
+      "Fleet table from the module twins and each device's edge agent (its deployment's state; two IoT Hub queries): a row per device of each site",
+    )
     .option("--json", "JSON output")
     .action((o: { json?: boolean }) =>
       withClient(async (c) => {
@@ -365,10 +376,14 @@ the gateway (the simulation also lists it in its live port table).`,
         const color = useColor();
         console.log(
           table(
-            ["SITE", "DEVICE", "LISTENER", "MAPPINGS", "ACTIVE", "LAST ERROR", "DRIFT"],
+            ["SITE", "DEVICE", "DEPLOYMENT", "LISTENER", "MAPPINGS", "ACTIVE", "LAST ERROR", "DRIFT"],
             rows.map((r) => [
               { text: r.siteId },
               { text: r.deviceId },
+              {
+                text: deploymentText(r),
+                styled: paint(color, r.deployment === "running" ? "green" : "yellow", deploymentText(r)),
+              },
               {
                 text: r.listenerStatus,
                 styled: paint(color, r.listenerOnline ? "green" : "red", r.listenerStatus),

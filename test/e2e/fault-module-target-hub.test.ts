@@ -1,6 +1,7 @@
 /**
  * Issue 7 faults on the site side, every part a real process: the relayListener module killed
- * (SIGKILL) and restarted; the IoT Hub emulator restarted (the module resyncs its twin: a desired
+ * (SIGKILL) and restarted (its device's edge agent runs it by the deployment, and status shows
+ * that); the IoT Hub emulator restarted (the module resyncs its twin: a desired
  * change made after the restart reaches it); the on-prem target down (the client is refused
  * cleanly and promptly, and the module reports it in its reported properties).
  */
@@ -114,6 +115,24 @@ async function mappingCarries(
 }
 
 let hubRestarted = false;
+
+test("the module runs because its device's deployment says so: status shows the edge agent's report", async () => {
+  type Row = { siteId: string; deployment?: string; image?: string; drift: string[] };
+  const row = await waitFor(
+    async () => {
+      const { sites } = await fleet.api<{ sites: Row[] }>("GET", "/api/status");
+      const r = sites.find((s) => s.siteId === "plant-1");
+      return r?.deployment === "running" ? r : undefined;
+    },
+    "status to show plant-1's module running by its deployment",
+    { timeoutMs: 30_000 },
+  );
+  assert.match(row.image ?? "", /\/relaylistener:0\.1\.0/);
+  assert.deepEqual(
+    row.drift.filter((d) => /deployment|on the device/.test(d)),
+    [],
+  );
+});
 
 test("IoT Hub emulator restarted: the module resyncs its twin and applies a desired change made afterwards", async (t) => {
   // This site's module also re-reads its whole twin every 2 s (TWIN_RESYNC_MS), the module's own

@@ -66,9 +66,11 @@ test("the CLI finds the simulation through .sim-state/sim.json and manages sites
   assert.equal(rows[0]?.siteId, "cli-1");
   assert.equal(rows[0]?.listenerOnline, false);
   assert.ok(rows[0]?.drift.includes("never reported"));
+  // No IoT Edge runtime runs this device: its edge agent has not reported a deployment state.
+  assert.equal((rows[0] as { deployment?: string } | undefined)?.deployment, "no edge agent report");
   r = await cli("status");
-  assert.match(r.stdout, /^SITE\s+DEVICE\s+LISTENER/);
-  assert.match(r.stdout, /cli-1\s+cli-1\s+unknown\s+2\s+0/);
+  assert.match(r.stdout, /^SITE\s+DEVICE\s+DEPLOYMENT\s+LISTENER/);
+  assert.match(r.stdout, /cli-1\s+cli-1\s+no edge agent report\s+unknown\s+2\s+0/);
   assert.equal(r.stdout.includes("\u001b["), false, "no colour when not a TTY");
 
   // A redundant site: a second device joins (named by the rollout), each shows its own state.

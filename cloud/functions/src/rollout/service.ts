@@ -4,6 +4,7 @@
  * insert-if-absent and idempotent steps keep things consistent), and shapes readable answers.
  */
 import { errorMessage, RelayFleetError } from "../../../../lib/errors.ts";
+import { EDGE_AGENT_MODULE_ID } from "../../../../lib/fleet-deployment.ts";
 import { type RouteRow, type SiteRow, siteIdSchema, storageError } from "../../../../lib/ledger/index.ts";
 import { readLedger } from "../../../../lib/ledger/read-routes.ts";
 import { MappingNameSchema } from "../../../../lib/twin/index.ts";
@@ -27,7 +28,13 @@ import {
   siteSpecSchema,
   updateMappingBodySchema,
 } from "./schemas.ts";
-import { type GatewayView, type SiteStatus, siteStatusFromTwin, withGatewayDrift } from "./status.ts";
+import {
+  type GatewayView,
+  type SiteStatus,
+  siteStatusFromTwin,
+  withDeploymentState,
+  withGatewayDrift,
+} from "./status.ts";
 
 /** A mapping as operators see it: its spec plus where it is published. */
 
@@ -545,18 +552,24 @@ export function createRollout(deps: RolloutDeps): Rollout {
     },
     async fleetView() {
       // The ledger is read with the gateway's own rules, so a row no gateway can serve shows here.
-      const [twins, ledger, gateways] = await Promise.all([
+      const [twins, agentTwins, ledger, gateways] = await Promise.all([
         deps.hub.queryModuleTwins(MODULE_ID),
+        // What each device's IoT Edge runtime runs (its deployment's state).
+        deps.hub.queryModuleTwins(EDGE_AGENT_MODULE_ID),
         readLedger(deps.ledger.client).catch((err: unknown) => {
           throw storageError(err, deps.ledger.table);
         }),
         // No status table configured (tests, older deployments): no gateway reports.
         deps.gatewayStatuses ? deps.gatewayStatuses() : Promise.resolve([]),
       ]);
-      const sites = twins
-        .filter((t) => t.desired.relay !== undefined)
-        .map(siteStatusFromTwin)
-        .sort(bySiteId);
+      const sites = withDeploymentState(
+        twins
+          .filter((t) => t.desired.relay !== undefined)
+          .map(siteStatusFromTwin)
+          .sort(bySiteId),
+        agentTwins,
+        MODULE_ID,
+      );
       for (const p of ledger.problems) {
         const siteId = p.siteId ?? (p.partitionKey === "site" ? p.rowKey : undefined);
         const status = sites.find((st) => st.siteId === siteId);

@@ -19,6 +19,14 @@ export interface SiteStatus {
   lastError?: string;
   desiredVersion: number;
   appliedVersion?: number;
+  /**
+   * The module on the device as its `$edgeAgent` reports it (IoT Edge's runtimeStatus: running,
+   * backoff, stopped, failed; "not deployed"), or "no edge agent report" before the device's
+   * IoT Edge runtime has reported.
+   */
+  deployment?: string;
+  /** The module image the device's edge agent runs, when it reports one. */
+  image?: string;
   /** Problems the module side shows: not applied yet, errors, offline, old key. */
   drift: string[];
 }
@@ -82,6 +90,42 @@ export function siteStatusFromTwin(twin: ModuleTwinView): SiteStatus {
   if (applied !== undefined) out.appliedVersion = applied;
   if (lastError !== undefined) out.lastError = lastError;
   return out;
+}
+
+/**
+ * Adds each device's deployment state from its `$edgeAgent` module twin (the same kind of query
+ * as the module twins'): the module's runtime status and image, and as drift a module the
+ * device's deployment leaves out or that does not run, or a deployment its agent refused. A device
+ * whose agent has never reported gets no drift for it (a device still being set up). Pure.
+ */
+export function withDeploymentState(
+  sites: SiteStatus[],
+  agentTwins: readonly ModuleTwinView[],
+  moduleId: string,
+): SiteStatus[] {
+  const byDevice = new Map(agentTwins.map((t) => [t.deviceId, t.reported]));
+  return sites.map((site) => {
+    const reported = byDevice.get(site.deviceId);
+    if (!reported || reported.lastDesiredVersion === undefined)
+      return { ...site, deployment: "no edge agent report" };
+    const drift = [...site.drift];
+    const status = obj(reported.lastDesiredStatus);
+    if (typeof status.code === "number" && status.code !== 200)
+      drift.push(`edge agent refused its deployment (${status.code}): ${String(status.description ?? "")}`);
+    const modules = obj(reported.modules);
+    if (!Object.hasOwn(modules, moduleId) || modules[moduleId] === null) {
+      drift.push(`${moduleId} is not in the device's deployment`);
+      return { ...site, deployment: "not deployed", drift };
+    }
+    const m = obj(modules[moduleId]);
+    const runtime = typeof m.runtimeStatus === "string" ? m.runtimeStatus : "unknown";
+    if (runtime !== "running")
+      drift.push(
+        `${moduleId} ${runtime} on the device${typeof m.statusDescription === "string" && m.statusDescription ? ` (${m.statusDescription})` : ""}`,
+      );
+    const image = obj(m.settings).image;
+    return { ...site, deployment: runtime, ...(typeof image === "string" ? { image } : {}), drift };
+  });
 }
 
 /** A gateway instance as `status` shows it: what it reported and whether the report is current. */
