@@ -153,6 +153,12 @@ describe("fleet status page in Chromium against the simulation", { skip, timeout
     const mappings = await page.locator("#mappings").innerText();
     assert.match(mappings, /web\s+port \d+\s+127\.0\.0\.1:\d+/);
     assert.match(await page.locator("#devices").innerText(), /online/);
+    // The module's deployment state as the device's edge agent reports it (its image included).
+    await waitFor(
+      async () => /running \(image [^)]+\)/.test(await page.locator("#devices").innerText()),
+      "plant-1's deployment state from its $edgeAgent",
+      { timeoutMs: 30_000 },
+    );
     // The tunnel fetched in before(): its record from both ends, without a reload.
     await waitFor(
       async () => {

@@ -167,3 +167,37 @@ test("a site of several devices: a device row each, a device without a module tw
   assert.ok(row?.drift.includes("r.3: no module twin"));
   assert.equal(pageOfSites(view, "r.3", 1, 50).total, 1);
 });
+
+test("a device's deployment state comes from its $edgeAgent twin once the agent has reported", () => {
+  const agent = (deviceId: string, runtimeStatus: string): ModuleTwinView => ({
+    deviceId,
+    moduleId: "$edgeAgent",
+    desired: {},
+    reported: {
+      lastDesiredVersion: 3,
+      lastDesiredStatus: { code: 200 },
+      modules: {
+        relayListener: { runtimeStatus, settings: { image: "registry.example/relay-listener:1.2.0" } },
+      },
+    },
+    desiredVersion: 3,
+  });
+  const traffic = { gateways: 0, gatewaysUp: 0, routes: new Map<string, RouteTraffic>() };
+  const sites = [site("a", {}), site("b", {}), site("c", {})];
+  const twins = [twin("a", true), twin("b", true), twin("c", true)];
+  const view = buildFleetView(sites, twins, traffic, new Date(), [
+    agent("a", "running"),
+    agent("b", "backoff"),
+  ]);
+  const [a, b, c] = view.sites;
+  assert.equal(a?.devices[0]?.deployment, "running");
+  assert.equal(a?.devices[0]?.image, "registry.example/relay-listener:1.2.0");
+  assert.equal(b?.devices[0]?.deployment, "backoff");
+  assert.ok(
+    b?.drift.some((d) => /relayListener backoff on the device/.test(d)),
+    "shown as drift too",
+  );
+  assert.equal(b?.health, "degraded");
+  assert.equal(c?.devices[0]?.deployment, "running", "no agent report yet: the module's own word");
+  assert.equal(c?.devices[0]?.image, undefined);
+});

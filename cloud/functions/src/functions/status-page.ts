@@ -8,6 +8,7 @@
 import { randomBytes } from "node:crypto";
 import { app, type HttpRequest, type HttpResponseInit, type InvocationContext } from "@azure/functions";
 import { RelayFleetError } from "../../../../lib/errors.ts";
+import { EDGE_AGENT_MODULE_ID } from "../../../../lib/fleet-deployment.ts";
 import { readAudit } from "../audit/sources.ts";
 import { getAuditSources, getRollout } from "../config.ts";
 import { MODULE_ID } from "../rollout/desired-twin.ts";
@@ -49,12 +50,14 @@ function viewOf(rollout: Rollout): Promise<FleetView> {
   let get = views.get(rollout);
   if (!get) {
     get = cachedView(async () => {
-      const [sites, twins, traffic] = await Promise.all([
+      const [sites, twins, agentTwins, traffic] = await Promise.all([
         rollout.listSites(),
         rollout.deps.hub.queryModuleTwins(MODULE_ID),
+        // Each device's IoT Edge agent: the module's deployment state, as `relay-fleet status` shows it.
+        rollout.deps.hub.queryModuleTwins(EDGE_AGENT_MODULE_ID),
         gatewayMetricsConfig().then(readGatewayTraffic),
       ]);
-      return buildFleetView(sites, twins, traffic);
+      return buildFleetView(sites, twins, traffic, new Date(), agentTwins);
     }, CACHE_MS);
     views.set(rollout, get);
   }

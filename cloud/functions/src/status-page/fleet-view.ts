@@ -4,9 +4,11 @@
  * drift, errors), and the gateways' metrics (live connections, bytes, refusals). Pure functions
  * plus a short-lived cache, so many open pages cost one IoT Hub query per refresh interval.
  */
+
+import { MODULE_ID } from "../rollout/desired-twin.ts";
 import type { ModuleTwinView } from "../rollout/hub.ts";
 import type { SiteView } from "../rollout/service.ts";
-import { siteIdOfTwin, siteStatusFromTwin } from "../rollout/status.ts";
+import { type SiteStatus, siteIdOfTwin, siteStatusFromTwin, withDeploymentState } from "../rollout/status.ts";
 import type { GatewayTraffic, RouteTraffic } from "./gateway-metrics.ts";
 
 export interface DeviceView {
@@ -16,8 +18,14 @@ export interface DeviceView {
   online: boolean;
   connectionState: string;
   lastSeen?: string;
-  /** What the module reports about itself: running, offline (stopped), or not reported. */
+  /**
+   * The module's deployment state: what the device's IoT Edge agent (`$edgeAgent`) reports it
+   * runs (running, backoff, stopped, failed, not deployed), or, before the agent has reported,
+   * what the module says of itself (running, offline, not reported).
+   */
   deployment: string;
+  /** The module image the device's edge agent runs, when it reports one. */
+  image?: string;
   moduleVersion?: string;
   listenerStatus: string;
   listenersOnline: number;
@@ -80,19 +88,20 @@ export interface FleetView {
 const obj = (v: unknown): Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
 
-function deviceView(twin: ModuleTwinView): DeviceView {
+function deviceView(twin: ModuleTwinView, status: SiteStatus): DeviceView {
   const reported = obj(twin.reported);
   const relay = obj(reported.relay);
   const listeners = Array.isArray(relay.listeners) ? relay.listeners.map(obj) : [];
-  const status = siteStatusFromTwin(twin);
-  const deployment = typeof reported.status === "string" ? reported.status : "not reported";
+  const ownStatus = typeof reported.status === "string" ? reported.status : "not reported";
   const connectionState = twin.connectionState ?? "unknown";
+  // The edge agent's word when it has reported (rollout/status.ts withDeploymentState).
+  const byAgent = status.deployment !== undefined && status.deployment !== "no edge agent report";
   const out: DeviceView = {
     deviceId: twin.deviceId,
     moduleId: twin.moduleId,
-    online: connectionState === "Connected" && deployment === "running",
+    online: connectionState === "Connected" && ownStatus === "running",
     connectionState,
-    deployment,
+    deployment: byAgent ? (status.deployment as string) : ownStatus,
     listenerStatus: status.listenerStatus,
     listenersOnline: listeners.filter((l) => l.status === "online").length,
     listeners: listeners.length,
@@ -103,6 +112,7 @@ function deviceView(twin: ModuleTwinView): DeviceView {
     out.lastSeen = twin.lastActivityTime;
   if (typeof reported.moduleVersion === "string") out.moduleVersion = reported.moduleVersion;
   if (status.appliedVersion !== undefined) out.appliedVersion = status.appliedVersion;
+  if (status.image) out.image = status.image;
   return out;
 }
 
@@ -114,6 +124,8 @@ export function buildFleetView(
   twins: ModuleTwinView[],
   traffic: GatewayTraffic,
   now = new Date(),
+  /** The devices' `$edgeAgent` twins: each module's deployment state (none: the module's own word). */
+  agentTwins: readonly ModuleTwinView[] = [],
 ): FleetView {
   const twinsBySite = new Map<string, ModuleTwinView[]>();
   for (const twin of twins) {
@@ -125,8 +137,8 @@ export function buildFleetView(
   }
   const rows: SiteRow[] = sites.map((site) => {
     const siteTwins = twinsBySite.get(site.siteId) ?? [];
-    const devices = siteTwins.map(deviceView);
-    const statuses = siteTwins.map(siteStatusFromTwin);
+    const statuses = withDeploymentState(siteTwins.map(siteStatusFromTwin), agentTwins, MODULE_ID);
+    const devices = siteTwins.map((twin, i) => deviceView(twin, statuses[i] ?? siteStatusFromTwin(twin)));
     const reportedMappings = obj(obj(siteTwins[0]?.reported).mappings);
     const refusals: Record<string, number> = {};
     const mappings: MappingRow[] = Object.entries(site.mappings).map(([name, m]) => {

@@ -140,10 +140,10 @@ function renderSite(data) {
   $("content").replaceChildren(
     el("p", {}, el("a", { href: "?code=" + encodeURIComponent(code) + "#/", "data-focus": "back" }, "\\u2190 All sites")),
     el("p", {}, "Health: ", healthCell(s.health), " \\u00B7 device " + s.deviceId + " \\u00B7 profile " + s.profile),
-    table("devices", "Devices", ["Device", "Online", "Last seen", "Module", "Listeners", "Desired / applied version"],
+    table("devices", "Devices", ["Device", "Online", "Last seen", "Module (deployment state)", "Listeners", "Desired / applied version"],
       s.devices.map((d) => el("tr", { "data-device": d.deviceId }, el("th", { scope: "row" }, d.deviceId + " / " + d.moduleId),
         el("td", {}, el("span", { class: "state state-" + (d.online ? "ok" : "offline") }, onlineText(d)), " (IoT Hub: " + d.connectionState + ")"),
-        el("td", {}, time(d.lastSeen)), el("td", {}, d.deployment + (d.moduleVersion ? " " + d.moduleVersion : "")),
+        el("td", {}, time(d.lastSeen)), el("td", {}, d.deployment + (d.image ? " (image " + d.image + ")" : "") + (d.moduleVersion ? ", version " + d.moduleVersion : "")),
         el("td", {}, d.listenersOnline + " of " + d.listeners + " online (" + d.listenerStatus + ")"),
         el("td", {}, "v" + d.desiredVersion + " / " + (d.appliedVersion === undefined ? "none" : "v" + d.appliedVersion))))),
     table("mappings", "Mappings", ["Mapping", "Public port or host", "Target", "Enabled", "Module state", "Live connections", "Bytes", "Last error"],
