@@ -262,9 +262,8 @@ export async function runBenchmark(): Promise<BenchSection> {
     // The product, as npm start runs it.
     const stateDir = join(dir, "fleet");
     const profileDir = process.env.BENCH_PROFILE_DIR;
-    const nodeOptions = process.env.NODE_OPTIONS;
-    // The fleet's children inherit this environment: each writes a V8 CPU profile when it exits.
-    if (profileDir) process.env.NODE_OPTIONS = `${nodeOptions ?? ""} --cpu-prof --cpu-prof-dir=${profileDir}`;
+    // The fleet's children write a V8 CPU profile each when they exit (sim/child-process.ts).
+    if (profileDir) process.env.RELAY_FLEET_CPU_PROF_DIR = profileDir;
     fleet = await Fleet.start({ stateDir, sites: 0, gateways: 1 });
     const limits = { maxConnections: 1000, maxConnectionsPerSource: 1000 };
     const mappings: Record<string, unknown> = {};
@@ -273,8 +272,7 @@ export async function runBenchmark(): Promise<BenchSection> {
     }
 
     const site = await fleet.addSite("bench", mappings);
-    if (nodeOptions === undefined) delete process.env.NODE_OPTIONS;
-    else process.env.NODE_OPTIONS = nodeOptions;
+    delete process.env.RELAY_FLEET_CPU_PROF_DIR;
     const gateway = fleet.gateways[0];
     const module = site.modules[0];
     if (!gateway || !module) throw new Error("fleet has no gateway or module");

@@ -112,9 +112,21 @@ export function startNodeProcess(spec: NodeProcessSpec): Promise<RunningProcess>
     // stderr has its own line buffer (its lines must not be spliced into stdout's), same file.
     stderrLog = redactingWriter(logFile);
   }
+  // Benchmarks profile every part (node refuses --cpu-prof in NODE_OPTIONS): each child writes a
+  // V8 CPU profile into this directory when it exits.
+  const profileDir = process.env.RELAY_FLEET_CPU_PROF_DIR;
+  const profile = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [];
   const child = spawn(
     process.execPath,
-    ["--import", EXIT_WITH_PARENT, "--import", "tsx", join(REPO_ROOT, spec.script), ...(spec.args ?? [])],
+    [
+      ...profile,
+      "--import",
+      EXIT_WITH_PARENT,
+      "--import",
+      "tsx",
+      join(REPO_ROOT, spec.script),
+      ...(spec.args ?? []),
+    ],
     {
       cwd: REPO_ROOT,
       env: { ...process.env, ...spec.env, ...exitWithParentEnv() },
