@@ -101,6 +101,8 @@ interface Replica {
   process: RunningProcess | undefined;
   /** A start in flight (initial, by hand or by the supervisor). */
   starting: Promise<void> | undefined;
+  /** Started once: from then on only the restart policy (the supervisor) or a restart by hand starts it. */
+  attempted?: boolean;
 }
 
 interface RunningModule {
@@ -314,7 +316,8 @@ export class EdgeAgent {
       }
       mod.replicas[0] ??= { process: undefined, starting: undefined };
       const r = mod.replicas[0];
-      if (!r.process && !r.starting) await this.startReplica(mod, 0);
+      // Once started, an exited module is the restart policy's (a resync must not restart it).
+      if (!r.process && !r.starting && !r.attempted) await this.startReplica(mod, 0);
     }
     this.lastDesiredStatus =
       problems.length === 0
@@ -354,6 +357,7 @@ export class EdgeAgent {
     const r = mod.replicas[replica];
     if (!r) return Promise.resolve();
     if (r.starting) return r.starting;
+    r.attempted = true;
     r.starting = this.spawnReplica(mod, replica, restart).finally(() => {
       r.starting = undefined;
     });
