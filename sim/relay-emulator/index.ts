@@ -114,6 +114,9 @@ export async function startRelayEmulator(partial: StartRelayEmulatorOptions = {}
       writeLocalCertificates(dir, [options.host, ...options.tlsHosts], "Relay Fleet relay emulator CA");
   }
   const server: Server = certs ? createHttpsServer({ cert: certs.cert, key: certs.key }) : createHttpServer();
+  // Idle keep-alive sockets of admin clients stay open as Azure's front ends keep them (Node's 5 s
+  // default races clients reusing them: "socket hang up").
+  server.keepAliveTimeout = 120_000;
   const wsCommon = { noServer: true, perMessageDeflate: false, clientTracking: false } as const;
   const ctx: EmulatorContext = {
     options,

@@ -131,6 +131,10 @@ export async function startRestServer(opts: {
         });
     },
   );
+  // Node's 5 s default closes idle keep-alive sockets while SDK clients still hold them, so a
+  // request sent as the server closes fails with "socket hang up". Azure's front ends keep idle
+  // connections for minutes; so does the emulator.
+  server.keepAliveTimeout = 120_000;
   server.on("tlsClientError", (err) => opts.log.debug({ err }, "TLS handshake failed"));
   server.on("clientError", (_err, socket) => socket.destroy());
   const port = await listenOn(server, opts.port, opts.host);
