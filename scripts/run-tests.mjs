@@ -36,6 +36,10 @@ const result = spawnSync(
     "--test",
     `--test-concurrency=${concurrency}`,
     "--test-timeout=180000",
+    // A file whose tests are done exits even if a stray handle (an SDK's reconnect timer after a
+    // part was killed) would keep its event loop alive; its child processes die with it
+    // (sim/exit-with-parent.mjs), and every test still cleans up in its own hooks.
+    "--test-force-exit",
     ...passthrough,
     ...files,
   ],
