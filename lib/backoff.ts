@@ -160,3 +160,36 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener("abort", done, { once: true });
   });
 }
+
+/**
+ * The period over which a fleet spreads its reconnects so that together they open at most
+ * `perSecond` new connections a second: `fleetSize / perSecond` seconds, never below `floorMs`
+ * (a small fleet still waits a little between attempts). Each member retries once per period on
+ * its own random phase ({@link nextSlotDelay}), so the fleet's attempts arrive evenly at
+ * `fleetSize / period` a second, however long the peer was away (ADR 0027).
+ */
+export function fleetSpreadPeriodMs(fleetSize: number, perSecond: number, floorMs: number): number {
+  if (!(fleetSize >= 1) || !Number.isFinite(fleetSize))
+    throw new RangeError(`fleetSize ${fleetSize} must be >= 1`);
+  if (!(perSecond > 0) || !Number.isFinite(perSecond))
+    throw new RangeError(`perSecond ${perSecond} must be > 0`);
+  return Math.max(floorMs, Math.ceil((fleetSize / perSecond) * 1_000));
+}
+
+/**
+ * Delay from now to this loop's next slot `(phase + k) × periodMs` that is at least `minGapMs`
+ * away. Unlike {@link RetrySlots} it keeps no state, so several retry loops of one client may
+ * share it: they all land on the same slots (and share one connection attempt there), and two
+ * attempts of one loop are at least `minGapMs` apart even when a timer fires early.
+ */
+export function nextSlotDelay(
+  periodMs: number,
+  phase: number,
+  minGapMs: number,
+  now: number = performance.now(),
+): number {
+  const offset = phase * periodMs;
+  const earliest = now + Math.max(0, minGapMs);
+  const slot = Math.ceil((earliest - offset) / periodMs);
+  return Math.max(0, Math.ceil(offset + slot * periodMs - now));
+}

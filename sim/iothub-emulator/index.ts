@@ -15,7 +15,7 @@ import { deviceEvent, type EventDeliveryStats, EventGridPublisher } from "./even
 import { Hub } from "./hub.ts";
 import { type MqttServer, startMqttServer } from "./mqtt/server.ts";
 import { QueryThrottle } from "./query/throttle.ts";
-import { HubQuotas, type HubSku } from "./quotas.ts";
+import { HubQuotas, type HubSku, type QuotaClass, type QuotaOverrides } from "./quotas.ts";
 import { HubRbac } from "./rbac.ts";
 import type { ErrorFormat } from "./rest/http.ts";
 import { type RestServer, startRestServer } from "./rest/server.ts";
@@ -53,6 +53,10 @@ export interface IotHubEmulatorOptions {
   sku?: HubSku;
   /** Units of `sku` (default 1). */
   units?: number;
+  /** Per-second rates that replace the SKU's for some classes, e.g. `{ connect: 5 }` in a test. */
+  quotaOverrides?: QuotaOverrides;
+  /** Sees each quota decision from the first connection on (set before the emulator listens). */
+  onQuotaDecision?: (cls: QuotaClass, allowed: boolean, at: number) => void;
   /** REST error body format (default `legacy`, which the SDK maps to its error classes). */
   errorFormat?: ErrorFormat;
   /** Microsoft Entra ID issuers whose bearer tokens the service API accepts (with role assignments). */
@@ -151,7 +155,8 @@ export async function startIotHubEmulator(options: IotHubEmulatorOptions = {}): 
       events.publish(deviceEvent("Microsoft.Devices.DeviceDeleted", hubName, twin)),
     );
   }
-  const quotas = new HubQuotas(options.sku, options.units ?? 1);
+  const quotas = new HubQuotas(options.sku, options.units ?? 1, Date.now, options.quotaOverrides);
+  quotas.onDecision = options.onQuotaDecision;
   const mqtt = await startMqttServer({
     hub,
     quotas,

@@ -76,20 +76,26 @@ interface Bucket {
 /** What a hub has allowed and refused, by class (for tests and the scale benchmark). */
 export type QuotaCounts = Record<QuotaClass, { allowed: number; throttled: number }>;
 
+/** Per-second rates that replace a SKU's for some classes (a test's low connection quota). */
+export type QuotaOverrides = Partial<Record<QuotaClass, number>>;
+
 export class HubQuotas {
   readonly counts = {} as QuotaCounts;
   private readonly buckets = new Map<QuotaClass, Bucket>();
+  /** Sees every decision as it is made (the scale benchmark's per-second timeline). */
+  onDecision: ((cls: QuotaClass, allowed: boolean, at: number) => void) | undefined;
 
-  /** No `sku`: unthrottled (every operation allowed and counted). */
+  /** No `sku`: unthrottled (every operation allowed and counted), except classes in `overrides`. */
   constructor(
     readonly sku?: HubSku,
     readonly units = 1,
     private readonly now: () => number = Date.now,
+    overrides: QuotaOverrides = {},
   ) {
-    const rates = sku ? hubRates(sku, units) : undefined;
+    const rates: Partial<Rates> = { ...(sku ? hubRates(sku, units) : {}), ...overrides };
     for (const cls of Object.keys(hubRates("S1", 1)) as QuotaClass[]) {
       this.counts[cls] = { allowed: 0, throttled: 0 };
-      const rate = rates?.[cls];
+      const rate = rates[cls];
       if (rate === undefined) continue;
       const capacity = Math.max(1, PER_MINUTE.has(cls) ? rate * 60 : rate);
       this.buckets.set(cls, { capacity, perMs: rate / 1_000, tokens: capacity, at: this.now() });
@@ -105,11 +111,13 @@ export class HubQuotas {
       bucket.at = now;
       if (bucket.tokens < 1) {
         this.counts[cls].throttled++;
+        this.onDecision?.(cls, false, now);
         return false;
       }
       bucket.tokens -= 1;
     }
     this.counts[cls].allowed++;
+    this.onDecision?.(cls, true, this.now());
     return true;
   }
 

@@ -6,7 +6,7 @@
  *
  * One recovery runs at a time; calls that miss their deadline meanwhile join it.
  */
-import { Backoff, type BackoffPolicy, sleep } from "../../../lib/backoff.ts";
+import { Backoff, type BackoffPolicy, type RetrySchedule, sleep } from "../../../lib/backoff.ts";
 import { errorMessage } from "../../../lib/errors.ts";
 import type { Logger } from "../../../lib/log.ts";
 import { isDeadlineError, withDeadline } from "./deadline.ts";
@@ -23,6 +23,12 @@ export interface HubConnectionOptions {
   /** Runs after every re-open (not after the first open): re-read the twin, report in full. */
   onReopened(): Promise<void>;
   backoff?: BackoffPolicy;
+  /**
+   * The fleet-sized reconnect slots (hub-retry.ts): when given, every retry waits for the
+   * module's next slot instead of `backoff`, and a recovery's first attempt does too, so a fleet
+   * that lost the hub together comes back within the hub's new-connection quota (ADR 0027).
+   */
+  slots?: { schedule(): RetrySchedule; delayToNextSlot(): number };
 }
 
 export class HubConnection {
@@ -42,7 +48,7 @@ export class HubConnection {
    * misses its deadline is closed before the next one, so the SDK starts from a clean state.
    */
   async open(): Promise<void> {
-    const backoff = new Backoff(this.opts.backoff ?? HUB_OPEN_BACKOFF);
+    const backoff = this.opts.slots?.schedule() ?? new Backoff(this.opts.backoff ?? HUB_OPEN_BACKOFF);
     for (;;) {
       try {
         await withDeadline(this.client.open(), this.opts.deadlineMs, "opening the IoT Hub client");
@@ -91,6 +97,10 @@ export class HubConnection {
         close ? "IoT Hub call got no answer; re-opening the client" : "IoT Hub connection lost; reconnecting",
       );
       if (close) await this.closeQuietly();
+      // A new connection: on the module's slot, not at once (the whole fleet may be doing this).
+      const wait = this.opts.slots?.delayToNextSlot() ?? 0;
+      if (wait > 0) await sleep(wait);
+      if (this.opts.isStopping()) return;
       await this.open();
       this.generation++;
       if (this.opts.isStopping()) return;

@@ -11,6 +11,7 @@ import type { Logger } from "../../../lib/log.ts";
 import { type ReportedProperties, SCHEMA_VERSION } from "../../../lib/twin/index.ts";
 import { AUDIT_DEFAULTS, AuditSender } from "./audit-sender.ts";
 import { HubConnection } from "./hub-connection.ts";
+import { HubReconnectSlots } from "./hub-retry.ts";
 import { createListenerFactory } from "./listener-factory.ts";
 import { registerMethods } from "./methods.ts";
 import { type HealthServer, ModuleMetrics, startHealthServer } from "./metrics.ts";
@@ -153,7 +154,11 @@ export async function startModule(opts: StartModuleOptions): Promise<RunningModu
     );
   }
 
+  // Reconnects spread over the fleet's period, for the SDK's own retries and the module's re-opens.
+  const hubSlots = new HubReconnectSlots(settings.hubReconnect);
+  client.setRetryPolicy?.(hubSlots);
   const hub = new HubConnection(client, {
+    slots: hubSlots,
     deadlineMs: settings.twinTimeoutMs,
     logger,
     isStopping: () => stopping,

@@ -42,6 +42,12 @@ export interface ModuleSettings {
    * shorten it.
    */
   relayRetryPeriodMs: number;
+  /**
+   * IoT Hub reconnects spread over the fleet: once per `fleetSize / connectsPerSecond` seconds
+   * (at least `minPeriodMs`) on a random phase, so a fleet back from a hub outage stays within
+   * the hub's new-connection quota (ADR 0027). The deployment sets the fleet's figures.
+   */
+  hubReconnect: { fleetSize: number; connectsPerSecond: number; minPeriodMs: number };
 }
 
 /** An integer variable: `fallback` when unset or empty, else within `min`-`max`. */
@@ -78,6 +84,11 @@ export const moduleEnvSchema = z.object({
   STANDBY_IDLE_MS: int(300_000, 1_000, 3_600_000),
   TARGET_KEEPALIVE_MS: int(30_000, 1_000, 3_600_000),
   RELAY_RETRY_PERIOD_MS: int(RETRY_PERIOD_MS, 10, 600_000),
+  // The fleet's size (or an upper bound) and the new connections a second it may open on its
+  // hub: 95 of S1's 100 (the rest is headroom for devices that are not relay modules).
+  HUB_FLEET_SIZE: int(1, 1, 10_000_000),
+  HUB_CONNECTS_PER_SECOND: int(95, 1, 1_000_000),
+  HUB_RETRY_MIN_MS: int(5_000, 10, 600_000),
 });
 
 function parseEnv(env: NodeJS.ProcessEnv): z.output<typeof moduleEnvSchema> {
@@ -150,5 +161,10 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env, lookup?: Look
     standby: { max: v.STANDBY_MAX, idleMs: v.STANDBY_IDLE_MS },
     keepAliveMs: v.TARGET_KEEPALIVE_MS,
     relayRetryPeriodMs: v.RELAY_RETRY_PERIOD_MS,
+    hubReconnect: {
+      fleetSize: v.HUB_FLEET_SIZE,
+      connectsPerSecond: v.HUB_CONNECTS_PER_SECOND,
+      minPeriodMs: v.HUB_RETRY_MIN_MS,
+    },
   };
 }

@@ -2,6 +2,8 @@
  * The part of azure-iot-device's `ModuleClient` / `Twin` the module uses, typed locally so the
  * SDK's `any`s stay out of the module's code and tests can drive the twin logic directly.
  */
+import type { SdkRetryPolicy } from "./hub-retry.ts";
+
 export interface TwinPort {
   properties: {
     desired: Record<string, unknown>;
@@ -26,6 +28,8 @@ export interface ModuleClientPort {
   /** Device-to-cloud message on a module output (the SDK's Message); absent in some tests. */
   sendOutputEvent?(outputName: string, message: unknown): Promise<unknown>;
   onMethod(name: string, handler: (req: MethodRequestPort, res: MethodResponsePort) => void): void;
+  /** The SDK's retry policy for its own reconnects (absent in some tests). */
+  setRetryPolicy?(policy: SdkRetryPolicy): void;
   on(event: "connect", listener: () => void): unknown;
   on(event: "disconnect", listener: (reason?: unknown) => void): unknown;
   on(event: "error", listener: (err: Error) => void): unknown;

@@ -1,0 +1,88 @@
+/**
+ * How the module reconnects to IoT Hub, sized to the fleet (issue 18, ADR 0027). After a hub
+ * outage every module of the fleet reconnects at once unless told otherwise, and IoT Hub refuses
+ * new connections above its quota (S1: 100 a second per hub). So each module retries once per
+ * spread period `fleetSize / connectsPerSecond` on its own random phase: together the fleet
+ * arrives evenly at the budget, and all are back one period after the hub is.
+ *
+ * The same slots serve the SDK's own retries (its `RetryPolicy`: re-enabling twin and methods
+ * after a drop) and the module's re-open after the SDK gave up (`HubConnection`), so a module
+ * never makes two connection attempts in one period from two loops.
+ */
+import { fleetSpreadPeriodMs, nextSlotDelay, type RetrySchedule } from "../../../lib/backoff.ts";
+
+/** The fleet's size and new-connection budget, as the deployment tells the module. */
+export interface HubReconnectSettings {
+  /** Modules that may reconnect together (the fleet, or an upper bound of it). */
+  fleetSize: number;
+  /** New connections a second the whole fleet may open: a share of the hub's quota. */
+  connectsPerSecond: number;
+  /** Shortest period, so a small fleet does not hammer a hub that refuses it. */
+  minPeriodMs: number;
+}
+
+/**
+ * Errors the device SDK's default filter retries (azure-iot-common `DefaultErrorFilter`); any
+ * other error ends the SDK's retry and reaches the module's own `disconnect` handling.
+ */
+const RETRIABLE = new Set([
+  "NotConnectedError",
+  "InternalServerError",
+  "ServiceUnavailableError",
+  "ThrottlingError",
+  "TimeoutError",
+]);
+
+/** The part of azure-iot-common's `RetryPolicy` the SDK calls. */
+export interface SdkRetryPolicy {
+  shouldRetry(error: Error): boolean;
+  nextRetryTimeout(retryCount: number, isThrottled: boolean): number;
+}
+
+export class HubReconnectSlots implements SdkRetryPolicy {
+  readonly periodMs: number;
+
+  constructor(
+    readonly settings: HubReconnectSettings,
+    /** 0 ≤ phase < 1, random per module. */
+    readonly phase: number = Math.min(Math.random(), 0.999_999),
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.periodMs = fleetSpreadPeriodMs(settings.fleetSize, settings.connectsPerSecond, settings.minPeriodMs);
+  }
+
+  /**
+   * Delay to this module's next slot at least a second (or half a period) away: an attempt that
+   * failed at once waits for the next slot, and a timer that fired a little early cannot take
+   * its own slot twice.
+   */
+  delayToNextSlot(): number {
+    return nextSlotDelay(this.periodMs, this.phase, Math.min(this.periodMs / 2, 1_000), this.now());
+  }
+
+  shouldRetry(error: Error): boolean {
+    return RETRIABLE.has(error?.name);
+  }
+
+  /** The SDK's retries (throttled or not) wait for the module's slot. */
+  nextRetryTimeout(_retryCount: number, _isThrottled: boolean): number {
+    return this.delayToNextSlot();
+  }
+
+  /** A schedule for one retry loop (`HubConnection.open`) on the same slots. */
+  schedule(): RetrySchedule {
+    let failures = 0;
+    return {
+      next: () => {
+        failures++;
+        return this.delayToNextSlot();
+      },
+      reset: () => {
+        failures = 0;
+      },
+      get attempts() {
+        return failures;
+      },
+    };
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * One simulated module on IoT Hub, cheap enough to hold thousands in one process: the device
+ * SDK's `ModuleClient` over MQTT wired exactly as relayListener wires it for the hub — the
+ * fleet-sized reconnect slots for the SDK's retries and the module's re-opens (hub-retry.ts),
+ * `HubConnection` and `TwinSync` — without the relay side. The load generator and the reconnect
+ * test use it to see what a fleet does to the hub's new-connection quota.
+ */
+import deviceSdk, { type ModuleClient } from "azure-iot-device";
+import mqttTransport from "azure-iot-device-mqtt";
+import type { Logger } from "../../lib/log.ts";
+import { HubConnection } from "../../modules/relayListener/src/hub-connection.ts";
+import { type HubReconnectSettings, HubReconnectSlots } from "../../modules/relayListener/src/hub-retry.ts";
+import type { ModuleClientPort } from "../../modules/relayListener/src/twin-client-port.ts";
+import { TwinSync } from "../../modules/relayListener/src/twin-sync.ts";
+
+const { ModuleClient: ModuleClientCtor } = deviceSdk;
+const { Mqtt } = mqttTransport;
+
+export interface SimulatedHubModuleOptions {
+  connectionString: string;
+  ca: string;
+  reconnect: HubReconnectSettings;
+  logger: Logger;
+  /** Deadline of SDK calls (the module's TWIN_TIMEOUT_MS). */
+  deadlineMs?: number;
+}
+
+export class SimulatedHubModule {
+  private stopping = false;
+  private readonly client: ModuleClient;
+  private readonly port: ModuleClientPort;
+  private readonly hub: HubConnection;
+  private readonly twinSync: TwinSync;
+  /** Desired versions seen (a cheap sign the twin path works). */
+  desiredVersion: number | null = null;
+
+  constructor(private readonly opts: SimulatedHubModuleOptions) {
+    this.client = ModuleClientCtor.fromConnectionString(opts.connectionString, Mqtt);
+    this.port = this.client as unknown as ModuleClientPort;
+    const slots = new HubReconnectSlots(opts.reconnect);
+    this.port.setRetryPolicy?.(slots);
+    const deadlineMs = opts.deadlineMs ?? 15_000;
+    this.hub = new HubConnection(this.port, {
+      slots,
+      deadlineMs,
+      logger: opts.logger,
+      isStopping: () => this.stopping,
+      onReopened: () => this.twinSync.refresh(),
+    });
+    this.twinSync = new TwinSync(
+      this.port,
+      (_desired, version) => {
+        this.desiredVersion = version;
+      },
+      {
+        twinTimeoutMs: deadlineMs,
+        twinResyncMs: 86_400_000,
+        logger: opts.logger,
+        onNoAnswer: (why) => void this.hub.reopen(why),
+      },
+    );
+    this.port.on("error", () => {});
+    this.port.on("disconnect", (reason) => {
+      if (!this.stopping)
+        void this.hub.reconnect(reason === undefined ? "disconnected" : "transport disconnected");
+    });
+  }
+
+  /** Opens the connection (retrying on the module's slots) and reads the twin. */
+  async start(): Promise<void> {
+    await this.client.setOptions({ ca: this.opts.ca });
+    await this.hub.open();
+    if (this.stopping) return;
+    await this.twinSync.start();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.twinSync.stop();
+    await this.hub.closeQuietly();
+  }
+}
