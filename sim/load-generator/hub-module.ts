@@ -31,6 +31,7 @@ export class SimulatedHubModule {
   private readonly port: ModuleClientPort;
   private readonly hub: HubConnection;
   private readonly twinSync: TwinSync;
+  private readonly slots: HubReconnectSlots;
   /** Desired versions seen (a cheap sign the twin path works). */
   desiredVersion: number | null = null;
 
@@ -38,7 +39,7 @@ export class SimulatedHubModule {
     this.client = ModuleClientCtor.fromConnectionString(opts.connectionString, Mqtt);
     this.port = this.client as unknown as ModuleClientPort;
     const slots = new HubReconnectSlots(opts.reconnect);
-    this.port.setRetryPolicy?.(slots);
+    this.slots = slots;
     const deadlineMs = opts.deadlineMs ?? 15_000;
     this.hub = new HubConnection(this.port, {
       slots,
@@ -71,6 +72,8 @@ export class SimulatedHubModule {
     await this.client.setOptions({ ca: this.opts.ca });
     await this.hub.open();
     if (this.stopping) return;
+    // As module.ts: the SDK's reconnects wait for the module's slot once it is open.
+    this.port.setRetryPolicy?.(this.slots);
     await this.twinSync.start();
   }
 

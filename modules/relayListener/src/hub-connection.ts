@@ -24,9 +24,9 @@ export interface HubConnectionOptions {
   onReopened(): Promise<void>;
   backoff?: BackoffPolicy;
   /**
-   * The fleet-sized reconnect slots (hub-retry.ts): when given, every retry waits for the
-   * module's next slot instead of `backoff`, and a recovery's first attempt does too, so a fleet
-   * that lost the hub together comes back within the hub's new-connection quota (ADR 0027).
+   * The fleet-sized reconnect slots (hub-retry.ts): when given, a recovery waits for the module's
+   * next slot before each attempt (the first one too) instead of `backoff`, so a fleet that lost
+   * the hub together comes back within the hub's new-connection quota (ADR 0027).
    */
   slots?: { schedule(): RetrySchedule; delayToNextSlot(): number };
 }
@@ -48,7 +48,14 @@ export class HubConnection {
    * misses its deadline is closed before the next one, so the SDK starts from a clean state.
    */
   async open(): Promise<void> {
-    const backoff = this.opts.slots?.schedule() ?? new Backoff(this.opts.backoff ?? HUB_OPEN_BACKOFF);
+    return this.openWith(new Backoff(this.opts.backoff ?? HUB_OPEN_BACKOFF));
+  }
+
+  /**
+   * Opens with `backoff` between attempts. A module's first open keeps the plain backoff (a
+   * fleet does not start in one second); recoveries use the fleet's slots when given.
+   */
+  private async openWith(backoff: RetrySchedule): Promise<void> {
     for (;;) {
       try {
         await withDeadline(this.client.open(), this.opts.deadlineMs, "opening the IoT Hub client");
@@ -101,7 +108,9 @@ export class HubConnection {
       const wait = this.opts.slots?.delayToNextSlot() ?? 0;
       if (wait > 0) await sleep(wait);
       if (this.opts.isStopping()) return;
-      await this.open();
+      await this.openWith(
+        this.opts.slots?.schedule() ?? new Backoff(this.opts.backoff ?? HUB_OPEN_BACKOFF),
+      );
       this.generation++;
       if (this.opts.isStopping()) return;
       await this.opts.onReopened();

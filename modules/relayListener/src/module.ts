@@ -156,7 +156,6 @@ export async function startModule(opts: StartModuleOptions): Promise<RunningModu
 
   // Reconnects spread over the fleet's period, for the SDK's own retries and the module's re-opens.
   const hubSlots = new HubReconnectSlots(settings.hubReconnect);
-  client.setRetryPolicy?.(hubSlots);
   const hub = new HubConnection(client, {
     slots: hubSlots,
     deadlineMs: settings.twinTimeoutMs,
@@ -214,6 +213,9 @@ export async function startModule(opts: StartModuleOptions): Promise<RunningModu
   };
 
   await hub.open();
+  // From now on the SDK's own reconnects wait for the module's slot too (the first open kept the
+  // SDK's default: a fleet does not start within one second, it recovers within one).
+  client.setRetryPolicy?.(hubSlots);
   hubConnected = true;
   await twinSync.start();
   attachReporter();
