@@ -48,7 +48,10 @@ export class EchoSite {
       sasKeyName: options.keyName,
       sasKey: options.key,
     } as Parameters<typeof factory>[0];
-    this.listeners = Array.from({ length: count }, (_, i) => factory(relay, i) as unknown as HybridConnectionListener);
+    this.listeners = Array.from(
+      { length: count },
+      (_, i) => factory(relay, i) as unknown as HybridConnectionListener,
+    );
     for (const listener of this.listeners)
       listener.on("accept", (request) => {
         this.accepted++;

@@ -37,7 +37,12 @@ const configSchema = z.object({
       channels: z.number().int().min(1).max(8).default(2),
       startPerSecond: z.number().positive(),
       list: z.array(
-        z.object({ endpoint: z.string(), hybridConnection: z.string(), keyName: z.string(), key: z.string() }),
+        z.object({
+          endpoint: z.string(),
+          hybridConnection: z.string(),
+          keyName: z.string(),
+          key: z.string(),
+        }),
       ),
     })
     .optional(),
@@ -89,7 +94,12 @@ async function main(): Promise<void> {
   if (m)
     work.push(
       paced(m.connectionStrings, m.startPerSecond, (connectionString) => {
-        const module = new SimulatedHubModule({ connectionString, ca: m.ca, reconnect: m.reconnect, logger: log });
+        const module = new SimulatedHubModule({
+          connectionString,
+          ca: m.ca,
+          reconnect: m.reconnect,
+          logger: log,
+        });
         modules.push(module);
         module.start().then(
           () => modulesOpen++,

@@ -108,9 +108,7 @@ export class HubConnection {
       const wait = this.opts.slots?.delayToNextSlot() ?? 0;
       if (wait > 0) await sleep(wait);
       if (this.opts.isStopping()) return;
-      await this.openWith(
-        this.opts.slots?.schedule() ?? new Backoff(this.opts.backoff ?? HUB_OPEN_BACKOFF),
-      );
+      await this.openWith(this.opts.slots?.schedule() ?? new Backoff(this.opts.backoff ?? HUB_OPEN_BACKOFF));
       this.generation++;
       if (this.opts.isStopping()) return;
       await this.opts.onReopened();
