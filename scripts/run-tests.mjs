@@ -2,9 +2,10 @@
 // Runs every test file under test/ (or the files and folders given as arguments) with Node's own
 // test runner and tsx. Node 20's `--test` takes no globs, so the file list is built here.
 import { spawnSync } from "node:child_process";
-import { readdirSync, statSync } from "node:fs";
+import { readdirSync, rmSync, statSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
+import { buildTestBundles } from "./test-bundles.mjs";
 
 function collect(path, out) {
   if (statSync(path).isDirectory()) {
@@ -28,6 +29,12 @@ if (files.length === 0) {
 // Integration tests mostly wait on sockets, so run more files than cores, but not so many that
 // timing-sensitive tests starve on a 2-core CI machine.
 const concurrency = process.env.TEST_CONCURRENCY ?? String(Math.max(2, Math.min(4, availableParallelism())));
+// The children the tests start run from one plain-ESM build of their entry points made here
+// (scripts/test-bundles.mjs). RELAY_FLEET_TEST_BUNDLES=off runs them through tsx instead.
+const env = { ...process.env };
+let bundles;
+if (env.RELAY_FLEET_TEST_BUNDLES === "off") delete env.RELAY_FLEET_TEST_BUNDLES;
+else env.RELAY_FLEET_TEST_BUNDLES = bundles = await buildTestBundles();
 const result = spawnSync(
   process.execPath,
   [
@@ -43,6 +50,7 @@ const result = spawnSync(
     ...passthrough,
     ...files,
   ],
-  { stdio: "inherit" },
+  { stdio: "inherit", env },
 );
+if (bundles) rmSync(bundles, { recursive: true, force: true });
 process.exit(result.status ?? 1);

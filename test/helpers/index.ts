@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { EXIT_WITH_PARENT, exitWithParentEnv } from "../../sim/child-process.ts";
+import { EXIT_WITH_PARENT, entryArgs, exitWithParentEnv } from "../../sim/child-process.ts";
 
 /** Minimal view of node:test's TestContext that the helpers need (`t` or `suite` hooks). */
 export interface CleanupContext {
@@ -72,7 +72,7 @@ export function spawnTs(
   args: string[] = [],
   env: NodeJS.ProcessEnv = {},
 ): ManagedProcess {
-  return spawnNode(t, ["--import", "tsx", resolve(REPO_ROOT, script), ...args], { env, label: script });
+  return spawnNode(t, [...entryArgs(script), ...args], { env, label: script });
 }
 
 /**

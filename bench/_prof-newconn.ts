@@ -1,0 +1,25 @@
+// scratch, not committed: profile gateway/module/relay under wrk Connection: close
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+const run = async (c: string, a: string[]) => console.log((await promisify(execFile)(c, a)).stdout);
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Fleet } from "../sim/fleet.ts";
+const body = Buffer.alloc(1024, 97);
+const target = createServer((_q, s) => { s.setHeader("content-length", body.length); s.end(body); });
+await new Promise<void>((r) => target.listen(0, "127.0.0.1", r));
+const port = (target.address() as AddressInfo).port;
+const dir = mkdtempSync(join(tmpdir(), "prof-"));
+process.env.RELAY_FLEET_CPU_PROF_DIR = process.argv[2] ?? "/tmp/prof";
+const fleet = await Fleet.start({ stateDir: join(dir, "fleet"), sites: 0, gateways: 1 });
+const site = await fleet.addSite("bench", { http: { target: `127.0.0.1:${port}`, maxConnections: 1000, maxConnectionsPerSource: 1000 } });
+const gw = fleet.gateways[0]!;
+const url = `http://${gw.host}:${site.publicPorts.http}/`;
+await run("curl", ["-sS", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}\n", url]);
+await run("wrk", ["-t2", "-c16", "-d3s", "-H", "Connection: close", url]);
+await run("wrk", ["-t2", "-c16", `-d${process.argv[3] ?? "10"}s`, "-H", "Connection: close", url]);
+await fleet.stop();
+target.close();
