@@ -42,7 +42,10 @@ export async function buildTestBundles() {
   const cache = join(ROOT, "node_modules", ".cache", "relay-fleet");
   mkdirSync(cache, { recursive: true });
   const dir = mkdtempSync(join(cache, "test-bundles-"));
-  const entryPoints = Object.fromEntries(CHILD_ENTRIES.map((e, i) => [`entry-${i}`, join(ROOT, e)]));
+  // Each output keeps its entry's path (cloud/gateway/src/main.mjs), so a process list still
+  // tells the parts apart.
+  const outName = (entry) => entry.replace(/\.ts$/, "");
+  const entryPoints = Object.fromEntries(CHILD_ENTRIES.map((e) => [outName(e), join(ROOT, e)]));
   try {
     await build({
       entryPoints,
@@ -61,7 +64,7 @@ export async function buildTestBundles() {
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
-  const manifest = Object.fromEntries(CHILD_ENTRIES.map((e, i) => [e, join(dir, `entry-${i}.mjs`)]));
+  const manifest = Object.fromEntries(CHILD_ENTRIES.map((e) => [e, join(dir, `${outName(e)}.mjs`)]));
   writeFileSync(join(dir, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
   return dir;
 }

@@ -67,8 +67,11 @@ function environOf(pid: number): Record<string, string> | undefined {
   }
 }
 
-/** The processes that run in Azure (gateways, the Functions app), by their entry point. */
-const CLOUD_PARTS = [/cloud\/gateway\/src\/main\.ts/, /cloud\/functions\/src\/serve-local\.ts/];
+/**
+ * The processes that run in Azure (gateways, the Functions app), by their entry point: the source
+ * under tsx, or the test run's build of it (scripts/test-bundles.mjs).
+ */
+const CLOUD_PARTS = [/cloud\/gateway\/src\/main\.m?[jt]s/, /cloud\/functions\/src\/serve-local\.m?[jt]s/];
 
 /** Settings that carry a key; none may be set in a cloud part. */
 const KEY_SETTINGS = [
