@@ -3,6 +3,7 @@ export { type ConfigChange, diffConfig } from "./diff.ts";
 export { fitReported, REPORTED_BUDGET_BYTES } from "./fit.ts";
 export { TWIN_SCHEMA_PATH, twinJsonSchema, twinJsonSchemaText } from "./json-schema.ts";
 export { TWIN_MAX_DEPTH, TWIN_SECTION_LIMIT_BYTES, twinDepth, twinSizeBytes } from "./limits.ts";
+export { applyMergePatch, computeMergePatch } from "./merge-patch.ts";
 export {
   type ListenerStatus,
   MAX_REPORTED_ERRORS,

@@ -65,9 +65,13 @@ export interface ReportedProperties {
   errors: TwinError[];
 }
 
-/** Reported patch: like ReportedProperties, but removed mappings are `null` (twin delete). */
-export type ReportedPatch = Omit<Partial<ReportedProperties>, "mappings"> & {
-  mappings?: Record<string, ReportedMapping | null>;
+/**
+ * Reported patch (a JSON merge patch of ReportedProperties): only what changed, down to single
+ * fields of a mapping or the relay; a removed mapping is `null` (twin delete).
+ */
+export type ReportedPatch = Omit<Partial<ReportedProperties>, "mappings" | "relay"> & {
+  relay?: Partial<ReportedRelay>;
+  mappings?: Record<string, Partial<ReportedMapping> | null>;
 };
 
 /** At most this many errors are reported (reported properties are limited to 32 KB). */

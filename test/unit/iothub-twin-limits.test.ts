@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { applyMergePatch, computeMergePatch } from "../../lib/twin/merge-patch.ts";
 import { HubError } from "../../sim/iothub-emulator/errors.ts";
-import { diffPatch, mergePatch } from "../../sim/iothub-emulator/state/json.ts";
 import { checkId, checkKeys, checkSize, sectionSize } from "../../sim/iothub-emulator/state/limits.ts";
 import {
   newTwinDoc,
@@ -48,13 +48,13 @@ test("ids follow IoT Hub's character set", () => {
     assert.throws(() => checkId(bad, "deviceId"), is400);
 });
 
-test("merge patch deletes with null; diffPatch is its inverse", () => {
+test("merge patch deletes with null; computeMergePatch is its inverse", () => {
   const a = { x: 1, y: { z: 2, w: 3 } };
   const p = { y: { z: null, v: 4 }, q: "n" };
-  const b = mergePatch(a, p);
+  const b = applyMergePatch(a, p);
   assert.deepEqual(b, { x: 1, y: { w: 3, v: 4 }, q: "n" });
-  assert.deepEqual(mergePatch(a, diffPatch(a, b)), b);
-  assert.deepEqual(diffPatch(b, {}), { x: null, y: null, q: null });
+  assert.deepEqual(applyMergePatch(a, computeMergePatch(a, b)), b);
+  assert.deepEqual(computeMergePatch(b, {}), { x: null, y: null, q: null });
 });
 
 test("twin versions and etag: desired bumps both, reported only its own version, no-ops bump nothing", () => {

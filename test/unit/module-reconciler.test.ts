@@ -11,13 +11,13 @@ import fc from "fast-check";
 import { keyFingerprint } from "../../lib/hyco/sas.ts";
 import { createLogger } from "../../lib/log.ts";
 import { type RelayConfig, validateDesired } from "../../lib/twin/index.ts";
+import { applyMergePatch } from "../../lib/twin/merge-patch.ts";
 import { allowlistFrom } from "../../modules/relayListener/src/allowlist.ts";
 import { Reconciler } from "../../modules/relayListener/src/reconciler.ts";
 import type {
   ListenerStateView,
   RelayListenerPort,
 } from "../../modules/relayListener/src/relay-listener-port.ts";
-import { mergePatch } from "../../modules/relayListener/src/twin-sync.ts";
 
 class FakeListener extends EventEmitter implements RelayListenerPort {
   state: ListenerStateView = { status: "connecting", since: Date.now() };
@@ -142,7 +142,7 @@ test("fuzz: random desired patches never crash and reported state matches what r
       let doc: Record<string, unknown> = {};
       let version = 1;
       for (const p of patches) {
-        doc = mergePatch(doc, p as Record<string, unknown>);
+        doc = applyMergePatch(doc, p as Record<string, unknown>);
         version++;
         await rec.applyDesired({ ...doc, $version: version }, version);
         const state = rec.state();

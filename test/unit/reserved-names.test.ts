@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { buildDesired, mergePatch, withoutMeta } from "../../cloud/functions/src/rollout/desired-twin.ts";
+import { buildDesired, withoutMeta } from "../../cloud/functions/src/rollout/desired-twin.ts";
 import { type MappingSpec, mappingSpecSchema } from "../../cloud/functions/src/rollout/schemas.ts";
 import {
   DesiredPropertiesSchema,
@@ -15,7 +15,7 @@ import {
   MappingSchema,
   validateDesired,
 } from "../../lib/twin/index.ts";
-import { diffPatch, mergePatch as hubMergePatch } from "../../sim/iothub-emulator/state/json.ts";
+import { applyMergePatch, computeMergePatch } from "../../lib/twin/merge-patch.ts";
 
 const NAMES = ["constructor", "__proto__", "toString"];
 const relay = { endpoint: "sb://r.example", hybridConnection: "site-x", sasKeyName: "listen", sasKey: "k" };
@@ -61,24 +61,28 @@ describe("reserved mapping names", () => {
     for (const k of Object.keys(mappings)) mappings[k] = spec;
     const built = buildDesired(relay, mappings);
     assert.deepEqual(Object.keys(built.mappings as object).sort(), ["__proto__", "constructor"]);
-    const patch = mergePatch({}, built);
+    const patch = computeMergePatch({}, built);
     assert.ok(Object.hasOwn(patch.mappings as object, "__proto__"));
-    const removal = mergePatch(withoutMeta(built), buildDesired(relay, {}));
+    const removal = computeMergePatch(withoutMeta(built), buildDesired(relay, {}));
     assert.deepEqual(removal.mappings, JSON.parse(`{"__proto__":null,"constructor":null}`));
     // An absent "constructor" is absent, not Object's constructor function.
-    assert.deepEqual(mergePatch({ mappings: {} }, { mappings: {} }), {});
+    assert.deepEqual(computeMergePatch({ mappings: {} }, { mappings: {} }), {});
     // The rollout never writes them: the twin contract refuses them.
     assert.equal(DesiredPropertiesSchema.safeParse(built).success, false);
   });
 
-  test("the IoT Hub emulator's merge patch stores, diffs and deletes them like any key", () => {
+  test("the merge patch (IoT Hub emulator, module) stores, diffs and deletes them like any key", () => {
     const patch = JSON.parse(`{"__proto__":{"a":1},"constructor":{"b":2},"toString":3}`);
-    const merged = hubMergePatch({}, patch);
+    const merged = applyMergePatch({}, patch);
     assert.deepEqual(Object.keys(merged).sort(), ["__proto__", "constructor", "toString"]);
     assert.equal(Object.getPrototypeOf(merged), Object.prototype, "the prototype is untouched");
-    assert.deepEqual(Object.keys(diffPatch({}, merged)).sort(), ["__proto__", "constructor", "toString"]);
-    assert.deepEqual(diffPatch({ constructor: 1 }, {}), { constructor: null });
-    const cleared = hubMergePatch(merged, JSON.parse(`{"__proto__":null,"toString":null}`));
+    assert.deepEqual(Object.keys(computeMergePatch({}, merged)).sort(), [
+      "__proto__",
+      "constructor",
+      "toString",
+    ]);
+    assert.deepEqual(computeMergePatch({ constructor: 1 }, {}), { constructor: null });
+    const cleared = applyMergePatch(merged, JSON.parse(`{"__proto__":null,"toString":null}`));
     assert.deepEqual(Object.keys(cleared), ["constructor"]);
   });
 });

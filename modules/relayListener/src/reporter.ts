@@ -5,7 +5,12 @@
  */
 import { errorMessage } from "../../../lib/errors.ts";
 import type { Logger } from "../../../lib/log.ts";
-import { fitReported, type ReportedPatch, type ReportedProperties } from "../../../lib/twin/index.ts";
+import {
+  computeMergePatch,
+  fitReported,
+  type ReportedPatch,
+  type ReportedProperties,
+} from "../../../lib/twin/index.ts";
 
 export type ReportSink = (patch: ReportedPatch) => Promise<void>;
 
@@ -15,25 +20,20 @@ export interface ReporterOptions {
   logger: Logger;
 }
 
-/** Only the top-level keys (and mappings) that changed; removed mappings become `null`. */
+/**
+ * Only what changed since `previous` (a JSON merge patch: removed mappings become `null`);
+ * `updatedAt` goes along with any change but is no change by itself.
+ */
 export function reportedDiff(
   previous: ReportedProperties | undefined,
   next: ReportedProperties,
 ): ReportedPatch {
   if (!previous) return next;
-  const patch: Record<string, unknown> = {};
-  for (const key of Object.keys(next) as Array<keyof ReportedProperties>) {
-    if (key === "mappings" || key === "updatedAt") continue;
-    if (JSON.stringify(previous[key]) !== JSON.stringify(next[key])) patch[key] = next[key];
-  }
-  const mappings: Record<string, unknown> = {};
-  for (const [name, m] of Object.entries(next.mappings)) {
-    if (JSON.stringify(previous.mappings[name]) !== JSON.stringify(m)) mappings[name] = m;
-  }
-  for (const name of Object.keys(previous.mappings)) if (!(name in next.mappings)) mappings[name] = null;
-  if (Object.keys(mappings).length > 0) patch.mappings = mappings;
-  if (Object.keys(patch).length > 0) patch.updatedAt = next.updatedAt;
-  return patch as ReportedPatch;
+  const { updatedAt: _was, ...before } = previous;
+  const { updatedAt, ...after } = next;
+  const patch: ReportedPatch = computeMergePatch(before, after);
+  if (Object.keys(patch).length > 0) patch.updatedAt = updatedAt;
+  return patch;
 }
 
 export class Reporter {

@@ -13,6 +13,7 @@
 import { Backoff } from "../../../lib/backoff.ts";
 import { errorMessage } from "../../../lib/errors.ts";
 import type { Logger } from "../../../lib/log.ts";
+import { applyMergePatch, isPlainObject } from "../../../lib/twin/merge-patch.ts";
 import { isDeadlineError, withDeadline } from "./deadline.ts";
 import type { ModuleClientPort, TwinPort } from "./twin-client-port.ts";
 
@@ -26,25 +27,6 @@ export interface TwinSyncOptions {
   onNoAnswer?(why: string): void;
   /** Ceiling of the first retry of a failed full read (grows to 30 s; full jitter). */
   retryInitialMs?: number;
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-/** JSON merge patch (RFC 7386) as IoT Hub applies desired patches: `null` deletes. */
-export function mergePatch(
-  target: Record<string, unknown>,
-  patch: Record<string, unknown>,
-): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...target };
-  for (const [key, value] of Object.entries(patch)) {
-    if (value === null) delete out[key];
-    else if (isObject(value))
-      out[key] = mergePatch(isObject(out[key]) ? (out[key] as Record<string, unknown>) : {}, value);
-    else out[key] = value;
-  }
-  return out;
 }
 
 function versionOf(doc: Record<string, unknown>): number | null {
@@ -148,7 +130,7 @@ export class TwinSync {
   }
 
   private onPatch(patch: Record<string, unknown>): void {
-    if (this.stopped || !isObject(patch)) return;
+    if (this.stopped || !isPlainObject(patch)) return;
     if (this.fetching) {
       // The SDK also fires this event with the whole document during a read; sorting it out
       // after the read keeps the order simple.
@@ -169,7 +151,7 @@ export class TwinSync {
       void this.refresh();
       return;
     }
-    this.desired = mergePatch(this.desired, patch);
+    this.desired = applyMergePatch(this.desired, patch);
     this.desired.$version = v;
     this.version = v;
     this.onDesired(structuredClone(this.desired), v);

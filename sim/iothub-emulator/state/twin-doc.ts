@@ -4,7 +4,8 @@
  * rejected update leaves the twin untouched.
  */
 
-import { diffPatch, getOwn, isJsonObject, type JsonObject, jsonEqual, mergePatch, setOwn } from "./json.ts";
+import { applyMergePatch, computeMergePatch } from "../../../lib/twin/merge-patch.ts";
+import { getOwn, isJsonObject, type JsonObject, jsonEqual, setOwn } from "./json.ts";
 import { checkKeys, checkSize } from "./limits.ts";
 
 export interface TwinDoc {
@@ -71,9 +72,9 @@ export type Section = "desired" | "reported";
 export function patchSection(doc: TwinDoc, section: Section, patch: JsonObject): JsonObject {
   checkKeys(patch, `properties.${section}`);
   const current = doc[section];
-  const next = mergePatch(current, patch);
+  const next = applyMergePatch(current, patch);
   checkSize(next, section);
-  const effective = diffPatch(current, next);
+  const effective = computeMergePatch(current, next);
   if (Object.keys(effective).length === 0) return effective;
   const now = new Date().toISOString();
   doc[section] = next;
@@ -94,7 +95,7 @@ export function replaceDesired(doc: TwinDoc, desired: JsonObject): JsonObject {
   const clean = stripReadOnly(desired);
   checkKeys(clean, "properties.desired");
   checkSize(clean, "desired");
-  const patch = diffPatch(doc.desired, clean);
+  const patch = computeMergePatch(doc.desired, clean);
   if (Object.keys(patch).length === 0) return patch;
   doc.desired = clean;
   doc.version += 1;
@@ -107,7 +108,7 @@ export function replaceDesired(doc: TwinDoc, desired: JsonObject): JsonObject {
 /** Merges (or, with `replace`, swaps) tags. Returns true when they changed. */
 export function updateTags(doc: TwinDoc, tags: JsonObject, replace: boolean): boolean {
   checkKeys(tags, "tags");
-  const next = replace ? stripReadOnly(tags) : mergePatch(doc.tags, tags);
+  const next = replace ? stripReadOnly(tags) : applyMergePatch(doc.tags, tags);
   checkSize(next, "tags");
   if (jsonEqual(next, doc.tags)) return false;
   doc.tags = next;

@@ -13,8 +13,9 @@
 import { RelayFleetError } from "../../../../lib/errors.ts";
 import { FLEET_TAG, type FleetTag, fleetTag } from "../../../../lib/fleet-deployment.ts";
 import type { RouteRow } from "../../../../lib/ledger/index.ts";
+import { computeMergePatch } from "../../../../lib/twin/merge-patch.ts";
 import { hybridConnectionOf, listenRule, type OnboardStep, type RolloutDeps, sendRule } from "./context.ts";
-import { buildDesired, MODULE_ID, mergePatch, withoutMeta } from "./desired-twin.ts";
+import { buildDesired, MODULE_ID, withoutMeta } from "./desired-twin.ts";
 import type { JsonObject } from "./hub.ts";
 import type { MappingSpec, SiteSpec } from "./schemas.ts";
 import { validateDesiredForWrite } from "./validate-desired.ts";
@@ -237,7 +238,7 @@ async function writeModuleTwin(
     spec.mappings,
   );
   (deps.validateDesired ?? validateDesiredForWrite)(desired);
-  const patch = mergePatch(currentDesired, desired);
+  const patch = computeMergePatch(currentDesired, desired);
   if (Object.keys(patch).length === 0) return twin?.desiredVersion ?? 0;
   return deps.hub.patchModuleDesired(deviceId, MODULE_ID, patch);
 }

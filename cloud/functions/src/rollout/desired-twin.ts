@@ -1,7 +1,7 @@
 /**
- * The module twin's desired properties rollout writes (twin contract in `lib/twin/`), and the
- * JSON merge patch that turns the current desired section into the new one (IoT Hub PATCH is a
- * merge: removed keys must be sent as `null`).
+ * The module twin's desired properties rollout writes (twin contract in `lib/twin/`). The patch
+ * that turns the current desired section into the new one is `computeMergePatch`
+ * (`lib/twin/merge-patch.ts`): IoT Hub PATCH is a merge, removed keys must be sent as `null`.
  */
 import type { JsonObject } from "./hub.ts";
 import type { MappingSpec } from "./schemas.ts";
@@ -45,28 +45,6 @@ const isObject = (v: unknown): v is JsonObject => typeof v === "object" && v !==
 
 function defineOwn(target: JsonObject, key: string, value: JsonObject[string]): void {
   Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
-}
-
-/**
- * The merge patch from `current` to `next`: changed and new values, `null` for removed keys.
- * `$`-prefixed keys (`$version`, `$metadata`) are read-only and ignored.
- */
-export function mergePatch(current: JsonObject, next: JsonObject): JsonObject {
-  const patch: JsonObject = {};
-  for (const key of Object.keys(current)) {
-    if (key.startsWith("$")) continue;
-    if (!Object.hasOwn(next, key)) defineOwn(patch, key, null);
-  }
-  for (const [key, value] of Object.entries(next)) {
-    const old = Object.hasOwn(current, key) ? current[key] : undefined;
-    if (isObject(value) && isObject(old)) {
-      const sub = mergePatch(old, value);
-      if (Object.keys(sub).length > 0) defineOwn(patch, key, sub);
-    } else if (JSON.stringify(old) !== JSON.stringify(value)) {
-      defineOwn(patch, key, value);
-    }
-  }
-  return patch;
 }
 
 /** Strips `$version`/`$metadata` so a read twin compares with a built one. */
