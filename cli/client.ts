@@ -2,7 +2,7 @@
  * What the CLI commands call: the rollout HTTP API (simulation or a deployed app) or the rollout
  * logic in process (direct mode). Both answer with the same shapes.
  */
-import { RelayFleetError } from "../lib/errors.ts";
+import { isErrorCode, RelayFleetError } from "../lib/errors.ts";
 import type { Target } from "./discovery.ts";
 
 export interface AuditQuery {
@@ -74,13 +74,13 @@ function apiClient(url: string, key: string): FleetClient {
     }
     if (!res.ok) {
       const e = (parsed as { error?: { code?: string; message?: string } } | undefined)?.error;
-      throw new RelayFleetError(
-        e?.code ?? "RF_ERR_CLI_API",
-        e?.message ?? `The rollout API answered HTTP ${res.status}.`,
-        {
-          status: res.status,
-        },
-      );
+      const message = e?.message ?? `The rollout API answered HTTP ${res.status}.`;
+      // The API's own code when this CLI knows it (its status comes with it), else RF_ERR_CLI_API
+      // with the answer's status; an unknown code (a newer API) stays in the message.
+      if (isErrorCode(e?.code)) throw new RelayFleetError(e.code, message);
+      throw new RelayFleetError("RF_ERR_CLI_API", e?.code ? `${e.code}: ${message}` : message, {
+        status: res.status,
+      });
     }
     return parsed;
   };

@@ -10,7 +10,7 @@
  */
 import { createPrivateKey, createPublicKey, createSign, createVerify, type KeyObject } from "node:crypto";
 import { z } from "zod";
-import { RelayFleetError } from "../errors.ts";
+import { type ErrorCode, RelayFleetError } from "../errors.ts";
 
 /** Clock skew tolerated on `nbf` and `exp`, as Entra-protected services allow a few minutes. */
 export const DEFAULT_CLOCK_SKEW_SECONDS = 0;
@@ -56,8 +56,8 @@ function b64url(data: Buffer | string): string {
   return Buffer.from(data).toString("base64url");
 }
 
-function fail(code: string, message: string): never {
-  throw new RelayFleetError(code, message, { status: 401 });
+function fail(code: ErrorCode, message: string): never {
+  throw new RelayFleetError(code, message);
 }
 
 /** True when `token` has the shape of a compact JWS (three base64url parts), with or without `Bearer `. */

@@ -66,7 +66,6 @@ export type ControlMessage =
 
 function malformed(reason: string, cause?: unknown): RelayFleetError {
   return new RelayFleetError("RF_ERR_RELAY_CONTROL_MALFORMED", `malformed control message: ${reason}`, {
-    closeCode: 1008,
     cause,
   });
 }

@@ -10,7 +10,7 @@
  * read delivers.
  */
 import type { RawData, WebSocket } from "ws";
-import { hasErrorCode, RelayFleetError } from "../errors.ts";
+import { type ErrorCode, hasErrorCode, RelayFleetError } from "../errors.ts";
 import { messageBytes } from "./held-messages.ts";
 
 /** Unread bytes a listener holds per connection before it pauses the relayed WebSocket. */
@@ -54,7 +54,7 @@ export class HeaderReader {
   constructor(
     private readonly ws: WebSocket,
     initial: Buffer[] = [],
-    private readonly options: { maxHeldBytes?: number; code?: string; closedCode?: string } = {},
+    private readonly options: { maxHeldBytes?: number; code?: ErrorCode; closedCode?: ErrorCode } = {},
   ) {
     for (const chunk of initial) this.hold(chunk);
     ws.on("message", this.onMessage);

@@ -61,7 +61,7 @@ export function createSasToken(
 }
 
 function malformed(reason: string): RelayFleetError {
-  return new RelayFleetError("RF_ERR_SAS_MALFORMED", `malformed SAS token: ${reason}`, { status: 401 });
+  return new RelayFleetError("RF_ERR_SAS_MALFORMED", `malformed SAS token: ${reason}`);
 }
 
 function safeDecode(value: string, field: string): string {
@@ -113,9 +113,7 @@ export function normalizeAudience(resource: string): { host: string; path: strin
   try {
     url = new URL(withScheme);
   } catch {
-    throw new RelayFleetError("RF_ERR_SAS_MALFORMED", "malformed SAS token: sr is not a URI", {
-      status: 401,
-    });
+    throw new RelayFleetError("RF_ERR_SAS_MALFORMED", "malformed SAS token: sr is not a URI");
   }
   const path = decodeURIComponent(url.pathname)
     .replace(/^\/+/, "")
@@ -145,33 +143,25 @@ export function verifySasToken(token: string, options: VerifyOptions): ParsedSas
   const parsed = parseSasToken(token);
   const keys = options.keysFor(parsed.keyName);
   if (!keys || keys.length === 0) {
-    throw new RelayFleetError("RF_ERR_SAS_UNKNOWN_RULE", `unknown authorization rule '${parsed.keyName}'`, {
-      status: 401,
-    });
+    throw new RelayFleetError("RF_ERR_SAS_UNKNOWN_RULE", `unknown authorization rule '${parsed.keyName}'`);
   }
   const given = Buffer.from(parsed.signature, "base64");
   const valid = keys.some((key) => {
     const expected = Buffer.from(sign(key, parsed.rawResource, parsed.expiresAt), "base64");
     return expected.length === given.length && timingSafeEqual(expected, given);
   });
-  if (!valid)
-    throw new RelayFleetError("RF_ERR_SAS_BAD_SIGNATURE", "SAS token signature is invalid", { status: 401 });
+  if (!valid) throw new RelayFleetError("RF_ERR_SAS_BAD_SIGNATURE", "SAS token signature is invalid");
   const now = options.nowSeconds ?? Math.floor(Date.now() / 1000);
   if (parsed.expiresAt <= now) {
     throw new RelayFleetError(
       "RF_ERR_SAS_EXPIRED",
       `SAS token expired at ${new Date(parsed.expiresAt * 1000).toISOString()}`,
-      {
-        status: 401,
-      },
     );
   }
   const audience = normalizeAudience(parsed.resource);
   const entity = normalizeAudience(`http://x/${options.entityPath}`).path;
   if (options.host !== undefined && audience.host !== options.host.toLowerCase()) {
-    throw new RelayFleetError("RF_ERR_SAS_WRONG_AUDIENCE", `token is for host '${audience.host}'`, {
-      status: 403,
-    });
+    throw new RelayFleetError("RF_ERR_SAS_WRONG_AUDIENCE", `token is for host '${audience.host}'`);
   }
   // A namespace token (empty path) covers every entity; otherwise a path-prefix on segment bounds.
   const covers = audience.path === "" || entity === audience.path || entity.startsWith(`${audience.path}/`);
@@ -179,7 +169,6 @@ export function verifySasToken(token: string, options: VerifyOptions): ParsedSas
     throw new RelayFleetError(
       "RF_ERR_SAS_WRONG_AUDIENCE",
       `token is for '${audience.path}', not '${entity}'`,
-      { status: 403 },
     );
   }
   return parsed;

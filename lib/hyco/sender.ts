@@ -81,9 +81,9 @@ export function cachedToken(
 /** Maps a relay's HTTP answer to the sender's error codes (exported for the listener and tests). */
 export function errorForStatus(status: number, reason: string, what: string): RelayFleetError {
   const detail = `${what}: relay answered ${status}${reason ? ` ${reason}` : ""}`;
-  if (status === 404) return new RelayFleetError("RF_ERR_RELAY_NO_LISTENER", detail, { status });
-  if (status === 401) return new RelayFleetError("RF_ERR_RELAY_UNAUTHORIZED", detail, { status });
-  if (status === 403) return new RelayFleetError("RF_ERR_RELAY_FORBIDDEN", detail, { status });
+  if (status === 404) return new RelayFleetError("RF_ERR_RELAY_NO_LISTENER", detail);
+  if (status === 401) return new RelayFleetError("RF_ERR_RELAY_UNAUTHORIZED", detail);
+  if (status === 403) return new RelayFleetError("RF_ERR_RELAY_FORBIDDEN", detail);
   if (status === 504 || status === 408)
     return new RelayFleetError("RF_ERR_RELAY_TIMEOUT", detail, { status });
   return new RelayFleetError("RF_ERR_RELAY_REJECTED", detail, { status });
@@ -148,7 +148,6 @@ export function connectSender(options: SenderOptions): Promise<WebSocket> {
         new RelayFleetError(
           "RF_ERR_RELAY_UNAUTHORIZED",
           `connect to '${options.hybridConnection}': no valid Entra ID token (its refresh is failing)`,
-          { status: 401 },
         ),
       );
     }

@@ -106,7 +106,7 @@ export function storageError(err: unknown, table: string): unknown {
   return new RelayFleetError(
     "RF_ERR_LEDGER_STORAGE_UNAVAILABLE",
     `The port ledger's storage (table ${table}) is unavailable: ${reason || (typeof code === "string" ? code : "no answer")}`,
-    { status: 503, cause: err },
+    { cause: err },
   );
 }
 
@@ -232,16 +232,13 @@ export function createLedgerOnClient(
       throw new RelayFleetError(
         "RF_ERR_LEDGER_PORT_OUT_OF_RANGE",
         `Port ${port} is outside the configured public port ranges.`,
-        { status: 400 },
       );
     }
     const row = routeRow(req, String(port), port, "tcp");
     if (await insert(row)) return row;
     const existing = await getRoute(String(port));
     if (existing && sameOwner(existing, req)) return existing;
-    throw new RelayFleetError("RF_ERR_LEDGER_PORT_TAKEN", `Public port ${port} is already in use.`, {
-      status: 409,
-    });
+    throw new RelayFleetError("RF_ERR_LEDGER_PORT_TAKEN", `Public port ${port} is already in use.`);
   }
 
   async function tryFreePorts(req: AllocateRequest): Promise<RouteRow | undefined> {
@@ -274,7 +271,6 @@ export function createLedgerOnClient(
     throw new RelayFleetError(
       "RF_ERR_LEDGER_RANGE_EXHAUSTED",
       "Every public port in the configured ranges is in use.",
-      { status: 503 },
     );
   }
 
@@ -301,7 +297,6 @@ export function createLedgerOnClient(
       throw new RelayFleetError(
         "RF_ERR_LEDGER_PORT_TAKEN",
         `Public port ${port} is a dedicated TCP port and cannot carry host-name routes.`,
-        { status: 409 },
       );
     }
   }
@@ -316,7 +311,6 @@ export function createLedgerOnClient(
         throw new RelayFleetError(
           "RF_ERR_LEDGER_HOSTNAME_TAKEN",
           `Host name ${hostname} on port ${port} is already routed to another mapping.`,
-          { status: 409 },
         );
       }
       return existing as RouteRow;
@@ -390,14 +384,11 @@ export function createLedgerOnClient(
           throw new RelayFleetError(
             "RF_ERR_LEDGER_PORT_OUT_OF_RANGE",
             `Port ${ep.port} is outside the configured public port ranges (${config.ranges.map((r) => `${r.from}-${r.to}`).join(", ")}).`,
-            { status: 400 },
           );
         }
         const existing = await getRoute(String(ep.port));
         if (existing && !sameOwner(existing, req)) {
-          throw new RelayFleetError("RF_ERR_LEDGER_PORT_TAKEN", `Public port ${ep.port} is already in use.`, {
-            status: 409,
-          });
+          throw new RelayFleetError("RF_ERR_LEDGER_PORT_TAKEN", `Public port ${ep.port} is already in use.`);
         }
         return;
       }
@@ -406,7 +397,6 @@ export function createLedgerOnClient(
         throw new RelayFleetError(
           "RF_ERR_LEDGER_PORT_TAKEN",
           `Public port ${ep.port} is a dedicated TCP port and cannot carry host-name routes.`,
-          { status: 409 },
         );
       }
       const named = await getRoute(hostRouteKey(ep.port, ep.hostname));
@@ -414,7 +404,6 @@ export function createLedgerOnClient(
         throw new RelayFleetError(
           "RF_ERR_LEDGER_HOSTNAME_TAKEN",
           `Host name ${ep.hostname} on port ${ep.port} is already routed to another mapping.`,
-          { status: 409 },
         );
       }
     },

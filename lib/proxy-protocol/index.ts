@@ -12,7 +12,7 @@
  *   addresses  TCP4: src 4, dst 4, sport 2, dport 2 (12) / TCP6: 16, 16, 2, 2 (36)
  */
 import ipaddr from "ipaddr.js";
-import { RelayFleetError } from "../errors.ts";
+import { type ErrorCode, RelayFleetError } from "../errors.ts";
 
 /** The 12-byte signature every v2 header starts with. */
 export const PROXY_V2_SIGNATURE: Buffer = Buffer.from([
@@ -109,7 +109,7 @@ export function encodeProxyV2(endpoints?: ProxyEndpoints): Buffer {
 /** Result of feeding bytes to the parser: still waiting, or done with the bytes that followed. */
 export type ProxyParseStep = { done: false } | { done: true; header: ProxyHeader; rest: Buffer };
 
-function fail(code: string, message: string): never {
+function fail(code: ErrorCode, message: string): never {
   throw new RelayFleetError(code, message);
 }
 

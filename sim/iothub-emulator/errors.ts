@@ -15,7 +15,7 @@ export const HUB_ERRORS = {
   ConfigurationNotFound: { status: 404, numeric: 404011, rf: "RF_ERR_IOTHUB_NOT_FOUND" },
   DeviceNotOnline: { status: 404, numeric: 404103, rf: "RF_ERR_IOTHUB_DEVICE_NOT_ONLINE" },
   NotFound: { status: 404, numeric: 404000, rf: "RF_ERR_IOTHUB_NOT_FOUND" },
-  MethodNotAllowed: { status: 405, numeric: 405000, rf: "RF_ERR_IOTHUB_BAD_REQUEST" },
+  MethodNotAllowed: { status: 405, numeric: 405000, rf: "RF_ERR_IOTHUB_METHOD" },
   DeviceAlreadyExists: { status: 409, numeric: 409001, rf: "RF_ERR_IOTHUB_CONFLICT" },
   ModuleAlreadyExistsOnDevice: { status: 409, numeric: 409301, rf: "RF_ERR_IOTHUB_CONFLICT" },
   ConfigurationAlreadyExists: { status: 409, numeric: 409005, rf: "RF_ERR_IOTHUB_CONFLICT" },
@@ -35,7 +35,7 @@ export class HubError extends RelayFleetError {
 
   constructor(hubCode: HubErrorCode, message: string) {
     const spec = HUB_ERRORS[hubCode];
-    super(spec.rf, message, { status: spec.status });
+    super(spec.rf, message);
     this.name = "HubError";
     this.hubCode = hubCode;
     this.numericCode = spec.numeric;

@@ -52,7 +52,7 @@ export function generateKey(): string {
 }
 
 function invalid(message: string): RelayFleetError {
-  return new RelayFleetError("RF_ERR_RELAYEMU_INVALID", message, { status: 400 });
+  return new RelayFleetError("RF_ERR_RELAYEMU_INVALID", message);
 }
 
 export function validateHybridConnectionName(name: string): void {
@@ -180,9 +180,7 @@ export class Namespace {
     if (hcName === undefined) return this.rules;
     const hc = this.get(hcName);
     if (!hc)
-      throw new RelayFleetError("RF_ERR_RELAYEMU_NOT_FOUND", `hybrid connection '${hcName}' not found`, {
-        status: 404,
-      });
+      throw new RelayFleetError("RF_ERR_RELAYEMU_NOT_FOUND", `hybrid connection '${hcName}' not found`);
     return hc.rules;
   }
 

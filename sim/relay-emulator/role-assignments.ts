@@ -34,7 +34,7 @@ const ASSIGNMENT_ID = /^[A-Za-z0-9._-]{1,128}$/;
 const PRINCIPAL_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function invalid(message: string): RelayFleetError {
-  return new RelayFleetError("RF_ERR_RELAYEMU_INVALID", message, { status: 400 });
+  return new RelayFleetError("RF_ERR_RELAYEMU_INVALID", message);
 }
 
 /** The hybrid connection a scope is limited to, or undefined for the whole namespace. */

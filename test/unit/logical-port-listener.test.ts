@@ -80,11 +80,14 @@ describe("HeaderReader", () => {
 
   it("reports a late header with its code, and a closed sender with closedCode", async () => {
     const ws = new FakeWs();
-    const reader = new HeaderReader(asWs(ws), [], { code: "RF_ERR_MODULE_HEADER", closedCode: "X_CLOSED" });
+    const reader = new HeaderReader(asWs(ws), [], {
+      code: "RF_ERR_MODULE_HEADER",
+      closedCode: "RF_ERR_PREAMBLE_TIMEOUT",
+    });
     await assert.rejects(reader.read(new PreambleParser(), 20, "preamble"), { code: "RF_ERR_MODULE_HEADER" });
     const late = reader.read(new PreambleParser(), 5_000, "preamble");
     ws.emit("close");
-    await assert.rejects(late, { code: "X_CLOSED" });
+    await assert.rejects(late, { code: "RF_ERR_PREAMBLE_TIMEOUT" });
   });
 });
 

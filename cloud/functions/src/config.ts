@@ -34,7 +34,7 @@ import { loadRolloutSettings, type RolloutSettings } from "./settings.ts";
 const IOTHUB_TOKEN_SCOPE = "https://iothubs.azure.net/.default";
 
 function configError(message: string): RelayFleetError {
-  return new RelayFleetError("RF_ERR_ROLLOUT_CONFIG", message, { status: 500 });
+  return new RelayFleetError("RF_ERR_ROLLOUT_CONFIG", message);
 }
 
 /** Site profiles from `SITE_PROFILES_FILE` / `SITE_PROFILES`; an empty `default` profile otherwise. */

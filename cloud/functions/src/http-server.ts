@@ -95,7 +95,6 @@ function bodyTooLarge(): RelayFleetError {
   return new RelayFleetError(
     "RF_ERR_ROLLOUT_BODY_TOO_LARGE",
     `The request body is larger than ${MAX_BODY} bytes.`,
-    { status: 413 },
   );
 }
 

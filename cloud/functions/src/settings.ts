@@ -268,7 +268,7 @@ export function describeSettings(
 }
 
 function configError(message: string): RelayFleetError {
-  return new RelayFleetError("RF_ERR_ROLLOUT_CONFIG", message, { status: 500 });
+  return new RelayFleetError("RF_ERR_ROLLOUT_CONFIG", message);
 }
 
 function parseWith<S extends z.ZodObject>(schema: S, env: NodeJS.ProcessEnv): z.output<S> {

@@ -7,7 +7,7 @@
 import type { Socket } from "node:net";
 import type { WebSocket } from "ws";
 import { type AuditEnd, type AuditRecord, endOfPump, endpoint } from "../../../lib/audit/index.ts";
-import { errorMessage, hasErrorCode } from "../../../lib/errors.ts";
+import { type ErrorCode, errorMessage, hasErrorCode } from "../../../lib/errors.ts";
 import type { PumpResult } from "../../../lib/hyco/pump.ts";
 import type { Logger } from "../../../lib/log.ts";
 import { encodeProxyV2 } from "../../../lib/proxy-protocol/index.ts";
@@ -46,7 +46,7 @@ export interface ConnectionContext {
 }
 
 /** Relay failures that mean "this site is not reachable now": they feed the circuit breaker. */
-const SITE_DOWN_CODES = [
+const SITE_DOWN_CODES: readonly ErrorCode[] = [
   "RF_ERR_RELAY_NO_LISTENER",
   "RF_ERR_RELAY_UNREACHABLE",
   "RF_ERR_RELAY_TIMEOUT",
@@ -58,7 +58,7 @@ const SITE_DOWN_CODES = [
  * The site accepted the relayed connection but did not answer the preamble in time: a slow or
  * stuck target behind one mapping, not a dead site, so it is refused without feeding the breaker.
  */
-const SITE_SLOW_CODES = ["RF_ERR_PREAMBLE_TIMEOUT"];
+const SITE_SLOW_CODES: readonly ErrorCode[] = ["RF_ERR_PREAMBLE_TIMEOUT"];
 
 /** Time a refused client gets to read our alert / 421 before the socket is destroyed. */
 const REFUSAL_LINGER_MS = 2_000;

@@ -4,7 +4,7 @@
  * read is kept for replay to the site. Bounded in time (`timeoutMs`) and size (the parsers').
  */
 import type { Socket } from "node:net";
-import { RelayFleetError } from "../../../lib/errors.ts";
+import { type ErrorCode, isErrorCode, RelayFleetError } from "../../../lib/errors.ts";
 import { HostHeaderParser, looksLikeHttp } from "./http-host.ts";
 import { ClientHelloParser } from "./sni.ts";
 
@@ -15,12 +15,11 @@ export type FirstBytes =
 /** Why the name could not be read; the protocol tells the caller how to answer (alert / HTTP). */
 export class FirstBytesError extends RelayFleetError {
   constructor(
-    code: string,
+    code: ErrorCode,
     message: string,
     readonly protocol: "tls" | "http" | "unknown",
-    options: { status?: number } = {},
   ) {
-    super(code, message, options);
+    super(code, message);
   }
 }
 
@@ -73,10 +72,11 @@ export function readFirstBytes(socket: Socket, timeoutMs: number): Promise<First
           err instanceof FirstBytesError
             ? err
             : new FirstBytesError(
-                (err as { code?: string }).code ?? "RF_ERR_GATEWAY_UNKNOWN_PROTOCOL",
+                isErrorCode((err as { code?: unknown }).code)
+                  ? (err as { code: ErrorCode }).code
+                  : "RF_ERR_GATEWAY_UNKNOWN_PROTOCOL",
                 (err as Error).message,
                 protocolOf(),
-                { status: (err as { status?: number }).status ?? 400 },
               );
         finish(() => reject(e));
       }
@@ -99,7 +99,6 @@ export function readFirstBytes(socket: Socket, timeoutMs: number): Promise<First
               "RF_ERR_GATEWAY_FIRST_BYTES_TIMEOUT",
               `client sent no complete ClientHello / request head within ${timeoutMs} ms`,
               protocolOf(),
-              { status: 408 },
             ),
           ),
         ),

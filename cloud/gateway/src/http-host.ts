@@ -13,7 +13,7 @@ export type HostStep = { done: false } | { done: true; hostname: string };
 const REQUEST_LINE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^\s]+ HTTP\/1\.[01]$/;
 
 function bad(message: string): never {
-  throw new RelayFleetError("RF_ERR_HTTP_MALFORMED", message, { status: 400 });
+  throw new RelayFleetError("RF_ERR_HTTP_MALFORMED", message);
 }
 
 /** True when the first byte could start an HTTP method (a token character). */
@@ -59,13 +59,12 @@ export class HostHeaderParser {
       }
       if (this.head.length > MAX_REQUEST_HEAD) {
         this.finished = true;
-        throw new RelayFleetError("RF_ERR_HTTP_TOO_LARGE", "request head too large", { status: 431 });
+        throw new RelayFleetError("RF_ERR_HTTP_TOO_LARGE", "request head too large");
       }
       return { done: false };
     }
     this.finished = true;
-    if (end > MAX_REQUEST_HEAD)
-      throw new RelayFleetError("RF_ERR_HTTP_TOO_LARGE", "request head too large", { status: 431 });
+    if (end > MAX_REQUEST_HEAD) throw new RelayFleetError("RF_ERR_HTTP_TOO_LARGE", "request head too large");
     const lines = this.head.slice(0, end).split("\r\n");
     if (!REQUEST_LINE.test(lines[0]!)) bad("not an HTTP/1.x request line");
     const hosts = lines.slice(1).filter((l) => /^host:/i.test(l));

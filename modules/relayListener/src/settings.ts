@@ -138,9 +138,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env, lookup?: Look
       throw new RelayFleetError(
         "RF_ERR_MODULE_SETTING",
         `RELAY_CA_FILE ${env.RELAY_CA_FILE} cannot be read`,
-        {
-          cause: err,
-        },
+        { cause: err },
       );
     }
   }

@@ -83,7 +83,6 @@ export function createAdmin(ctx: EmulatorContext): RelayAdmin {
         throw new RelayFleetError(
           "RF_ERR_RELAYEMU_QUOTA_EXCEEDED",
           `QuotaExceeded: the namespace already has ${max} hybrid connections`,
-          { status: 403 },
         );
       const { created, hc } = ns.putHybridConnection(name, props);
       return { created, hybridConnection: info(hc.name)! };

@@ -47,7 +47,6 @@ export function parseAuditQuery(query: URLSearchParams, now = Date.now()): Audit
       new RelayFleetError(
         "RF_ERR_AUDIT_INVALID_QUERY",
         `Bad audit query: ${issues.map((i) => `${i.path} ${i.message}`).join("; ")}`,
-        { status: 400 },
       ),
       { issues },
     );

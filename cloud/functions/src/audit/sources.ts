@@ -169,7 +169,6 @@ export async function readAudit(sources: AuditSource[], selection: AuditSelectio
     throw new RelayFleetError(
       "RF_ERR_AUDIT_NOT_CONFIGURED",
       "Audit records cannot be read through this rollout service: in Azure, the modules' records are routed to the device-audit storage container and the gateways' are in their container logs (see docs/audit.md for the queries).",
-      { status: 501 },
     );
   const results = await Promise.allSettled(sources.map((s) => s.read(selection.since)));
   const reports: AuditSourceReport[] = [];
@@ -191,7 +190,6 @@ export async function readAudit(sources: AuditSource[], selection: AuditSelectio
     throw new RelayFleetError(
       "RF_ERR_AUDIT_UNREADABLE",
       `No audit source could be read: ${reports.map((r) => `${r.name}: ${r.error}`).join("; ")}`,
-      { status: 503 },
     );
   const records = selectAudit(all, selection);
   return {

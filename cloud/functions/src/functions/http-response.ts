@@ -5,6 +5,7 @@
 import type { HttpResponseInit, InvocationContext } from "@azure/functions";
 import { errorMessage } from "../../../../lib/errors.ts";
 import { redactSecrets } from "../../../../lib/log.ts";
+import { ValidationError } from "../rollout/errors.ts";
 
 export function json(status: number, body: unknown): HttpResponseInit {
   return { status, jsonBody: body, headers: { "content-type": "application/json; charset=utf-8" } };
@@ -35,10 +36,6 @@ export async function readJsonBody(request: { text(): Promise<string> }): Promis
   try {
     return JSON.parse(text);
   } catch {
-    throw Object.assign(new Error("The request body is not valid JSON."), {
-      code: "RF_ERR_ROLLOUT_INVALID",
-      status: 400,
-      issues: [{ path: "(body)", message: "not valid JSON" }],
-    });
+    throw new ValidationError("request body", [{ path: "(body)", message: "not valid JSON" }]);
   }
 }

@@ -119,13 +119,7 @@ export const STATUS_PAGE_ROUTES: ApiRoute[] = [
       const view = await viewOf(await getRollout());
       const site = view.sites.find((s) => s.siteId === id);
       if (!site)
-        throw new RelayFleetError(
-          "RF_ERR_ROLLOUT_SITE_NOT_FOUND",
-          `Site ${id.slice(0, 80)} does not exist.`,
-          {
-            status: 404,
-          },
-        );
+        throw new RelayFleetError("RF_ERR_ROLLOUT_SITE_NOT_FOUND", `Site ${id.slice(0, 80)} does not exist.`);
       const audit = await siteAudit(id);
       return json(200, {
         generatedAt: view.generatedAt,

@@ -36,7 +36,6 @@ function statusOf(err: unknown): number | undefined {
 function wrap(what: string, err: unknown): RelayFleetError {
   const message = err instanceof Error ? err.message : String(err);
   return new RelayFleetError("RF_ERR_RELAYADMIN_FAILED", `Azure Relay could not ${what}: ${message}`, {
-    status: 502,
     cause: err,
   });
 }

@@ -96,7 +96,7 @@ export function createEmulatorRelayAdmin(options: EmulatorAdminOptions): RelayAd
           new RelayFleetError(
             "RF_ERR_RELAYADMIN_UNREACHABLE",
             `The relay admin API at ${base} is unreachable: ${err.message}`,
-            { status: 502, cause: err },
+            { cause: err },
           ),
         ),
       );
@@ -109,7 +109,6 @@ export function createEmulatorRelayAdmin(options: EmulatorAdminOptions): RelayAd
     throw new RelayFleetError(
       "RF_ERR_RELAYADMIN_FAILED",
       `Relay admin could not ${what}: HTTP ${reply.status} ${detail.slice(0, 200)}`,
-      { status: 502 },
     );
   }
 
@@ -179,9 +178,6 @@ function toRule(body: unknown, fallbackName: string, what: string): RuleKeys {
     throw new RelayFleetError(
       "RF_ERR_RELAYADMIN_FAILED",
       `Relay admin could not ${what}: the answer has no keys.`,
-      {
-        status: 502,
-      },
     );
   }
   const rights = Array.isArray(o.rights)

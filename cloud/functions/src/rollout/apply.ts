@@ -142,7 +142,6 @@ export async function checkSite(deps: RolloutDeps, spec: SiteSpec): Promise<void
         throw new RelayFleetError(
           p.kind === "tcp" ? "RF_ERR_LEDGER_PORT_TAKEN" : "RF_ERR_LEDGER_HOSTNAME_TAKEN",
           `Mappings "${other}" and "${name}" both ask for public ${key}.`,
-          { status: 409 },
         );
       }
       asked.set(key, name);

@@ -1,6 +1,6 @@
 /** Rollout errors that carry the zod issues of a bad request. */
 import type { z } from "zod";
-import { RelayFleetError } from "../../../../lib/errors.ts";
+import { type ErrorCode, type ErrorOptions, RelayFleetError } from "../../../../lib/errors.ts";
 import { describeIssues } from "./schemas.ts";
 
 /** A request that failed validation: HTTP 400 with each field path and reason. */
@@ -21,9 +21,7 @@ export class ValidationError extends RelayFleetError {
 }
 
 export function siteNotFound(siteId: string): RelayFleetError {
-  return new RelayFleetError("RF_ERR_ROLLOUT_SITE_NOT_FOUND", `Site ${siteId} does not exist.`, {
-    status: 404,
-  });
+  return new RelayFleetError("RF_ERR_ROLLOUT_SITE_NOT_FOUND", `Site ${siteId} does not exist.`);
 }
 
 /**
@@ -38,17 +36,20 @@ export function siteNotFound(siteId: string): RelayFleetError {
  */
 export type ChangeOutcome = "nothing-changed" | "rolled-back" | "completed-by-reconcile" | "incomplete";
 
-/** A failed site change: the cause's code and status, with what became of the change. */
+/**
+ * A failed site change: the cause's code (so its status, from the code's table entry, or the
+ * cause's own where the code reports a peer's), with what became of the change.
+ */
 export class ChangeError extends RelayFleetError {
   readonly outcome: ChangeOutcome;
   readonly issues?: Array<{ path: string; message: string }>;
   constructor(
-    code: string,
+    code: ErrorCode,
     message: string,
     outcome: ChangeOutcome,
-    options: { status: number; cause?: unknown; issues?: Array<{ path: string; message: string }> },
+    options: { status?: number; cause?: unknown; issues?: Array<{ path: string; message: string }> } = {},
   ) {
-    super(code, message, { status: options.status, cause: options.cause });
+    super(code, message, { status: options.status, cause: options.cause } as ErrorOptions);
     this.outcome = outcome;
     if (options.issues) this.issues = options.issues;
   }

@@ -78,7 +78,7 @@ export function withHubPacing(hub: FleetHub, options: HubPacingOptions = {}): Fl
             throw new RelayFleetError(
               "RF_ERR_ROLLOUT_IOTHUB_THROTTLED",
               `IoT Hub kept throttling ${operation} for ${Math.round((now() - started) / 1000)} s (429); try again later or add IoT Hub units`,
-              { status: 503, cause: err },
+              { cause: err },
             );
           options.onThrottled?.(operation, delay);
           await wait(delay);

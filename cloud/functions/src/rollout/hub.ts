@@ -60,7 +60,7 @@ function wrap(what: string, err: unknown): RelayFleetError {
   return new RelayFleetError(
     "RF_ERR_ROLLOUT_IOTHUB",
     `IoT Hub could not ${what}${status ? ` (HTTP ${status})` : ""}: ${message}`,
-    { status: 502, cause: err },
+    { cause: err },
   );
 }
 

@@ -31,9 +31,7 @@ export interface RotateResult {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function notFound(siteId: string): RelayFleetError {
-  return new RelayFleetError("RF_ERR_ROLLOUT_SITE_NOT_FOUND", `Site ${siteId} does not exist.`, {
-    status: 404,
-  });
+  return new RelayFleetError("RF_ERR_ROLLOUT_SITE_NOT_FOUND", `Site ${siteId} does not exist.`);
 }
 
 /** Waits (bounded) until the module reports the fingerprint of `key`. Reads one module twin per poll; no query. */
@@ -55,7 +53,6 @@ async function waitForModuleKey(
       throw new RelayFleetError(
         "RF_ERR_ROLLOUT_ROTATE_TIMEOUT",
         `Site ${siteId}'s module on device ${deviceId} did not report the new Listen key within ${Math.round(timeoutMs / 1000)} s; the old key stays valid, so nothing is disconnected. Retry when the module is online.`,
-        { status: 504 },
       );
     }
     await sleep(Math.min(interval, Math.max(0, deadline - Date.now())));
@@ -98,7 +95,6 @@ export async function rotateSiteKeys(deps: RolloutDeps, siteId: string): Promise
     throw new RelayFleetError(
       "RF_ERR_ROLLOUT_INCOMPLETE",
       `Site ${siteId} is not fully onboarded (${missing.length > 0 ? `module twin missing on ${missing.join(", ")}` : "Listen rule missing"}); re-apply it before rotating keys.`,
-      { status: 409 },
     );
   }
   // Every device whose module is connected must move before the old hybrid connection goes; one

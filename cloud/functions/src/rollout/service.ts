@@ -3,7 +3,7 @@
  * with the one schema, serializes work per site inside an instance (across instances the ledger's
  * insert-if-absent and idempotent steps keep things consistent), and shapes readable answers.
  */
-import { errorMessage, RelayFleetError } from "../../../../lib/errors.ts";
+import { errorMessage, isErrorCode, RelayFleetError } from "../../../../lib/errors.ts";
 import { EDGE_AGENT_MODULE_ID } from "../../../../lib/fleet-deployment.ts";
 import { type RouteRow, type SiteRow, siteIdSchema, storageError } from "../../../../lib/ledger/index.ts";
 import { readLedger } from "../../../../lib/ledger/read-routes.ts";
@@ -183,9 +183,6 @@ export function createRollout(deps: RolloutDeps): Rollout {
       throw new RelayFleetError(
         "RF_ERR_ROLLOUT_BAD_SPEC",
         `Site ${siteId}'s stored spec is unreadable; re-create the site.`,
-        {
-          status: 500,
-        },
       );
     }
     return { row, spec: parsed.data };
@@ -220,7 +217,6 @@ export function createRollout(deps: RolloutDeps): Rollout {
         throw new RelayFleetError(
           "RF_ERR_ROLLOUT_DEVICE_IN_OTHER_SITE",
           `Device ${taken} belongs to site ${row.siteId}; remove it there first (relay-fleet devices remove ${row.siteId} ${taken}). Nothing was changed.`,
-          { status: 409 },
         );
       }
     }
@@ -232,9 +228,7 @@ export function createRollout(deps: RolloutDeps): Rollout {
   }
 
   const deviceNotInSite = (siteId: string, deviceId: string) =>
-    new RelayFleetError("RF_ERR_ROLLOUT_DEVICE_NOT_FOUND", `Site ${siteId} has no device "${deviceId}".`, {
-      status: 404,
-    });
+    new RelayFleetError("RF_ERR_ROLLOUT_DEVICE_NOT_FOUND", `Site ${siteId} has no device "${deviceId}".`);
 
   /** A site with each device's module state from its own twin (`withModule: false`: without). */
   async function getSiteView(siteId: string, options: { withModule?: boolean } = {}): Promise<SiteView> {
@@ -256,7 +250,6 @@ export function createRollout(deps: RolloutDeps): Rollout {
       throw new RelayFleetError(
         "RF_ERR_ROLLOUT_UNKNOWN_PROFILE",
         `Site profile "${name}" is not configured.`,
-        { status: 400 },
       );
     }
     return { siteId, deviceIds, profile: name, mappings: structuredClone(p.mappings) };
@@ -272,19 +265,14 @@ export function createRollout(deps: RolloutDeps): Rollout {
   /** The error `err` as a change failure with `outcome`, keeping its code, status and issues. */
   function withOutcome(err: unknown, outcome: ChangeOutcome, note: string): ChangeError {
     const e = err as { code?: unknown; status?: unknown; issues?: unknown };
-    const known = typeof e.code === "string" && e.code.startsWith("RF_ERR_");
-    const status = typeof e.status === "number" && e.status >= 400 && e.status < 600 ? e.status : 500;
-    const message = known ? errorMessage(err) : "The rollout service failed; see its log.";
-    return new ChangeError(
-      known ? (e.code as string) : "RF_ERR_ROLLOUT_INTERNAL",
-      `${message} ${note}`,
-      outcome,
-      {
-        status,
-        cause: err,
-        ...(Array.isArray(e.issues) ? { issues: e.issues as Array<{ path: string; message: string }> } : {}),
-      },
-    );
+    const code = isErrorCode(e.code) ? e.code : undefined;
+    const message = code ? errorMessage(err) : "The rollout service failed; see its log.";
+    return new ChangeError(code ?? "RF_ERR_ROLLOUT_INTERNAL", `${message} ${note}`, outcome, {
+      // Only a code that reports a peer's status takes the cause's; the others have their own.
+      ...(typeof e.status === "number" ? { status: e.status } : {}),
+      cause: err,
+      ...(Array.isArray(e.issues) ? { issues: e.issues as Array<{ path: string; message: string }> } : {}),
+    });
   }
 
   /** Like `withOutcome`, but an error without an RF_ERR code (a bug) passes unchanged: its details stay in the log. */
@@ -337,7 +325,7 @@ export function createRollout(deps: RolloutDeps): Rollout {
           "RF_ERR_ROLLOUT_CHANGE_PENDING",
           `Site ${spec.siteId}: the change is saved, but step "${step}" failed (${BACKEND_OF_STEP[step]}: ${errorMessage(err)}). The next reconcile completes it; repeating the request does too.`,
           "completed-by-reconcile",
-          { status: 503, cause: err },
+          { cause: err },
         );
       }
       try {
@@ -377,9 +365,7 @@ export function createRollout(deps: RolloutDeps): Rollout {
   const mappingExists = (m: SiteSpec["mappings"], name: string) => Object.hasOwn(m, name);
 
   const mappingNotFound = (siteId: string, name: string) =>
-    new RelayFleetError("RF_ERR_ROLLOUT_MAPPING_NOT_FOUND", `Site ${siteId} has no mapping "${name}".`, {
-      status: 404,
-    });
+    new RelayFleetError("RF_ERR_ROLLOUT_MAPPING_NOT_FOUND", `Site ${siteId} has no mapping "${name}".`);
 
   const rollout: Rollout = {
     deps,
@@ -403,7 +389,6 @@ export function createRollout(deps: RolloutDeps): Rollout {
             throw new RelayFleetError(
               "RF_ERR_ROLLOUT_SITE_EXISTS",
               `Site ${b.siteId} already exists with other settings; change its mappings with PATCH /api/sites/${b.siteId}/mappings/{name}, its devices with POST /api/sites/${b.siteId}/devices.`,
-              { status: 409 },
             );
           }
           // Re-applying an existing identical site rolls back to that same spec if refused.
@@ -426,7 +411,6 @@ export function createRollout(deps: RolloutDeps): Rollout {
           throw new RelayFleetError(
             "RF_ERR_ROLLOUT_SITE_FULL",
             `Site ${siteId} has ${current.length} devices, the most a site may have (${MAX_DEVICES_PER_SITE}: all of them listen on the site's one hybrid connection, and Azure Relay allows 25 listeners on one); nothing was changed.`,
-            { status: 409 },
           );
         }
         await checkDevicesFree(siteId, [deviceId]);
@@ -449,7 +433,6 @@ export function createRollout(deps: RolloutDeps): Rollout {
           throw new RelayFleetError(
             "RF_ERR_ROLLOUT_LAST_DEVICE",
             `Device ${deviceId} is site ${siteId}'s only device; remove the site instead (relay-fleet sites remove ${siteId}). Nothing was changed.`,
-            { status: 409 },
           );
         }
         const next = { ...structuredClone(previous.spec), deviceIds: current.filter((d) => d !== deviceId) };
@@ -500,7 +483,6 @@ export function createRollout(deps: RolloutDeps): Rollout {
           throw new RelayFleetError(
             "RF_ERR_ROLLOUT_MAPPING_EXISTS",
             `Site ${siteId} already has a mapping "${name}"; nothing was changed. Change some of its fields with PATCH /api/sites/${siteId}/mappings/${name} (relay-fleet map update), or replace it whole with PUT (relay-fleet map replace).`,
-            { status: 409 },
           );
         }
         m[name] = parsed.data;

@@ -20,7 +20,6 @@ export function validateDesiredForWrite(desired: JsonObject): void {
     throw new RelayFleetError(
       "RF_ERR_ROLLOUT_INVALID_TWIN",
       `The module twin for this site would be invalid at ${path || "(root)"}: ${issue?.message ?? "bad value"}.`,
-      { status: 400 },
     );
   }
   const size = twinSizeBytes(desired);
@@ -28,7 +27,6 @@ export function validateDesiredForWrite(desired: JsonObject): void {
     throw new RelayFleetError(
       "RF_ERR_ROLLOUT_INVALID_TWIN",
       `The module twin for this site would be ${size} bytes, over IoT Hub's ${TWIN_SECTION_LIMIT_BYTES}-byte desired limit; use fewer mappings.`,
-      { status: 400 },
     );
   }
 }
