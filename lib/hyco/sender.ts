@@ -4,7 +4,9 @@
  * The relay holds the upgrade until the listener accepts or rejects, so every outcome arrives as
  * the upgrade's answer and is mapped to a `RelayFleetError` code here.
  */
+
 import type { IncomingMessage } from "node:http";
+import { LRUCache } from "lru-cache";
 import { type ClientOptions, WebSocket } from "ws";
 import { RelayFleetError } from "../errors.ts";
 import {
@@ -58,7 +60,11 @@ export function zeroMask(mask: Uint8Array): void {
 }
 
 // Signing is cheap but not free; a token is reused for half its lifetime (the hot connect path).
-const tokenCache = new Map<string, { token: string; renewAt: number }>();
+// lru-cache bounds the entries (a gateway serves many sites) and ages them out by itself.
+const tokenCache = new LRUCache<string, string>({
+  max: 1000,
+  ttl: TOKEN_TTL_SECONDS * 1000 * TOKEN_RENEW_FRACTION,
+});
 
 /** A Send (or Listen) token for the hybrid connection, cached until half its TTL has passed. */
 export function cachedToken(
@@ -69,12 +75,10 @@ export function cachedToken(
 ): string {
   const audience = tokenAudience(endpoint, hybridConnection);
   const cacheKey = `${audience}\n${keyName}\n${key}`;
-  const now = Date.now();
   const hit = tokenCache.get(cacheKey);
-  if (hit && hit.renewAt > now) return hit.token;
+  if (hit !== undefined) return hit;
   const token = createSasToken(audience, keyName, key, { ttlSeconds: TOKEN_TTL_SECONDS });
-  if (tokenCache.size > 1000) tokenCache.clear();
-  tokenCache.set(cacheKey, { token, renewAt: now + TOKEN_TTL_SECONDS * 1000 * TOKEN_RENEW_FRACTION });
+  tokenCache.set(cacheKey, token);
   return token;
 }
 

@@ -15,7 +15,7 @@
  * A row deleted by hand (no tombstone) is only noticed at the next full read, every
  * `fullReadIntervalMs` (default 6 h, well inside the tombstone retention).
  */
-import type { TableClient } from "@azure/data-tables";
+import { odata, type TableClient } from "@azure/data-tables";
 import { type LedgerSnapshot, parseLedgerRows } from "./read-routes.ts";
 import { ROUTE_PARTITION, SITE_PARTITION, TOMBSTONE_PARTITION, tombstoneKey } from "./schema.ts";
 import { statusOf } from "./table.ts";
@@ -118,10 +118,10 @@ export class LedgerFollower {
    */
   async read(): Promise<LedgerSnapshot> {
     const full = this.since === undefined || this.now() - this.lastFullRead >= this.fullReadIntervalMs;
-    const parts = `PartitionKey eq '${SITE_PARTITION}' or PartitionKey eq '${ROUTE_PARTITION}'`;
+    // odata (the SDK's filter builder) quotes and escapes each value: no hand-written quoting.
     const filter = full
-      ? parts
-      : `(${parts} or PartitionKey eq '${TOMBSTONE_PARTITION}') and Timestamp gt datetime'${new Date(this.since ?? 0).toISOString()}'`;
+      ? odata`PartitionKey eq ${SITE_PARTITION} or PartitionKey eq ${ROUTE_PARTITION}`
+      : odata`(PartitionKey eq ${SITE_PARTITION} or PartitionKey eq ${ROUTE_PARTITION} or PartitionKey eq ${TOMBSTONE_PARTITION}) and Timestamp gt ${new Date(this.since ?? 0)}`;
     let serverDate: number | undefined;
     const entities: Entity[] = [];
     let noTable = false;

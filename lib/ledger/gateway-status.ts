@@ -5,7 +5,7 @@
  * writer (the rollout, ADR 0003), and a gateway needs write access only to its status rows.
  * The row contract lives here, used by both sides.
  */
-import type { TableClient } from "@azure/data-tables";
+import { odata, type TableClient } from "@azure/data-tables";
 import { z } from "zod";
 import { statusOf } from "./table.ts";
 
@@ -76,7 +76,7 @@ export async function readGatewayStatuses(client: TableClient): Promise<GatewayS
   const out: GatewayStatus[] = [];
   try {
     const rows = client.listEntities<Record<string, unknown>>({
-      queryOptions: { filter: `PartitionKey eq '${GATEWAY_STATUS_PARTITION}'` },
+      queryOptions: { filter: odata`PartitionKey eq ${GATEWAY_STATUS_PARTITION}` },
     });
     for await (const row of rows) {
       const status = parseGatewayStatusEntity(row);

@@ -4,7 +4,7 @@
  * taken), which Table storage makes atomic per row, so several rollout instances can allocate at
  * once without ever handing out one port twice (ADR 0003).
  */
-import type { TableClient } from "@azure/data-tables";
+import { odata, type TableClient } from "@azure/data-tables";
 import { RelayFleetError } from "../errors.ts";
 import { DEFAULT_PUBLIC_PORT_RANGES, type PortRange, parsePortRanges, portsOf } from "./port-ranges.ts";
 import {
@@ -149,8 +149,9 @@ export function createLedgerOnClient(
   };
 
   async function listRoutes(filter: { siteId?: string } = {}): Promise<RouteRow[]> {
-    const parts = [`PartitionKey eq '${ROUTE_PARTITION}'`];
-    if (filter.siteId !== undefined) parts.push(`siteId eq '${filter.siteId.replaceAll("'", "''")}'`);
+    // odata (the SDK's filter builder) quotes and escapes each value: no hand-written escaping.
+    const parts = [odata`PartitionKey eq ${ROUTE_PARTITION}`];
+    if (filter.siteId !== undefined) parts.push(odata`siteId eq ${filter.siteId}`);
     const rows: RouteRow[] = [];
     for await (const e of client.listEntities({ queryOptions: { filter: parts.join(" and ") } })) {
       const parsed = parseRouteEntity(e as Record<string, unknown>);
@@ -347,7 +348,7 @@ export function createLedgerOnClient(
       await deleteRow(SITE_PARTITION, siteId);
     },
     async pruneTombstones(olderThan) {
-      const filter = `PartitionKey eq '${TOMBSTONE_PARTITION}' and Timestamp lt datetime'${olderThan.toISOString()}'`;
+      const filter = odata`PartitionKey eq ${TOMBSTONE_PARTITION} and Timestamp lt ${olderThan}`;
       let pruned = 0;
       for await (const e of client.listEntities({ queryOptions: { filter, select: ["RowKey"] } })) {
         try {
@@ -361,7 +362,7 @@ export function createLedgerOnClient(
     },
     async listSites() {
       const rows: SiteRow[] = [];
-      const filter = `PartitionKey eq '${SITE_PARTITION}'`;
+      const filter = odata`PartitionKey eq ${SITE_PARTITION}`;
       for await (const e of client.listEntities({ queryOptions: { filter } })) {
         const parsed = parseSiteEntity(e as Record<string, unknown>);
         if (parsed.success) rows.push(parsed.data);

@@ -8,7 +8,7 @@
  *   route / <port>              kind tcp | shared, siteId + portName for tcp, limits
  *   route / <port>:<hostname>   kind tls-sni | http-host, siteId, portName, limits
  */
-import type { TableClient } from "@azure/data-tables";
+import { odata, type TableClient } from "@azure/data-tables";
 import type { z } from "zod";
 import { LOGICAL_PORT_NAME_PATTERN } from "../twin/schema.ts";
 import { ALLOW_ENTRY_RULE, isAllowEntry } from "./cidr.ts";
@@ -171,7 +171,7 @@ export function parseLedgerRows(rows: Iterable<Record<string, unknown>>): Ledger
 export async function readLedger(client: TableClient): Promise<LedgerSnapshot> {
   const rows: Record<string, unknown>[] = [];
   const iterator = client.listEntities<Record<string, unknown>>({
-    queryOptions: { filter: "PartitionKey eq 'site' or PartitionKey eq 'route'" },
+    queryOptions: { filter: odata`PartitionKey eq ${SITE_PARTITION} or PartitionKey eq ${ROUTE_PARTITION}` },
   });
   try {
     for await (const entity of iterator) rows.push(entity);
