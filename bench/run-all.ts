@@ -56,7 +56,14 @@ export function renderReport(sections: BenchSection[], machine: Record<string, s
 }
 
 async function main(): Promise<void> {
-  const only = process.argv.slice(2);
+  const args = process.argv.slice(2);
+  // `--sites N` sizes the scale benchmark (bench/scale.bench.ts); the other words pick benchmarks.
+  const sitesAt = args.indexOf("--sites");
+  if (sitesAt >= 0) {
+    process.env.BENCH_SCALE_SITES = args[sitesAt + 1] ?? "";
+    args.splice(sitesAt, 2);
+  }
+  const only = args;
   const files = readdirSync(benchDir)
     .filter((f) => f.endsWith(".bench.ts"))
     .filter((f) => only.length === 0 || only.some((o) => f.includes(o)))

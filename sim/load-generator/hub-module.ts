@@ -5,6 +5,7 @@
  * `HubConnection` and `TwinSync` — without the relay side. The load generator and the reconnect
  * test use it to see what a fleet does to the hub's new-connection quota.
  */
+import { createRequire } from "node:module";
 import deviceSdk, { type ModuleClient } from "azure-iot-device";
 import mqttTransport from "azure-iot-device-mqtt";
 import type { Logger } from "../../lib/log.ts";
@@ -15,6 +16,27 @@ import { TwinSync } from "../../modules/relayListener/src/twin-sync.ts";
 
 const { ModuleClient: ModuleClientCtor } = deviceSdk;
 const { Mqtt } = mqttTransport;
+
+/**
+ * The device SDK builds its user-agent platform string (azure-iot-common's
+ * `getAgentPlatformString`, which reads the OS release with `getos`) again for every client it
+ * opens: 2.3 s a call on this machine, and thousands at once never finish within the open's
+ * deadline. A module process opens one client; a process simulating thousands computes the string
+ * once and reuses it (the same machine for all of them). Nothing on the wire changes.
+ */
+function platformStringOnce(): void {
+  const sdkRequire = createRequire(createRequire(import.meta.url).resolve("azure-iot-device"));
+  const common = sdkRequire("azure-iot-common") as {
+    getAgentPlatformString: (done: (platform: string) => void) => void;
+  };
+  const original = common.getAgentPlatformString;
+  let platform: Promise<string> | undefined;
+  common.getAgentPlatformString = (done) => {
+    platform ??= new Promise((resolve) => original(resolve));
+    void platform.then(done);
+  };
+}
+platformStringOnce();
 
 export interface SimulatedHubModuleOptions {
   connectionString: string;

@@ -50,6 +50,7 @@ const configSchema = z.object({
 export type LoadGeneratorConfig = z.input<typeof configSchema>;
 
 const log = createLogger("load-generator", { level: process.env.LOG_LEVEL ?? "silent" });
+process.stdout.on("error", () => process.exit(0)); // the benchmark that reads us is gone
 const say = (event: string, fields: Record<string, unknown>) =>
   process.stdout.write(`${JSON.stringify({ event, ...fields })}\n`);
 

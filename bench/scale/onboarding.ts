@@ -1,0 +1,176 @@
+/**
+ * Onboarding N sites through the rollout's real HTTP API (cloud/functions/src/serve-local.ts in
+ * its own process, the Functions handlers) against the quota-enforcing IoT Hub emulator, the
+ * relay emulator and Azurite. The minimum time the quotas allow is computed from what the
+ * rollout asked of the hub: for each throttled class, the operations beyond the bucket's initial
+ * budget at the class's rate; the slowest class bounds the whole.
+ */
+import { randomBytes } from "node:crypto";
+import { type Azurite, startAzurite } from "../../sim/azurite.ts";
+import { type IotHubEmulator, startIotHubEmulator } from "../../sim/iothub-emulator/index.ts";
+import { type HubSku, hubRates, type QuotaClass } from "../../sim/iothub-emulator/quotas.ts";
+import { type RelayEmulator, startRelayEmulator } from "../../sim/relay-emulator/index.ts";
+import type { BenchFigure } from "../types.ts";
+import { type BenchChild, startBenchChild } from "./child.ts";
+import { machineLoad, watchProc } from "./proc-usage.ts";
+
+export const PORT_RANGE = { from: 10_000, to: 29_999 };
+const PER_MINUTE: ReadonlySet<QuotaClass> = new Set(["registry", "query", "configurations"]);
+
+export interface OnboardingRun {
+  figures: BenchFigure[];
+  notes: string[];
+  azurite: Azurite;
+  relay: RelayEmulator;
+  hub: IotHubEmulator;
+  rollout: { url: string; functionKey: string; child: BenchChild };
+  siteIds: string[];
+  close(): Promise<void>;
+}
+
+export interface OnboardingOptions {
+  sites: number;
+  sku: HubSku;
+  units: number;
+  /** Quota time scale (1 = real time). */
+  timeScale: number;
+  concurrency: number;
+  prefix: string;
+}
+
+/** Minimum seconds the hub's quotas allow for the operations counted, and the class that binds. */
+export function quotaMinimum(
+  hub: IotHubEmulator,
+  sku: HubSku,
+  units: number,
+  timeScale: number,
+): { seconds: number; bound: QuotaClass | undefined; detail: string[] } {
+  const rates = hubRates(sku, units);
+  let seconds = 0;
+  let bound: QuotaClass | undefined;
+  const detail: string[] = [];
+  for (const [cls, count] of Object.entries(hub.quotas.counts) as Array<[QuotaClass, { allowed: number }]>) {
+    if (count.allowed === 0) continue;
+    const rate = rates[cls] * timeScale;
+    const capacity = Math.max(1, PER_MINUTE.has(cls) ? rates[cls] * 60 : rates[cls]);
+    const s = Math.max(0, (count.allowed - capacity) / rate);
+    detail.push(
+      `${cls}: ${count.allowed} ops, (${count.allowed} − ${capacity.toFixed(0)}) / ${rate.toFixed(2)}/s = ${s.toFixed(1)} s`,
+    );
+    if (s > seconds) {
+      seconds = s;
+      bound = cls;
+    }
+  }
+  return { seconds, bound, detail };
+}
+
+export async function onboard(opts: OnboardingOptions): Promise<OnboardingRun> {
+  const [azurite, relay, hub] = await Promise.all([
+    startAzurite(),
+    startRelayEmulator(),
+    startIotHubEmulator({
+      sku: opts.sku,
+      units: opts.units,
+      quotaTimeScale: opts.timeScale,
+      workloadPort: false,
+    }),
+  ]);
+  const functionKey = randomBytes(16).toString("hex");
+  const child = startBenchChild("cloud/functions/src/serve-local.ts", [], {
+    IOTHUB_CONNECTION_STRING: hub.serviceConnectionString,
+    IOTHUB_REST_PORT: String(hub.httpsPort),
+    IOTHUB_CA_FILE: hub.caFile,
+    LEDGER_CONNECTION_STRING: azurite.connectionString,
+    RELAY_ENDPOINT: relay.url,
+    RELAY_MANAGE_KEY_NAME: relay.manageKeyName,
+    RELAY_MANAGE_KEY: relay.manageKey,
+    ROLLOUT_RELAY_SEND_AUTH: "sas",
+    RELAY_PORT_RANGES: `${PORT_RANGE.from}-${PORT_RANGE.to}`,
+    SITE_PROFILES: JSON.stringify({
+      default: { mappings: { rdp: { target: "10.0.0.5:3389" }, ssh: { target: "10.0.0.5:22" } } },
+    }),
+    ROLLOUT_FUNCTION_KEY: functionKey,
+    RECONCILE_SCHEDULE: "0 */5 * * * *",
+  });
+  const close = async () => {
+    await child.stop();
+    await Promise.all([azurite.close(), relay.close(), hub.close()]);
+  };
+  try {
+    const listening = await child.waitFor("listening", 120_000);
+    const url = String(listening.url);
+    const siteIds = Array.from(
+      { length: opts.sites },
+      (_, i) => `${opts.prefix}${String(i).padStart(5, "0")}`,
+    );
+    process.stderr.write(
+      `scale: onboarding ${opts.sites} sites on ${opts.sku} (time scale ${opts.timeScale})\n`,
+    );
+    const watch = watchProc(child.pid);
+    const loadBefore = machineLoad();
+    let failures = 0;
+    let firstError = "";
+    const started = Date.now();
+    let next = 0;
+    const worker = async () => {
+      while (next < siteIds.length) {
+        const siteId = siteIds[next++] as string;
+        const res = await fetch(`${url}/api/sites`, {
+          method: "POST",
+          headers: { "x-functions-key": functionKey, "content-type": "application/json" },
+          body: JSON.stringify({ siteId }),
+          signal: AbortSignal.timeout(600_000),
+        }).catch((err: unknown) => ({ status: 0, text: async () => String(err) }));
+        const text = await res.text();
+        if (res.status !== 201) {
+          failures++;
+          firstError ||= `${res.status} ${text.slice(0, 200)}`;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: opts.concurrency }, worker));
+    const seconds = (Date.now() - started) / 1_000;
+    const usage = watch.stop();
+    const min = quotaMinimum(hub, opts.sku, opts.units, opts.timeScale);
+    const scaled = opts.timeScale === 1 ? "" : ` (quota windows time-scaled ×${opts.timeScale})`;
+    const label = `${opts.sku} ×${opts.units}${scaled}`;
+    const figures: BenchFigure[] = [
+      {
+        metric: `onboard ${opts.sites} sites on ${label}`,
+        value: Number(seconds.toFixed(1)),
+        unit: "s",
+        baselines: [{ name: "quotas' minimum", value: Number(min.seconds.toFixed(1)) }],
+        target:
+          min.seconds > 0
+            ? `<= minimum + 10 % (${(min.seconds * 1.1).toFixed(1)} s), no failed site`
+            : "no failed site (the quotas do not bind at this size: each class within its initial budget)",
+        met: failures === 0 && (min.seconds === 0 || seconds <= min.seconds * 1.1),
+      },
+      { metric: `failed sites (${label})`, value: failures, unit: "count", target: "0", met: failures === 0 },
+      {
+        metric: `rollout CPU during onboarding (${label})`,
+        value: Number(usage.meanCpuPercent.toFixed(0)),
+        unit: "% of a core",
+      },
+      {
+        metric: `rollout peak RSS during onboarding (${label})`,
+        value: Number(usage.peakRssMb.toFixed(0)),
+        unit: "MiB",
+      },
+    ];
+    const notes = [
+      `${label}: ${opts.concurrency} concurrent API clients; minimum from the hub operations the rollout made (bucket starts full): ${min.detail.join("; ")}; bound by ${min.bound ?? "none"}. Throttled answers: ${
+        Object.entries(hub.quotas.counts)
+          .filter(([, c]) => c.throttled > 0)
+          .map(([k, c]) => `${k} ${c.throttled}`)
+          .join(", ") || "none"
+      }. Machine before the run: ${loadBefore}; after: ${machineLoad()}.`,
+      ...(firstError ? [`first failure (${label}): ${firstError}`] : []),
+    ];
+    return { figures, notes, azurite, relay, hub, rollout: { url, functionKey, child }, siteIds, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
