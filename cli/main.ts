@@ -283,13 +283,13 @@ export function buildProgram(options: { json?: boolean } = {}): Command {
       .option("--allow <cidr...>", "source CIDRs allowed at the gateway")
       .option(
         "--port-name <name>",
-        "logical port name senders ask for, for azbridge clients (letters, digits, / _ - .; default: the mapping name)",
+        "logical port senders ask for, for azbridge clients (letters, digits, / _ - .; default: the mapping name)",
       );
   withMappingOptions(
     map
       .command("add <siteId> <name> <target>")
       .description(
-        "Add a mapping: logical port name → on-prem host:port (fails if the name exists; see update, replace)",
+        "Add a mapping: mapping name → on-prem host:port (fails if the name exists; see update, replace)",
       )
       .option("--disabled", "create it disabled")
       .addHelpText(

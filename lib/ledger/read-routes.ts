@@ -10,10 +10,9 @@
  */
 import { odata, type TableClient } from "@azure/data-tables";
 import type { z } from "zod";
-import { LOGICAL_PORT_NAME_PATTERN } from "../twin/schema.ts";
+import { isMappingName, LOGICAL_PORT_NAME_PATTERN } from "../twin/schema.ts";
 import { ALLOW_ENTRY_RULE, isAllowEntry } from "./cidr.ts";
 import {
-  PORT_NAME_PATTERN,
   parseRouteEntity,
   parseSiteEntity,
   ROUTE_PARTITION,
@@ -120,7 +119,9 @@ export function parseRouteRow(row: Record<string, unknown>): LedgerRoute | Ledge
   }
   if (r.kind !== "shared") {
     if (!SITE_ID_PATTERN.test(r.siteId)) return problem("siteId is missing or not a site id");
-    if (!PORT_NAME_PATTERN.test(r.portName)) return problem("portName is missing or not a mapping name");
+    // The one mapping-name rule (lib/twin), reserved names included: a bare pattern let a row
+    // name a mapping "constructor", which neither the rollout nor the module accepts.
+    if (!isMappingName(r.portName)) return problem("portName is missing or not a mapping name");
     if (r.logicalPort !== undefined && !LOGICAL_PORT_NAME_PATTERN.test(r.logicalPort))
       return problem("logicalPort is not a logical port name (A-Z a-z 0-9 / _ - ., 1-255)");
   }

@@ -3,7 +3,6 @@
  * The gateway reads these rows; the rollout service is the only writer. See ADR 0003.
  */
 import { z } from "zod";
-import { MAPPING_NAME_PATTERN, MappingNameSchema } from "../twin/schema.ts";
 import { ROUTE_LIMIT_MAX } from "./route-limits.ts";
 
 /** Default table name of the port ledger. */
@@ -26,8 +25,6 @@ export function tombstoneKey(partitionKey: string, rowKey: string): string {
 }
 
 export const SITE_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,39}$/;
-/** Mapping (logical port) names: the module twin's rule, defined once in `lib/twin`. */
-export const PORT_NAME_PATTERN = MAPPING_NAME_PATTERN;
 
 export const siteIdSchema = z
   .string()
@@ -35,7 +32,6 @@ export const siteIdSchema = z
     SITE_ID_PATTERN,
     "must be 1-40 characters: lowercase letters, digits and '-', not starting with '-'",
   );
-export const portNameSchema = MappingNameSchema;
 
 /**
  * A site row: what a gateway needs to open a sender connection to the site. With Entra ID (the
@@ -68,7 +64,10 @@ export const routeRowSchema = z.object({
   hostname: z.string().min(1).optional(),
   /** Empty on `shared` rows (the shared port belongs to no site). */
   siteId: z.string(),
-  /** The mapping's name (the rollout's key for the route). */
+  /**
+   * The mapping's name (the rollout's key for the route). The column keeps its stored name;
+   * it is a mapping name (lib/twin's rule), not a logical port: that is `logicalPort`.
+   */
   portName: z.string(),
   /**
    * The logical port name the gateway sends in the preamble, when the mapping names one that

@@ -13,8 +13,11 @@ import { z } from "zod";
 export const SCHEMA_VERSION = "1.0";
 
 /**
- * Mapping (logical port) names: azbridge logical port names and twin keys at once. Twin keys
- * forbid `.`, `$`, space and control characters; this pattern keeps well inside that.
+ * Mapping names, the one name rule of the project (the twin's keys, the rollout's API and
+ * ledger, the CLI's arguments): "mapping name" is the name of this concept everywhere. A
+ * mapping's *logical port* (what a sender names in its preamble) is the mapping name unless
+ * `portName` sets another. Twin keys forbid `.`, `$`, space and control characters; this
+ * pattern keeps well inside that.
  */
 export const MAPPING_NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 

@@ -116,3 +116,13 @@ test("allowlist: CIDRs, bare addresses, IPv4-mapped IPv6 clients", () => {
   assert.ok(compileAllowlist([]).allows("203.0.113.1"));
   assert.throws(() => compileAllowlist(["300.0.0.0/8"]), { code: "RF_ERR_GATEWAY_CIDR" });
 });
+
+test("a route row naming a reserved mapping name is a problem, as in the rollout and the module", () => {
+  // The gateway checked route rows with the bare name pattern, which lets "constructor" through.
+  const t = table([site("s1"), route("40001", { portName: "constructor" }), route("40002")]);
+  assert.equal(t.routeCount, 1);
+  assert.deepEqual(
+    t.problems.map((p) => [p.rowKey, p.message]),
+    [["40001", "portName is missing or not a mapping name"]],
+  );
+});

@@ -6,7 +6,7 @@
 import { z } from "zod";
 import { ALLOW_ENTRY_RULE, isAllowEntry } from "../../../../lib/ledger/cidr.ts";
 import { ROUTE_LIMIT_MAX } from "../../../../lib/ledger/route-limits.ts";
-import { portNameSchema, siteIdSchema } from "../../../../lib/ledger/schema.ts";
+import { siteIdSchema } from "../../../../lib/ledger/schema.ts";
 import { MAX_MAPPINGS, MappingNameSchema, MappingSchema } from "../../../../lib/twin/index.ts";
 
 export const publicEndpointSchema = z.discriminatedUnion("kind", [
@@ -67,7 +67,7 @@ function mappingRecord() {
         ctx.addIssue({ code: "custom", path: ["__proto__"], message: why });
       }
     })
-    .pipe(z.record(portNameSchema, mappingSpecSchema));
+    .pipe(z.record(MappingNameSchema, mappingSpecSchema));
 }
 
 export const mappingsSchema = mappingRecord().refine((m) => Object.keys(m).length <= MAX_MAPPINGS_PER_SITE, {
