@@ -9,7 +9,8 @@
  * retry rate (the relay listener, see `lib/hyco/constants.ts` and ADR 0006).
  *
  * Every retry loop uses this: the module's IoT Hub re-open and twin re-read, the standby pool,
- * the gateway's bind retry and the emulators' delivery retries. The relay listener's reconnects
+ * the gateway's bind retry and circuit breaker, the Entra ID token refresh, the simulation's
+ * process supervisor and the emulators' delivery retries. The relay listener's reconnects
  * use its fixed-rate form, {@link RetrySlots} (ADR 0013).
  */
 

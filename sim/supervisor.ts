@@ -5,6 +5,7 @@
  * and starts over once the part has stayed up for a while. Every crash and restart is an event,
  * and the current state of each part can be read for the live view.
  */
+import { backoffDelay } from "../lib/backoff.ts";
 
 /** Something that runs and ends: a child process handle, Azurite. */
 export interface Watchable {
@@ -132,11 +133,12 @@ export class Supervisor {
   }
 
   private delay(entry: Entry): number {
-    const initial = this.options.initialDelayMs ?? 500;
-    const max = this.options.maxDelayMs ?? 30_000;
-    const d = Math.min(max, initial * 2 ** entry.streak);
-    entry.streak += 1;
-    return d;
+    // The project's backoff without jitter: one machine's own processes, nothing to spread.
+    const policy = {
+      initialMs: this.options.initialDelayMs ?? 500,
+      maxMs: this.options.maxDelayMs ?? 30_000,
+    };
+    return backoffDelay({ ...policy, jitter: 0 }, entry.streak++);
   }
 
   private schedule(

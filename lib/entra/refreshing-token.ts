@@ -8,6 +8,7 @@
  * credential's message only.
  */
 import type { AccessToken, TokenCredential } from "@azure/identity";
+import { backoffDelay } from "../backoff.ts";
 import { errorMessage } from "../errors.ts";
 
 export type TokenState = "pending" | "ok" | "refresh-failing" | "expired";
@@ -25,7 +26,7 @@ export interface TokenStatus {
 export interface RefreshingTokenOptions {
   /** Called after every fetch attempt (metrics, logs). */
   onRefresh?: (result: "ok" | "failed", error?: string) => void;
-  /** First retry delay after a failure (doubles up to `maxRetryMs`). */
+  /** Shortest retry delay after a failure (steps double up to `maxRetryMs`, half of each random). */
   minRetryMs?: number;
   maxRetryMs?: number;
   /** Floor of the delay between refreshes, so a very short-lived token cannot spin. */
@@ -111,7 +112,10 @@ export class RefreshingToken {
       this.options.onRefresh?.("failed", this.lastError);
       const min = this.options.minRetryMs ?? 1000;
       const max = this.options.maxRetryMs ?? 30_000;
-      this.schedule(Math.min(max, min * 2 ** Math.min(this.failures - 1, 10)));
+      // The project's backoff, half of each step random so a fleet of gateways that lost Entra ID
+      // at one moment does not retry in lockstep; never sooner than minRetryMs.
+      const step = backoffDelay({ initialMs: 2 * min, maxMs: max, jitter: 0.5 }, this.failures - 1);
+      this.schedule(Math.max(min, step));
     }
   }
 

@@ -149,3 +149,19 @@ test("status: a port a current gateway cannot bind is its site's drift; a stale 
     ],
   );
 });
+
+test("circuit breaker: jitter never keeps a circuit open past maxBackoffMs", () => {
+  // The breaker's own symmetric jitter opened a circuit for 0.8-1.2 × the step, so up to 20 %
+  // past the cap; the project's backoff only shortens a step (0.8-1 × with jitter 0.2).
+  let now = 0;
+  const opts = { threshold: 1, maxBackoffMs: 1_000, jitter: 0.2, now: () => now };
+  const high = new CircuitBreaker({ ...opts, random: () => 0.999 });
+  high.onFailure("s");
+  now = 1_000;
+  assert.equal(high.state("s"), "half-open", "never open past the cap");
+  now = 0;
+  const low = new CircuitBreaker({ ...opts, random: () => 0 });
+  low.onFailure("s");
+  now = 999;
+  assert.equal(low.state("s"), "open", "no jitter drawn: the whole step");
+});

@@ -8,13 +8,18 @@
  * knocking at a dead site, and a long one kept refusing clients for 10-14 s after a relay outage,
  * long after the site's listener was back (issue 11). A probe a second per site is nothing to the
  * relay; every client of a returned site being refused for seconds is.
+ *
+ * The steps are the project's one backoff (`lib/backoff.ts`): its jitter only shortens a step, so
+ * the cap holds (the breaker's own symmetric jitter kept a circuit open up to 20 % past it).
  */
+import { type BackoffPolicy, backoffDelay } from "../../../lib/backoff.ts";
+
 export interface BreakerOptions {
   /** Consecutive failures that open the circuit. */
   threshold?: number;
   initialBackoffMs?: number;
   maxBackoffMs?: number;
-  /** 0..1: fraction of the backoff randomised, so gateways do not probe in lock-step. */
+  /** 0..1: share of each backoff step that is random (shortening it), so gateways do not probe in lock-step. */
   jitter?: number;
   now?: () => number;
   random?: () => number;
@@ -23,7 +28,8 @@ export interface BreakerOptions {
 interface SiteState {
   failures: number;
   openUntil: number;
-  backoffMs: number;
+  /** Times the circuit opened in a row: the backoff step. */
+  opened: number;
   probing: boolean;
 }
 
@@ -32,17 +38,19 @@ export type BreakerState = "closed" | "open" | "half-open";
 export class CircuitBreaker {
   private readonly sites = new Map<string, SiteState>();
   private readonly threshold: number;
-  private readonly initialBackoffMs: number;
-  private readonly maxBackoffMs: number;
-  private readonly jitter: number;
+  private readonly policy: BackoffPolicy;
   private readonly now: () => number;
   private readonly random: () => number;
 
   constructor(options: BreakerOptions = {}) {
     this.threshold = options.threshold ?? 5;
-    this.maxBackoffMs = options.maxBackoffMs ?? 1_000;
-    this.initialBackoffMs = Math.min(options.initialBackoffMs ?? 1_000, this.maxBackoffMs);
-    this.jitter = options.jitter ?? 0.2;
+    const maxMs = options.maxBackoffMs ?? 1_000;
+    this.policy = {
+      initialMs: Math.min(options.initialBackoffMs ?? 1_000, maxMs),
+      maxMs,
+      factor: 2,
+      jitter: options.jitter ?? 0.2,
+    };
     this.now = options.now ?? Date.now;
     this.random = options.random ?? Math.random;
   }
@@ -70,16 +78,14 @@ export class CircuitBreaker {
   onFailure(site: string): void {
     let s = this.sites.get(site);
     if (!s) {
-      s = { failures: 0, openUntil: 0, backoffMs: 0, probing: false };
+      s = { failures: 0, openUntil: 0, opened: 0, probing: false };
       this.sites.set(site, s);
     }
     s.failures++;
     const wasProbing = s.probing;
     s.probing = false;
     if (s.failures < this.threshold && !wasProbing) return;
-    s.backoffMs = s.backoffMs === 0 ? this.initialBackoffMs : Math.min(this.maxBackoffMs, s.backoffMs * 2);
-    const spread = s.backoffMs * this.jitter;
-    s.openUntil = this.now() + s.backoffMs - spread + this.random() * 2 * spread;
+    s.openUntil = this.now() + backoffDelay(this.policy, s.opened++, this.random);
   }
 
   /** Releases a probe that ended without a verdict (client went away before the relay answered). */
