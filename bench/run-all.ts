@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: runs every `bench/*.bench.ts` in one go, one after another (they compete for
  * the same two cores otherwise), and writes `bench/report.md` and `bench/report.json` with the
- * machine and commit they ran on. A benchmark is not a test: nothing here fails on a slow machine;
+ * machine and commit they ran on. `npm run bench -- scale --sites 10000` runs the scale model at
+ * 10,000 sites (bench/scale.bench.ts; the default is 1,000). A benchmark is not a test: nothing here fails on a slow machine;
  * a benchmark that throws is reported as such and the others still run.
  */
 import { execFileSync } from "node:child_process";

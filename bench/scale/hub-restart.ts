@@ -45,7 +45,7 @@ export async function hubRestartSection(modules: number): Promise<BenchSection> 
     modules: {
       ca: emu.caCert,
       reconnect: { fleetSize: modules, connectsPerSecond: BUDGET, minPeriodMs: 5_000 },
-      startPerSecond: 80,
+      startPerSecond: Number(process.env.BENCH_SCALE_START_PER_SECOND ?? 80),
       connectionStrings: ids.map((id) => emu.connectionString(id, "relayListener")),
     },
   };
