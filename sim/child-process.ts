@@ -234,3 +234,17 @@ export function startNodeProcess(spec: NodeProcessSpec): Promise<RunningProcess>
     });
   });
 }
+
+/** A string field of a part's readiness line; a part that left it out did not start right. */
+export function readyString(line: Record<string, unknown>, key: string): string {
+  const v = line[key];
+  if (typeof v !== "string") throw new Error(`readiness line has no ${key}`);
+  return v;
+}
+
+/** A number field of a part's readiness line (a port). */
+export function readyNumber(line: Record<string, unknown>, key: string): number {
+  const v = line[key];
+  if (typeof v !== "number") throw new Error(`readiness line has no ${key}`);
+  return v;
+}

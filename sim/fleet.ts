@@ -20,168 +20,62 @@
  * the sites' Listen rules) and the simulation's own harness (the relay's Manage rule, IoT Hub's
  * owner policy, to read counters and hand modules their identities as the IoT Edge runtime does).
  *
- * `npm start` (sim/index.ts) and the end-to-end tests both drive the pattern through this file.
+ * `npm start` (sim/index.ts) and the end-to-end tests both drive the pattern through this file,
+ * which onboards the sites and wires the rest together: the cloud parts and emulators are started
+ * and supervised by cloud-parts.ts, the devices run in edge-devices.ts, and site-sync.ts keeps the
+ * simulation in line with the ledger.
  */
-import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { applyFleetDeployments, buildFleetDeployments } from "../cli/deployment.ts";
-import { ROLES } from "../lib/entra/roles.ts";
-import { errorMessage, RelayFleetError } from "../lib/errors.ts";
-import { type Azurite, startAzurite } from "./azurite.ts";
-import { type NodeProcessSpec, REPO_ROOT, type RunningProcess, startNodeProcess } from "./child-process.ts";
+import type { Azurite } from "./azurite.ts";
+import { type NodeProcessSpec, type RunningProcess, startNodeProcess } from "./child-process.ts";
+import { CloudParts } from "./cloud-parts.ts";
 import { type DemoServices, startDemoServices } from "./demo-services.ts";
-import { EDGE_AGENT_MODULE_ID, EdgeAgent } from "./edge-agent.ts";
-import { type HubInfo, HubRegistry, type ModuleTwinView } from "./hub-registry.ts";
-import { type IdentityEmulator, startIdentityEmulator } from "./identity-emulator/index.ts";
-import { moduleImages } from "./module-images.ts";
-import { freePort, freePortBlock, isPortFree } from "./ports.ts";
+import { EdgeDevices } from "./edge-devices.ts";
 import {
-  putRelayRoleAssignment,
-  type RelayInfo,
-  type RelayStatsView,
-  readRelayStats,
-} from "./relay-admin-client.ts";
-import { publicPortsOf, RolloutApiError, RolloutClient, type SiteView } from "./rollout-client.ts";
-import { type PartEvent, type PartState, Supervisor, type Watchable } from "./supervisor.ts";
+  type FleetOptions,
+  type GatewayHandle,
+  MODULE_ID,
+  type PartLauncher,
+  type SiteHandle,
+  type SiteModuleHandle,
+} from "./fleet-types.ts";
+import type { HubInfo, ModuleTwinView } from "./hub-registry.ts";
+import type { IdentityEmulator } from "./identity-emulator/index.ts";
+import { freePortBlock } from "./ports.ts";
+import { type RelayInfo, type RelayStatsView, readRelayStats } from "./relay-admin-client.ts";
+import { publicPortsOf, RolloutApiError, type SiteView } from "./rollout-client.ts";
+import { SiteSync, type SiteSyncResult } from "./site-sync.ts";
+import { describePartEvent, type PartEvent, type PartState, Supervisor } from "./supervisor.ts";
 
-export type { HubInfo, PartEvent, PartState, RelayInfo, RelayStatsView, SiteView };
-export { RolloutApiError };
-
-export const MODULE_ID = "relayListener";
-
-/** The rollout's managed identity (the Functions app's) in the local token issuer. */
-const ROLLOUT_IDENTITY = "rollout";
-/** Gateway `index`'s managed identity (each instance its own, as each VM's would be). */
-const gatewayIdentity = (index: number) => `gateway-${index + 1}`;
-
-export interface FleetOptions {
-  /** Where state, certificates and logs go. */
-  stateDir: string;
-  /** Demo sites to onboard at start (`plant-1` … `plant-N`). */
-  sites?: number;
-  /** Gateway instances, on 127.0.0.1, 127.0.0.2, … (the same public ports on each). */
-  gateways?: number;
-  /**
-   * Edge devices per demo site, each its own IoT Edge device with its own relayListener module
-   * identity, twin and process (two = a redundant pair): `plant-1`, `plant-1.2`, ….
-   */
-  modulesPerSite?: number;
-  /** Public ports the rollout service allocates from (default: a free block found at start). */
-  portRange?: { from: number; to: number };
-  /** How often gateways re-read the ledger (they are also told to reload after each change). */
-  ledgerReloadMs?: number;
-  /** Called with a short line for each step, for progress output. */
-  onProgress?: (step: string) => void;
-  /** Extra environment for module processes (tests shorten timers). */
-  moduleEnv?: NodeJS.ProcessEnv;
-  /**
-   * Start a part that exits on its own again, like IoT Edge's `restartPolicy: always` (npm start);
-   * for modules, the edge agents follow their deployment's restart policy then. Off by default:
-   * fault tests kill and restart parts (modules with `startModule`) themselves.
-   */
-  restartCrashed?: boolean;
-  /** Each crash and restart of a part (whether or not `restartCrashed` is on). */
-  onPartEvent?: (event: PartEvent) => void;
-  /** First restart delay after a crash (doubles per crash in a row). */
-  restartDelayMs?: number;
-}
-
-export interface GatewayHandle {
-  index: number;
-  host: string;
-  adminPort: number;
-  process: RunningProcess;
-}
-
-export interface SiteModuleHandle {
-  /** Position of the device in the site's device list when the module started. */
-  index: number;
-  /** The edge device this module runs on (its own module identity and twin). */
-  deviceId: string;
-  process: RunningProcess;
-  healthPort: number | undefined;
-}
-
-export interface SiteHandle {
-  siteId: string;
-  /** The site's own demo services; absent for a site added from outside (CLI, device event). */
-  services?: DemoServices;
-  /** The site's edge devices, as the rollout API last listed them. */
-  devices: string[];
-  /** One module per device, in the order of `devices`. */
-  modules: SiteModuleHandle[];
-  /** Mapping name → public port on the gateways. */
-  publicPorts: Record<string, number>;
-  /** Mapping name → target and public port, as the rollout API last answered. */
-  mappings: SiteView["mappings"];
-  /** Extra environment of this site's module processes (over `FleetOptions.moduleEnv`). */
-  moduleEnv?: NodeJS.ProcessEnv;
-}
-
-function str(line: Record<string, unknown>, key: string): string {
-  const v = line[key];
-  if (typeof v !== "string") throw new Error(`readiness line has no ${key}`);
-  return v;
-}
-
-function num(line: Record<string, unknown>, key: string): number {
-  const v = line[key];
-  if (typeof v !== "number") throw new Error(`readiness line has no ${key}`);
-  return v;
-}
-
-/**
- * A key this simulation owns (the relay's root rule, IoT Hub's owner policy): made once, kept in a
- * file only this user can read next to the part's state, and handed to the part in its environment.
- */
-function ownedKey(file: string): string {
-  if (existsSync(file)) return readFileSync(file, "utf8").trim();
-  const key = randomBytes(32).toString("base64");
-  writeFileSync(file, `${key}\n`, { mode: 0o600 });
-  return key;
-}
-
-function watchable(proc: RunningProcess): Watchable {
-  return { exited: proc.exited, intended: () => proc.stopRequested, pid: proc.child.pid };
-}
+export type {
+  FleetOptions,
+  GatewayHandle,
+  HubInfo,
+  PartEvent,
+  PartState,
+  RelayInfo,
+  RelayStatsView,
+  SiteHandle,
+  SiteModuleHandle,
+  SiteView,
+};
+export { MODULE_ID, RolloutApiError };
 
 export class Fleet {
-  /** The local Entra ID token issuer: each cloud part's managed identity. */
-  identity!: IdentityEmulator;
-  relay!: RelayInfo;
-  relayProcess!: RunningProcess;
-  hub!: HubInfo;
-  hubProcess!: RunningProcess;
-  storage!: Azurite;
-  rollout!: { url: string; functionKey: string; process: RunningProcess };
-  readonly gateways: GatewayHandle[] = [];
   readonly sites = new Map<string, SiteHandle>();
   readonly portRange: { from: number; to: number };
   /** Every process this fleet started, restarted ones included (tests check none is left). */
   readonly processes: RunningProcess[] = [];
-  /** Demo services that the default site profile points at (sites added with the CLI). */
-  sharedServices!: DemoServices;
   /** Restarts crashed parts (when `restartCrashed`) and records every crash. */
   readonly supervisor: Supervisor;
-  private registry!: HubRegistry;
-  /** The edge-agent stand-in of each switched-on device (by device id). */
-  private readonly agents = new Map<string, EdgeAgent>();
-  private readonly resolveImage = moduleImages();
-  private client!: RolloutClient;
-  private readonly dirs: {
-    logs: string;
-    relay: string;
-    hub: string;
-    azurite: string;
-    device: string;
-    identity: string;
-  };
+  /** The token issuer, the emulators, Azurite, the rollout service and the gateways. */
+  readonly cloud: CloudParts;
+  /** The simulated edge devices (an edge agent each) of every site. */
+  private readonly devices: EdgeDevices;
+  private readonly siteSync: SiteSync;
+  private readonly logs: string;
   private stopped = false;
-  /** Sites seen listed without all their public ports yet, since when (see stillOnboarding). */
-  private readonly incompleteSince = new Map<string, number>();
-  private hubWebhook: string | undefined;
-  private rolloutPort = 0;
 
   private constructor(
     readonly options: FleetOptions,
@@ -189,32 +83,57 @@ export class Fleet {
   ) {
     this.portRange = portRange;
     const d = options.stateDir;
-    this.dirs = {
-      logs: join(d, "logs"),
-      relay: join(d, "relay"),
-      hub: join(d, "iothub"),
-      azurite: join(d, "azurite"),
-      device: join(d, "device"),
-      identity: join(d, "identity"),
-    };
+    this.logs = join(d, "logs");
     // State holds keys (relay rules, device identities): this user only.
-    for (const dir of Object.values(this.dirs)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+    for (const dir of ["logs", "relay", "iothub", "azurite", "device", "identity"])
+      mkdirSync(join(d, dir), { recursive: true, mode: 0o700 });
     // The device owner's allowlist file (on a real device: /etc/relay-listener/allowlist.txt,
     // bind-mounted read-only); the demo services live on loopback.
-    writeFileSync(join(this.dirs.device, "allowlist.txt"), "127.0.0.1/32:*\n");
+    const allowlistFile = join(d, "device", "allowlist.txt");
+    writeFileSync(allowlistFile, "127.0.0.1/32:*\n");
     this.supervisor = new Supervisor({
       restart: options.restartCrashed === true,
       ...(options.restartDelayMs !== undefined ? { initialDelayMs: options.restartDelayMs } : {}),
       onEvent: (event) => {
-        if (event.type === "crashed")
-          this.progress(
-            `${event.part} exited (${event.code})${event.restartInMs >= 0 ? `: restarting in ${event.restartInMs} ms` : ""}`,
-          );
-        else if (event.type === "restarted")
-          this.progress(`${event.part} restarted (restart #${event.restarts})`);
-        else this.progress(`${event.part} failed to restart: ${event.error}`);
+        this.progress(describePartEvent(event));
         options.onPartEvent?.(event);
       },
+    });
+    const launcher: PartLauncher = {
+      spawn: (spec) => this.spawn(spec),
+      logFile: (part) => join(this.logs, `${part}.log`),
+      progress: (step) => this.progress(step),
+    };
+    this.cloud = new CloudParts({
+      stateDir: d,
+      gateways: options.gateways ?? 1,
+      ledgerReloadMs: options.ledgerReloadMs ?? 2_000,
+      portRange,
+      launcher,
+      supervisor: this.supervisor,
+      siteOfPort: (port) => {
+        for (const site of this.sites.values())
+          if (Object.values(site.publicPorts).includes(port)) return site.siteId;
+        return undefined;
+      },
+    });
+    this.devices = new EdgeDevices({
+      ...launcher,
+      hub: () => this.cloud.hub,
+      relay: () => this.cloud.relay,
+      registry: () => this.cloud.registry,
+      sites: this.sites,
+      allowlistFile,
+      moduleEnv: options.moduleEnv,
+      supervisor: this.supervisor,
+    });
+    this.siteSync = new SiteSync({
+      sites: this.sites,
+      listSites: async () => (await this.api<{ sites: SiteView[] }>("GET", "/api/sites")).sites,
+      startDevice: (siteId, deviceId) => this.devices.start(siteId, deviceId),
+      stopDevice: (site, deviceId) => this.devices.stop(site, deviceId),
+      reloadGateways: () => this.reloadGateways(),
+      progress: (step) => this.progress(step),
     });
   }
 
@@ -225,7 +144,7 @@ export class Fleet {
     const range = options.portRange ?? (await freePortBlock(Math.max(64, (options.sites ?? 2) * 4), hosts));
     const fleet = new Fleet(options, range);
     try {
-      await fleet.startInfrastructure();
+      await fleet.cloud.startInfrastructure();
       for (let i = 0; i < gateways; i++) await fleet.startGateway(i);
       for (let i = 1; i <= (options.sites ?? 0); i++) await fleet.addSite(`plant-${i}`);
       return fleet;
@@ -235,9 +154,43 @@ export class Fleet {
     }
   }
 
+  /** The local Entra ID token issuer: each cloud part's managed identity. */
+  get identity(): IdentityEmulator {
+    return this.cloud.identity;
+  }
+  get relay(): RelayInfo {
+    return this.cloud.relay;
+  }
+  get relayProcess(): RunningProcess {
+    return this.cloud.relayProcess;
+  }
+  get hub(): HubInfo {
+    return this.cloud.hub;
+  }
+  get hubProcess(): RunningProcess {
+    return this.cloud.hubProcess;
+  }
+  get storage(): Azurite {
+    return this.cloud.storage;
+  }
+  get rollout(): { url: string; functionKey: string; process: RunningProcess } {
+    return this.cloud.rollout;
+  }
+  get gateways(): GatewayHandle[] {
+    return this.cloud.gateways;
+  }
+  /** Demo services that the default site profile points at (sites added with the CLI). */
+  get sharedServices(): DemoServices {
+    return this.cloud.sharedServices;
+  }
+  /** The fleet status page, key included (it opens at once in a browser). */
+  get statusPageUrl(): string {
+    return this.cloud.statusPageUrl;
+  }
+
   /** Where the logs of every part go (`<stateDir>/logs/<part>.log`). */
   get logsDir(): string {
-    return this.dirs.logs;
+    return this.logs;
   }
 
   /** Each part's state (up, restarting, stopped) and restart count, for the live view. */
@@ -251,329 +204,33 @@ export class Fleet {
     return proc;
   }
 
-  /** Watches a started part; a crash starts it again through `restart` (when enabled). */
-  private supervise(part: string, proc: RunningProcess, restart: () => Promise<unknown>): void {
-    if (this.stopped) return;
-    this.supervisor.watch(part, watchable(proc), restart);
-  }
-
   private progress(step: string): void {
     this.options.onProgress?.(step);
   }
 
-  private log(name: string): string {
-    return join(this.dirs.logs, `${name}.log`);
-  }
-
-  /** The issuer's public key, which the relay and IoT Hub emulators trust (`--trust-file`). */
-  private get trustFile(): string {
-    return join(this.dirs.identity, "trust.json");
-  }
-
-  private async startInfrastructure(): Promise<void> {
-    this.progress("starting the token issuer (managed identities for the gateways and the rollout)");
-    this.identity = await startIdentityEmulator({
-      trustFile: this.trustFile,
-      identities: [ROLLOUT_IDENTITY],
-    });
-
-    // The IoT Hub emulator posts device events to the rollout API, and the rollout API needs the
-    // hub: fix the API's port and key first so the hub can start before it.
-    this.rolloutPort = await freePort();
-    const functionKey = randomBytes(24).toString("base64url");
-    this.client = new RolloutClient(`http://127.0.0.1:${this.rolloutPort}`, functionKey);
-    const eventGridUrl = `http://127.0.0.1:${this.rolloutPort}/runtime/webhooks/EventGrid?functionName=device-lifecycle&code=${functionKey}`;
-
-    // The three services need nothing of each other: started side by side (start-up time).
-    this.progress("starting the relay emulator (Azure Relay, wss)");
-    this.progress("starting the IoT Hub emulator (MQTT + REST over TLS)");
-    this.progress("starting Azurite (Table storage for the port ledger, HTTPS with Entra ID)");
-    const started = await Promise.allSettled([
-      this.startRelay(),
-      this.startHub(eventGridUrl),
-      this.startStorage(),
-    ]);
-    // Every start has ended (so stop() finds each process); the first failure is the error.
-    for (const result of started) if (result.status === "rejected") throw result.reason;
-
-    // A site onboarded from outside (the CLI, a DeviceCreated event) gets the default profile:
-    // web and echo mappings to these shared demo services.
-    this.sharedServices = await startDemoServices("default-profile", "127.0.0.1", (port) => {
-      for (const site of this.sites.values())
-        if (Object.values(site.publicPorts).includes(port)) return site.siteId;
-      return undefined;
-    });
-
-    this.progress("starting the rollout service (Functions handlers over HTTP)");
-    await this.startRollout();
-
-    this.progress("applying the fleet's IoT Edge deployments (relay-fleet deployment apply)");
-    await this.applyDeployments();
-  }
-
-  /**
-   * Creates the base and retired at-scale deployments from deployment.template.json with the code
-   * of `relay-fleet deployment apply`. A saved state dir may hold a deployment of the same version
-   * with other content (the template was edited): the simulation's own hub takes the new one.
-   */
-  private async applyDeployments(): Promise<void> {
-    let built: ReturnType<typeof buildFleetDeployments>;
-    try {
-      built = buildFleetDeployments(REPO_ROOT, "amd64", process.env);
-    } catch (err) {
-      // A developer's .env that the template cannot be expanded with: the example's values do.
-      this.progress(
-        `the deployment template does not expand with .env (${errorMessage(err)}): using .env.example`,
-      );
-      built = buildFleetDeployments(REPO_ROOT, "amd64", { ...process.env, DOTENV_FILE: ".env.example" });
-    }
-    try {
-      await applyFleetDeployments(this.registry.service, built);
-    } catch (err) {
-      if (!(err instanceof RelayFleetError && err.code === "RF_ERR_DEPLOYMENT")) throw err;
-      for (const d of built) await this.registry.service.removeConfiguration(d.id).catch(() => undefined);
-      await applyFleetDeployments(this.registry.service, built);
-    }
-  }
-
-  /** Starts (or restarts, on the same port with its saved tables) Azurite's table service. */
-  async startStorage(): Promise<void> {
-    const storage = await startAzurite({
-      // HTTPS and Entra ID tokens: the gateways and the rollout reach the ledger by identity.
-      oauth: true,
-      dir: this.dirs.azurite,
-      logFile: this.log("azurite"),
-      ...(this.storage ? { port: this.storage.port } : {}),
-    });
-    this.storage = storage;
-    if (this.stopped) {
-      await storage.close();
-      return;
-    }
-    this.supervisor.watch(
-      "azurite",
-      { exited: storage.exited, intended: () => storage.closing, pid: storage.pid },
-      () => this.startStorage(),
-    );
-  }
-
-  /** Starts (or restarts, on the same port and with the same function key) the rollout service. */
-  async startRollout(): Promise<void> {
-    const profiles = {
-      default: {
-        mappings: {
-          web: { target: `127.0.0.1:${this.sharedServices.webPort}` },
-          echo: { target: `127.0.0.1:${this.sharedServices.echoPort}` },
-        },
-      },
-    };
-    const proc = await this.spawn({
-      name: "rollout",
-      script: "cloud/functions/src/serve-local.ts",
-      logFile: this.log("rollout"),
-      env: {
-        ...this.rolloutEnv(),
-        ROLLOUT_PORT: String(this.rolloutPort),
-        ROLLOUT_FUNCTION_KEY: this.client.functionKey,
-        // The Functions app's own setting; the local server checks it as the host would.
-        RECONCILE_SCHEDULE: "0 */5 * * * *",
-        SITE_PROFILES: JSON.stringify(profiles),
-      },
-    });
-    this.rollout = { url: str(proc.ready, "url"), functionKey: this.client.functionKey, process: proc };
-    this.supervise("rollout", proc, () => this.startRollout());
-  }
-
-  /**
-   * Environment of the rollout service: its managed identity and where things are, no key (IoT
-   * Hub by IOTHUB_HOST_NAME, the ledger by LEDGER_TABLE_URL, the relay through its admin API with
-   * the identity; ROLLOUT_RELAY_SEND_AUTH defaults to entra, so no Send rule is made).
-   */
-  rolloutEnv(): NodeJS.ProcessEnv {
-    return {
-      ...this.identity.envFor(ROLLOUT_IDENTITY),
-      IOTHUB_HOST_NAME: this.hub.hostName,
-      IOTHUB_REST_PORT: String(this.hub.httpsPort),
-      IOTHUB_CA_FILE: this.hub.caFile,
-      LEDGER_TABLE_URL: this.storage.tableEndpoint,
-      LEDGER_CA_FILE: this.storage.caFile,
-      RELAY_ENDPOINT: this.relay.endpoint,
-      RELAY_CA_FILE: this.relay.caFile,
-      RELAY_TLS: "1",
-      RELAY_PORT_RANGES: `${this.portRange.from}-${this.portRange.to}`,
-      // The status page reads the gateways' metrics; startGateway writes where they are.
-      GATEWAY_METRICS_FILE: this.gatewayMetricsFile,
-      // `relay-fleet audit` and the site page: the modules' records kept by the IoT Hub emulator,
-      // the gateways' from their log files (in Azure: storage and Log Analytics, docs/audit.md).
-      AUDIT_FROM_IOTHUB_EMULATOR: "1",
-      AUDIT_GATEWAY_LOG_FILES: Array.from({ length: this.options.gateways ?? 1 }, (_, i) =>
-        this.log(`gateway-${i + 1}`),
-      ).join(","),
-    };
-  }
-
-  /** `{"urls":[…]}` of the gateways' /metrics, for the rollout service's status page. */
-  get gatewayMetricsFile(): string {
-    return join(this.options.stateDir, "gateway-metrics.json");
-  }
-
-  /** The fleet status page, key included (it opens at once in a browser). */
-  get statusPageUrl(): string {
-    return `${this.rollout.url}/api/fleet?code=${encodeURIComponent(this.rollout.functionKey)}`;
-  }
-
   /** Starts (or restarts, on the same port and with the same keys and state) the relay emulator. */
-  async startRelay(): Promise<void> {
-    // The state file and the CA in --dir make a restart look like an outage to clients: the same
-    // hybrid connections, rules, keys and CA come back on the same port.
-    const args = [
-      "--tls",
-      "--dir",
-      this.dirs.relay,
-      "--state-file",
-      join(this.dirs.relay, "state.json"),
-      "--trust-file",
-      this.trustFile,
-    ];
-    // A key in the environment, never on the command line (`ps` shows arguments to everyone).
-    const manageKey = ownedKey(join(this.dirs.relay, "manage.key"));
-    const env: NodeJS.ProcessEnv = { RELAY_EMULATOR_MANAGE_KEY: manageKey };
-    // The relay's endpoint is written into ledger rows and module twins: a persistent state dir
-    // must find the relay on the same port next run, or every saved site would point nowhere.
-    const portFile = join(this.dirs.relay, "port.json");
-    if (this.relay) args.push("--port", String(new URL(this.relay.url).port));
-    else if (existsSync(portFile)) {
-      const saved = (JSON.parse(readFileSync(portFile, "utf8")) as { port?: unknown }).port;
-      if (typeof saved === "number" && (await isPortFree(saved))) args.push("--port", String(saved));
-      else
-        this.progress(`the relay's previous port ${String(saved)} is taken: saved sites need re-onboarding`);
-    }
-    const proc = await this.spawn({
-      name: "relay-emulator",
-      script: "sim/relay-emulator/main.ts",
-      args,
-      env,
-      logFile: this.log("relay-emulator"),
-    });
-    this.relayProcess = proc;
-    this.relay = {
-      url: str(proc.ready, "url"),
-      endpoint: str(proc.ready, "endpoint"),
-      caFile: str(proc.ready, "caFile"),
-      manageKeyName: str(proc.ready, "manageKeyName"),
-      manageKey,
-    };
-    writeFileSync(portFile, `${JSON.stringify({ port: Number(new URL(this.relay.url).port) })}\n`);
-    // What infra/main.json assigns the rollout: Azure Relay Owner here, the emulator's stand-in for
-    // ARM Contributor. By a fixed name, so a saved state is updated, not added to.
-    await putRelayRoleAssignment(this.relay, "sim-rollout-relay-owner", {
-      principalId: this.identity.addIdentity(ROLLOUT_IDENTITY).principalId,
-      roleDefinitionId: ROLES.relayOwner.id,
-    });
-    this.supervise("relay-emulator", proc, () => this.startRelay());
+  startRelay(): Promise<void> {
+    return this.cloud.startRelay();
   }
 
   /** Starts (or restarts, on the same ports with its saved state) the IoT Hub emulator. */
-  async startHub(eventGridUrl?: string): Promise<void> {
-    // The rollout's IoT Hub data roles, as infra/main.json assigns them (given at every start: the
-    // emulator keeps role assignments in memory only).
-    const rollout = this.identity.addIdentity(ROLLOUT_IDENTITY).principalId;
-    const args = [
-      "--dir",
-      this.dirs.hub,
-      "--state-file",
-      join(this.dirs.hub, "state.json"),
-      "--trust-file",
-      this.trustFile,
-      "--role",
-      `${rollout}=${ROLES.iotHubRegistryContributor.id}`,
-      "--role",
-      `${rollout}=${ROLES.iotHubTwinContributor.id}`,
-    ];
-    if (this.hub)
-      args.push("--mqtt-port", String(this.hub.mqttPort), "--https-port", String(this.hub.httpsPort));
-    const webhook = eventGridUrl ?? this.hubWebhook;
-    this.hubWebhook = webhook;
-    const ownerKey = ownedKey(join(this.dirs.hub, "owner.key"));
-    const proc = await this.spawn({
-      name: "iothub-emulator",
-      script: "sim/iothub-emulator/main.ts",
-      args,
-      // The webhook URL carries the function key: environment, not arguments.
-      env: {
-        IOTHUB_EMULATOR_OWNER_KEY: ownerKey,
-        ...(webhook ? { IOTHUB_EMULATOR_EVENT_GRID_WEBHOOK: webhook } : {}),
-      },
-      logFile: this.log("iothub-emulator"),
-    });
-    this.hubProcess = proc;
-    const hostName = str(proc.ready, "hostName");
-    this.hub = {
-      hostName,
-      mqttPort: num(proc.ready, "mqttPort"),
-      httpsPort: num(proc.ready, "httpsPort"),
-      caFile: str(proc.ready, "caFile"),
-      serviceConnectionString: `HostName=${hostName};SharedAccessKeyName=iothubowner;SharedAccessKey=${ownerKey}`,
-    };
-    this.registry = new HubRegistry(this.hub);
-    this.supervise("iothub-emulator", proc, () => this.startHub());
+  startHub(): Promise<void> {
+    return this.cloud.startHub();
   }
 
   /** Starts gateway `index` on 127.0.0.<index+1> (again, after a crash: same host, same ports). */
-  async startGateway(index: number): Promise<GatewayHandle> {
-    const host = `127.0.0.${index + 1}`;
-    this.progress(`starting gateway #${index + 1} on ${host}`);
-    // Azure Relay Sender for its identity at the namespace, as infra/main.json assigns it (a
-    // rotation moves a site to a new hybrid connection, ADR 0009, so not per hybrid connection).
-    await putRelayRoleAssignment(this.relay, `sim-${gatewayIdentity(index)}-relay-sender`, {
-      principalId: this.identity.addIdentity(gatewayIdentity(index)).principalId,
-      roleDefinitionId: ROLES.relaySender.id,
-    });
-    const proc = await this.spawn({
-      name: `gateway-${index + 1}`,
-      script: "cloud/gateway/src/main.ts",
-      logFile: this.log(`gateway-${index + 1}`),
-      isReady: (line) => line.event === "started",
-      // Its managed identity, no key: Azure Relay Sender (GATEWAY_RELAY_AUTH defaults to entra),
-      // the ledger and its status table by LEDGER_TABLE_URL. Azurite checks no roles (ADR 0010).
-      env: {
-        ...this.identity.envFor(gatewayIdentity(index)),
-        LEDGER_TABLE_URL: this.storage.tableEndpoint,
-        LEDGER_CA_FILE: this.storage.caFile,
-        RELAY_CA_FILE: this.relay.caFile,
-        GATEWAY_BIND_HOST: host,
-        GATEWAY_INSTANCE_ID: `gateway-${index + 1}`,
-        GATEWAY_HEALTH_HOST: "127.0.0.1",
-        GATEWAY_HEALTH_PORT: "0",
-        LEDGER_RELOAD_INTERVAL_MS: String(this.options.ledgerReloadMs ?? 2_000),
-      },
-    });
-    const admin = proc.earlyLines.find((l) => l.event === "admin-listening");
-    const handle = { index, host, adminPort: admin ? num(admin, "port") : 0, process: proc };
-    this.gateways[index] = handle;
-    // A restarted gateway has a new admin port: the file always lists the current ones.
-    const urls = this.gateways.filter(Boolean).map((g) => `http://127.0.0.1:${g.adminPort}/metrics`);
-    writeFileSync(this.gatewayMetricsFile, `${JSON.stringify({ urls })}\n`);
-    this.supervise(`gateway-${index + 1}`, proc, () => this.startGateway(index));
-    return handle;
+  startGateway(index: number): Promise<GatewayHandle> {
+    return this.cloud.startGateway(index);
+  }
+
+  /** Asks every gateway to re-read the ledger now (they also do it on their own timer). */
+  reloadGateways(): Promise<void> {
+    return this.cloud.reloadGateways();
   }
 
   /** Calls the rollout HTTP API with the function key; throws RolloutApiError on a non-2xx answer. */
   api<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
-    return this.client.call<T>(method, path, body);
-  }
-
-  /** Asks every gateway to re-read the ledger now (they also do it on their own timer). */
-  async reloadGateways(): Promise<void> {
-    await Promise.all(
-      this.gateways
-        .filter((g) => g && g.process.child.exitCode === null)
-        .map((g) =>
-          fetch(`http://127.0.0.1:${g.adminPort}/reload`, { method: "POST" })
-            .then((r) => r.text())
-            .catch(() => ""),
-        ),
-    );
+    return this.cloud.client.call<T>(method, path, body);
   }
 
   /**
@@ -629,39 +286,19 @@ export class Fleet {
     return Array.from({ length: Math.max(1, count) }, (_, i) => (i === 0 ? siteId : `${siteId}.${i + 1}`));
   }
 
-  private connectionString(deviceId: string, moduleId: string, key: string): string {
-    return `HostName=${this.hub.hostName};GatewayHostName=127.0.0.1:${this.hub.mqttPort};DeviceId=${deviceId};ModuleId=${moduleId};SharedAccessKey=${key}`;
-  }
-
   /**
    * Environment of a device's module, the way iotedgehubdev gives it to a module container: the
-   * device's own module identity (default: the site's first device). The edge agent lays it over
-   * the deployment's `env`: on one host, ports and files are the simulation's.
+   * device's own module identity (default: the site's first device).
    */
   async moduleEnv(siteId: string, deviceId?: string, moduleId = MODULE_ID): Promise<NodeJS.ProcessEnv> {
     const device = deviceId ?? (await this.api<SiteView>("GET", `/api/sites/${siteId}`)).deviceId;
-    const key = await this.registry.moduleKey(device, moduleId);
-    return {
-      EdgeHubConnectionString: this.connectionString(device, moduleId, key),
-      EdgeModuleCACertificateFile: this.hub.caFile,
-      RELAY_CA_FILE: this.relay.caFile,
-      // The device owner's local allowlist file (written by the constructor).
-      RELAY_ALLOWLIST_FILE: join(this.dirs.device, "allowlist.txt"),
-      METRICS_PORT: "0",
-      METRICS_HOST: "127.0.0.1",
-      REPORT_INTERVAL_MS: "1000",
-      // Drain within the 3 s that stop() gives a module before SIGKILL (a keep-alive browser
-      // connection would otherwise hold the default 20 s drain and end in a kill).
-      SHUTDOWN_DRAIN_MS: "2000",
-      ...this.options.moduleEnv,
-      ...this.sites.get(siteId)?.moduleEnv,
-    };
+    return this.devices.moduleEnv(siteId, device, moduleId);
   }
 
   /** A device's module twin as IoT Hub has it (desired and reported; default: the site's first device). */
   async moduleTwin(siteId: string, deviceId?: string): Promise<ModuleTwinView> {
     const device = deviceId ?? (await this.api<SiteView>("GET", `/api/sites/${siteId}`)).deviceId;
-    return this.registry.moduleTwin(device, MODULE_ID);
+    return this.cloud.registry.moduleTwin(device, MODULE_ID);
   }
 
   /** The relay emulator's counters (`GET /$admin/stats`, authorized with the Manage rule). */
@@ -684,77 +321,8 @@ export class Fleet {
    * device's deployment says; resolves with the relayListener process once it runs. For a device
    * that is on already, restarts its relayListener now (`iotedge restart`).
    */
-  async startDeviceModule(siteId: string, deviceId: string): Promise<SiteModuleHandle> {
-    const site = this.sites.get(siteId);
-    if (!site) throw new Error(`unknown site ${siteId}`);
-    const running = this.agents.get(deviceId);
-    if (running) {
-      await running.restartModule(MODULE_ID);
-    } else {
-      this.progress(`switching on device ${deviceId} of ${siteId}: its edge agent runs its deployment`);
-      const agent = this.newAgent(
-        site,
-        deviceId,
-        await this.registry.moduleKey(deviceId, EDGE_AGENT_MODULE_ID),
-      );
-      this.agents.set(deviceId, agent);
-      try {
-        await agent.start();
-        await agent.waitRunning(MODULE_ID, 1, 90_000);
-      } catch (err) {
-        await this.stopDeviceModule(site, deviceId);
-        throw err;
-      }
-    }
-    const handle = site.modules.find((m) => m?.deviceId === deviceId);
-    if (!handle) throw new Error(`relayListener on ${deviceId} did not start`);
-    return handle;
-  }
-
-  private newAgent(site: SiteHandle, deviceId: string, key: string): EdgeAgent {
-    const siteId = site.siteId;
-    return new EdgeAgent({
-      deviceId,
-      connectionString: this.connectionString(deviceId, EDGE_AGENT_MODULE_ID, key),
-      ca: readFileSync(this.hub.caFile, "utf8"),
-      resolveImage: this.resolveImage,
-      runtimeEnvironment: (moduleId) => this.moduleEnv(siteId, deviceId, moduleId),
-      partName: (moduleId) => (moduleId === MODULE_ID ? `module-${deviceId}` : `${moduleId}-${deviceId}`),
-      logFile: (part) => this.log(part),
-      spawn: (spec) => {
-        this.progress(`starting ${spec.name} (device ${deviceId}'s deployment runs it)`);
-        return this.spawn(spec);
-      },
-      supervisor: this.supervisor,
-      onModuleEvent: (event) => {
-        if (event.type !== "started" || event.moduleId !== MODULE_ID) return;
-        // A site removed, or this device taken out of it: no handle for the module.
-        if (this.sites.get(siteId) !== site || !site.devices.includes(deviceId)) return;
-        const metricsPort = event.process.ready.metricsPort;
-        const handle: SiteModuleHandle = {
-          index: Math.max(0, site.devices.indexOf(deviceId)),
-          deviceId,
-          process: event.process,
-          healthPort: typeof metricsPort === "number" ? metricsPort : undefined,
-        };
-        const at = site.modules.findIndex((m) => m?.deviceId === deviceId);
-        if (at >= 0) site.modules[at] = handle;
-        else site.modules.splice(handle.index, 0, handle);
-      },
-      onLog: (line) => this.progress(line),
-    });
-  }
-
-  /**
-   * Switches off a device that left its site (or of a removed site): its edge agent stops, and
-   * with it the module (when the retired deployment has not already removed it).
-   */
-  private async stopDeviceModule(site: SiteHandle, deviceId: string): Promise<void> {
-    const at = site.modules.findIndex((m) => m?.deviceId === deviceId);
-    if (at >= 0) site.modules.splice(at, 1);
-    const agent = this.agents.get(deviceId);
-    this.agents.delete(deviceId);
-    await agent?.stop();
+  startDeviceModule(siteId: string, deviceId: string): Promise<SiteModuleHandle> {
+    return this.devices.start(siteId, deviceId);
   }
 
   /** Refreshes a site's public ports from the rollout API (after a mapping change). */
@@ -776,96 +344,17 @@ export class Fleet {
    * known site's mappings and public ports are refreshed. Returns the site ids started and
    * stopped, those whose mappings changed and those whose devices changed.
    */
-  async syncSites(): Promise<{ started: string[]; stopped: string[]; changed: string[]; devices: string[] }> {
-    const { sites } = await this.api<{ sites: SiteView[] }>("GET", "/api/sites");
-    const known = new Set(sites.map((s) => s.siteId));
-    const started: string[] = [];
-    const stopped: string[] = [];
-    const changed: string[] = [];
-    const devices: string[] = [];
-    for (const view of sites) {
-      const wanted = view.devices.map((d) => d.deviceId);
-      const existing = this.sites.get(view.siteId);
-      if (existing) {
-        if (JSON.stringify(existing.mappings) !== JSON.stringify(view.mappings)) {
-          existing.mappings = view.mappings;
-          existing.publicPorts = publicPortsOf(view);
-          changed.push(view.siteId);
-        }
-        if (JSON.stringify(existing.devices) !== JSON.stringify(wanted)) {
-          const gone = existing.devices.filter((d) => !wanted.includes(d));
-          const joined = wanted.filter((d) => !existing.devices.includes(d));
-          existing.devices = wanted;
-          for (const d of gone) await this.stopDeviceModule(existing, d);
-          for (const d of joined) {
-            try {
-              await this.startDeviceModule(view.siteId, d);
-            } catch (err) {
-              // Tried again at the next sync (its deployment has not reached it yet).
-              this.progress(`device ${d} of ${view.siteId}: ${errorMessage(err)}`);
-              existing.devices = existing.devices.filter((x) => x !== d);
-            }
-          }
-          devices.push(view.siteId);
-        }
-        continue;
-      }
-      if (this.stillOnboarding(view)) continue;
-      this.sites.set(view.siteId, {
-        siteId: view.siteId,
-        devices: wanted,
-        modules: [],
-        publicPorts: publicPortsOf(view),
-        mappings: view.mappings,
-      });
-      try {
-        for (const d of wanted) await this.startDeviceModule(view.siteId, d);
-      } catch (err) {
-        // Tried again at the next sync (a device whose deployment has not reached it yet).
-        this.progress(`${view.siteId}: ${errorMessage(err)}`);
-        const site = this.sites.get(view.siteId);
-        this.sites.delete(view.siteId);
-        if (site) for (const d of wanted) await this.stopDeviceModule(site, d);
-        continue;
-      }
-      started.push(view.siteId);
-    }
-    for (const [siteId, site] of this.sites) {
-      if (known.has(siteId)) continue;
-      this.sites.delete(siteId);
-      await Promise.all([...site.modules].map((m) => m && this.stopDeviceModule(site, m.deviceId)));
-      await site.services?.close();
-      stopped.push(siteId);
-    }
-    if (started.length || stopped.length) await this.reloadGateways();
-    return { started, stopped, changed, devices };
-  }
-
-  /**
-   * True while a newly listed site is between the rollout's "ledger" and "ports" steps: its row is
-   * saved, but an enabled mapping has no public port yet. The next sync picks it up complete, so
-   * "site online" never announces a site without its ports; after 30 s it is taken as it is (a
-   * port range that is full leaves a mapping without a port for good).
-   */
-  private stillOnboarding(view: SiteView): boolean {
-    const incomplete = Object.values(view.mappings).some((m) => m.enabled && m.publicPort === undefined);
-    if (!incomplete) {
-      this.incompleteSince.delete(view.siteId);
-      return false;
-    }
-    const since = this.incompleteSince.get(view.siteId) ?? Date.now();
-    this.incompleteSince.set(view.siteId, since);
-    if (Date.now() - since < 30_000) return true;
-    this.incompleteSince.delete(view.siteId);
-    return false;
+  syncSites(): Promise<SiteSyncResult> {
+    return this.siteSync.sync();
   }
 
   /** Stops everything: modules, gateways, rollout, emulators, storage, demo services. */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.cloud.markStopped();
     this.supervisor.stop();
-    await Promise.all([...this.agents.values()].map((a) => a.stop()));
+    await this.devices.stopAll();
     const procs: Array<RunningProcess | undefined> = [];
     for (const site of this.sites.values()) for (const m of site.modules) procs.push(m?.process);
     for (const g of this.gateways) procs.push(g?.process);
@@ -873,12 +362,7 @@ export class Fleet {
     await Promise.all([
       // Anything else still alive (a replaced handle, a test's half-done restart).
       ...this.processes.map((p) => p.stop("SIGTERM", 3_000)),
-      this.rollout?.process.stop("SIGTERM", 3_000),
-      this.hubProcess?.stop("SIGTERM", 3_000),
-      this.relayProcess?.stop("SIGTERM", 3_000),
-      this.storage?.close(),
-      this.identity?.close(),
-      this.sharedServices?.close(),
+      this.cloud.stop(),
       ...[...this.sites.values()].map((s) => s.services?.close()),
     ]);
   }

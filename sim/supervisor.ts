@@ -178,3 +178,11 @@ export class Supervisor {
     entry.timer.unref();
   }
 }
+
+/** One line of progress output for a part's crash, restart or failed restart. */
+export function describePartEvent(event: PartEvent): string {
+  if (event.type === "crashed")
+    return `${event.part} exited (${event.code})${event.restartInMs >= 0 ? `: restarting in ${event.restartInMs} ms` : ""}`;
+  if (event.type === "restarted") return `${event.part} restarted (restart #${event.restarts})`;
+  return `${event.part} failed to restart: ${event.error}`;
+}
