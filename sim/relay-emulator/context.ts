@@ -1,10 +1,14 @@
-/** What every handler of the emulator shares: options, namespace, counters, faults, live objects. */
+/**
+ * What every handler of the emulator shares: options, namespace, counters, faults, live objects.
+ * The files it names (control-channel.ts, fault-state.ts, …) never import it back: they take the
+ * narrow parts they need, so there is no import circle through the context.
+ */
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import type { WebSocketServer } from "ws";
 import type { Logger } from "../../lib/log.ts";
 import type { ControlChannel } from "./control-channel.ts";
-import type { FaultState } from "./faults.ts";
+import type { FaultState } from "./fault-state.ts";
 import type { HybridConnection, Namespace } from "./namespace.ts";
 import type { RelayEmulatorOptions } from "./options.ts";
 import type { RelayPair } from "./relay-pair.ts";

@@ -7,10 +7,12 @@
 import { randomUUID } from "node:crypto";
 import WebSocket from "ws";
 import { encodeAccept } from "../../lib/hyco/control-messages.ts";
+import type { Logger } from "../../lib/log.ts";
 import { isSendableCloseCode } from "./close-control.ts";
-import type { EmulatorContext } from "./context.ts";
 import { handleRenewToken } from "./handlers/renew-token.ts";
-import type { HybridConnection, RegisteredListener } from "./namespace.ts";
+import type { HybridConnection, Namespace, RegisteredListener } from "./namespace.ts";
+import type { RelayEmulatorOptions } from "./options.ts";
+import type { Stats } from "./stats.ts";
 
 /** setTimeout's ceiling; later expiries are re-armed in steps. */
 const MAX_TIMER_MS = 2_147_000_000;
@@ -22,6 +24,16 @@ export interface AcceptMessage {
     connectHeaders: Record<string, string>;
     remoteEndpoint: { address: string; port: number };
   };
+}
+
+/** The parts of the emulator's context a control channel uses (context.ts has them all). */
+export interface ControlChannelContext {
+  options: RelayEmulatorOptions;
+  namespace: Namespace;
+  stats: Stats;
+  logger: Logger;
+  /** Every open control channel: the channel adds itself and leaves when it closes. */
+  controlChannels: Set<ControlChannel>;
 }
 
 export class ControlChannel implements RegisteredListener {
@@ -36,7 +48,7 @@ export class ControlChannel implements RegisteredListener {
   private closed = false;
 
   constructor(
-    private readonly ctx: EmulatorContext,
+    private readonly ctx: ControlChannelContext,
     readonly ws: WebSocket,
     readonly hc: HybridConnection,
     init: { host: string; remoteAddress: string; expiresAtSeconds: number },

@@ -6,7 +6,7 @@
 import type { TLSSocket } from "node:tls";
 import mqttPacket, { type Packet } from "mqtt-packet";
 import { errorMessage } from "../../../lib/errors.ts";
-import type { MqttContext } from "./context.ts";
+import type { MqttClient, MqttContext } from "./context.ts";
 import { handleConnect } from "./handlers/connect.ts";
 import { handlePublish } from "./handlers/publish.ts";
 import { handleSubscribe, handleUnsubscribe } from "./handlers/subscribe.ts";
@@ -18,7 +18,7 @@ const MAX_PACKET_BYTES = 300 * 1024;
 /** Connection waits this long for CONNECT before giving up on the socket. */
 const CONNECT_TIMEOUT_MS = 10_000;
 
-export class MqttConnection {
+export class MqttConnection implements MqttClient {
   readonly socket: TLSSocket;
   readonly ctx: MqttContext;
   clientId = "";

@@ -6,8 +6,7 @@
  */
 import { HubError, hubErrors } from "../errors.ts";
 import { isJsonObject, type Json, type JsonObject, tryParseJson } from "../state/json.ts";
-import type { MqttConnection } from "./connection.ts";
-import type { SessionRegistry } from "./sessions.ts";
+import type { SessionConnection, SessionRegistry } from "./sessions.ts";
 import { METHODS_FILTER, methodRequestTopic } from "./topics.ts";
 
 export interface MethodCall {
@@ -48,20 +47,25 @@ export function parseMethodCall(body: unknown): MethodCall {
   };
 }
 
+/** A connection that can be sent a method request (the MQTT connection, as the registry holds it). */
+export interface MethodTarget extends SessionConnection {
+  publish(topic: string, payload: string | Buffer, qos?: 0 | 1): void;
+}
+
 export class MethodDispatcher {
-  private readonly sessions: SessionRegistry<MqttConnection>;
+  private readonly sessions: SessionRegistry<MethodTarget>;
   private readonly pending = new Map<string, Pending>();
   private readonly waiters = new Set<() => void>();
   private nextRid = 1;
 
-  constructor(sessions: SessionRegistry<MqttConnection>) {
+  constructor(sessions: SessionRegistry<MethodTarget>) {
     this.sessions = sessions;
     sessions.on("subscribed", () => {
       for (const wake of [...this.waiters]) wake();
     });
   }
 
-  private async target(clientId: string, connectTimeoutSeconds: number): Promise<MqttConnection | undefined> {
+  private async target(clientId: string, connectTimeoutSeconds: number): Promise<MethodTarget | undefined> {
     const now = this.sessions.subscribed(clientId, METHODS_FILTER);
     if (now || connectTimeoutSeconds <= 0) return now;
     return new Promise((resolve) => {
@@ -71,7 +75,7 @@ export class MethodDispatcher {
         done(conn);
       };
       const timer = setTimeout(() => done(undefined), connectTimeoutSeconds * 1000);
-      const done = (conn: MqttConnection | undefined) => {
+      const done = (conn: MethodTarget | undefined) => {
         clearTimeout(timer);
         this.waiters.delete(wake);
         resolve(conn);

@@ -3,11 +3,23 @@
  * the same hybrid connection with the Listen right moves the expiry; anything else closes the
  * channel with 1008. No reply on success, as the service sends none.
  */
+import type { Logger } from "../../../lib/log.ts";
 import { authorize } from "../auth.ts";
-import type { EmulatorContext } from "../context.ts";
-import type { ControlChannel } from "../control-channel.ts";
+import type { HybridConnection, Namespace } from "../namespace.ts";
 
-export function handleRenewToken(ctx: EmulatorContext, channel: ControlChannel, body: unknown): void {
+/** The control channel a renewal arrived on (control-channel.ts, which calls this handler). */
+export interface RenewingChannel {
+  readonly id: string;
+  readonly hc: HybridConnection;
+  renew(expiresAtSeconds: number): void;
+  close(code: number, reason: string): void;
+}
+
+export function handleRenewToken(
+  ctx: { namespace: Namespace; logger: Logger },
+  channel: RenewingChannel,
+  body: unknown,
+): void {
   const token =
     typeof body === "object" && body !== null && typeof (body as { token?: unknown }).token === "string"
       ? (body as { token: string }).token

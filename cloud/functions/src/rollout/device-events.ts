@@ -9,7 +9,21 @@
 import { errorMessage } from "../../../../lib/errors.ts";
 import { readFleetTag } from "../../../../lib/fleet-deployment.ts";
 import { SITE_ID_PATTERN } from "../../../../lib/ledger/schema.ts";
-import type { Rollout } from "./service.ts";
+import type { RolloutDeps } from "./context.ts";
+
+/**
+ * What a device event needs of the rollout service. The service (service.ts) has this shape and
+ * hands itself in; named here so that this file imports nothing of service.ts, which imports it.
+ */
+export interface DeviceEventRollout {
+  readonly deps: Pick<RolloutDeps, "logger">;
+  createSite(body: unknown): Promise<{ created: boolean }>;
+  addDevice(siteId: string, body: unknown): Promise<unknown>;
+  offboardDeletedDevice(
+    siteId: string,
+    deviceId: string,
+  ): Promise<{ action: "device-removed" | "offboarded"; siteId: string } | undefined>;
+}
 
 export interface DeviceEventResult {
   action: "onboarded" | "joined" | "offboarded" | "device-removed" | "ignored" | "failed";
@@ -21,7 +35,10 @@ type Obj = Record<string, unknown>;
 const obj = (v: unknown): Obj => (typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Obj) : {});
 
 /** Handles one Event Grid event (Event Grid schema or CloudEvents: `eventType` or `type`). */
-export async function handleDeviceEvent(rollout: Rollout, event: unknown): Promise<DeviceEventResult> {
+export async function handleDeviceEvent(
+  rollout: DeviceEventRollout,
+  event: unknown,
+): Promise<DeviceEventResult> {
   const e = obj(event);
   const type = String(e.eventType ?? e.type ?? "");
   const data = obj(e.data);
@@ -58,7 +75,7 @@ export async function handleDeviceEvent(rollout: Rollout, event: unknown): Promi
  * site's mappings stay: a joining device gets what its site's other devices have.
  */
 async function onboardOrJoin(
-  rollout: Rollout,
+  rollout: DeviceEventRollout,
   siteId: string,
   deviceId: string,
   profile: string | undefined,

@@ -7,17 +7,17 @@
 import type { IConnectPacket } from "mqtt-packet";
 import { errorMessage } from "../../../../lib/errors.ts";
 import { verifyHubSasToken } from "../../auth.ts";
-import type { MqttConnection } from "../connection.ts";
+import type { MqttClient } from "../context.ts";
 
 const USERNAME = /^([^/]+)\/([^/]+)\/(?:([^/]+)\/)?\?(.*)$/;
 
-function refuse(conn: MqttConnection, code: 1 | 2 | 3 | 4 | 5, reason: string): void {
+function refuse(conn: MqttClient, code: 1 | 2 | 3 | 4 | 5, reason: string): void {
   conn.ctx.log.info({ clientId: conn.clientId, reason }, "MQTT CONNECT refused");
   conn.send({ cmd: "connack", returnCode: code, sessionPresent: false });
   conn.close(reason);
 }
 
-export function handleConnect(conn: MqttConnection, packet: IConnectPacket): void {
+export function handleConnect(conn: MqttClient, packet: IConnectPacket): void {
   const { hub, sessions } = conn.ctx;
   if (packet.protocolVersion !== 4) {
     refuse(conn, 1, "only MQTT 3.1.1 is supported");

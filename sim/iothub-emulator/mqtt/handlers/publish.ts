@@ -7,20 +7,20 @@ import type { IPublishPacket } from "mqtt-packet";
 import { errorMessage } from "../../../../lib/errors.ts";
 import { HubError } from "../../errors.ts";
 import { tryParseJson } from "../../state/json.ts";
-import type { MqttConnection } from "../connection.ts";
+import type { MqttClient } from "../context.ts";
 import { parseClientTopic, twinResponseTopic } from "../topics.ts";
 
 function payloadText(packet: IPublishPacket): string {
   return typeof packet.payload === "string" ? packet.payload : packet.payload.toString("utf8");
 }
 
-function twinError(conn: MqttConnection, rid: string, err: unknown): void {
+function twinError(conn: MqttClient, rid: string, err: unknown): void {
   const status = err instanceof HubError ? (err.status ?? 400) : 500;
   const errorCode = err instanceof HubError ? err.numericCode : 500001;
   conn.publish(twinResponseTopic(status, rid), JSON.stringify({ errorCode, message: errorMessage(err) }));
 }
 
-export function handlePublish(conn: MqttConnection, packet: IPublishPacket): void {
+export function handlePublish(conn: MqttClient, packet: IPublishPacket): void {
   const { hub, methods, telemetry, log } = conn.ctx;
   if (packet.qos === 2) {
     conn.close("QoS 2 is not supported by IoT Hub");

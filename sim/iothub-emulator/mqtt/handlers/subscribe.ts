@@ -3,10 +3,10 @@
  * 1); others get 0x80 in SUBACK. Grants live in the session so they survive reconnects.
  */
 import type { ISubscribePacket, IUnsubscribePacket } from "mqtt-packet";
-import type { MqttConnection } from "../connection.ts";
+import type { MqttClient } from "../context.ts";
 import { allowedFilters } from "../topics.ts";
 
-export function handleSubscribe(conn: MqttConnection, packet: ISubscribePacket): void {
+export function handleSubscribe(conn: MqttClient, packet: ISubscribePacket): void {
   const allowed = allowedFilters(conn.deviceId, conn.moduleId);
   const granted: number[] = [];
   for (const sub of packet.subscriptions) {
@@ -26,7 +26,7 @@ export function handleSubscribe(conn: MqttConnection, packet: ISubscribePacket):
   }
 }
 
-export function handleUnsubscribe(conn: MqttConnection, packet: IUnsubscribePacket): void {
+export function handleUnsubscribe(conn: MqttClient, packet: IUnsubscribePacket): void {
   for (const topic of packet.unsubscriptions) conn.session?.subscriptions.delete(topic);
   conn.ctx.sessions.subscriptionsChanged();
   conn.send({ cmd: "unsuback", messageId: packet.messageId ?? 0, granted: [] });
