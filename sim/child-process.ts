@@ -3,6 +3,11 @@
  * (as it would in Azure or on an edge device), its output goes to a log file, and it announces
  * readiness with one JSON line on stdout. Every started process is registered so that Ctrl-C,
  * a crash of the simulation or the end of a test leaves none behind.
+ *
+ * On `node:child_process` rather than a library: what this file adds is the readiness line, the
+ * redacted log file and exit-with-parent (sim/exit-with-parent.mjs), none of which a spawn wrapper
+ * such as execa provides; and a process manager (pm2, forever) runs its own daemon with its own
+ * restart rules, where the simulation restarts parts by IoT Edge's (sim/supervisor.ts).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream, mkdirSync, readFileSync, type WriteStream } from "node:fs";

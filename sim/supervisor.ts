@@ -3,7 +3,10 @@
  * manager do: a part that exits without being asked to is started again (same port, same state,
  * by the restart function its owner gives), after a delay that doubles with each crash in a row
  * and starts over once the part has stayed up for a while. Every crash and restart is an event,
- * and the current state of each part can be read for the live view.
+ * and the current state of each part can be read for the live view. Written here, not taken from a
+ * process manager, because the edge agents restart modules through it by their deployment's
+ * restart policy (sim/edge-agent.ts), and restarting means calling the owner's start function
+ * (same ports, same state), not re-running a command line.
  */
 import { backoffDelay } from "../lib/backoff.ts";
 

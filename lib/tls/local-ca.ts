@@ -4,7 +4,11 @@
  * `EdgeModuleCACertificateFile`, `NODE_EXTRA_CA_CERTS`).
  *
  * Node's crypto cannot build X.509 certificates, so node-forge assembles them; the RSA keys come
- * from Node's native generator because forge's pure-JS one takes seconds.
+ * from Node's native generator because forge's pure-JS one takes seconds. Not `@peculiar/x509`:
+ * it signs through WebCrypto, so making a CA would turn asynchronous for every emulator and test
+ * that makes one now in a line, and it needs a global Reflect polyfill imported first in each of
+ * those processes (it builds on tsyringe). node-forge is used here only, by the simulator and
+ * tests, never in a runtime image (the image tests forbid it).
  */
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
