@@ -9,7 +9,7 @@ export interface BenchFigure {
   unit: string;
   /** Figures measured in the same run for comparison (direct TCP, hyco-ws, socat …). */
   baselines?: Array<{ name: string; value: number }>;
-  /** The target from the issue, in words ("< 1.5 ms", ">= 1.3x hyco-ws"). */
+  /** The figure this benchmark must reach, in words ("< 1.5 ms", ">= 1.3x hyco-ws"). */
   target?: string;
   /** Whether the target was met, when it can be judged mechanically. */
   met?: boolean;

@@ -187,5 +187,5 @@ export function iothubServiceClientsFromEnv(env: NodeJS.ProcessEnv = process.env
   return createIotHubServiceClients(cs, options);
 }
 
-/** Alias kept for the name in the brief: `fromEnv()`. */
+/** Short name of {@link iothubServiceClientsFromEnv}, for callers inside lib/azure's own tests. */
 export const fromEnv = iothubServiceClientsFromEnv;

@@ -3,7 +3,7 @@
  * `route` partitions, every row validated on its own. A bad row is reported and skipped, never
  * fatal, so one typo by hand in the table cannot take every other route down.
  *
- * Row layout (team brief, "Port ledger"):
+ * Row layout (lib/ledger/schema.ts validates each kind):
  *   site  / <siteId>            hybridConnection, relayEndpoint, deviceId [, sendKeyName, sendKey: SAS mode only]
  *   route / <port>              kind tcp | shared, siteId + portName for tcp, limits
  *   route / <port>:<hostname>   kind tls-sni | http-host, siteId, portName, limits

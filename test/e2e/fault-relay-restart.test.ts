@@ -28,7 +28,7 @@ import { sleep, waitFor } from "../helpers/index.ts";
 const MiB = 1024 * 1024;
 /** How long the relay stays down: long enough for several backoff steps up to the 9 s cap. */
 const DOWNTIME_MS = 20_000;
-/** The bound of issue 7: at most this many listen attempts per listener per (started) minute down. */
+/** The bound on reconnects while the relay is down: at most this many listen attempts per listener per (started) minute down. */
 const MAX_ATTEMPTS_PER_LISTENER_MINUTE = 10;
 
 const scope = fileScope(after);

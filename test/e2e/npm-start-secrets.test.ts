@@ -7,7 +7,7 @@
  * the run wrote; the files that must hold keys (state files, key files, TLS private keys) are
  * readable by this user only.
  *
- * The cloud parts hold no key at all (issue: managed identities): the environment of every gateway
+ * The cloud parts hold no key at all (ADR 0010): the environment of every gateway
  * and of the rollout (/proc/<pid>/environ) names an identity and no connection string, account
  * key, Manage key or Send rule, and the ledger (Azurite's table files) holds none of the keys.
  */

@@ -5,7 +5,7 @@
  * runs two control channels through the module's own listener factory, as a module does
  * (`RELAY_LISTENER_COUNT` 2, the production reconnect period).
  *
- * The issue's targets, asserted per site: served again ≤ 5 s after the restarted relay listens,
+ * The targets, asserted per site: served again ≤ 5 s after the restarted relay listens,
  * and ≤ 10 connect attempts per listener per minute while it was down. The second is checked
  * structurally as well, so machine load cannot fake or break it: every attempt of a channel lies
  * on its own retry slot (one per 6 s period), and the two channels' slots are half a period

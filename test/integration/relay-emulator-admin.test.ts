@@ -1,5 +1,5 @@
 /**
- * The HTTP admin API (team brief, "Relay emulator"): Manage-token auth, hybrid connection and rule
+ * The relay emulator's HTTP admin API (sim/relay-emulator/README.md): Manage-token auth, hybrid connection and rule
  * CRUD at both levels, keys kept on update, regenerateKeys (either key valid), stats, faults —
  * and the command: one JSON "listening" line, SIGTERM → exit 0.
  */

@@ -332,7 +332,7 @@ test("the README warns about the debug inspector", () => {
   assert.match(readme, /Debug inspector on loopback only[\s\S]{0,200}`127\.0\.0\.1:9229`/);
 });
 
-test(".devcontainer/devcontainer.json parses and installs what the brief asks", () => {
+test(".devcontainer/devcontainer.json parses and installs the Azure CLI with its IoT extension, iotedgedev, Docker-in-Docker and the VS Code extensions", () => {
   const doc = read(join(REPO_ROOT, ".devcontainer/devcontainer.json"));
   const text = JSON.stringify(doc);
   for (const needle of [

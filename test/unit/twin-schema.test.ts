@@ -12,7 +12,7 @@ test("committed twin JSON Schema equals the generated one (run `npm run manifest
   assert.deepEqual(committed, JSON.parse(twinJsonSchemaText()));
 });
 
-test("the JSON Schema accepts the brief's example and rejects what zod rejects", () => {
+test("the JSON Schema accepts a full twin example and rejects what zod rejects", () => {
   const ajv = new Ajv2020({ strict: false });
   const validate = ajv.compile(twinJsonSchema());
   const example = {

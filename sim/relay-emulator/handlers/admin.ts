@@ -1,5 +1,5 @@
 /**
- * The ARM-like admin API on the emulator's own port (team brief, "Relay emulator"), authorized by a
+ * The ARM-like admin API on the emulator's own port (README.md, "Admin API"), authorized by a
  * namespace-level rule with Manage. The same operations are available in-process (`emulator.admin`),
  * so tests can choose; both go through {@link RelayAdmin}.
  */
