@@ -9,9 +9,9 @@ import { createRequire } from "node:module";
 import deviceSdk, { type ModuleClient } from "azure-iot-device";
 import mqttTransport from "azure-iot-device-mqtt";
 import type { Logger } from "../../lib/log.ts";
+import type { ModuleHubClient } from "../../modules/relayListener/src/hub-client.ts";
 import { HubConnection } from "../../modules/relayListener/src/hub-connection.ts";
 import { type HubReconnectSettings, HubReconnectSlots } from "../../modules/relayListener/src/hub-retry.ts";
-import type { ModuleClientPort } from "../../modules/relayListener/src/twin-client-port.ts";
 import { TwinSync } from "../../modules/relayListener/src/twin-sync.ts";
 
 const { ModuleClient: ModuleClientCtor } = deviceSdk;
@@ -50,7 +50,7 @@ export interface SimulatedHubModuleOptions {
 export class SimulatedHubModule {
   private stopping = false;
   private readonly client: ModuleClient;
-  private readonly port: ModuleClientPort;
+  private readonly port: ModuleHubClient;
   private readonly hub: HubConnection;
   private readonly twinSync: TwinSync;
   private readonly slots: HubReconnectSlots;
@@ -59,7 +59,7 @@ export class SimulatedHubModule {
 
   constructor(private readonly opts: SimulatedHubModuleOptions) {
     this.client = ModuleClientCtor.fromConnectionString(opts.connectionString, Mqtt);
-    this.port = this.client as unknown as ModuleClientPort;
+    this.port = this.client as unknown as ModuleHubClient;
     const slots = new HubReconnectSlots(opts.reconnect);
     this.slots = slots;
     const deadlineMs = opts.deadlineMs ?? 15_000;

@@ -8,8 +8,8 @@ import { test } from "node:test";
 import { hasErrorCode } from "../../lib/errors.ts";
 import { createLogger } from "../../lib/log.ts";
 import { DEADLINE_CODE, withDeadline } from "../../modules/relayListener/src/deadline.ts";
+import type { ModuleHubClient } from "../../modules/relayListener/src/hub-client.ts";
 import { HubConnection } from "../../modules/relayListener/src/hub-connection.ts";
-import type { ModuleClientPort } from "../../modules/relayListener/src/twin-client-port.ts";
 
 const logger = createLogger("test", {
   destination: new Writable({ write: (_c, _e, cb) => cb() }),
@@ -21,7 +21,7 @@ function fakeClient() {
   const client = {
     open: async () => calls.push("open"),
     close: async () => calls.push("close"),
-  } as unknown as ModuleClientPort;
+  } as unknown as ModuleHubClient;
   return { client, calls };
 }
 
@@ -60,7 +60,7 @@ test("an open that hangs is closed and tried again", async () => {
       return ++opens === 1 ? new Promise(() => {}) : Promise.resolve();
     },
     close: async () => calls.push("close"),
-  } as unknown as ModuleClientPort;
+  } as unknown as ModuleHubClient;
   const hub = new HubConnection(client, {
     deadlineMs: 30,
     logger,

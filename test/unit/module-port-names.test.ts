@@ -11,7 +11,7 @@ import { createLogger } from "../../lib/log.ts";
 import { allowlistFrom } from "../../modules/relayListener/src/allowlist.ts";
 import type { ConnectionContext } from "../../modules/relayListener/src/connection.ts";
 import { Reconciler } from "../../modules/relayListener/src/reconciler.ts";
-import type { RelayListenerPort } from "../../modules/relayListener/src/relay-listener-port.ts";
+import type { RelayListener } from "../../modules/relayListener/src/relay-listener.ts";
 
 class IdleListener extends EventEmitter {
   state = { status: "online" as const, since: Date.now() };
@@ -22,7 +22,7 @@ class IdleListener extends EventEmitter {
 
 function reconciler() {
   const rec = new Reconciler({
-    listenerFactory: () => new IdleListener() as unknown as RelayListenerPort,
+    listenerFactory: () => new IdleListener() as unknown as RelayListener,
     listenerCount: 1,
     allowlist: allowlistFrom("127.0.0.0/8:*\n", async () => []),
     logger: createLogger("test", { level: "silent" }),

@@ -14,12 +14,9 @@ import { type RelayConfig, validateDesired } from "../../lib/twin/index.ts";
 import { applyMergePatch } from "../../lib/twin/merge-patch.ts";
 import { allowlistFrom } from "../../modules/relayListener/src/allowlist.ts";
 import { Reconciler } from "../../modules/relayListener/src/reconciler.ts";
-import type {
-  ListenerStateView,
-  RelayListenerPort,
-} from "../../modules/relayListener/src/relay-listener-port.ts";
+import type { ListenerStateView, RelayListener } from "../../modules/relayListener/src/relay-listener.ts";
 
-class FakeListener extends EventEmitter implements RelayListenerPort {
+class FakeListener extends EventEmitter implements RelayListener {
   state: ListenerStateView = { status: "connecting", since: Date.now() };
   closed = false;
   constructor(public relay: RelayConfig) {

@@ -9,7 +9,7 @@ import { test } from "node:test";
 import { createLogger } from "../../lib/log.ts";
 import { allowlistFrom } from "../../modules/relayListener/src/allowlist.ts";
 import { Reconciler } from "../../modules/relayListener/src/reconciler.ts";
-import type { RelayListenerPort } from "../../modules/relayListener/src/relay-listener-port.ts";
+import type { RelayListener } from "../../modules/relayListener/src/relay-listener.ts";
 import { StandingProblems } from "../../modules/relayListener/src/standing-problems.ts";
 
 function capture() {
@@ -33,7 +33,7 @@ class IdleListener extends EventEmitter {
 test("a standing twin problem is logged once over 200 desired versions, and once when it clears", async () => {
   const { lines, logger } = capture();
   const rec = new Reconciler({
-    listenerFactory: () => new IdleListener() as unknown as RelayListenerPort,
+    listenerFactory: () => new IdleListener() as unknown as RelayListener,
     listenerCount: 1,
     allowlist: allowlistFrom("127.0.0.0/8:1-9998", async () => []),
     logger,

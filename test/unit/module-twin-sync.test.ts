@@ -8,18 +8,18 @@ import { EventEmitter } from "node:events";
 import { Writable } from "node:stream";
 import { test } from "node:test";
 import { createLogger } from "../../lib/log.ts";
-import type { ModuleClientPort, TwinPort } from "../../modules/relayListener/src/twin-client-port.ts";
+import type { ModuleHubClient, ModuleTwin } from "../../modules/relayListener/src/hub-client.ts";
 import { TwinSync } from "../../modules/relayListener/src/twin-sync.ts";
 import { waitFor } from "../helpers/index.ts";
 
-class FakeTwin extends EventEmitter implements TwinPort {
+class FakeTwin extends EventEmitter implements ModuleTwin {
   properties = {
     desired: {} as Record<string, unknown>,
     reported: { update: (_p: unknown, done: (err?: Error) => void) => done() },
   };
 }
 
-class FakeClient extends EventEmitter implements ModuleClientPort {
+class FakeClient extends EventEmitter implements ModuleHubClient {
   twin = new FakeTwin();
   server: Record<string, unknown> = { $version: 1 };
   hang = 0;
@@ -28,7 +28,7 @@ class FakeClient extends EventEmitter implements ModuleClientPort {
     this.emit("connect");
   }
   async close() {}
-  getTwin(): Promise<TwinPort> {
+  getTwin(): Promise<ModuleTwin> {
     this.gets++;
     if (this.hang > 0) {
       this.hang--;

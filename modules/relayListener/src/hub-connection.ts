@@ -10,7 +10,7 @@ import { Backoff, type BackoffPolicy, type RetrySchedule, sleep } from "../../..
 import { errorMessage } from "../../../lib/errors.ts";
 import type { Logger } from "../../../lib/log.ts";
 import { isDeadlineError, withDeadline } from "./deadline.ts";
-import type { ModuleClientPort } from "./twin-client-port.ts";
+import type { ModuleHubClient } from "./hub-client.ts";
 
 /** Re-opening the IoT Hub client: full jitter up to 30 s, so a fleet back from a hub outage spreads out. */
 export const HUB_OPEN_BACKOFF: BackoffPolicy = { initialMs: 1_000, maxMs: 30_000 };
@@ -39,7 +39,7 @@ export class HubConnection {
   reopens = 0;
 
   constructor(
-    private readonly client: ModuleClientPort,
+    private readonly client: ModuleHubClient,
     private readonly opts: HubConnectionOptions,
   ) {}
 

@@ -11,7 +11,7 @@
 import { phasesApart } from "../../../lib/backoff.ts";
 import { HybridConnectionListener } from "../../../lib/hyco/listener.ts";
 import type { Logger } from "../../../lib/log.ts";
-import type { ListenerFactory, RelayListenerPort } from "./relay-listener-port.ts";
+import type { ListenerFactory, RelayListener } from "./relay-listener.ts";
 
 export interface ListenerFactoryOptions {
   ca: string | undefined;
@@ -36,6 +36,6 @@ export function createListenerFactory(opts: ListenerFactoryOptions): ListenerFac
       retry: { periodMs: opts.retryPeriodMs, phase: phases[index % phases.length] ?? 0 },
       ...(opts.ca ? { ca: opts.ca } : {}),
     });
-    return listener as RelayListenerPort;
+    return listener as RelayListener;
   };
 }

@@ -8,9 +8,9 @@ import deviceSdk from "azure-iot-device";
 import mqttTransport from "azure-iot-device-mqtt";
 import { errorMessage } from "../../../lib/errors.ts";
 import { createLogger } from "../../../lib/log.ts";
+import type { ModuleHubClient } from "./hub-client.ts";
 import { type RunningModule, startModule } from "./module.ts";
 import { readSettings } from "./settings.ts";
-import type { ModuleClientPort } from "./twin-client-port.ts";
 
 // CommonJS packages: Node's ESM loader cannot see their named exports, so take the namespace.
 const { ModuleClient } = deviceSdk;
@@ -20,7 +20,7 @@ const logger = createLogger("relayListener");
 
 async function main(): Promise<void> {
   const settings = readSettings();
-  const client = (await ModuleClient.fromEnvironment(Mqtt)) as unknown as ModuleClientPort;
+  const client = (await ModuleClient.fromEnvironment(Mqtt)) as unknown as ModuleHubClient;
   let running: RunningModule | undefined;
   let stopping = false;
   const stop = (signal: string) => {

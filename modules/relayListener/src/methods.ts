@@ -12,8 +12,8 @@ import type { Logger } from "../../../lib/log.ts";
 import { parseTarget, type ReportedProperties } from "../../../lib/twin/index.ts";
 import type { Allowlist } from "./allowlist.ts";
 import { withDeadline } from "./deadline.ts";
+import type { ModuleHubClient } from "./hub-client.ts";
 import type { Reconciler } from "./reconciler.ts";
-import type { ModuleClientPort } from "./twin-client-port.ts";
 
 export interface MethodResult {
   status: number;
@@ -113,7 +113,7 @@ export async function runMethod(name: string, payload: unknown, deps: MethodDeps
 }
 
 /** Registers the methods on the module client. */
-export function registerMethods(client: ModuleClientPort, deps: MethodDeps): void {
+export function registerMethods(client: ModuleHubClient, deps: MethodDeps): void {
   for (const name of ["getStatus", "testTarget", "reconnect"]) {
     client.onMethod(name, (req, res) => {
       runMethod(name, req.payload, deps)

@@ -10,16 +10,16 @@ import { parseHybridConnection } from "../../../lib/ledger/hybrid-connection.ts"
 import type { Logger } from "../../../lib/log.ts";
 import { type ReportedProperties, SCHEMA_VERSION } from "../../../lib/twin/index.ts";
 import { AUDIT_DEFAULTS, AuditSender } from "./audit-sender.ts";
+import type { ModuleHubClient } from "./hub-client.ts";
 import { HubConnection } from "./hub-connection.ts";
 import { HubReconnectSlots } from "./hub-retry.ts";
 import { createListenerFactory } from "./listener-factory.ts";
 import { registerMethods } from "./methods.ts";
 import { type HealthServer, ModuleMetrics, startHealthServer } from "./metrics.ts";
 import { Reconciler } from "./reconciler.ts";
-import type { ListenerFactory } from "./relay-listener-port.ts";
+import type { ListenerFactory } from "./relay-listener.ts";
 import { Reporter } from "./reporter.ts";
 import type { ModuleSettings } from "./settings.ts";
-import type { ModuleClientPort } from "./twin-client-port.ts";
 import { TwinSync } from "./twin-sync.ts";
 import { moduleVersion } from "./version.ts";
 
@@ -27,7 +27,7 @@ import { moduleVersion } from "./version.ts";
 const { Message } = deviceSdk;
 
 export interface StartModuleOptions {
-  client: ModuleClientPort;
+  client: ModuleHubClient;
   settings: ModuleSettings;
   logger: Logger;
   listenerFactory?: ListenerFactory;

@@ -28,7 +28,7 @@ import {
 import type { Allowlist } from "./allowlist.ts";
 import { type ConnectionContext, serveConnection } from "./connection.ts";
 import { MappingRuntime } from "./mapping-runtime.ts";
-import type { AcceptRequestView, ListenerFactory, RelayListenerPort } from "./relay-listener-port.ts";
+import type { AcceptRequestView, ListenerFactory, RelayListener } from "./relay-listener.ts";
 import { StandingProblems } from "./standing-problems.ts";
 
 export interface ReconcilerOptions {
@@ -64,7 +64,7 @@ export class Reconciler {
   readonly mappings = new Map<string, MappingRuntime>();
   /** Removed mappings whose connections are still draining. */
   readonly draining = new Set<MappingRuntime>();
-  private listeners: RelayListenerPort[] = [];
+  private listeners: RelayListener[] = [];
   private queue: Promise<void> = Promise.resolve();
   private stopping = false;
   private readonly background = new Set<Promise<void>>();

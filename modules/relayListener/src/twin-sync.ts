@@ -15,7 +15,7 @@ import { errorMessage } from "../../../lib/errors.ts";
 import type { Logger } from "../../../lib/log.ts";
 import { applyMergePatch, isPlainObject } from "../../../lib/twin/merge-patch.ts";
 import { isDeadlineError, withDeadline } from "./deadline.ts";
-import type { ModuleClientPort, TwinPort } from "./twin-client-port.ts";
+import type { ModuleHubClient, ModuleTwin } from "./hub-client.ts";
 
 export type DesiredHandler = (desired: Record<string, unknown>, version: number | null) => void;
 
@@ -36,7 +36,7 @@ function versionOf(doc: Record<string, unknown>): number | null {
 export class TwinSync {
   private desired: Record<string, unknown> = {};
   private version: number | null = null;
-  private twin: TwinPort | undefined;
+  private twin: ModuleTwin | undefined;
   private fetching: Promise<void> | undefined;
   private queuedPatches: Record<string, unknown>[] = [];
   private resyncTimer: NodeJS.Timeout | undefined;
@@ -46,7 +46,7 @@ export class TwinSync {
   fullReads = 0;
 
   constructor(
-    private readonly client: ModuleClientPort,
+    private readonly client: ModuleHubClient,
     private readonly onDesired: DesiredHandler,
     private readonly opts: TwinSyncOptions,
   ) {}
@@ -55,7 +55,7 @@ export class TwinSync {
     return this.version;
   }
 
-  get twinPort(): TwinPort | undefined {
+  get twinPort(): ModuleTwin | undefined {
     return this.twin;
   }
 

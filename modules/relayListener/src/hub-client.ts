@@ -4,7 +4,7 @@
  */
 import type { SdkRetryPolicy } from "./hub-retry.ts";
 
-export interface TwinPort {
+export interface ModuleTwin {
   properties: {
     desired: Record<string, unknown>;
     reported: { update(patch: unknown, done: (err?: Error) => void): void; [key: string]: unknown };
@@ -12,22 +12,22 @@ export interface TwinPort {
   on(event: "properties.desired", listener: (patch: Record<string, unknown>) => void): unknown;
 }
 
-export interface MethodRequestPort {
+export interface MethodRequestView {
   methodName: string;
   payload: unknown;
 }
 
-export interface MethodResponsePort {
+export interface MethodResponder {
   send(status: number, payload: unknown, done: (err?: Error) => void): void;
 }
 
-export interface ModuleClientPort {
+export interface ModuleHubClient {
   open(): Promise<unknown>;
   close(): Promise<unknown>;
-  getTwin(): Promise<TwinPort>;
+  getTwin(): Promise<ModuleTwin>;
   /** Device-to-cloud message on a module output (the SDK's Message); absent in some tests. */
   sendOutputEvent?(outputName: string, message: unknown): Promise<unknown>;
-  onMethod(name: string, handler: (req: MethodRequestPort, res: MethodResponsePort) => void): void;
+  onMethod(name: string, handler: (req: MethodRequestView, res: MethodResponder) => void): void;
   /** The SDK's retry policy for its own reconnects (absent in some tests). */
   setRetryPolicy?(policy: SdkRetryPolicy): void;
   on(event: "connect", listener: () => void): unknown;

@@ -19,7 +19,7 @@ export interface AcceptRequestView {
   reject(status: number, description: string): Promise<void>;
 }
 
-export interface RelayListenerPort {
+export interface RelayListener {
   readonly state: ListenerStateView;
   start(): void;
   close(): Promise<void>;
@@ -29,4 +29,4 @@ export interface RelayListenerPort {
 }
 
 /** Creates listener number `index` (0-based) for a relay section. */
-export type ListenerFactory = (relay: RelayConfig, index: number) => RelayListenerPort;
+export type ListenerFactory = (relay: RelayConfig, index: number) => RelayListener;
