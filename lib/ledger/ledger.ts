@@ -6,6 +6,7 @@
  */
 import { odata, type TableClient } from "@azure/data-tables";
 import { RelayFleetError } from "../errors.ts";
+import type { AllocateRequest, PortLedger } from "./port-ledger.ts";
 import { DEFAULT_PUBLIC_PORT_RANGES, type PortRange, parsePortRanges, portsOf } from "./port-ranges.ts";
 import {
   DEFAULT_LEDGER_TABLE,
@@ -21,62 +22,8 @@ import {
   TOMBSTONE_PARTITION,
   tombstoneKey,
 } from "./schema.ts";
+import { withStorageErrors } from "./storage-error.ts";
 import { createTableClient, statusOf } from "./table.ts";
-
-/** Per-route limits stored with the route for the gateway to enforce. */
-export interface RouteOptions {
-  allowCidrs?: string[];
-  maxConnections?: number;
-  ratePerMinute?: number;
-  /** Unset: the gateway's default (route-limits.ts). */
-  idleTimeoutMs?: number;
-  maxConnectionsPerSource?: number;
-  silentTimeoutMs?: number;
-  proxyProtocol?: boolean;
-  /** The logical port name the gateway sends, when it is not the mapping's name (`portName`). */
-  logicalPort?: string;
-}
-
-/** Where a mapping is published: its own TCP port (from the ranges, or a given one) or a host name on a shared port. */
-export type PublicEndpoint =
-  | { kind: "tcp"; port?: number }
-  | { kind: "tls-sni" | "http-host"; port: number; hostname: string };
-
-export interface AllocateRequest {
-  siteId: string;
-  portName: string;
-  endpoint: PublicEndpoint;
-  options?: RouteOptions;
-}
-
-export interface PortLedger {
-  readonly table: string;
-  readonly client: TableClient;
-  /** Creates the table if it does not exist. */
-  ensureTable(): Promise<void>;
-  getSite(siteId: string): Promise<SiteRow | undefined>;
-  /** Inserts or replaces a site row. */
-  putSite(row: SiteRow): Promise<void>;
-  /** Deletes a site row (after its tombstone); absent is fine. */
-  deleteSite(siteId: string): Promise<void>;
-  /** Deletes tombstones written before `olderThan`; answers how many. */
-  pruneTombstones(olderThan: Date): Promise<number>;
-  listSites(): Promise<SiteRow[]>;
-  /** Every valid route row, or only a site's (rows that fail validation are skipped). */
-  listRoutes(filter?: { siteId?: string }): Promise<RouteRow[]>;
-  /** Allocates a public endpoint for a mapping; throws 409 errors when a named port or host is taken. */
-  allocate(request: AllocateRequest): Promise<RouteRow>;
-  /**
-   * Read-only: throws the error `allocate` would throw for a named port or host name that is out
-   * of range or taken, so a change can be refused before anything is written. (A free port can
-   * still be taken by a concurrent writer before `allocate`; callers roll back then.)
-   */
-  checkAllocate(request: AllocateRequest): Promise<void>;
-  /** Rewrites the limits of an existing route (its key, site and port name stay). */
-  updateRoute(row: RouteRow): Promise<void>;
-  /** Releases a route by RowKey; absent is fine. Removes a shared port row once no host route uses it. */
-  release(rowKey: string): Promise<void>;
-}
 
 /** Creates a ledger on a storage connection string (Azure or Azurite). */
 export function createLedger(
@@ -91,43 +38,6 @@ export function createLedger(
     retryOptions: { maxRetries: 2, retryDelayInMs: 100, maxRetryDelayInMs: 400 },
   });
   return createLedgerOnClient(client, config);
-}
-
-/**
- * Storage that cannot be reached or fails (no HTTP status, or 5xx) becomes one clear 503 that names
- * storage; the ledger's own errors (409 port taken, …) and other 4xx answers pass unchanged.
- */
-export function storageError(err: unknown, table: string): unknown {
-  const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code === "string" && code.startsWith("RF_ERR_")) return err;
-  const status = statusOf(err);
-  if (status !== undefined && status < 500) return err;
-  const reason = err instanceof Error ? err.message : String(err);
-  return new RelayFleetError(
-    "RF_ERR_LEDGER_STORAGE_UNAVAILABLE",
-    `The port ledger's storage (table ${table}) is unavailable: ${reason || (typeof code === "string" ? code : "no answer")}`,
-    { cause: err },
-  );
-}
-
-/** Wraps every method of `ledger` so storage failures surface as `storageError`. */
-function withStorageErrors(ledger: PortLedger): PortLedger {
-  const wrapped = { ...ledger };
-  const methods = Object.keys(ledger).filter(
-    (k) => typeof (ledger as unknown as Record<string, unknown>)[k] === "function",
-  );
-  for (const name of methods) {
-    const fn = (ledger as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>)[name];
-    if (!fn) continue;
-    (wrapped as unknown as Record<string, unknown>)[name] = async (...args: unknown[]) => {
-      try {
-        return await fn(...args);
-      } catch (err) {
-        throw storageError(err, ledger.table);
-      }
-    };
-  }
-  return wrapped;
 }
 
 /** Same as {@link createLedger} on an existing client (tests, custom credentials). */
