@@ -1,6 +1,8 @@
 /**
  * Shared Access Signature tokens for Azure Relay (relay-protocol.md §2): create, parse, verify.
- * Pure functions: no sockets, no clocks except through the `nowSeconds` arguments.
+ * Pure functions: no sockets, no clocks except through the `nowSeconds` arguments. The one SAS
+ * codec of the project: the IoT Hub emulator parses and signs its tokens with it too
+ * (`sim/iothub-emulator/auth.ts`), where the key is base64-decoded and `skn` is optional.
  *
  *   SharedAccessSignature sr={enc(resource)}&sig={enc(base64(HMAC-SHA256(key, enc(resource) + "\n" + se)))}&se={unix}&skn={rule}
  *
@@ -29,11 +31,25 @@ export interface ParsedSasToken {
   keyName: string;
 }
 
-function sign(key: string, rawResource: string, expiresAt: number): string {
-  return createHmac("sha256", Buffer.from(key, "utf8"))
+/**
+ * How a key string becomes HMAC key bytes: Azure Relay signs with the key's UTF-8 bytes as
+ * given, IoT Hub with the base64-decoded key.
+ */
+export type SasKeyEncoding = "utf8" | "base64";
+
+/** The signature of `rawResource` (as it appears in the token) and expiry, base64. */
+export function signSas(
+  key: string,
+  rawResource: string,
+  expiresAt: number,
+  keyEncoding: SasKeyEncoding = "utf8",
+): string {
+  return createHmac("sha256", Buffer.from(key, keyEncoding))
     .update(`${rawResource}\n${expiresAt}`)
     .digest("base64");
 }
+
+const sign = (key: string, rawResource: string, expiresAt: number) => signSas(key, rawResource, expiresAt);
 
 /**
  * The audience the Azure SDKs sign for an entity: `http://{host}/{path}` with the scheme forced to
@@ -74,6 +90,16 @@ function safeDecode(value: string, field: string): string {
 
 /** Parses a token; field order is free. Throws `RF_ERR_SAS_MALFORMED` (status 401) on anything odd. */
 export function parseSasToken(token: string): ParsedSasToken {
+  const parsed = parseSasFields(token);
+  if (parsed.keyName === undefined) throw malformed("missing skn");
+  return { ...parsed, keyName: parsed.keyName };
+}
+
+/**
+ * Parses a token whose `skn` may be absent (IoT Hub device and module tokens carry none); field
+ * order is free, a field given twice is refused. Throws `RF_ERR_SAS_MALFORMED`.
+ */
+export function parseSasFields(token: unknown): Omit<ParsedSasToken, "keyName"> & { keyName?: string } {
   if (typeof token !== "string") throw malformed("not a string");
   const trimmed = token.trim();
   if (!trimmed.toLowerCase().startsWith(SAS_PREFIX.toLowerCase()))
@@ -93,13 +119,12 @@ export function parseSasToken(token: string): ParsedSasToken {
   if (!rawResource) throw malformed("missing sr");
   if (!sig) throw malformed("missing sig");
   if (!se || !/^\d{1,12}$/.test(se)) throw malformed("se is not a unix time");
-  if (!skn) throw malformed("missing skn");
   return {
     rawResource,
     resource: safeDecode(rawResource, "sr"),
     signature: safeDecode(sig, "sig"),
     expiresAt: Number(se),
-    keyName: safeDecode(skn, "skn"),
+    ...(skn ? { keyName: safeDecode(skn, "skn") } : {}),
   };
 }
 

@@ -1,9 +1,12 @@
 /**
- * IoT Hub shared access signatures (iothub-protocol.md §4). They differ from Azure Relay's in two
- * ways that make `lib/hyco/sas.ts` unusable here: the HMAC key is the base64-*decoded* key, and
- * device/module tokens carry no `skn`. Signing uses the `sr` substring exactly as sent.
+ * IoT Hub shared access signatures (iothub-protocol.md §4), on the project's one SAS codec
+ * (`lib/hyco/sas.ts`). They differ from Azure Relay's in two ways: the HMAC key is the
+ * base64-*decoded* key, and device/module tokens carry no `skn`. Signing uses the `sr` substring
+ * exactly as sent.
  */
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { errorMessage } from "../../lib/errors.ts";
+import { parseSasFields, signSas } from "../../lib/hyco/sas.ts";
 import { HubError } from "./errors.ts";
 
 export interface HubSasToken {
@@ -17,49 +20,21 @@ export interface HubSasToken {
   keyName?: string;
 }
 
-const PREFIX = "sharedaccesssignature ";
-
 function unauthorized(reason: string): HubError {
   return new HubError("IotHubUnauthorizedAccess", reason);
 }
 
-function decode(value: string): string {
-  try {
-    return decodeURIComponent(value);
-  } catch {
-    throw unauthorized("SAS token field is not valid URL encoding");
-  }
-}
-
 /** Parses `SharedAccessSignature sr=…&sig=…&se=…[&skn=…]` in any field order. */
 export function parseHubSasToken(token: unknown): HubSasToken {
-  if (typeof token !== "string" || !token.toLowerCase().startsWith(PREFIX))
-    throw unauthorized("missing or malformed SharedAccessSignature");
-  const fields = new Map<string, string>();
-  for (const pair of token.slice(PREFIX.length).trim().split("&")) {
-    const eq = pair.indexOf("=");
-    if (eq <= 0) throw unauthorized("malformed SharedAccessSignature field");
-    fields.set(pair.slice(0, eq), pair.slice(eq + 1));
+  try {
+    return parseSasFields(token);
+  } catch (err) {
+    throw unauthorized(errorMessage(err));
   }
-  const rawResource = fields.get("sr");
-  const sig = fields.get("sig");
-  const se = fields.get("se");
-  if (!rawResource || !sig || !se || !/^\d{1,12}$/.test(se))
-    throw unauthorized("SharedAccessSignature needs sr, sig and se");
-  const skn = fields.get("skn");
-  return {
-    rawResource,
-    resource: decode(rawResource),
-    signature: decode(sig),
-    expiresAt: Number(se),
-    ...(skn ? { keyName: decode(skn) } : {}),
-  };
 }
 
 function sign(keyBase64: string, rawResource: string, expiresAt: number): Buffer {
-  return createHmac("sha256", Buffer.from(keyBase64, "base64"))
-    .update(`${rawResource}\n${expiresAt}`)
-    .digest();
+  return Buffer.from(signSas(keyBase64, rawResource, expiresAt, "base64"), "base64");
 }
 
 /** Creates a token the way the SDKs do (`sr` = encoded resource, key base64-decoded). */
