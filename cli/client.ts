@@ -45,6 +45,10 @@ export interface FleetClient {
   removeDevice(id: string, deviceId: string, deleteDevice: boolean): Promise<unknown>;
   /** Sites' status and, where the API has them, the gateways' own reports. */
   status(): Promise<{ sites: unknown[]; gateways?: unknown[] }>;
+  /** Queues many sites as one onboarding job (`POST /api/onboarding-jobs`); the job as queued. */
+  submitOnboarding(body: unknown): Promise<unknown>;
+  /** An onboarding job's progress. */
+  onboardingJob(jobId: string): Promise<unknown>;
   /** Tunnels' audit records, newest first, with a report per audit source. */
   audit(query: AuditQuery): Promise<AuditAnswer>;
   close(): Promise<void>;
@@ -101,6 +105,8 @@ function apiClient(url: string, key: string): FleetClient {
     removeDevice: (id, d, del) =>
       call("DELETE", `/api/sites/${enc(id)}/devices/${enc(d)}${del ? "?deleteDevice=true" : ""}`),
     status: async () => (await call("GET", "/api/status")) as { sites: unknown[]; gateways?: unknown[] },
+    submitOnboarding: (b) => call("POST", "/api/onboarding-jobs", b),
+    onboardingJob: (id) => call("GET", `/api/onboarding-jobs/${enc(id)}`),
     audit: async (q) => (await call("GET", `/api/audit?${auditSearch(q)}`)) as AuditAnswer,
     close: async () => {},
   };
@@ -128,6 +134,14 @@ async function directClient(): Promise<FleetClient> {
     },
     removeDevice: (id, d, deleteDevice) => r.removeDevice(id, d, { deleteDevice }),
     status: () => r.fleetView(),
+    // In direct mode the job runs in this process, for as long as the CLI follows it.
+    submitOnboarding: async (b) => r.onboarding.submit(b),
+    onboardingJob: async (id) => {
+      const job = r.onboarding.get(id);
+      if (!job)
+        throw new RelayFleetError("RF_ERR_ROLLOUT_JOB_NOT_FOUND", `Onboarding job ${id} is not known here.`);
+      return job;
+    },
     audit: (q) => readAudit(auditSourcesFromEnv(), parseAuditQuery(auditSearch(q))),
     close: async () => {},
   };

@@ -1,26 +1,48 @@
 /** `relay-fleet sites …`: onboard, list, show and remove sites. */
 import type { Command } from "commander";
 import { table } from "../format.ts";
-import { print, withClient } from "./shared.ts";
+import { addSitesFromFile, showJob } from "../sites-from-file.ts";
+import { EXIT_USAGE, print, withClient } from "./shared.ts";
 
 export function registerSiteCommands(program: Command): void {
   const sites = program.command("sites").description("Onboard, list, show and remove sites");
   sites
-    .command("add <siteId>")
-    .description("Onboard a site with a profile's mappings (or none)")
+    .command("add [siteId]")
+    .description("Onboard a site with a profile's mappings (or none), or many from a CSV file")
     .option("--device <deviceId>", "IoT Edge device id (default: the site id)")
     .option("--profile <name>", "site profile with default mappings")
-    .action((siteId: string, o: { device?: string; profile?: string }) =>
-      withClient(async (c) =>
-        print(
-          await c.createSite({
-            siteId,
-            ...(o.device ? { deviceId: o.device } : {}),
-            ...(o.profile ? { profile: o.profile } : {}),
-          }),
-        ),
-      ),
+    .option("--from-file <csv>", "onboard every site of a CSV file (columns siteId, deviceId, profile) as one job")
+    .option("--no-wait", "with --from-file: queue the job and print its id instead of following it")
+    .action(
+      (
+        siteId: string | undefined,
+        o: { device?: string; profile?: string; fromFile?: string; wait: boolean; json?: boolean },
+        cmd: Command,
+      ) => {
+        if (o.fromFile !== undefined) {
+          if (siteId !== undefined || o.device || o.profile)
+            cmd.error("--from-file takes its sites, devices and profiles from the file", { exitCode: EXIT_USAGE });
+          const file = o.fromFile;
+          return withClient((c) => addSitesFromFile(c, file, { wait: o.wait, json: o.json === true }));
+        }
+        if (siteId === undefined)
+          cmd.error("missing required argument 'siteId' (or --from-file <csv>)", { exitCode: EXIT_USAGE });
+        return withClient(async (c) =>
+          print(
+            await c.createSite({
+              siteId,
+              ...(o.device ? { deviceId: o.device } : {}),
+              ...(o.profile ? { profile: o.profile } : {}),
+            }),
+          ),
+        );
+      },
     );
+  sites
+    .command("job <jobId>")
+    .description("An onboarding job's progress: what succeeded, failed and is queued, and why")
+    .option("--json", "JSON output")
+    .action((jobId: string, o: { json?: boolean }) => withClient((c) => showJob(c, jobId, o.json === true)));
   sites
     .command("list")
     .description("All sites with their devices, mappings and public ports")

@@ -32,6 +32,8 @@ export type HubErrorCode = keyof typeof HUB_ERRORS;
 export class HubError extends RelayFleetError {
   readonly hubCode: HubErrorCode;
   readonly numericCode: number;
+  /** For 429: seconds until the request would fit its throttle (sent as `Retry-After`). */
+  retryAfterSeconds?: number;
 
   constructor(hubCode: HubErrorCode, message: string) {
     const spec = HUB_ERRORS[hubCode];

@@ -117,30 +117,65 @@ export class HubQuotas {
 
   /** True if one `cls` operation may go ahead now (and counts it). */
   tryTake(cls: QuotaClass): boolean {
-    const bucket = this.buckets.get(cls);
+    return this.tryTakeMany(cls, 1);
+  }
+
+  /**
+   * True if `n` `cls` operations may all go ahead now (and counts them); otherwise none is
+   * taken and all `n` count as throttled (a bulk call is refused whole, nothing of it done).
+   */
+  tryTakeMany(cls: QuotaClass, n: number): boolean {
+    const bucket = this.refill(cls);
     if (bucket) {
-      const now = this.now();
-      bucket.tokens = Math.min(bucket.capacity, bucket.tokens + (now - bucket.at) * bucket.perMs);
-      bucket.at = now;
-      if (bucket.tokens < 1) {
-        this.counts[cls].throttled++;
-        this.onDecision?.(cls, false, now);
+      if (bucket.tokens < n) {
+        this.counts[cls].throttled += n;
+        const at = this.now();
+        for (let i = 0; i < n; i++) this.onDecision?.(cls, false, at);
         return false;
       }
-      bucket.tokens -= 1;
+      bucket.tokens -= n;
     }
-    this.counts[cls].allowed++;
-    this.onDecision?.(cls, true, this.now());
+    this.counts[cls].allowed += n;
+    if (this.onDecision) {
+      const at = this.now();
+      for (let i = 0; i < n; i++) this.onDecision(cls, true, at);
+    }
     return true;
   }
 
-  /** Counts one `cls` operation; throws 429 ThrottlingException past the budget. */
-  take(cls: QuotaClass): void {
-    if (!this.tryTake(cls))
+  /** Seconds until `n` `cls` operations fit the budget again (0 when they fit now). */
+  secondsUntil(cls: QuotaClass, n = 1): number {
+    const bucket = this.refill(cls);
+    if (!bucket || bucket.tokens >= n) return 0;
+    return Math.ceil((n - bucket.tokens) / bucket.perMs / 1_000);
+  }
+
+  private refill(cls: QuotaClass): Bucket | undefined {
+    const bucket = this.buckets.get(cls);
+    if (!bucket) return undefined;
+    const now = this.now();
+    bucket.tokens = Math.min(bucket.capacity, bucket.tokens + (now - bucket.at) * bucket.perMs);
+    bucket.at = now;
+    return bucket;
+  }
+
+  /**
+   * Counts `n` `cls` operations; throws 429 ThrottlingException past the budget, with the seconds
+   * until they would fit as its retry hint (the `Retry-After` header on REST).
+   */
+  take(cls: QuotaClass, n = 1): void {
+    if (this.tryTakeMany(cls, n)) return;
+    if (n > (this.buckets.get(cls)?.capacity ?? Number.POSITIVE_INFINITY))
       throw new HubError(
         "ThrottlingException",
-        `Throttled: ${cls} operations above the ${this.sku} x${this.units} limit`,
+        `Throttled: ${n} ${cls} operations in one request exceed the ${this.sku} x${this.units} budget`,
       );
+    const err = new HubError(
+      "ThrottlingException",
+      `Throttled: ${cls} operations above the ${this.sku} x${this.units} limit`,
+    );
+    err.retryAfterSeconds = Math.max(1, this.secondsUntil(cls, n));
+    throw err;
   }
 }
 
@@ -153,6 +188,8 @@ export function restQuotaClass(method: string, path: string): QuotaClass | undef
     if (path.includes("/methods")) return undefined;
     return method === "GET" ? "twinRead" : "twinUpdate";
   }
+  // A bulk registry call (`POST /devices`) is counted by its handler: one per device in it.
+  if (path === "/devices" && method === "POST") return undefined;
   if (path === "/devices" || path.startsWith("/devices/")) return "registry";
   return undefined;
 }

@@ -71,7 +71,7 @@ test("usage errors exit 2, runtime errors 1; --json turns both into JSON with a 
   assert.equal(noCommand.code, 2, "a group without its subcommand is a usage error");
   assert.equal(missingJson.code, 2);
   assert.deepEqual(JSON.parse(missingJson.stderr), {
-    error: { code: "RF_ERR_CLI_USAGE", message: "missing required argument 'siteId'" },
+    error: { code: "RF_ERR_CLI_USAGE", message: "missing required argument 'siteId' (or --from-file <csv>)" },
   });
   assert.equal(unreachable.code, 1);
   assert.match(unreachable.stderr, /^relay-fleet: The rollout API at .* is unreachable/);

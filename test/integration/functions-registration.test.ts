@@ -73,6 +73,10 @@ test("every trigger registers with the binding the host expects", async () => {
     ["devices-add", "POST", "sites/{id}/devices"],
     ["devices-list", "GET", "sites/{id}/devices"],
     ["devices-remove", "DELETE", "sites/{id}/devices/{deviceId}"],
+    ["sites-move", "POST", "sites/{id}/move"],
+    ["relay-namespaces", "GET", "relay-namespaces"],
+    ["onboarding-jobs-create", "POST", "onboarding-jobs"],
+    ["onboarding-jobs-get", "GET", "onboarding-jobs/{jobId}"],
   ];
   for (const [name, method, route] of expected) {
     const b = http(name);

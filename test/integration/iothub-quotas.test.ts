@@ -42,3 +42,61 @@ test("an S1 hub takes a minute's registry budget at once, answers the rest with 
   const { responseBody: twin } = await registry.getTwin("q-0");
   assert.equal(twin.deviceId, "q-0");
 });
+
+test("bulk registry calls (the SDK's addDevices/removeDevices): one registry operation per device, refused whole past the budget with Retry-After", async (t) => {
+  const emu = await startIotHubEmulator({ sku: "S1", units: 1, workloadPort: false });
+  t.after(() => emu.close());
+  const { registry } = createIotHubServiceClients(emu.serviceConnectionString, {
+    restPort: emu.httpsPort,
+    ca: emu.caCert,
+  });
+  const ids = (from: number, n: number) =>
+    Array.from({ length: n }, (_, i) => ({ deviceId: `b-${from + i}`, capabilities: { iotEdge: true } }));
+  await registry.addDevices(ids(0, 60));
+  assert.equal(emu.hub.listDevices().length, 60);
+  assert.equal(emu.quotas.counts.registry.allowed, 60, "each device in the call counts");
+  assert.equal(
+    emu.hub.getDevice("b-7").capabilities &&
+      (emu.hub.getDevice("b-7").capabilities as { iotEdge: boolean }).iotEdge,
+    true,
+  );
+  // 60 more do not fit the 40 left: refused whole, nothing created, with the wait as a hint.
+  const refused = await registry.addDevices(ids(60, 60)).then(
+    () => undefined,
+    (err: Error & { response?: { statusCode?: number; headers: Record<string, string> } }) => err,
+  );
+  assert.equal(refused?.response?.statusCode, 429);
+  const retryAfter = Number(refused?.response?.headers["retry-after"]);
+  assert.ok(retryAfter >= 1 && retryAfter <= 60, `Retry-After ${retryAfter} s`);
+  assert.equal(emu.hub.listDevices().length, 60, "a throttled bulk call creates nothing");
+  // Existing devices are reported per device (400 with the operation result); the new one is created.
+  const mixed = await registry.addDevices([...ids(0, 2), ...ids(200, 1)]).then(
+    () => undefined,
+    (err: Error & { responseBody?: string; response?: { statusCode?: number } }) => err,
+  );
+  assert.equal(mixed?.response?.statusCode, 400);
+  const body = JSON.parse(mixed?.responseBody ?? "{}") as {
+    isSuccessful: boolean;
+    errors: Array<{ deviceId: string; errorCode: string }>;
+  };
+  assert.equal(body.isSuccessful, false);
+  assert.deepEqual(
+    body.errors.map((e) => [e.deviceId, e.errorCode]),
+    [
+      ["b-0", "DeviceAlreadyExists"],
+      ["b-1", "DeviceAlreadyExists"],
+    ],
+  );
+  assert.ok(emu.hub.listDevices().some((d) => d.deviceId === "b-200"));
+  // A bad body is refused before anything is counted or done.
+  const counted = emu.quotas.counts.registry.allowed;
+  const bad = await registry.removeDevices([{ deviceId: "b-1" }, { deviceId: "b-1" }], true).then(
+    () => undefined,
+    (err: Error & { response?: { statusCode?: number } }) => err,
+  );
+  assert.equal(bad?.response?.statusCode, 400);
+  assert.equal(emu.quotas.counts.registry.allowed, counted);
+  assert.ok(emu.hub.listDevices().some((d) => d.deviceId === "b-1"));
+  await registry.removeDevices([{ deviceId: "b-0" }, { deviceId: "b-1" }], true);
+  assert.ok(!emu.hub.listDevices().some((d) => d.deviceId === "b-0" || d.deviceId === "b-1"));
+});

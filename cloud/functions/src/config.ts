@@ -19,10 +19,11 @@ import {
 import { createTableClientWithCredential } from "../../../lib/ledger/table.ts";
 import { createLogger } from "../../../lib/log.ts";
 import { type AuditSource, gatewayLogSource, hubEmulatorSource } from "./audit/sources.ts";
-import { relayAdminFromEnv } from "./relay-admin/index.ts";
+import { relayAdminsFromEnv } from "./relay-admin/index.ts";
 import {
   createRegistryHub,
   createRollout,
+  DEFAULT_NAMESPACE_CONNECTIONS,
   type Rollout,
   type SiteProfiles,
   siteProfilesSchema,
@@ -96,7 +97,9 @@ export async function rolloutFromEnv(env: NodeJS.ProcessEnv = process.env): Prom
   const { registry } = settings.IOTHUB_HOST_NAME
     ? createIotHubServiceClientsWithCredential(settings.IOTHUB_HOST_NAME, credential, hubOptions)
     : createIotHubServiceClients(settings.IOTHUB_CONNECTION_STRING ?? "", hubOptions);
-  const relay = await relayAdminFromEnv(env);
+  const relays = await relayAdminsFromEnv(env);
+  const relay = relays[0];
+  if (!relay) throw configError("No relay namespace is configured.");
   const logger = createLogger("rollout");
   const rollout = createRollout({
     // Bounded concurrency and 429 retries: onboarding stays within the hub's throttles.
@@ -105,6 +108,21 @@ export async function rolloutFromEnv(env: NodeJS.ProcessEnv = process.env): Prom
         logger.warn({ event: "iothub-throttled", operation, delayMs }, "IoT Hub throttled; retrying"),
     }),
     relay,
+    relayNamespaces: relays.map((admin) => ({
+      admin,
+      connections: settings.RELAY_NAMESPACE_CONNECTIONS ?? DEFAULT_NAMESPACE_CONNECTIONS,
+    })),
+    namespacePolicy: {
+      ...(settings.RELAY_NAMESPACE_MAX_FILL_PERCENT !== undefined
+        ? { maxFill: settings.RELAY_NAMESPACE_MAX_FILL_PERCENT / 100 }
+        : {}),
+      ...(settings.RELAY_SITE_LISTENER_CHANNELS !== undefined
+        ? { listenerChannels: settings.RELAY_SITE_LISTENER_CHANNELS }
+        : {}),
+      ...(settings.RELAY_SITE_STANDBY_CONNECTIONS !== undefined
+        ? { standbyConnections: settings.RELAY_SITE_STANDBY_CONNECTIONS }
+        : {}),
+    },
     ledger,
     gatewayStatuses: () => readGatewayStatuses(gatewayStatusTable),
     profiles: profilesFrom(settings),

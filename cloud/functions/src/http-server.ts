@@ -52,14 +52,16 @@ async function loadHandlers(): Promise<Loaded> {
     warn(...args);
   };
   try {
-    const [{ ROUTES }, { STATUS_PAGE_ROUTES }, { AUDIT_ROUTES }, events] = await Promise.all([
-      import("./functions/sites.ts"),
-      import("./functions/status-page.ts"),
-      import("./functions/audit.ts"),
-      import("./functions/device-events.ts"),
-    ]);
+    const [{ ROUTES }, { STATUS_PAGE_ROUTES }, { AUDIT_ROUTES }, { ONBOARDING_ROUTES }, events] =
+      await Promise.all([
+        import("./functions/sites.ts"),
+        import("./functions/status-page.ts"),
+        import("./functions/audit.ts"),
+        import("./functions/onboarding-jobs.ts"),
+        import("./functions/device-events.ts"),
+      ]);
     return {
-      routes: [...ROUTES, ...STATUS_PAGE_ROUTES, ...AUDIT_ROUTES],
+      routes: [...ROUTES, ...STATUS_PAGE_ROUTES, ...AUDIT_ROUTES, ...ONBOARDING_ROUTES],
       eventHandlers: new Map([[events.DEVICE_EVENTS_FUNCTION, events.deviceLifecycleHandler]]),
     };
   } finally {

@@ -5,5 +5,6 @@
 import "./functions/sites.ts";
 import "./functions/status-page.ts";
 import "./functions/audit.ts";
+import "./functions/onboarding-jobs.ts";
 import "./functions/device-events.ts";
 import "./functions/reconcile.ts";

@@ -176,6 +176,29 @@ export const rolloutSettingsSchema = z.object({
     description: "Azure Relay via ARM: the namespace's name",
     deploy: "app-setting",
   }),
+  RELAY_NAMESPACES: documented(optionalText(), {
+    description:
+      "Azure Relay via ARM: comma-separated namespaces new sites are spread over, filled in this order (default: RELAY_NAMESPACE alone; the template lists its relayNamespaceCount namespaces)",
+    deploy: "app-setting",
+  }),
+  RELAY_NAMESPACE_CONNECTIONS: documented(optionalInt(1, 1_000_000), {
+    description: "concurrent connections each relay namespace allows (Azure Relay's quota; default 5000)",
+    deploy: "app-setting",
+  }),
+  RELAY_NAMESPACE_MAX_FILL_PERCENT: documented(optionalInt(1, 100), {
+    description: "the most of a namespace's connections the rollout places sites in (default 80: headroom)",
+    deploy: "app-setting",
+  }),
+  RELAY_SITE_LISTENER_CHANNELS: documented(optionalInt(1, 8), {
+    description:
+      "relay listener channels per device counted for a site (the module's RELAY_LISTENER_COUNT; default 2)",
+    deploy: "app-setting",
+  }),
+  RELAY_SITE_STANDBY_CONNECTIONS: documented(optionalInt(0, 1_000), {
+    description:
+      "standby connections counted per site (default 16, one gateway's pool ceiling GATEWAY_STANDBY_MAX; raise it for several gateways with bursty sites)",
+    deploy: "app-setting",
+  }),
   RELAY_ENDPOINT: documented(optionalText(), {
     description: "the relay emulator's endpoint (sb://127.0.0.1:<port>)",
     deploy: "local",

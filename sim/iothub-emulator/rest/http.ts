@@ -72,6 +72,9 @@ export function errorResult(err: unknown, format: ErrorFormat): RestResult {
       Message,
       ExceptionMessage: format === "legacy" ? `Tracking ID:${trackingId}-G:0-TimeStamp:${timestamp}` : "",
     },
-    headers: { "iothub-errorcode": hubErr.hubCode },
+    headers: {
+      "iothub-errorcode": hubErr.hubCode,
+      ...(hubErr.retryAfterSeconds !== undefined ? { "retry-after": String(hubErr.retryAfterSeconds) } : {}),
+    },
   };
 }

@@ -12,6 +12,7 @@ import { listenOn } from "../listen.ts";
 import { restQuotaClass } from "../quotas.ts";
 import { dataActionFor } from "../rbac.ts";
 import { tryParseJson } from "../state/json.ts";
+import { bulkRegistryRoutes } from "./bulk-registry.ts";
 import { configurationRoutes } from "./configurations.ts";
 import { deviceRoutes } from "./devices.ts";
 import { type ErrorFormat, errorResult, readBody, sendResult } from "./http.ts";
@@ -27,6 +28,7 @@ const ROUTES: Route[] = [
   ...queryRoutes,
   ...configurationRoutes,
   ...moduleRoutes,
+  ...bulkRegistryRoutes,
   ...deviceRoutes,
   ...methodRoutes,
   ...twinRoutes,

@@ -135,6 +135,26 @@ export const ROUTES: ApiRoute[] = [
     })),
   },
   {
+    // To another relay namespace (body `{ namespace }`), keeping the site's public ports.
+    name: "sites-move",
+    method: "POST",
+    route: "sites/{id}/move",
+    handler: guarded(async (request) => ({
+      status: 200,
+      body: await (await getRollout()).moveSite(param(request, "id"), await readJsonBody(request)),
+    })),
+  },
+  {
+    // Each relay namespace's sites and connections against its quota.
+    name: "relay-namespaces",
+    method: "GET",
+    route: "relay-namespaces",
+    handler: guarded(async () => {
+      const namespaces = await (await getRollout()).relayNamespaces();
+      return { status: 200, body: { count: namespaces.length, namespaces } };
+    }),
+  },
+  {
     // A device joins the site (body `{ deviceId? }`): 201, or 200 when it already belongs to it.
     name: "devices-add",
     method: "POST",

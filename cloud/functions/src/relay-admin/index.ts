@@ -15,6 +15,23 @@ export * from "./arm.ts";
 export * from "./emulator.ts";
 export * from "./types.ts";
 
+/**
+ * The relay namespaces the environment describes, in order: with ARM, each of `RELAY_NAMESPACES`
+ * (comma-separated; default `RELAY_NAMESPACE` alone) in the same subscription and resource group;
+ * otherwise the one namespace `relayAdminFromEnv` makes.
+ */
+export async function relayAdminsFromEnv(env: NodeJS.ProcessEnv = process.env): Promise<RelayAdmin[]> {
+  const names = (env.RELAY_NAMESPACES ?? "")
+    .split(",")
+    .map((n) => n.trim())
+    .filter(Boolean);
+  if (names.length === 0 || !env.RELAY_SUBSCRIPTION_ID || !env.RELAY_RESOURCE_GROUP)
+    return [await relayAdminFromEnv(env)];
+  const admins: RelayAdmin[] = [];
+  for (const name of new Set(names)) admins.push(await relayAdminFromEnv({ ...env, RELAY_NAMESPACE: name }));
+  return admins;
+}
+
 /** Creates the relay admin the environment describes; throws one clear sentence when it describes none. */
 export async function relayAdminFromEnv(env: NodeJS.ProcessEnv = process.env): Promise<RelayAdmin> {
   if (env.RELAY_SUBSCRIPTION_ID && env.RELAY_RESOURCE_GROUP && env.RELAY_NAMESPACE) {

@@ -14,9 +14,11 @@ import { RelayFleetError } from "../../../../lib/errors.ts";
 import { FLEET_TAG, type FleetTag, fleetTag } from "../../../../lib/fleet-deployment.ts";
 import type { RouteRow } from "../../../../lib/ledger/index.ts";
 import { computeMergePatch } from "../../../../lib/twin/merge-patch.ts";
+import type { RelayAdmin } from "../relay-admin/types.ts";
 import { hybridConnectionOf, listenRule, type OnboardStep, type RolloutDeps, sendRule } from "./context.ts";
 import { buildDesired, MODULE_ID, withoutMeta } from "./desired-twin.ts";
 import type { JsonObject } from "./hub.ts";
+import { namespacesOf, placeSite, relayFor } from "./namespaces.ts";
 import type { MappingSpec, SiteSpec } from "./schemas.ts";
 import { validateDesiredForWrite } from "./validate-desired.ts";
 
@@ -104,6 +106,12 @@ export async function syncRoutes(deps: RolloutDeps, spec: SiteSpec): Promise<Rou
   return kept;
 }
 
+/** What a caller already knows about the site's devices (the onboarding queue's bulk create). */
+export interface ApplyHints {
+  /** Devices created as IoT Edge devices just now: no read before their module is created. */
+  newDevices?: ReadonlySet<string>;
+}
+
 /** Result of applying a site. */
 export interface AppliedSite {
   spec: SiteSpec;
@@ -120,9 +128,10 @@ const SAS_KEY_LENGTH = 44;
  * not asked for twice). Read-only; throws the error the change would otherwise fail with half way.
  */
 export async function checkSite(deps: RolloutDeps, spec: SiteSpec): Promise<void> {
+  const row = await deps.ledger.getSite(spec.siteId);
   const desired = buildDesired(
     {
-      endpoint: deps.relay.endpoint,
+      endpoint: row?.relayEndpoint ?? namespacesOf(deps)[0]?.admin.endpoint ?? deps.relay.endpoint,
       hybridConnection: hybridConnectionOf(spec.siteId),
       sasKeyName: listenRule(deps),
       sasKey: "k".repeat(SAS_KEY_LENGTH),
@@ -159,25 +168,49 @@ export async function applySite(
   deps: RolloutDeps,
   spec: SiteSpec,
   progress?: ApplyProgress,
+  hints: ApplyHints = {},
 ): Promise<AppliedSite> {
   const { siteId, deviceIds } = spec;
-  // A site keeps the hybrid connection of its current key generation (rotate.ts moves it).
-  const hc = (await deps.ledger.getSite(siteId))?.hybridConnection ?? hybridConnectionOf(siteId);
+  const existing = await deps.ledger.getSite(siteId);
+  // A site stays in its namespace (moving it is `relay-fleet sites move`); a new one is placed
+  // where it fits (namespaces.ts), before anything is written.
+  const placement = existing ? undefined : await placeSite(deps, siteId, deviceIds.length);
+  const relay = placement?.admin ?? relayFor(deps, existing?.relayEndpoint ?? "");
+  try {
+    // A site keeps the hybrid connection of its current key generation (rotate.ts moves it).
+    const hc = existing?.hybridConnection ?? hybridConnectionOf(siteId);
+    return await applyIn(deps, relay, hc, spec, progress, hints);
+  } finally {
+    placement?.release(progress?.saved ?? true);
+  }
+}
+
+async function applyIn(
+  deps: RolloutDeps,
+  relay: RelayAdmin,
+  hc: string,
+  spec: SiteSpec,
+  progress: ApplyProgress | undefined,
+  hints: ApplyHints,
+): Promise<AppliedSite> {
+  const { siteId, deviceIds } = spec;
+  const fresh = (deviceId: string) => hints.newDevices?.has(deviceId) === true;
 
   await step(deps, "device", siteId, progress);
-  for (const deviceId of deviceIds) await deps.hub.ensureEdgeDevice(deviceId);
+  for (const deviceId of deviceIds) if (!fresh(deviceId)) await deps.hub.ensureEdgeDevice(deviceId);
 
   await step(deps, "module", siteId, progress);
-  for (const deviceId of deviceIds) await deps.hub.ensureModule(deviceId, MODULE_ID);
+  for (const deviceId of deviceIds)
+    await deps.hub.ensureModule(deviceId, MODULE_ID, { fresh: fresh(deviceId) });
 
   await step(deps, "hybrid-connection", siteId, progress);
-  await deps.relay.ensureHybridConnection(hc);
+  await relay.ensureHybridConnection(hc);
 
   await step(deps, "rules", siteId, progress);
-  const listen = await deps.relay.ensureRule(hc, listenRule(deps), ["Listen"]);
+  const listen = await relay.ensureRule(hc, listenRule(deps), ["Listen"]);
   // With Entra ID the gateways hold Azure Relay Sender; no Send rule exists to leak.
   const send =
-    deps.relaySendAuth === "entra" ? undefined : await deps.relay.ensureRule(hc, sendRule(deps), ["Send"]);
+    deps.relaySendAuth === "entra" ? undefined : await relay.ensureRule(hc, sendRule(deps), ["Send"]);
 
   // The ledger row comes before the ports: every route then belongs to a known site, and
   // reconcile can finish a half-done onboarding from the spec stored here.
@@ -186,7 +219,7 @@ export async function applySite(
   await deps.ledger.putSite({
     siteId,
     hybridConnection: hc,
-    relayEndpoint: deps.relay.endpoint,
+    relayEndpoint: relay.endpoint,
     ...(send ? { sendKeyName: send.name, sendKey: pickKey(row?.sendKey, send) } : {}),
     // The row's one device column is the site's first device; the spec lists them all.
     deviceId: deviceIds[0] ?? siteId,
@@ -202,7 +235,7 @@ export async function applySite(
   await step(deps, "twin", siteId, progress);
   let desiredVersion = 0;
   for (const deviceId of deviceIds) {
-    const v = await writeModuleTwin(deps, deviceId, hc, listen, spec);
+    const v = await writeModuleTwin(deps, relay.endpoint, deviceId, hc, listen, spec);
     if (deviceId === deviceIds[0]) desiredVersion = v;
   }
 
@@ -219,6 +252,7 @@ export async function applySite(
 /** Writes one device's module twin (a merge patch, nothing when it is current); its desired `$version`. */
 async function writeModuleTwin(
   deps: RolloutDeps,
+  endpoint: string,
   deviceId: string,
   hc: string,
   listen: { name: string; primaryKey: string; secondaryKey: string },
@@ -229,7 +263,7 @@ async function writeModuleTwin(
   const relayNow = (currentDesired.relay ?? {}) as JsonObject;
   const desired = buildDesired(
     {
-      endpoint: deps.relay.endpoint,
+      endpoint,
       hybridConnection: hc,
       sasKeyName: listen.name,
       sasKey: pickKey(relayNow.sasKey, listen),

@@ -6,6 +6,8 @@ import type { GatewayStatus, PortLedger } from "../../../../lib/ledger/index.ts"
 import type { Logger } from "../../../../lib/log.ts";
 import type { RelayAdmin } from "../relay-admin/types.ts";
 import type { FleetHub, JsonObject } from "./hub.ts";
+import type { NamespacePolicy, RelayNamespace } from "./namespaces.ts";
+import type { OnboardingQueueOptions } from "./onboarding-queue.ts";
 import type { SiteProfiles } from "./schemas.ts";
 
 /** Onboarding steps in order; tests inject a failure before each one. */
@@ -40,13 +42,23 @@ export interface RolloutOptions {
   rotatePollMs?: number;
   /** Time gateways get to reload the ledger before an old Send key is revoked (default 10 s). */
   sendKeyGraceMs?: number;
+  /** Batches, concurrency and retries of onboarding jobs (onboarding-queue.ts). */
+  onboarding?: OnboardingQueueOptions;
   /** Validates desired properties before they are written (the `lib/twin` schema). */
   validateDesired?: (desired: JsonObject) => void;
 }
 
 export interface RolloutDeps extends RolloutOptions {
   hub: FleetHub;
+  /** The relay namespace (the first of `relayNamespaces` when several are configured). */
   relay: RelayAdmin;
+  /**
+   * Every namespace new sites may be placed in, in order, with its connection quota
+   * (namespaces.ts); absent: `relay` alone, with Azure Relay's default quota.
+   */
+  relayNamespaces?: RelayNamespace[];
+  /** Connections a site is counted for, and the fill limit per namespace. */
+  namespacePolicy?: Partial<NamespacePolicy>;
   ledger: PortLedger;
   /** The gateways' status rows (lib/ledger/gateway-status.ts), for `status`. */
   gatewayStatuses?: () => Promise<GatewayStatus[]>;

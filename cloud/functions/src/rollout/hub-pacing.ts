@@ -1,7 +1,7 @@
 /**
  * The rollout within IoT Hub's throttles (issue 18): at most `maxInFlight` hub operations at once
  * per rollout instance, and an operation IoT Hub answers 429 (ThrottlingException) is retried
- * after a jittered backoff instead of failing the site. Every FleetHub operation is idempotent
+ * after the hub's `Retry-After` hint or a jittered backoff instead of failing the site. Every FleetHub operation is idempotent
  * (ensure-style creates, merge patches, deletes where absent is fine), so a retry after a refused
  * or lost answer never duplicates anything.
  *
@@ -33,6 +33,20 @@ export function isThrottled(err: unknown): boolean {
   if (hubStatus(err) === 429) return true;
   const cause = (err as { cause?: unknown } | null)?.cause;
   return cause !== undefined && hubStatus(cause) === 429;
+}
+
+/**
+ * The hub's retry hint in ms (`Retry-After` in seconds on the 429 answer, on the SDK's error or
+ * on the error it was wrapped in); undefined when there is none.
+ */
+export function retryAfterMs(err: unknown): number | undefined {
+  for (let e: unknown = err, depth = 0; e && depth < 3; e = (e as { cause?: unknown }).cause, depth++) {
+    const headers = (e as { response?: { headers?: Record<string, unknown> } }).response?.headers;
+    const raw = headers?.["retry-after"];
+    const seconds = Number(Array.isArray(raw) ? raw[0] : raw);
+    if (raw !== undefined && Number.isFinite(seconds) && seconds >= 0) return seconds * 1_000;
+  }
+  return undefined;
 }
 
 /** A counting semaphore: `run` waits for a free slot. */
@@ -73,7 +87,10 @@ export function withHubPacing(hub: FleetHub, options: HubPacingOptions = {}): Fl
           return await call();
         } catch (err) {
           if (!isThrottled(err)) throw err;
-          const delay = backoff.next();
+          // The hub's own hint when it gives one (plus up to 20 % jitter, so the instance's
+          // waiting operations do not all return in the same instant), else our backoff.
+          const hint = retryAfterMs(err);
+          const delay = hint === undefined ? backoff.next() : Math.max(100, hint * (1 + Math.random() * 0.2));
           if (now() - started + delay > maxWaitMs)
             throw new RelayFleetError(
               "RF_ERR_ROLLOUT_IOTHUB_THROTTLED",

@@ -27,10 +27,20 @@ export interface FleetHub {
   getDevice(deviceId: string): Promise<{ deviceId: string; iotEdge: boolean } | undefined>;
   /** Creates an IoT Edge device, or turns an existing device into one (adopt). */
   ensureEdgeDevice(deviceId: string): Promise<void>;
+  /**
+   * Creates up to {@link MAX_BULK_DEVICES} IoT Edge devices in one bulk registry call (IoT Hub's
+   * `POST /devices`); a device that already exists is reported, not changed (the onboarding that
+   * follows adopts it as `ensureEdgeDevice` does). Other per-device refusals come back in
+   * `failed`; a refused call as a whole (429, 5xx) throws and created nothing.
+   */
+  createEdgeDevices(deviceIds: readonly string[]): Promise<BulkCreateResult>;
   /** Deletes a device; absent is fine. */
   deleteDevice(deviceId: string): Promise<void>;
-  /** Creates the module identity unless it exists. */
-  ensureModule(deviceId: string, moduleId: string): Promise<void>;
+  /**
+   * Creates the module identity unless it exists. `fresh`: the device was just created (it has no
+   * modules yet), so the read before the create is skipped, one registry operation saved.
+   */
+  ensureModule(deviceId: string, moduleId: string, options?: { fresh?: boolean }): Promise<void>;
   getDeviceTags(deviceId: string): Promise<JsonObject | undefined>;
   /** Merge-patches the device twin tags (`null` deletes). */
   patchDeviceTags(deviceId: string, patch: JsonObject): Promise<void>;
@@ -44,6 +54,39 @@ export interface FleetHub {
    * tag names; for reconcile, never polled.
    */
   queryFleetDevices(): Promise<Array<{ deviceId: string; siteId?: string }>>;
+}
+
+/** Most devices one bulk registry call may name (IoT Hub's limit). */
+export const MAX_BULK_DEVICES = 100;
+
+export interface BulkCreateResult {
+  created: string[];
+  existing: string[];
+  failed: Array<{ deviceId: string; message: string }>;
+}
+
+/** The per-device errors of a bulk registry answer (BulkRegistryOperationResult), when it is one. */
+function bulkErrors(
+  responseBody: unknown,
+): Array<{ deviceId: string; code: string; message: string }> | undefined {
+  let body: unknown = responseBody;
+  if (typeof body === "string") {
+    try {
+      body = JSON.parse(body);
+    } catch {
+      return undefined;
+    }
+  }
+  const errors = asObject(body).errors;
+  if (!Array.isArray(errors)) return undefined;
+  return errors.map((e) => {
+    const o = asObject(e);
+    return {
+      deviceId: String(o.deviceId ?? ""),
+      code: String(o.errorCode ?? ""),
+      message: String(o.errorStatus ?? o.errorCode ?? "refused"),
+    };
+  });
 }
 
 /** Status code of an azure-iothub error. */
@@ -130,6 +173,41 @@ export function createRegistryHub(registry: Registry, options: { queryPageSize?:
         throw wrap(`create device ${deviceId}`, err);
       }
     },
+    async createEdgeDevices(deviceIds) {
+      if (deviceIds.length === 0) return { created: [], existing: [], failed: [] };
+      if (deviceIds.length > MAX_BULK_DEVICES)
+        throw new RelayFleetError(
+          "RF_ERR_ROLLOUT_INTERNAL",
+          `A bulk registry call names at most ${MAX_BULK_DEVICES} devices (${deviceIds.length} given).`,
+          { status: 500 },
+        );
+      let errors: Array<{ deviceId: string; code: string; message: string }> = [];
+      try {
+        await registry.addDevices(
+          deviceIds.map(
+            (deviceId) =>
+              ({
+                deviceId,
+                status: "enabled",
+                capabilities: { iotEdge: true },
+              }) as Registry.DeviceDescription,
+          ),
+        );
+      } catch (err) {
+        const perDevice =
+          hubStatus(err) === 400 ? bulkErrors((err as { responseBody?: unknown }).responseBody) : undefined;
+        if (!perDevice) throw wrap(`create ${deviceIds.length} devices`, err);
+        errors = perDevice;
+      }
+      const result: BulkCreateResult = { created: [], existing: [], failed: [] };
+      for (const deviceId of deviceIds) {
+        const e = errors.find((x) => x.deviceId === deviceId);
+        if (!e) result.created.push(deviceId);
+        else if (e.code === "DeviceAlreadyExists") result.existing.push(deviceId);
+        else result.failed.push({ deviceId, message: `${e.code}: ${e.message}` });
+      }
+      return result;
+    },
     async deleteDevice(deviceId) {
       try {
         await registry.delete(deviceId);
@@ -137,12 +215,14 @@ export function createRegistryHub(registry: Registry, options: { queryPageSize?:
         if (hubStatus(err) !== 404) throw wrap(`delete device ${deviceId}`, err);
       }
     },
-    async ensureModule(deviceId, moduleId) {
-      try {
-        await registry.getModule(deviceId, moduleId);
-        return;
-      } catch (err) {
-        if (hubStatus(err) !== 404) throw wrap(`read module ${deviceId}/${moduleId}`, err);
+    async ensureModule(deviceId, moduleId, options = {}) {
+      if (!options.fresh) {
+        try {
+          await registry.getModule(deviceId, moduleId);
+          return;
+        } catch (err) {
+          if (hubStatus(err) !== 404) throw wrap(`read module ${deviceId}/${moduleId}`, err);
+        }
       }
       try {
         // managedBy "IotEdge" so the edge agent treats the identity as its own when it deploys

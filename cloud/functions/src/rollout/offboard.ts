@@ -7,6 +7,7 @@
 import { FLEET_TAG, RETIRED_TAG } from "../../../../lib/fleet-deployment.ts";
 import { hybridConnectionOf, type RolloutDeps } from "./context.ts";
 import { MODULE_ID } from "./desired-twin.ts";
+import { forgetSite, relayFor } from "./namespaces.ts";
 import { siteSpecSchema } from "./schemas.ts";
 
 export interface OffboardResult {
@@ -79,9 +80,11 @@ export async function offboardSite(
   // The row names the current key generation's hybrid connection (rotation moves it).
   const hcs = new Set([row?.hybridConnection ?? hybridConnectionOf(siteId), hybridConnectionOf(siteId)]);
   let hybridConnectionDeleted = false;
-  for (const hc of hcs) if (await deps.relay.deleteHybridConnection(hc)) hybridConnectionDeleted = true;
+  const relay = row ? relayFor(deps, row.relayEndpoint) : deps.relay;
+  for (const hc of hcs) if (await relay.deleteHybridConnection(hc)) hybridConnectionDeleted = true;
 
   await deps.ledger.deleteSite(siteId);
+  forgetSite(deps, siteId);
   deps.logger?.info({ siteId, devices, ports: routes.map((r) => r.port) }, "site offboarded");
   return {
     siteId,

@@ -11,6 +11,7 @@ import type { RolloutDeps } from "./context.ts";
 import { parseHybridConnection } from "./context.ts";
 import { buildDesired, MODULE_ID, withoutMeta } from "./desired-twin.ts";
 import type { JsonObject } from "./hub.ts";
+import { namespacesOf } from "./namespaces.ts";
 import { devicesOfRow } from "./offboard.ts";
 import { type SiteSpec, siteSpecSchema } from "./schemas.ts";
 import { siteStatusFromTwin } from "./status.ts";
@@ -51,7 +52,12 @@ export async function reconcileFleet(
     deps.ledger.listSites(),
     deps.ledger.listRoutes(),
     deps.hub.queryModuleTwins(MODULE_ID),
-    deps.relay.list(),
+    // Every namespace's hybrid connections, each with the namespace it is in.
+    Promise.all(
+      namespacesOf(deps).map(async (n) =>
+        (await n.admin.list()).map((hc) => ({ ...hc, endpoint: n.admin.endpoint })),
+      ),
+    ).then((lists) => lists.flat()),
     deps.hub.queryFleetDevices(),
   ]);
   const items: DriftItem[] = [];
@@ -63,20 +69,27 @@ export async function reconcileFleet(
       items.push({ siteId: r.siteId, kind: "orphan-route", detail: `route ${r.rowKey} has no site row` });
     }
   }
-  const hcOfSite = new Map(sites.map((s) => [s.siteId, s.hybridConnection]));
+  const rowOfSite = new Map(sites.map((s) => [s.siteId, s]));
+  const several = namespacesOf(deps).length > 1;
   for (const hc of hcs) {
     const parsed = parseHybridConnection(hc.name);
     if (!parsed) continue;
-    const current = hcOfSite.get(parsed.siteId);
+    const row = rowOfSite.get(parsed.siteId);
+    const current = row?.hybridConnection;
     // A site's previous key generation (a rotation that stopped before deleting it) is an orphan
-    // too: its old keys would keep listeners registered.
-    if (current !== hc.name) {
+    // too: its old keys would keep listeners registered; so is its hybrid connection in a
+    // namespace it was moved out of.
+    const elsewhere = row !== undefined && row.relayEndpoint !== hc.endpoint;
+    if (current !== hc.name || elsewhere) {
+      const where = several ? ` in ${hc.endpoint}` : "";
       items.push({
         siteId: parsed.siteId,
         kind: "orphan-hybrid-connection",
-        detail: current
-          ? `${hc.name} is not the site's hybrid connection ${current}`
-          : `${hc.name} has no site row`,
+        detail: !current
+          ? `${hc.name}${where} has no site row`
+          : elsewhere
+            ? `${hc.name}${where} is not in the site's namespace ${row.relayEndpoint}`
+            : `${hc.name}${where} is not the site's hybrid connection ${current}`,
       });
     }
   }
@@ -118,7 +131,7 @@ export async function reconcileFleet(
       if (
         JSON.stringify(desired.mappings ?? {}) !== JSON.stringify(built.mappings) ||
         relay.hybridConnection !== site.hybridConnection ||
-        relay.endpoint !== deps.relay.endpoint
+        relay.endpoint !== site.relayEndpoint
       ) {
         found.push({
           siteId: site.siteId,

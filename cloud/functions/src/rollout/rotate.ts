@@ -4,6 +4,7 @@
  */
 import { RelayFleetError } from "../../../../lib/errors.ts";
 import { keyFingerprint } from "../../../../lib/hyco/sas.ts";
+import type { RelayAdmin } from "../relay-admin/types.ts";
 import {
   hybridConnectionOf,
   listenRule,
@@ -13,6 +14,7 @@ import {
 } from "./context.ts";
 import { MODULE_ID } from "./desired-twin.ts";
 import type { JsonObject, ModuleTwinView } from "./hub.ts";
+import { relayFor } from "./namespaces.ts";
 import { devicesOfRow } from "./offboard.ts";
 
 export interface RotateResult {
@@ -80,9 +82,17 @@ async function waitForModuleKey(
  * creates the Listen rule only and step 3 writes no key. Gateways then need Azure Relay Sender at
  * the namespace: an assignment scoped to the old hybrid connection does not cover the new one.
  */
-export async function rotateSiteKeys(deps: RolloutDeps, siteId: string): Promise<RotateResult> {
+export async function rotateSiteKeys(
+  deps: RolloutDeps,
+  siteId: string,
+  options: { to?: RelayAdmin } = {},
+): Promise<RotateResult> {
   const row = await deps.ledger.getSite(siteId);
   if (!row) throw notFound(siteId);
+  // The site's namespace, and where it goes: the same one (a rotation) or another (a move).
+  const from = relayFor(deps, row.relayEndpoint);
+  const to = options.to ?? from;
+  const moving = to.endpoint !== from.endpoint;
   const deviceIds = devicesOfRow(row);
   const twins = new Map<string, ModuleTwinView>();
   for (const deviceId of deviceIds) {
@@ -91,7 +101,7 @@ export async function rotateSiteKeys(deps: RolloutDeps, siteId: string): Promise
   }
   const oldHc = row.hybridConnection;
   const missing = deviceIds.filter((d) => !twins.has(d));
-  if (missing.length > 0 || !(await deps.relay.getRule(oldHc, listenRule(deps)))) {
+  if (missing.length > 0 || !(await from.getRule(oldHc, listenRule(deps)))) {
     throw new RelayFleetError(
       "RF_ERR_ROLLOUT_INCOMPLETE",
       `Site ${siteId} is not fully onboarded (${missing.length > 0 ? `module twin missing on ${missing.join(", ")}` : "Listen rule missing"}); re-apply it before rotating keys.`,
@@ -106,15 +116,19 @@ export async function rotateSiteKeys(deps: RolloutDeps, siteId: string): Promise
   const generation = (parseHybridConnection(oldHc)?.generation ?? 0) + 1;
   const newHc = hybridConnectionOf(siteId, generation);
 
-  await deps.relay.ensureHybridConnection(newHc);
-  const listen = await deps.relay.ensureRule(newHc, listenRule(deps), ["Listen"]);
+  await to.ensureHybridConnection(newHc);
+  const listen = await to.ensureRule(newHc, listenRule(deps), ["Listen"]);
   // With Entra ID there is no Send rule: the Listen key is the only key there is to rotate.
   const send =
-    deps.relaySendAuth === "entra" ? undefined : await deps.relay.ensureRule(newHc, sendRule(deps), ["Send"]);
+    deps.relaySendAuth === "entra" ? undefined : await to.ensureRule(newHc, sendRule(deps), ["Send"]);
   try {
     for (const deviceId of deviceIds) {
       await deps.hub.patchModuleDesired(deviceId, MODULE_ID, {
-        relay: { hybridConnection: newHc, sasKey: listen.primaryKey },
+        relay: {
+          hybridConnection: newHc,
+          sasKey: listen.primaryKey,
+          ...(moving ? { endpoint: to.endpoint } : {}),
+        },
       });
     }
     await Promise.all(waitFor.map((d) => waitForModuleKey(deps, siteId, d, listen.primaryKey)));
@@ -126,28 +140,39 @@ export async function rotateSiteKeys(deps: RolloutDeps, siteId: string): Promise
           relay: {
             hybridConnection: oldHc,
             sasKey: ((twin.desired.relay ?? {}) as JsonObject).sasKey ?? null,
+            ...(moving ? { endpoint: from.endpoint } : {}),
           },
         })
         .catch(() => undefined);
     }
-    await deps.relay.deleteHybridConnection(newHc).catch(() => undefined);
+    await to.deleteHybridConnection(newHc).catch(() => undefined);
     throw err;
   }
 
   await deps.ledger.putSite({
     ...row,
     hybridConnection: newHc,
+    relayEndpoint: to.endpoint,
     ...(send ? { sendKeyName: send.name, sendKey: send.primaryKey } : {}),
   });
   const grace = deps.sendKeyGraceMs ?? 10_000;
   if (grace > 0) await sleep(grace);
-  await deps.relay.deleteHybridConnection(oldHc);
+  await from.deleteHybridConnection(oldHc);
 
   const devices = deviceIds.map((deviceId) => ({
     deviceId,
     state: waitFor.includes(deviceId) ? ("moved" as const) : ("offline" as const),
   }));
-  deps.logger?.info({ siteId, hybridConnection: newHc, replaced: oldHc, devices }, "site keys rotated");
+  deps.logger?.info(
+    {
+      siteId,
+      hybridConnection: newHc,
+      replaced: oldHc,
+      devices,
+      ...(moving ? { from: from.endpoint, to: to.endpoint } : {}),
+    },
+    moving ? "site moved to another relay namespace" : "site keys rotated",
+  );
   return {
     siteId,
     listenKeyFingerprint: keyFingerprint(listen.primaryKey),

@@ -112,6 +112,9 @@ export const createSiteBodySchema = z
   });
 export type CreateSiteBody = z.infer<typeof createSiteBodySchema>;
 
+/** `POST /api/sites/{id}/move` body: the relay namespace to move to (its endpoint or name). */
+export const moveSiteBodySchema = z.object({ namespace: z.string().min(1).max(300) }).strict();
+
 /** `POST /api/sites/{id}/devices` body: the device to join; absent, the rollout names one. */
 export const addDeviceBodySchema = z.object({ deviceId: deviceIdSchema.optional() }).strict();
 

@@ -8,12 +8,15 @@ import { EDGE_AGENT_MODULE_ID } from "../../../../lib/fleet-deployment.ts";
 import { type RouteRow, type SiteRow, siteIdSchema, storageError } from "../../../../lib/ledger/index.ts";
 import { readLedger } from "../../../../lib/ledger/read-routes.ts";
 import { MappingNameSchema } from "../../../../lib/twin/index.ts";
-import { type ApplyProgress, applySite, checkSite } from "./apply.ts";
+import { type ApplyHints, type ApplyProgress, applySite, checkSite } from "./apply.ts";
 import type { OnboardStep, RolloutDeps } from "./context.ts";
 import { MODULE_ID } from "./desired-twin.ts";
 import { type DeviceEventResult, handleDeviceEvent } from "./device-events.ts";
 import { ChangeError, type ChangeOutcome, siteNotFound, ValidationError } from "./errors.ts";
+import { findNamespace, type MoveResult, moveSite } from "./move.ts";
+import { type NamespaceLoad, namespaceLoads } from "./namespaces.ts";
 import { detachDevice, type OffboardResult, offboardSite } from "./offboard.ts";
+import { createOnboardingQueue, type OnboardingQueue } from "./onboarding-queue.ts";
 import { type DriftReport, reconcileFleet } from "./reconcile.ts";
 import { type RotateResult, rotateSiteKeys } from "./rotate.ts";
 import {
@@ -23,6 +26,7 @@ import {
   MAX_DEVICES_PER_SITE,
   type MappingSpec,
   mappingSpecSchema,
+  moveSiteBodySchema,
   putMappingBodySchema,
   type SiteSpec,
   siteSpecSchema,
@@ -97,8 +101,13 @@ function view(
 
 export interface Rollout {
   readonly deps: RolloutDeps;
-  /** Creates (201) or re-applies an identical existing site (200); 409 when it exists with another spec. */
-  createSite(body: unknown): Promise<{ created: boolean; site: SiteView }>;
+  /** Onboarding many sites as a throttle-aware queue with progress (onboarding-queue.ts). */
+  readonly onboarding: OnboardingQueue;
+  /**
+   * Creates (201) or re-applies an identical existing site (200); 409 when it exists with another
+   * spec. `hints`: what the caller knows of its devices (the onboarding queue's bulk create).
+   */
+  createSite(body: unknown, hints?: ApplyHints): Promise<{ created: boolean; site: SiteView }>;
   /** Converges a site to its stored spec (retry after a crash). */
   reapplySite(siteId: string): Promise<SiteView>;
   getSite(siteId: string, options?: { withModule?: boolean }): Promise<SiteView>;
@@ -112,6 +121,13 @@ export interface Rollout {
   putMapping(siteId: string, name: string, body: unknown): Promise<SiteView>;
   deleteMapping(siteId: string, name: string): Promise<SiteView>;
   rotateKeys(siteId: string): Promise<RotateResult>;
+  /**
+   * Moves a site to another configured relay namespace (`{ namespace }`: its endpoint or name),
+   * keeping its public ports (move.ts); 409 `RF_ERR_ROLLOUT_RELAY_FULL` when it has no room.
+   */
+  moveSite(siteId: string, body: unknown): Promise<MoveResult>;
+  /** Each relay namespace's sites and connections against its quota and fill limit. */
+  relayNamespaces(): Promise<NamespaceLoad[]>;
   reconcile(options?: { repair?: boolean }): Promise<DriftReport>;
   /** One twin query: status of every site's module (with what the gateways report as drift). */
   fleetStatus(): Promise<SiteStatus[]>;
@@ -255,8 +271,8 @@ export function createRollout(deps: RolloutDeps): Rollout {
     return { siteId, deviceIds, profile: name, mappings: structuredClone(p.mappings) };
   }
 
-  async function apply(spec: SiteSpec, progress?: ApplyProgress): Promise<SiteView> {
-    const applied = await applySite(deps, spec, progress);
+  async function apply(spec: SiteSpec, progress?: ApplyProgress, hints?: ApplyHints): Promise<SiteView> {
+    const applied = await applySite(deps, spec, progress, hints);
     const row = await deps.ledger.getSite(spec.siteId);
     if (!row) throw siteNotFound(spec.siteId);
     return view(applied.spec, row, applied.routes);
@@ -302,6 +318,7 @@ export function createRollout(deps: RolloutDeps): Rollout {
     spec: SiteSpec,
     previous: { spec: SiteSpec } | undefined,
     createdDevices: ReadonlySet<string> = new Set(),
+    hints?: ApplyHints,
   ): Promise<SiteView> {
     try {
       await checkSite(deps, spec);
@@ -310,7 +327,7 @@ export function createRollout(deps: RolloutDeps): Rollout {
     }
     const progress: ApplyProgress = { saved: false };
     try {
-      return await apply(spec, progress);
+      return await apply(spec, progress, hints);
     } catch (err) {
       deps.logger?.warn(
         { siteId: spec.siteId, step: progress.step, saved: progress.saved, err: errorMessage(err) },
@@ -367,10 +384,15 @@ export function createRollout(deps: RolloutDeps): Rollout {
   const mappingNotFound = (siteId: string, name: string) =>
     new RelayFleetError("RF_ERR_ROLLOUT_MAPPING_NOT_FOUND", `Site ${siteId} has no mapping "${name}".`);
 
+  let onboarding: OnboardingQueue | undefined;
   const rollout: Rollout = {
     deps,
+    get onboarding() {
+      onboarding ??= createOnboardingQueue(rollout, deps.onboarding);
+      return onboarding;
+    },
     specFromProfile,
-    async createSite(body) {
+    async createSite(body, hints) {
       const parsed = createSiteBodySchema.safeParse(body);
       if (!parsed.success) throw new ValidationError("site", parsed.error);
       const b = parsed.data;
@@ -395,7 +417,10 @@ export function createRollout(deps: RolloutDeps): Rollout {
           return { created: false, site: await commit(stored, { spec: stored }) };
         }
         await checkDevicesFree(b.siteId, spec.deviceIds);
-        return { created: row === undefined, site: await commit(spec, row ? { spec } : undefined) };
+        return {
+          created: row === undefined,
+          site: await commit(spec, row ? { spec } : undefined, new Set(), hints),
+        };
       });
     },
     async addDevice(siteId, body) {
@@ -528,6 +553,14 @@ export function createRollout(deps: RolloutDeps): Rollout {
       checkSiteId(siteId);
       return withSiteLock(siteId, () => rotateSiteKeys(deps, siteId));
     },
+    moveSite: async (siteId, body) => {
+      checkSiteId(siteId);
+      const parsed = moveSiteBodySchema.safeParse(body);
+      if (!parsed.success) throw new ValidationError("move", parsed.error);
+      const target = findNamespace(deps, parsed.data.namespace);
+      return withSiteLock(siteId, () => moveSite(deps, siteId, target));
+    },
+    relayNamespaces: () => namespaceLoads(deps, { fresh: true }),
     reconcile: (options) => reconcileFleet(deps, options),
     async fleetStatus() {
       return (await rollout.fleetView()).sites;

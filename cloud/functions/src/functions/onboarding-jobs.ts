@@ -1,0 +1,51 @@
+/**
+ * Onboarding jobs (issue 18, ADR 0024): `POST /api/onboarding-jobs` `{ sites: [<site body>…] }`
+ * checks every row and queues them (202 with the job; 400 naming each bad row, nothing queued);
+ * `GET /api/onboarding-jobs/{jobId}` is the job's progress, which `relay-fleet sites add
+ * --from-file` polls. Function-key authentication like every other route.
+ */
+import { app } from "@azure/functions";
+import { RelayFleetError } from "../../../../lib/errors.ts";
+import { getRollout } from "../config.ts";
+import { errorResponse, json, readJsonBody } from "./http-response.ts";
+import type { ApiRoute } from "./sites.ts";
+
+export const ONBOARDING_ROUTES: ApiRoute[] = [
+  {
+    name: "onboarding-jobs-create",
+    method: "POST",
+    route: "onboarding-jobs",
+    handler: async (request, context) => {
+      try {
+        const rollout = await getRollout();
+        return json(202, rollout.onboarding.submit(await readJsonBody(request)));
+      } catch (err) {
+        return errorResponse(err, context);
+      }
+    },
+  },
+  {
+    name: "onboarding-jobs-get",
+    method: "GET",
+    route: "onboarding-jobs/{jobId}",
+    handler: async (request, context) => {
+      try {
+        const jobId = request.params.jobId ?? "";
+        const job = (await getRollout()).onboarding.get(jobId);
+        if (!job)
+          throw new RelayFleetError(
+            "RF_ERR_ROLLOUT_JOB_NOT_FOUND",
+            `Onboarding job ${jobId.slice(0, 80)} is not known to this rollout instance (finished jobs are kept for a while; an instance that restarted forgets its jobs, ADR 0024).`,
+            { status: 404 },
+          );
+        return json(200, job);
+      } catch (err) {
+        return errorResponse(err, context);
+      }
+    },
+  },
+];
+
+for (const r of ONBOARDING_ROUTES) {
+  app.http(r.name, { methods: [r.method], route: r.route, authLevel: "function", handler: r.handler });
+}

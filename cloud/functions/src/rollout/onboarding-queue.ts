@@ -1,0 +1,308 @@
+/**
+ * Onboarding many sites as a queue (issue 18, ADR 0024): a job takes a list of site bodies, is
+ * checked whole before anything is queued (a bad row refuses the job, nothing is written), then
+ * works through its sites in batches:
+ *
+ * - one bulk registry call creates the devices of up to 100 queued sites (IoT Hub's bulk
+ *   `POST /devices`), so the onboarding that follows skips each device's read and its module's;
+ * - the sites are onboarded a few at a time (`concurrency`); every hub call goes through the
+ *   rollout's hub pacing (bounded in flight, 429 and `Retry-After` honoured);
+ * - a site that fails for a reason that passes (IoT Hub still throttling after the pacing's
+ *   wait, a backend half way) goes back in the queue with the reason and is retried later:
+ *   every onboarding step is idempotent, so a retry finishes what the last attempt began;
+ * - a site the rollout refuses (4xx: another site under that id, a port taken) fails with its
+ *   error, and the devices this job created for it are deleted again, so nothing of it remains.
+ *
+ * A job's progress (each site's state and why it waits) is what `GET /api/onboarding-jobs/{id}`
+ * answers and `relay-fleet sites add --from-file` polls. Jobs live in the rollout instance that
+ * runs them (see ADR 0024 for what that means on Azure Functions).
+ */
+import { randomUUID } from "node:crypto";
+import { z } from "zod";
+import { errorMessage } from "../../../../lib/errors.ts";
+import { ValidationError } from "./errors.ts";
+import { MAX_BULK_DEVICES } from "./hub.ts";
+import { type CreateSiteBody, createSiteBodySchema } from "./schemas.ts";
+import type { Rollout } from "./service.ts";
+
+/** Most sites one job may carry (the scale the rollout is sized for, ADR 0024). */
+export const MAX_JOB_SITES = 10_000;
+
+export const onboardingJobBodySchema = z
+  .object({ sites: z.array(z.unknown()).min(1, "name at least one site").max(MAX_JOB_SITES) })
+  .strict();
+
+export type JobSiteState = "queued" | "running" | "succeeded" | "failed";
+
+export interface JobSite {
+  siteId: string;
+  state: JobSiteState;
+  attempts: number;
+  /** `created` (new site) or `unchanged` (it existed with the same settings), once succeeded. */
+  outcome?: "created" | "unchanged";
+  /** Why a queued site waits (its last attempt's error), or why a failed one failed. */
+  reason?: string;
+  code?: string;
+  /** When a queued site is retried next (ISO). */
+  retryAt?: string;
+  publicPorts?: number[];
+}
+
+export interface OnboardingJob {
+  id: string;
+  state: "running" | "done";
+  createdAt: string;
+  updatedAt: string;
+  total: number;
+  counts: Record<JobSiteState, number>;
+  sites: JobSite[];
+}
+
+export interface OnboardingQueueOptions {
+  /** Sites onboarded at once within a batch (default 4; the hub pacing bounds hub calls anyway). */
+  concurrency?: number;
+  /** Sites whose devices one bulk call creates (default and most: 100). */
+  batchSize?: number;
+  /** Attempts per site before a passing failure is final (default 5). */
+  maxAttempts?: number;
+  /** Wait before a site's retry, doubled per attempt (default 5 s). */
+  retryDelayMs?: number;
+  /** Finished jobs kept for callers to read (default 50, oldest dropped first). */
+  keepJobs?: number;
+}
+
+export interface OnboardingQueue {
+  /** Checks the job whole (400 with each bad row's error, nothing queued) and starts it. */
+  submit(body: unknown): OnboardingJob;
+  get(jobId: string): OnboardingJob | undefined;
+  /** Resolves when the job has finished (tests, the CLI's direct mode). */
+  settled(jobId: string): Promise<OnboardingJob | undefined>;
+}
+
+interface Entry {
+  body: CreateSiteBody;
+  site: JobSite;
+  devices: string[];
+  notBefore: number;
+}
+
+const snapshot = (job: OnboardingJob): OnboardingJob => structuredClone(job);
+
+/** A failure that passes (retried later) rather than a refusal (final). */
+function passing(err: unknown): boolean {
+  const status = (err as { status?: unknown }).status;
+  return typeof status !== "number" || status >= 500 || status === 429;
+}
+
+export function createOnboardingQueue(
+  rollout: Rollout,
+  options: OnboardingQueueOptions = {},
+): OnboardingQueue {
+  const concurrency = Math.max(1, options.concurrency ?? 4);
+  const batchSize = Math.min(MAX_BULK_DEVICES, Math.max(1, options.batchSize ?? MAX_BULK_DEVICES));
+  const maxAttempts = Math.max(1, options.maxAttempts ?? 5);
+  const retryDelayMs = options.retryDelayMs ?? 5_000;
+  const keepJobs = options.keepJobs ?? 50;
+  const jobs = new Map<string, { job: OnboardingJob; done: Promise<void> }>();
+  const log = rollout.deps.logger;
+
+  function validate(body: unknown): CreateSiteBody[] {
+    const outer = onboardingJobBodySchema.safeParse(body);
+    if (!outer.success) throw new ValidationError("onboarding job", outer.error);
+    const issues: Array<{ path: string; message: string }> = [];
+    const out: CreateSiteBody[] = [];
+    const seenSites = new Map<string, number>();
+    const seenDevices = new Map<string, number>();
+    outer.data.sites.forEach((raw, i) => {
+      const parsed = createSiteBodySchema.safeParse(raw);
+      if (!parsed.success) {
+        for (const issue of parsed.error.issues)
+          issues.push({ path: [`sites[${i}]`, ...issue.path].join("."), message: issue.message });
+        return;
+      }
+      const b = parsed.data;
+      const other = seenSites.get(b.siteId);
+      if (other !== undefined) {
+        issues.push({ path: `sites[${i}].siteId`, message: `site ${b.siteId} is also row ${other + 1}` });
+        return;
+      }
+      seenSites.set(b.siteId, i);
+      for (const d of b.deviceIds ?? [b.deviceId ?? b.siteId]) {
+        const owner = seenDevices.get(d);
+        if (owner !== undefined) {
+          issues.push({ path: `sites[${i}].deviceId`, message: `device ${d} is also in row ${owner + 1}` });
+          return;
+        }
+        seenDevices.set(d, i);
+      }
+      try {
+        // An unknown profile is a bad row too, found before anything is queued.
+        if (!b.mappings) rollout.specFromProfile(b.siteId, [], b.profile);
+      } catch (err) {
+        issues.push({ path: `sites[${i}].profile`, message: errorMessage(err) });
+        return;
+      }
+      out.push(b);
+    });
+    if (issues.length > 0)
+      throw new ValidationError(`onboarding job (${issues.length} bad rows; nothing queued)`, issues);
+    return out;
+  }
+
+  function count(job: OnboardingJob): void {
+    const counts: Record<JobSiteState, number> = { queued: 0, running: 0, succeeded: 0, failed: 0 };
+    for (const s of job.sites) counts[s.state]++;
+    job.counts = counts;
+    job.updatedAt = new Date().toISOString();
+  }
+
+  async function onboard(entry: Entry, created: ReadonlySet<string>): Promise<void> {
+    const { site } = entry;
+    site.attempts++;
+    try {
+      const result = await rollout.createSite(entry.body, { newDevices: created });
+      site.state = "succeeded";
+      site.outcome = result.created ? "created" : "unchanged";
+      site.publicPorts = result.site.publicPorts;
+      delete site.reason;
+      delete site.code;
+      delete site.retryAt;
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      site.code = typeof code === "string" ? code : "RF_ERR_ROLLOUT_INTERNAL";
+      site.reason = errorMessage(err);
+      if (passing(err) && site.attempts < maxAttempts) {
+        const delay = retryDelayMs * 2 ** (site.attempts - 1);
+        entry.notBefore = Date.now() + delay;
+        site.state = "queued";
+        site.retryAt = new Date(entry.notBefore).toISOString();
+        return;
+      }
+      site.state = "failed";
+      delete site.retryAt;
+      // Refused: the devices this job created for the site go again (nothing of it remains).
+      const ours = entry.devices.filter((d) => created.has(d));
+      for (const d of ours) {
+        await rollout.deps.hub.deleteDevice(d).catch((e: unknown) => {
+          log?.error(
+            { siteId: site.siteId, deviceId: d, err: errorMessage(e) },
+            "removing a refused site's device failed",
+          );
+        });
+      }
+    }
+  }
+
+  /** Creates the devices of `batch` in one bulk call; the ids it created. */
+  async function bulkCreate(batch: Entry[]): Promise<Set<string>> {
+    const ids = batch.filter((e) => e.site.attempts === 0).flatMap((e) => e.devices);
+    const created = new Set<string>();
+    if (ids.length === 0) return created;
+    try {
+      for (let i = 0; i < ids.length; i += MAX_BULK_DEVICES) {
+        const result = await rollout.deps.hub.createEdgeDevices(ids.slice(i, i + MAX_BULK_DEVICES));
+        for (const d of result.created) created.add(d);
+        for (const f of result.failed)
+          log?.warn(
+            { deviceId: f.deviceId, err: f.message },
+            "bulk create refused a device; its site creates it itself",
+          );
+      }
+    } catch (err) {
+      // The sites then create their devices one by one, as a single onboarding does.
+      log?.warn({ err: errorMessage(err), devices: ids.length }, "bulk device create failed");
+    }
+    return created;
+  }
+
+  async function run(job: OnboardingJob, entries: Entry[]): Promise<void> {
+    const remembered = new Set<string>();
+    for (;;) {
+      const queued = entries.filter((e) => e.site.state === "queued");
+      if (queued.length === 0) break;
+      const now = Date.now();
+      const ready = queued.filter((e) => e.notBefore <= now);
+      if (ready.length === 0) {
+        const next = Math.min(...queued.map((e) => e.notBefore));
+        await new Promise((resolve) => setTimeout(resolve, Math.max(10, next - now)));
+        continue;
+      }
+      // A batch is as many sites as one bulk call has devices for.
+      const batch: Entry[] = [];
+      let devices = 0;
+      for (const e of ready) {
+        if (batch.length > 0 && devices + e.devices.length > batchSize) break;
+        batch.push(e);
+        devices += e.devices.length;
+      }
+      for (const d of await bulkCreate(batch)) remembered.add(d);
+      for (const e of batch) e.site.state = "running";
+      count(job);
+      let next = 0;
+      const worker = async () => {
+        for (let e = batch[next++]; e; e = batch[next++]) {
+          await onboard(e, remembered);
+          count(job);
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(concurrency, batch.length) }, worker));
+    }
+    job.state = "done";
+    count(job);
+    log?.info({ jobId: job.id, ...job.counts }, "onboarding job finished");
+  }
+
+  function forget(): void {
+    const finished = [...jobs.entries()].filter(([, j]) => j.job.state === "done");
+    for (const [id] of finished.slice(0, Math.max(0, finished.length - keepJobs))) jobs.delete(id);
+  }
+
+  return {
+    submit(body) {
+      const bodies = validate(body);
+      const now = new Date().toISOString();
+      const entries: Entry[] = bodies.map((b) => ({
+        body: b,
+        devices: b.deviceIds ?? [b.deviceId ?? b.siteId],
+        notBefore: 0,
+        site: { siteId: b.siteId, state: "queued", attempts: 0 },
+      }));
+      const job: OnboardingJob = {
+        id: randomUUID(),
+        state: "running",
+        createdAt: now,
+        updatedAt: now,
+        total: entries.length,
+        counts: { queued: entries.length, running: 0, succeeded: 0, failed: 0 },
+        sites: entries.map((e) => e.site),
+      };
+      forget();
+      const done = run(job, entries).catch((err: unknown) => {
+        // A bug, not a site's failure: the job ends and says so per site.
+        log?.error({ jobId: job.id, err: errorMessage(err) }, "onboarding job failed");
+        for (const s of job.sites) {
+          if (s.state === "succeeded" || s.state === "failed") continue;
+          s.state = "failed";
+          s.code = "RF_ERR_ROLLOUT_INTERNAL";
+          s.reason =
+            "The onboarding job stopped; see the rollout's log. Submitting the file again finishes it.";
+        }
+        job.state = "done";
+        count(job);
+      });
+      jobs.set(job.id, { job, done });
+      log?.info({ jobId: job.id, sites: job.total }, "onboarding job queued");
+      return snapshot(job);
+    },
+    get(jobId) {
+      const j = jobs.get(jobId);
+      return j ? snapshot(j.job) : undefined;
+    },
+    async settled(jobId) {
+      const j = jobs.get(jobId);
+      if (!j) return undefined;
+      await j.done;
+      return snapshot(j.job);
+    },
+  };
+}
