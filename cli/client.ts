@@ -45,6 +45,10 @@ export interface FleetClient {
   removeDevice(id: string, deviceId: string, deleteDevice: boolean): Promise<unknown>;
   /** Sites' status and, where the API has them, the gateways' own reports. */
   status(): Promise<{ sites: unknown[]; gateways?: unknown[] }>;
+  /** Moves a site to another relay namespace, keeping its public ports. */
+  moveSite(id: string, namespace: string): Promise<unknown>;
+  /** Each relay namespace's sites and connections against its quota. */
+  relayNamespaces(): Promise<unknown>;
   /** Queues many sites as one onboarding job (`POST /api/onboarding-jobs`); the job as queued. */
   submitOnboarding(body: unknown): Promise<unknown>;
   /** An onboarding job's progress. */
@@ -105,6 +109,8 @@ function apiClient(url: string, key: string): FleetClient {
     removeDevice: (id, d, del) =>
       call("DELETE", `/api/sites/${enc(id)}/devices/${enc(d)}${del ? "?deleteDevice=true" : ""}`),
     status: async () => (await call("GET", "/api/status")) as { sites: unknown[]; gateways?: unknown[] },
+    moveSite: (id, namespace) => call("POST", `/api/sites/${enc(id)}/move`, { namespace }),
+    relayNamespaces: () => call("GET", "/api/relay-namespaces"),
     submitOnboarding: (b) => call("POST", "/api/onboarding-jobs", b),
     onboardingJob: (id) => call("GET", `/api/onboarding-jobs/${enc(id)}`),
     audit: async (q) => (await call("GET", `/api/audit?${auditSearch(q)}`)) as AuditAnswer,
@@ -134,6 +140,11 @@ async function directClient(): Promise<FleetClient> {
     },
     removeDevice: (id, d, deleteDevice) => r.removeDevice(id, d, { deleteDevice }),
     status: () => r.fleetView(),
+    moveSite: (id, namespace) => r.moveSite(id, { namespace }),
+    relayNamespaces: async () => {
+      const namespaces = await r.relayNamespaces();
+      return { count: namespaces.length, namespaces };
+    },
     // In direct mode the job runs in this process, for as long as the CLI follows it.
     submitOnboarding: async (b) => r.onboarding.submit(b),
     onboardingJob: async (id) => {

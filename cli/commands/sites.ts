@@ -2,6 +2,7 @@
 import type { Command } from "commander";
 import { table } from "../format.ts";
 import { addSitesFromFile, showJob } from "../sites-from-file.ts";
+import { moveSiteCommand, namespacesCommand } from "../sites-move.ts";
 import { EXIT_USAGE, print, withClient } from "./shared.ts";
 
 export function registerSiteCommands(program: Command): void {
@@ -38,6 +39,19 @@ export function registerSiteCommands(program: Command): void {
         );
       },
     );
+  sites
+    .command("move <siteId>")
+    .description("Move a site to another relay namespace, keeping its public ports (its keys are rotated)")
+    .requiredOption("--namespace <endpointOrName>", "the relay namespace: its endpoint (sb://…), host or name")
+    .option("--json", "JSON output")
+    .action((siteId: string, o: { namespace: string; json?: boolean }) =>
+      withClient((c) => moveSiteCommand(c, siteId, o.namespace, o.json === true)),
+    );
+  sites
+    .command("namespaces")
+    .description("Each relay namespace's sites and connections against its quota and fill limit")
+    .option("--json", "JSON output")
+    .action((o: { json?: boolean }) => withClient((c) => namespacesCommand(c, o.json === true)));
   sites
     .command("job <jobId>")
     .description("An onboarding job's progress: what succeeded, failed and is queued, and why")

@@ -165,6 +165,15 @@ test("an onboarding job on a throttled S1 hub: bulk device creation, retries, a 
       r = await cli(["sites", "job", jobId, "--json"]);
       assert.equal(r.code, 0, r.stderr);
       assert.equal((JSON.parse(r.stdout) as { counts: { succeeded: number } }).counts.succeeded, 2);
+      // The namespace commands answer through the same API: one namespace, the sites in it.
+      r = await cli(["sites", "namespaces", "--json"]);
+      assert.equal(r.code, 0, r.stderr);
+      const [ns] = JSON.parse(r.stdout) as Array<{ endpoint: string; sites: number; connections: number }>;
+      assert.equal(ns?.endpoint, env.deps.relay.endpoint);
+      assert.equal(ns?.sites, (await env.deps.ledger.listSites()).length);
+      r = await cli(["sites", "move", "csv-1", "--namespace", env.deps.relay.endpoint]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /csv-1 already is in .*; nothing changed/);
     },
   );
 });
