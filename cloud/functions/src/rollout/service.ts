@@ -3,16 +3,14 @@
  * with the one schema, serializes work per site inside an instance (across instances the ledger's
  * insert-if-absent and idempotent steps keep things consistent), and shapes readable answers.
  */
-import { errorMessage, isErrorCode, RelayFleetError } from "../../../../lib/errors.ts";
-import { EDGE_AGENT_MODULE_ID } from "../../../../lib/fleet-deployment.ts";
-import { type RouteRow, type SiteRow, siteIdSchema, storageError } from "../../../../lib/ledger/index.ts";
-import { readLedger } from "../../../../lib/ledger/read-routes.ts";
-import { MappingNameSchema } from "../../../../lib/twin/index.ts";
-import { type ApplyHints, type ApplyProgress, applySite, checkSite } from "./apply.ts";
-import type { OnboardStep, RolloutDeps } from "./context.ts";
+import { RelayFleetError } from "../../../../lib/errors.ts";
+import type { ApplyHints, ApplyProgress } from "./apply.ts";
+import { applyAndView, commitChange } from "./change-commit.ts";
+import type { RolloutDeps } from "./context.ts";
 import { MODULE_ID } from "./desired-twin.ts";
 import { type DeviceEventResult, handleDeviceEvent } from "./device-events.ts";
-import { ChangeError, type ChangeOutcome, siteNotFound, ValidationError } from "./errors.ts";
+import { siteNotFound, ValidationError } from "./errors.ts";
+import { fleetStatusView } from "./fleet-status.ts";
 import { findNamespace, type MoveResult, moveSite } from "./move.ts";
 import { type NamespaceLoad, namespaceLoads } from "./namespaces.ts";
 import { detachDevice, type OffboardResult, offboardSite } from "./offboard.ts";
@@ -33,71 +31,20 @@ import {
   updateMappingBodySchema,
 } from "./schemas.ts";
 import {
-  type GatewayView,
-  type SiteStatus,
-  siteStatusFromTwin,
-  withDeploymentState,
-  withGatewayDrift,
-} from "./status.ts";
+  checkDevicesFree as checkDevicesFreeFor,
+  checkMappingName,
+  checkSiteId,
+  deviceNotInSite,
+  nextDeviceId,
+  sameSite,
+  storedSpec as storedSpecFor,
+  storedSpecOf,
+} from "./site-checks.ts";
+import { createSiteLock } from "./site-lock.ts";
+import { bySiteId, type SiteView, siteView } from "./site-view.ts";
+import { type GatewayView, type SiteStatus, siteStatusFromTwin } from "./status.ts";
 
-/** A mapping as operators see it: its spec plus where it is published. */
-
-/** Sites in natural order: plant-2 before plant-10 (what `sites list` and `status` show). */
-const naturalCompare = new Intl.Collator("en", { numeric: true }).compare;
-const bySiteId = (a: { siteId: string }, b: { siteId: string }) => naturalCompare(a.siteId, b.siteId);
-
-export interface MappingView extends MappingSpec {
-  publicPort?: number;
-  publicHost?: string;
-}
-
-/** One edge device of a site and, where asked for, its module's state from its own twin. */
-export interface DeviceView {
-  deviceId: string;
-  module?: SiteStatus;
-}
-
-/** A site as the API and CLI show it (never any key). */
-export interface SiteView {
-  siteId: string;
-  /** The site's first device (a site of one device: its device). */
-  deviceId: string;
-  /** Every device of the site (ADR 0014), in the order they joined. */
-  devices: DeviceView[];
-  profile: string;
-  hybridConnection: string;
-  relayEndpoint: string;
-  createdAt: string;
-  publicPorts: number[];
-  mappings: Record<string, MappingView>;
-}
-
-function view(
-  spec: SiteSpec,
-  row: { hybridConnection: string; relayEndpoint: string; createdAt: string },
-  routes: RouteRow[],
-): SiteView {
-  const mappings: Record<string, MappingView> = {};
-  for (const [name, m] of Object.entries(spec.mappings)) {
-    const r = routes.find((x) => x.portName === name);
-    mappings[name] = {
-      ...m,
-      ...(r ? { publicPort: r.port } : {}),
-      ...(r?.hostname ? { publicHost: r.hostname } : {}),
-    };
-  }
-  return {
-    siteId: spec.siteId,
-    deviceId: spec.deviceIds[0] ?? spec.siteId,
-    devices: spec.deviceIds.map((deviceId) => ({ deviceId })),
-    profile: spec.profile,
-    hybridConnection: row.hybridConnection,
-    relayEndpoint: row.relayEndpoint,
-    createdAt: row.createdAt,
-    publicPorts: [...new Set(routes.map((r) => r.port))].sort((a, b) => a - b),
-    mappings,
-  };
-}
+export type { DeviceView, MappingView, SiteView } from "./site-view.ts";
 
 export interface Rollout {
   readonly deps: RolloutDeps;
@@ -162,94 +109,17 @@ export interface Rollout {
 
 /** Creates the rollout service over its dependencies. */
 export function createRollout(deps: RolloutDeps): Rollout {
-  const locks = new Map<string, Promise<unknown>>();
+  const withSiteLock = createSiteLock();
   const defaultProfile = deps.defaultProfile ?? "default";
 
-  function withSiteLock<T>(siteId: string, fn: () => Promise<T>): Promise<T> {
-    const prev = locks.get(siteId) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    locks.set(siteId, tail);
-    void tail.then(() => {
-      if (locks.get(siteId) === tail) locks.delete(siteId);
-    });
-    return run;
-  }
-
-  function checkSiteId(siteId: string): void {
-    const parsed = siteIdSchema.safeParse(siteId);
-    if (parsed.success) return;
-    const reason = parsed.error.issues[0]?.message ?? "not a site id";
-    throw new ValidationError(`site id "${siteId.slice(0, 80)}"`, [{ path: "siteId", message: reason }]);
-  }
-
-  function checkMappingName(name: string): void {
-    const parsed = MappingNameSchema.safeParse(name);
-    if (parsed.success) return;
-    const reason = parsed.error.issues[0]?.message ?? "not a mapping name";
-    throw new ValidationError(`mapping name "${name.slice(0, 80)}"`, [{ path: "name", message: reason }]);
-  }
-
-  async function storedSpec(siteId: string): Promise<{ row: SiteRow; spec: SiteSpec }> {
-    checkSiteId(siteId);
-    const row = await deps.ledger.getSite(siteId);
-    if (!row) throw siteNotFound(siteId);
-    const parsed = siteSpecSchema.safeParse(JSON.parse(row.spec ?? "null"));
-    if (!parsed.success) {
-      throw new RelayFleetError(
-        "RF_ERR_ROLLOUT_BAD_SPEC",
-        `Site ${siteId}'s stored spec is unreadable; re-create the site.`,
-      );
-    }
-    return { row, spec: parsed.data };
-  }
-
-  /** The parsed spec of a site row; undefined when it is unreadable. */
-  function storedSpecOf(row: SiteRow): SiteSpec | undefined {
-    try {
-      const parsed = siteSpecSchema.safeParse(JSON.parse(row.spec ?? "null"));
-      return parsed.success ? parsed.data : undefined;
-    } catch {
-      return undefined;
-    }
-  }
-
-  /** The same site: same profile and mappings, and every wanted device already one of its devices. */
-  function sameSite(stored: SiteSpec, wanted: SiteSpec): boolean {
-    return (
-      stored.profile === wanted.profile &&
-      JSON.stringify(stored.mappings) === JSON.stringify(wanted.mappings) &&
-      wanted.deviceIds.every((d) => stored.deviceIds.includes(d))
-    );
-  }
-
-  /** Refuses devices that belong to another site (one ledger read: every site's spec). */
-  async function checkDevicesFree(siteId: string, deviceIds: readonly string[]): Promise<void> {
-    for (const row of await deps.ledger.listSites()) {
-      if (row.siteId === siteId) continue;
-      const theirs = storedSpecOf(row)?.deviceIds ?? [row.deviceId];
-      const taken = deviceIds.find((d) => theirs.includes(d));
-      if (taken !== undefined) {
-        throw new RelayFleetError(
-          "RF_ERR_ROLLOUT_DEVICE_IN_OTHER_SITE",
-          `Device ${taken} belongs to site ${row.siteId}; remove it there first (relay-fleet devices remove ${row.siteId} ${taken}). Nothing was changed.`,
-        );
-      }
-    }
-  }
-
-  /** The next `<site>.<n>` (n ≥ 2) that is none of the site's devices, for a device added without a name. */
-  function nextDeviceId(siteId: string, current: readonly string[]): string {
-    for (let n = 2; ; n++) if (!current.includes(`${siteId}.${n}`)) return `${siteId}.${n}`;
-  }
-
-  const deviceNotInSite = (siteId: string, deviceId: string) =>
-    new RelayFleetError("RF_ERR_ROLLOUT_DEVICE_NOT_FOUND", `Site ${siteId} has no device "${deviceId}".`);
+  const storedSpec = (siteId: string) => storedSpecFor(deps, siteId);
+  const checkDevicesFree = (siteId: string, deviceIds: readonly string[]) =>
+    checkDevicesFreeFor(deps, siteId, deviceIds);
 
   /** A site with each device's module state from its own twin (`withModule: false`: without). */
   async function getSiteView(siteId: string, options: { withModule?: boolean } = {}): Promise<SiteView> {
     const { row, spec } = await storedSpec(siteId);
-    const site = view(spec, row, await deps.ledger.listRoutes({ siteId }));
+    const site = siteView(spec, row, await deps.ledger.listRoutes({ siteId }));
     if (options.withModule !== false) {
       for (const device of site.devices) {
         const twin = await deps.hub.getModuleTwin(device.deviceId, MODULE_ID);
@@ -265,106 +135,19 @@ export function createRollout(deps: RolloutDeps): Rollout {
     if (!p) {
       throw new RelayFleetError(
         "RF_ERR_ROLLOUT_UNKNOWN_PROFILE",
-        `Site profile "${name}" is not configured.`,
-      );
+        `Site profile "${name}" is not configured.`);
     }
     return { siteId, deviceIds, profile: name, mappings: structuredClone(p.mappings) };
   }
 
-  async function apply(spec: SiteSpec, progress?: ApplyProgress, hints?: ApplyHints): Promise<SiteView> {
-    const applied = await applySite(deps, spec, progress, hints);
-    const row = await deps.ledger.getSite(spec.siteId);
-    if (!row) throw siteNotFound(spec.siteId);
-    return view(applied.spec, row, applied.routes);
-  }
-
-  /** The error `err` as a change failure with `outcome`, keeping its code, status and issues. */
-  function withOutcome(err: unknown, outcome: ChangeOutcome, note: string): ChangeError {
-    const e = err as { code?: unknown; status?: unknown; issues?: unknown };
-    const code = isErrorCode(e.code) ? e.code : undefined;
-    const message = code ? errorMessage(err) : "The rollout service failed; see its log.";
-    return new ChangeError(code ?? "RF_ERR_ROLLOUT_INTERNAL", `${message} ${note}`, outcome, {
-      // Only a code that reports a peer's status takes the cause's; the others have their own.
-      ...(typeof e.status === "number" ? { status: e.status } : {}),
-      cause: err,
-      ...(Array.isArray(e.issues) ? { issues: e.issues as Array<{ path: string; message: string }> } : {}),
-    });
-  }
-
-  /** Like `withOutcome`, but an error without an RF_ERR code (a bug) passes unchanged: its details stay in the log. */
-  function unlessUnknown(err: unknown, outcome: ChangeOutcome, note: string): unknown {
-    const code = (err as { code?: unknown } | null)?.code;
-    return typeof code === "string" && code.startsWith("RF_ERR_") ? withOutcome(err, outcome, note) : err;
-  }
-
-  const BACKEND_OF_STEP: Record<OnboardStep, string> = {
-    device: "IoT Hub",
-    module: "IoT Hub",
-    "hybrid-connection": "Azure Relay",
-    rules: "Azure Relay",
-    ledger: "storage",
-    ports: "storage",
-    twin: "IoT Hub",
-    tags: "IoT Hub",
-  };
-
-  /**
-   * Checks a change whole, then applies it. A refused change (4xx) leaves nothing: it is refused
-   * before anything is written, or, when a race makes a later step refuse it, what it wrote is
-   * undone (the previous spec re-applied; a new site offboarded). A backend failing half way
-   * (5xx, unreachable) leaves the change saved for reconcile to finish. The error says which.
-   */
-  async function commit(
+  const apply = (spec: SiteSpec, progress?: ApplyProgress, hints?: ApplyHints) =>
+    applyAndView(deps, spec, progress, hints);
+  const commit = (
     spec: SiteSpec,
     previous: { spec: SiteSpec } | undefined,
     createdDevices: ReadonlySet<string> = new Set(),
     hints?: ApplyHints,
-  ): Promise<SiteView> {
-    try {
-      await checkSite(deps, spec);
-    } catch (err) {
-      throw unlessUnknown(err, "nothing-changed", "Nothing was changed.");
-    }
-    const progress: ApplyProgress = { saved: false };
-    try {
-      return await apply(spec, progress, hints);
-    } catch (err) {
-      deps.logger?.warn(
-        { siteId: spec.siteId, step: progress.step, saved: progress.saved, err: errorMessage(err) },
-        "site change failed",
-      );
-      if (!progress.saved) throw unlessUnknown(err, "nothing-changed", "Nothing was changed.");
-      const status = (err as { status?: unknown }).status;
-      const refused = typeof status === "number" && status >= 400 && status < 500;
-      if (!refused) {
-        const step = progress.step ?? "ledger";
-        throw new ChangeError(
-          "RF_ERR_ROLLOUT_CHANGE_PENDING",
-          `Site ${spec.siteId}: the change is saved, but step "${step}" failed (${BACKEND_OF_STEP[step]}: ${errorMessage(err)}). The next reconcile completes it; repeating the request does too.`,
-          "completed-by-reconcile",
-          { cause: err },
-        );
-      }
-      try {
-        if (previous) await applySite(deps, previous.spec);
-        else await offboardSite(deps, spec.siteId, { deviceId: spec.deviceIds[0] ?? spec.siteId });
-        // Devices the change added leave again (the previous spec does not name them).
-        const added = previous ? spec.deviceIds.filter((d) => !previous.spec.deviceIds.includes(d)) : [];
-        for (const d of added) await detachDevice(deps, d, { deleteDevice: createdDevices.has(d) });
-      } catch (undoErr) {
-        deps.logger?.error(
-          { siteId: spec.siteId, err: errorMessage(undoErr) },
-          "rolling a change back failed",
-        );
-        throw withOutcome(
-          err,
-          "incomplete",
-          `Rolling the change back failed as well (${errorMessage(undoErr)}); repeat the previous change or remove the site.`,
-        );
-      }
-      throw withOutcome(err, "rolled-back", "The change was rolled back; nothing of it remains.");
-    }
-  }
+  ) => commitChange(deps, spec, previous, createdDevices, hints);
 
   async function changeMappings(
     siteId: string,
@@ -410,8 +193,7 @@ export function createRollout(deps: RolloutDeps): Rollout {
           if (!stored || !sameSite(stored, spec)) {
             throw new RelayFleetError(
               "RF_ERR_ROLLOUT_SITE_EXISTS",
-              `Site ${b.siteId} already exists with other settings; change its mappings with PATCH /api/sites/${b.siteId}/mappings/{name}, its devices with POST /api/sites/${b.siteId}/devices.`,
-            );
+              `Site ${b.siteId} already exists with other settings; change its mappings with PATCH /api/sites/${b.siteId}/mappings/{name}, its devices with POST /api/sites/${b.siteId}/devices.`);
           }
           // Re-applying an existing identical site rolls back to that same spec if refused.
           return { created: false, site: await commit(stored, { spec: stored }) };
@@ -435,8 +217,7 @@ export function createRollout(deps: RolloutDeps): Rollout {
         if (current.length >= MAX_DEVICES_PER_SITE) {
           throw new RelayFleetError(
             "RF_ERR_ROLLOUT_SITE_FULL",
-            `Site ${siteId} has ${current.length} devices, the most a site may have (${MAX_DEVICES_PER_SITE}: all of them listen on the site's one hybrid connection, and Azure Relay allows 25 listeners on one); nothing was changed.`,
-          );
+            `Site ${siteId} has ${current.length} devices, the most a site may have (${MAX_DEVICES_PER_SITE}: all of them listen on the site's one hybrid connection, and Azure Relay allows 25 listeners on one); nothing was changed.`);
         }
         await checkDevicesFree(siteId, [deviceId]);
         const existed = (await deps.hub.getDevice(deviceId)) !== undefined;
@@ -457,8 +238,7 @@ export function createRollout(deps: RolloutDeps): Rollout {
         if (current.length === 1) {
           throw new RelayFleetError(
             "RF_ERR_ROLLOUT_LAST_DEVICE",
-            `Device ${deviceId} is site ${siteId}'s only device; remove the site instead (relay-fleet sites remove ${siteId}). Nothing was changed.`,
-          );
+            `Device ${deviceId} is site ${siteId}'s only device; remove the site instead (relay-fleet sites remove ${siteId}). Nothing was changed.`);
         }
         const next = { ...structuredClone(previous.spec), deviceIds: current.filter((d) => d !== deviceId) };
         await commit(next, previous);
@@ -482,7 +262,7 @@ export function createRollout(deps: RolloutDeps): Rollout {
         const parsed = siteSpecSchema.safeParse(JSON.parse(row.spec ?? "null"));
         if (!parsed.success) continue;
         out.push(
-          view(
+          siteView(
             parsed.data,
             row,
             routes.filter((r) => r.siteId === row.siteId),
@@ -507,8 +287,7 @@ export function createRollout(deps: RolloutDeps): Rollout {
         if (mappingExists(m, name)) {
           throw new RelayFleetError(
             "RF_ERR_ROLLOUT_MAPPING_EXISTS",
-            `Site ${siteId} already has a mapping "${name}"; nothing was changed. Change some of its fields with PATCH /api/sites/${siteId}/mappings/${name} (relay-fleet map update), or replace it whole with PUT (relay-fleet map replace).`,
-          );
+            `Site ${siteId} already has a mapping "${name}"; nothing was changed. Change some of its fields with PATCH /api/sites/${siteId}/mappings/${name} (relay-fleet map update), or replace it whole with PUT (relay-fleet map replace).`);
         }
         m[name] = parsed.data;
       });
@@ -565,35 +344,7 @@ export function createRollout(deps: RolloutDeps): Rollout {
     async fleetStatus() {
       return (await rollout.fleetView()).sites;
     },
-    async fleetView() {
-      // The ledger is read with the gateway's own rules, so a row no gateway can serve shows here.
-      const [twins, agentTwins, ledger, gateways] = await Promise.all([
-        deps.hub.queryModuleTwins(MODULE_ID),
-        // What each device's IoT Edge runtime runs (its deployment's state).
-        deps.hub.queryModuleTwins(EDGE_AGENT_MODULE_ID),
-        readLedger(deps.ledger.client).catch((err: unknown) => {
-          throw storageError(err, deps.ledger.table);
-        }),
-        // No status table configured (tests, older deployments): no gateway reports.
-        deps.gatewayStatuses ? deps.gatewayStatuses() : Promise.resolve([]),
-      ]);
-      const sites = withDeploymentState(
-        twins
-          .filter((t) => t.desired.relay !== undefined)
-          .map(siteStatusFromTwin)
-          .sort(bySiteId),
-        agentTwins,
-        MODULE_ID,
-      );
-      for (const p of ledger.problems) {
-        const siteId = p.siteId ?? (p.partitionKey === "site" ? p.rowKey : undefined);
-        const status = sites.find((st) => st.siteId === siteId);
-        status?.drift.push(
-          `ledger ${p.partitionKey} row ${p.rowKey} is unusable by the gateway: ${p.message}`,
-        );
-      }
-      return withGatewayDrift(sites, gateways, ledger.routes);
-    },
+    fleetView: () => fleetStatusView(deps),
     handleDeviceEvent: (event) => handleDeviceEvent(rollout, event),
     offboardDeletedDevice: (siteId, deviceId) =>
       withSiteLock(siteId, async () => {
