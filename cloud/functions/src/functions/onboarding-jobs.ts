@@ -36,7 +36,6 @@ export const ONBOARDING_ROUTES: ApiRoute[] = [
           throw new RelayFleetError(
             "RF_ERR_ROLLOUT_JOB_NOT_FOUND",
             `Onboarding job ${jobId.slice(0, 80)} is not known to this rollout instance (finished jobs are kept for a while; an instance that restarted forgets its jobs, ADR 0024).`,
-            { status: 404 },
           );
         return json(200, job);
       } catch (err) {

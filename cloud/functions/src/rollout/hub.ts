@@ -179,7 +179,6 @@ export function createRegistryHub(registry: Registry, options: { queryPageSize?:
         throw new RelayFleetError(
           "RF_ERR_ROLLOUT_INTERNAL",
           `A bulk registry call names at most ${MAX_BULK_DEVICES} devices (${deviceIds.length} given).`,
-          { status: 500 },
         );
       let errors: Array<{ deviceId: string; code: string; message: string }> = [];
       try {

@@ -39,7 +39,6 @@ export function findNamespace(deps: RolloutDeps, name: string): RelayNamespace {
   throw new RelayFleetError(
     "RF_ERR_ROLLOUT_NAMESPACE_UNKNOWN",
     `No relay namespace "${name.slice(0, 120)}" is configured; the rollout's namespaces are ${all.map((n) => n.admin.endpoint).join(", ")}.`,
-    { status: 400 },
   );
 }
 
@@ -50,10 +49,7 @@ export async function moveSite(
   target: RelayNamespace,
 ): Promise<MoveResult> {
   const row = await deps.ledger.getSite(siteId);
-  if (!row)
-    throw new RelayFleetError("RF_ERR_ROLLOUT_SITE_NOT_FOUND", `Site ${siteId} does not exist.`, {
-      status: 404,
-    });
+  if (!row) throw new RelayFleetError("RF_ERR_ROLLOUT_SITE_NOT_FOUND", `Site ${siteId} does not exist.`);
   const to = target.admin.endpoint;
   if (row.relayEndpoint === to) return { siteId, from: to, to, moved: false, devices: [] };
   let placement: Awaited<ReturnType<typeof placeSite>>;
@@ -65,7 +61,7 @@ export async function moveSite(
     throw new RelayFleetError(
       "RF_ERR_ROLLOUT_RELAY_FULL",
       `Namespace ${to} has no room for site ${siteId} within its fill limit (${load?.connections ?? "?"} of ${load?.limit ?? "?"} connections placed); nothing was changed.`,
-      { status: 409, cause: err },
+      { cause: err },
     );
   }
   let moved = false;

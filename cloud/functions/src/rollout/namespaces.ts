@@ -78,9 +78,8 @@ export function relayFor(deps: RolloutDeps, endpoint: string): RelayAdmin {
   const ns = namespacesOf(deps).find((n) => sameEndpoint(n.admin.endpoint, endpoint));
   if (ns) return ns.admin;
   throw new RelayFleetError(
-    "RF_ERR_ROLLOUT_NAMESPACE_UNKNOWN",
+    "RF_ERR_ROLLOUT_CONFIG",
     `The relay namespace ${endpoint} is not configured in this rollout (RELAY_NAMESPACES); add it back, or move its sites first.`,
-    { status: 409 },
   );
 }
 
@@ -160,7 +159,6 @@ function noRoom(siteId: string, connections: number, loads: NamespaceLoad[]): Re
   return new RelayFleetError(
     "RF_ERR_ROLLOUT_RELAY_FULL",
     `No relay namespace has room for site ${siteId} (${connections} connections) within its fill limit (${where}); add a namespace (RELAY_NAMESPACES, the infrastructure template's relayNamespaceCount). Nothing was changed.`,
-    { status: 503 },
   );
 }
 

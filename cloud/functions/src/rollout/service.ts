@@ -135,7 +135,8 @@ export function createRollout(deps: RolloutDeps): Rollout {
     if (!p) {
       throw new RelayFleetError(
         "RF_ERR_ROLLOUT_UNKNOWN_PROFILE",
-        `Site profile "${name}" is not configured.`);
+        `Site profile "${name}" is not configured.`,
+      );
     }
     return { siteId, deviceIds, profile: name, mappings: structuredClone(p.mappings) };
   }
@@ -193,7 +194,8 @@ export function createRollout(deps: RolloutDeps): Rollout {
           if (!stored || !sameSite(stored, spec)) {
             throw new RelayFleetError(
               "RF_ERR_ROLLOUT_SITE_EXISTS",
-              `Site ${b.siteId} already exists with other settings; change its mappings with PATCH /api/sites/${b.siteId}/mappings/{name}, its devices with POST /api/sites/${b.siteId}/devices.`);
+              `Site ${b.siteId} already exists with other settings; change its mappings with PATCH /api/sites/${b.siteId}/mappings/{name}, its devices with POST /api/sites/${b.siteId}/devices.`,
+            );
           }
           // Re-applying an existing identical site rolls back to that same spec if refused.
           return { created: false, site: await commit(stored, { spec: stored }) };
@@ -217,7 +219,8 @@ export function createRollout(deps: RolloutDeps): Rollout {
         if (current.length >= MAX_DEVICES_PER_SITE) {
           throw new RelayFleetError(
             "RF_ERR_ROLLOUT_SITE_FULL",
-            `Site ${siteId} has ${current.length} devices, the most a site may have (${MAX_DEVICES_PER_SITE}: all of them listen on the site's one hybrid connection, and Azure Relay allows 25 listeners on one); nothing was changed.`);
+            `Site ${siteId} has ${current.length} devices, the most a site may have (${MAX_DEVICES_PER_SITE}: all of them listen on the site's one hybrid connection, and Azure Relay allows 25 listeners on one); nothing was changed.`,
+          );
         }
         await checkDevicesFree(siteId, [deviceId]);
         const existed = (await deps.hub.getDevice(deviceId)) !== undefined;
@@ -238,7 +241,8 @@ export function createRollout(deps: RolloutDeps): Rollout {
         if (current.length === 1) {
           throw new RelayFleetError(
             "RF_ERR_ROLLOUT_LAST_DEVICE",
-            `Device ${deviceId} is site ${siteId}'s only device; remove the site instead (relay-fleet sites remove ${siteId}). Nothing was changed.`);
+            `Device ${deviceId} is site ${siteId}'s only device; remove the site instead (relay-fleet sites remove ${siteId}). Nothing was changed.`,
+          );
         }
         const next = { ...structuredClone(previous.spec), deviceIds: current.filter((d) => d !== deviceId) };
         await commit(next, previous);
@@ -287,7 +291,8 @@ export function createRollout(deps: RolloutDeps): Rollout {
         if (mappingExists(m, name)) {
           throw new RelayFleetError(
             "RF_ERR_ROLLOUT_MAPPING_EXISTS",
-            `Site ${siteId} already has a mapping "${name}"; nothing was changed. Change some of its fields with PATCH /api/sites/${siteId}/mappings/${name} (relay-fleet map update), or replace it whole with PUT (relay-fleet map replace).`);
+            `Site ${siteId} already has a mapping "${name}"; nothing was changed. Change some of its fields with PATCH /api/sites/${siteId}/mappings/${name} (relay-fleet map update), or replace it whole with PUT (relay-fleet map replace).`,
+          );
         }
         m[name] = parsed.data;
       });

@@ -31,7 +31,8 @@ export async function storedSpec(
   if (!parsed.success) {
     throw new RelayFleetError(
       "RF_ERR_ROLLOUT_BAD_SPEC",
-      `Site ${siteId}'s stored spec is unreadable; re-create the site.`);
+      `Site ${siteId}'s stored spec is unreadable; re-create the site.`,
+    );
   }
   return { row, spec: parsed.data };
 }
@@ -68,7 +69,8 @@ export async function checkDevicesFree(
     if (taken !== undefined) {
       throw new RelayFleetError(
         "RF_ERR_ROLLOUT_DEVICE_IN_OTHER_SITE",
-        `Device ${taken} belongs to site ${row.siteId}; remove it there first (relay-fleet devices remove ${row.siteId} ${taken}). Nothing was changed.`);
+        `Device ${taken} belongs to site ${row.siteId}; remove it there first (relay-fleet devices remove ${row.siteId} ${taken}). Nothing was changed.`,
+      );
     }
   }
 }
