@@ -12,7 +12,10 @@ export function registerSiteCommands(program: Command): void {
     .description("Onboard a site with a profile's mappings (or none), or many from a CSV file")
     .option("--device <deviceId>", "IoT Edge device id (default: the site id)")
     .option("--profile <name>", "site profile with default mappings")
-    .option("--from-file <csv>", "onboard every site of a CSV file (columns siteId, deviceId, profile) as one job")
+    .option(
+      "--from-file <csv>",
+      "onboard every site of a CSV file (columns siteId, deviceId, profile) as one job",
+    )
     .option("--no-wait", "with --from-file: queue the job and print its id instead of following it")
     .action(
       (
@@ -22,7 +25,9 @@ export function registerSiteCommands(program: Command): void {
       ) => {
         if (o.fromFile !== undefined) {
           if (siteId !== undefined || o.device || o.profile)
-            cmd.error("--from-file takes its sites, devices and profiles from the file", { exitCode: EXIT_USAGE });
+            cmd.error("--from-file takes its sites, devices and profiles from the file", {
+              exitCode: EXIT_USAGE,
+            });
           const file = o.fromFile;
           return withClient((c) => addSitesFromFile(c, file, { wait: o.wait, json: o.json === true }));
         }
@@ -42,7 +47,10 @@ export function registerSiteCommands(program: Command): void {
   sites
     .command("move <siteId>")
     .description("Move a site to another relay namespace, keeping its public ports (its keys are rotated)")
-    .requiredOption("--namespace <endpointOrName>", "the relay namespace: its endpoint (sb://…), host or name")
+    .requiredOption(
+      "--namespace <endpointOrName>",
+      "the relay namespace: its endpoint (sb://…), host or name",
+    )
     .option("--json", "JSON output")
     .action((siteId: string, o: { namespace: string; json?: boolean }) =>
       withClient((c) => moveSiteCommand(c, siteId, o.namespace, o.json === true)),
