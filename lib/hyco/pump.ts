@@ -13,20 +13,10 @@
  * - Resets: an abnormal end on one side (socket error, close code other than 1000/1005, 1006
  *   drop) tears the other side down at once (RST on TCP, 1011 on the WebSocket).
  *
- * ## How half-close works on ws@8 (it has no API for it)
- *
- * ws@8 answers a close frame by itself: `receiverOnConclude` sets `ws._closeFrameReceived` and
- * calls `ws.close(code, reason)`, which sends our close frame and ends the socket. That would cut
- * the direction that is still flowing. The pump installs an own `close` on the instance that,
- * while `_closeFrameReceived` is true and our TCP side has not finished, only records the peer's
- * close and does `socket.end()`: ws stays OPEN (its receiver is done, `send()` still works).
- * When our TCP side then sends its FIN, the real `close(1000)` goes out, and as the peer's close
- * frame is already in, ws ends the socket: the handshake completes in the normal order.
- *
- * The other way round, `ws.close(1000)` on our FIN sets CLOSING and arms `ws._closeTimer`
- * (destroys the socket after 30 s); ws keeps emitting `message` in CLOSING, so the pump clears
- * that timer and keeps delivering until the peer's close frame arrives. `idleTimeoutMs` bounds a
- * peer that never finishes.
+ * ws@8 has no API for half-close: the pump holds ws's automatic answer to the peer's close frame
+ * until our TCP side has sent its FIN, and keeps receiving after its own close until the peer's
+ * (lib/hyco/ws-half-close.ts, the one shim over ws internals). `idleTimeoutMs` bounds a peer that
+ * never finishes.
  */
 import type { Socket } from "node:net";
 import type { WebSocket } from "ws";
@@ -38,6 +28,7 @@ import {
   takeBufferedMessages,
   takeMessageGate,
 } from "./held-messages.ts";
+import { interceptPeerClose, keepReceivingWhileClosing, rawSocket } from "./ws-half-close.ts";
 
 export interface PumpOptions {
   /** Backpressure bound for each direction's sink buffer, bytes (default 1 MiB). */
@@ -85,14 +76,6 @@ export interface PumpResult {
   reusable?: true;
 }
 
-/** The ws@8 internals the pump relies on (see the module comment); checked in tests. */
-interface WsInternals {
-  _closeFrameReceived: boolean;
-  _closeFrameSent: boolean;
-  _closeTimer: NodeJS.Timeout | null;
-  _socket: Socket | null;
-}
-
 /** A running pump: `done` settles once both sides are closed; `abort()` tears both down. */
 export interface Pump {
   done: Promise<PumpResult>;
@@ -114,8 +97,6 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
   const highWater = options.highWaterBytes ?? PUMP_HIGH_WATER_BYTES;
   const maxFrame = Math.min(options.maxFrameBytes ?? MAX_FRAME_BYTES, MAX_FRAME_BYTES);
   const onBytes = options.onBytes;
-  const internals = ws as unknown as WsInternals;
-  const realClose = ws.close;
 
   let bytesToSocket = 0;
   let bytesToWebSocket = 0;
@@ -147,14 +128,14 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
     firstError ??= message;
   };
 
-  const wsSocket = (): Socket | null => internals._socket;
+  const wsSocket = (): Socket | null => rawSocket(ws);
 
   const closeWebSocket = (code: number, reason?: string) => {
     if (ws.readyState === ws.CONNECTING) {
       ws.terminate();
       return;
     }
-    realClose.call(ws, code, reason);
+    closeHook.close(code, reason);
   };
 
   const resetSocket = () => {
@@ -168,7 +149,7 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
     const atBoundary = reusable && endSent && endReceived && socketClosed && !wsClosed;
     if (!(wsClosed && socketClosed) && !atBoundary) return;
     if (idleTimer) clearTimeout(idleTimer);
-    ws.close = realClose;
+    closeHook.restore();
     ws.off("message", onMessage);
     ws.off("message", onMessageAfterEnd);
     const socketRaw = wsSocket();
@@ -246,32 +227,29 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
     if (ws.isPaused) ws.resume();
   };
 
-  // Our replacement of ws.close, see the module comment.
-  ws.close = function pumpClose(this: WebSocket, code?: number, reason?: string | Buffer) {
-    if (internals._closeFrameReceived && !peerClosed && ws.readyState === ws.OPEN) {
-      peerClosed = true;
-      closeCode = code ?? 1005;
-      if (gate !== undefined) {
-        // Closed before the listener accepted the logical port: a refusal, not a FIN.
-        gate = undefined;
-        fail("websocket-error", `closed (${closeCode}) before the logical port reply`);
-        resetSocket();
-        realClose.call(ws, code, reason);
-        return;
-      }
-      if (code === undefined || code === 1000) {
-        // Peer finished sending: FIN to our TCP peer once queued bytes are out.
-        if (!socket.destroyed) socket.end();
-        if (socketEnded) realClose.call(ws, 1000);
-        return;
-      }
-      fail("websocket-error", `peer closed with ${code}${reason ? ` ${String(reason)}` : ""}`);
+  // The peer's close frame: ws would answer it at once and cut the direction still flowing.
+  const onPeerClose = (code: number | undefined, reason: string | Buffer | undefined) => {
+    peerClosed = true;
+    closeCode = code ?? 1005;
+    if (gate !== undefined) {
+      // Closed before the listener accepted the logical port: a refusal, not a FIN.
+      gate = undefined;
+      fail("websocket-error", `closed (${closeCode}) before the logical port reply`);
       resetSocket();
-      realClose.call(ws, code, reason);
+      closeHook.close(code, reason);
       return;
     }
-    realClose.call(ws, code, reason as string);
-  } as typeof ws.close;
+    if (code === undefined || code === 1000) {
+      // Peer finished sending: FIN to our TCP peer once queued bytes are out.
+      if (!socket.destroyed) socket.end();
+      if (socketEnded) closeHook.close(1000);
+      return;
+    }
+    fail("websocket-error", `peer closed with ${code}${reason ? ` ${String(reason)}` : ""}`);
+    resetSocket();
+    closeHook.close(code, reason);
+  };
+  const closeHook = interceptPeerClose(ws, onPeerClose);
 
   const onWsClose = (code: number) => {
     wsClosed = true;
@@ -338,16 +316,9 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
       ws.send(END_OF_STREAM, SEND_OPTIONS);
       return;
     }
-    if (peerClosed) {
-      realClose.call(ws, 1000);
-      return;
-    }
-    realClose.call(ws, 1000);
+    closeHook.close(1000);
     // Keep receiving until the peer's own close frame: ws would destroy the socket after 30 s.
-    if (internals._closeTimer) {
-      clearTimeout(internals._closeTimer);
-      internals._closeTimer = null;
-    }
+    if (!peerClosed) keepReceivingWhileClosing(ws);
   };
 
   const onSocketError = (err: Error) => {
@@ -367,7 +338,7 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
         if (!endedBy) fail("socket-error", "socket closed without FIN");
         closeWebSocket(1011, "connection reset");
       } else if (ws.readyState === ws.OPEN) {
-        realClose.call(ws, 1000);
+        closeHook.close(1000);
       }
     }
     finish();

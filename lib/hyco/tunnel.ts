@@ -16,6 +16,7 @@ import { holdMessages, messageBytes, setMessageGate, takeBufferedMessages } from
 import { encodePreamble, MODE_STREAM, type PreambleMode, ReplyParser } from "./preamble.ts";
 import { connectSender, type SenderOptions } from "./sender.ts";
 import type { StandbyPool } from "./standby.ts";
+import { rawSocket } from "./ws-half-close.ts";
 
 export { takeBufferedMessages } from "./held-messages.ts";
 
@@ -144,7 +145,7 @@ async function startLogicalPort(
     // Corked until the check phase: the caller starts the pump in this same turn, so the client's
     // first bytes (usually already read) leave in the same TCP segment as the preamble: one
     // write and one relay hop less per connection. Nothing waits longer than this loop turn.
-    const raw = (ws as unknown as { _socket?: { cork(): void; uncork(): void } | null })._socket;
+    const raw = rawSocket(ws);
     raw?.cork();
     ws.send(preamble);
     if (raw) setImmediate(() => raw.uncork());

@@ -1,10 +1,10 @@
 /**
  * One relayed connection: the sender's and the listener's server-side WebSockets, joined message by
  * message (text stays text, binary stays binary, no splitting), with bounded buffering and close
- * frames carried end to end so half-close works (see close-control.ts for why ws needs help).
+ * frames carried end to end so half-close works (lib/hyco/ws-half-close.ts says why ws needs help).
  */
 import WebSocket from "ws";
-import { type ClosableLeg, takeOverClose } from "./close-control.ts";
+import { type ClosableLeg, takeOverClose } from "../../lib/hyco/ws-half-close.ts";
 import type { RelayEmulatorOptions } from "./options.ts";
 import type { Stats } from "./stats.ts";
 
