@@ -5,8 +5,8 @@
  *   target        TCP sink: per connection an 8-byte big-endian length L, then L bytes; answers
  *                 one byte "K" once all L arrived.
  *   gateway       the cloud gateway's own code (`Gateway` from cloud/gateway/src/gateway.ts with
- *                 `relayTunnelOpener`, `relayPump` and `StandbyPools`, configured by the gateway's
- *                 own config schema and its defaults), one public port routed to the site; the
+ *                 `relayTunnelOpener`, whose tunnels pump themselves, and `StandbyPools`, configured
+ *                 by the gateway's own config schema and its defaults), one public port routed to the site; the
  *                 ledger read is replaced by a fixed snapshot of one site and one route.
  *   module        the relayListener module's own code (`Reconciler` with the module's listener
  *                 factory and settings defaults), fed a desired twin document with one mapping
@@ -25,7 +25,7 @@ import hyco, { type LegacyWebSocket } from "hyco-ws";
 import { loadConfig } from "../cloud/gateway/src/config.ts";
 import { Gateway } from "../cloud/gateway/src/gateway.ts";
 import { createMetrics } from "../cloud/gateway/src/metrics.ts";
-import { relayPump, relayTunnelOpener } from "../cloud/gateway/src/relay-tunnel.ts";
+import { relayTunnelOpener } from "../cloud/gateway/src/relay-tunnel.ts";
 import { StandbyPools } from "../lib/hyco/standby.ts";
 import { createLogger } from "../lib/log.ts";
 import { createListenerFactory } from "../modules/relayListener/src/listener-factory.ts";
@@ -144,7 +144,6 @@ function gateway(): void {
       problems: [],
     }),
     openTunnel: relayTunnelOpener({ timeoutMs: settings.GATEWAY_CONNECT_TIMEOUT_MS, standby }),
-    pump: relayPump,
     metrics,
     log: silent,
     bindHost: settings.GATEWAY_BIND_HOST,

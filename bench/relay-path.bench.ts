@@ -309,7 +309,7 @@ export async function runBenchmark(): Promise<BenchSection> {
         "every role (sender, listener, emulator, target) is its own process; CPU = getrusage of the sender and listener processes over the bulk transfer",
         "project path includes the azbridge preamble round trip; hyco-ws path has none (hyco-ws has no logical ports)",
         "bufferutil (native masking) is a dependency of this project and ws@8 uses it; the hyco-ws baseline runs as published (its ws@1.1.5 has no bufferutil dependency), with bufferutil hidden from it, so it masks in JavaScript as its users' installs do",
-        "project: the gateway's own code (Gateway, relayTunnelOpener, relayPump, StandbyPools with the gateway's config defaults) and the module's own code (Reconciler, its listener factory and settings defaults) in two processes; only the ledger read and the twin transport are replaced by fixed documents",
+        "project: the gateway's own code (Gateway, relayTunnelOpener, StandbyPools with the gateway's config defaults) and the module's own code (Reconciler, its listener factory and settings defaults) in two processes; only the ledger read and the twin transport are replaced by fixed documents",
         `project paths keep the gateway's default standby pool (lib/hyco/standby.ts): a connection takes one, skipping the relay's rendezvous, and gives it back when its stream ends cleanly (empty message as end of stream, ADR 0005); "no standby" is GATEWAY_STANDBY_CONNECTIONS=0, every connection through the rendezvous. Back to back: the next connect follows the previous close at once; paused: ${PAUSE_MS} ms between connections`,
       ],
     };

@@ -7,7 +7,6 @@ import type { IncomingMessage } from "node:http";
 import { WebSocket } from "ws";
 import { RelayFleetError } from "../errors.ts";
 import type { AcceptMessage } from "./control-messages.ts";
-import { holdMessages } from "./held-messages.ts";
 import { errorForFailure, errorForStatus, relaySocketOptions } from "./sender.ts";
 import { rejectUrl } from "./urls.ts";
 
@@ -105,9 +104,11 @@ export class AcceptRequest {
       };
       ws.once("open", () => {
         // The sender's first frame can arrive in the same read as the 101 (a busy listener):
-        // ws emits it on process.nextTick, before the caller's `.then` can attach a listener.
-        // Hold it (released on the next macrotask, or taken by the pump) so no byte is lost.
-        holdMessages(ws, Buffer.alloc(0), true);
+        // ws would emit it on process.nextTick, before the caller's `.then` can attach a
+        // listener. Paused now, before ws reads the socket, and resumed on the next macrotask,
+        // after the caller's continuation has attached its reader: no byte is lost or held.
+        ws.pause();
+        setImmediate(() => ws.resume());
         done();
       });
       ws.once("unexpected-response", (_req: unknown, res: IncomingMessage) => {

@@ -1,7 +1,9 @@
 /**
- * Messages that arrive on a relayed WebSocket between a handshake step (preamble, reply) and the
- * pump taking over. Held per WebSocket, with the socket paused so the hold stays bounded by what
- * was already read, and handed over by `takeBufferedMessages` (the pump calls it).
+ * Messages that arrive on a relayed WebSocket between a handshake step (the preamble reply, a
+ * reusable stream's end) and the code that reads next (the pump, the next stream's header
+ * reader). Whoever owns the step owns the hold — a tunnel (tunnel.ts), a pump at a reusable
+ * boundary — and hands its bytes on with `take()`; the WebSocket stays paused meanwhile, so a
+ * hold is bounded by what was already read.
  */
 import type { RawData, WebSocket } from "ws";
 
@@ -12,51 +14,34 @@ export function messageBytes(data: RawData): Buffer {
   return Buffer.from(data);
 }
 
-interface Held {
-  chunks: Buffer[];
-  listener: (data: Buffer) => void;
-}
+export class HeldMessages {
+  private chunks: Buffer[] | undefined;
+  private readonly onMessage = (data: RawData) => {
+    this.chunks?.push(messageBytes(data));
+  };
 
-const held = new WeakMap<WebSocket, Held>();
-
-/**
- * Starts holding `ws`'s messages, `first` (bytes behind the handshake) and `following` (messages
- * already taken off, in order; an empty one is a reusable stream's end) at their head. With
- * `releaseSoon`, whatever the caller did not take by the next turn of the event loop is re-emitted
- * as ordinary `message` events: a caller that just attaches its own listener after `await` gets
- * every byte too, and the pump, which takes them synchronously, is not affected.
- */
-export function holdMessages(
-  ws: WebSocket,
-  first: Buffer,
-  releaseSoon = false,
-  following: Buffer[] = [],
-): void {
-  if (held.has(ws)) return;
-  const chunks = first.length ? [first, ...following] : following;
-  const entry: Held = { chunks, listener: (d) => entry.chunks.push(d) };
-  ws.on("message", entry.listener);
-  ws.pause();
-  held.set(ws, entry);
-  if (releaseSoon) {
-    setImmediate(() => {
-      if (held.get(ws) !== entry) return;
-      for (const chunk of takeBufferedMessages(ws)) ws.emit("message", chunk, true);
-    });
+  /**
+   * Starts holding `ws`'s messages behind `first` (messages already taken off, in order; an empty
+   * one is a reusable stream's end and is kept) and pauses the WebSocket.
+   */
+  constructor(
+    private readonly ws: WebSocket,
+    first: Buffer[] = [],
+  ) {
+    this.chunks = first;
+    ws.on("message", this.onMessage);
+    ws.pause();
   }
-}
 
-/**
- * Bytes received on `ws` after its handshake that nobody consumed yet, in order; stops holding
- * and resumes the WebSocket. Call it yourself when not using the pump.
- */
-export function takeBufferedMessages(ws: WebSocket): Buffer[] {
-  const entry = held.get(ws);
-  if (!entry) return [];
-  held.delete(ws);
-  ws.off("message", entry.listener);
-  ws.resume();
-  return entry.chunks;
+  /** Every message held, in order; stops holding and resumes the WebSocket. Later calls: []. */
+  take(): Buffer[] {
+    const chunks = this.chunks;
+    if (chunks === undefined) return [];
+    this.chunks = undefined;
+    this.ws.off("message", this.onMessage);
+    this.ws.resume();
+    return chunks;
+  }
 }
 
 /**
@@ -65,16 +50,3 @@ export function takeBufferedMessages(ws: WebSocket): Buffer[] {
  * pass on (possibly none) and throws a `RelayFleetError` to refuse the stream.
  */
 export type MessageGate = (data: Buffer) => { done: boolean; rest: Buffer };
-
-const gates = new WeakMap<WebSocket, MessageGate>();
-
-export function setMessageGate(ws: WebSocket, gate: MessageGate): void {
-  gates.set(ws, gate);
-}
-
-/** The gate of `ws`, removed from it (the pump applies it from then on). */
-export function takeMessageGate(ws: WebSocket): MessageGate | undefined {
-  const gate = gates.get(ws);
-  gates.delete(ws);
-  return gate;
-}

@@ -9,15 +9,14 @@
  * - {@link refuseStream} closes with the close code that says why (azbridge's "no such port" is a
  *   close without a reply; our senders read the code).
  *
- * `readPreamble` / `answerPreamble` are the same steps for a caller that hands the connection to
- * `pumpStreams`: bytes behind the preamble stay held on the WebSocket for the pump.
+ * `readPreamble` / `answerPreamble` are the same steps for a caller without mappings or standbys
+ * (test listeners): bytes behind the preamble stay in the returned reader for the pump.
  */
 import type { WebSocket } from "ws";
 import { errorMessage, hasErrorCode } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { PREAMBLE_TIMEOUT_MS } from "./constants.ts";
 import { HeaderReader } from "./header-reader.ts";
-import { holdMessages, takeBufferedMessages } from "./held-messages.ts";
 import {
   encodeReplyError,
   encodeReplyOk,
@@ -127,18 +126,22 @@ export async function readLogicalPort(
   }
 }
 
+/** A preamble read by {@link readPreamble}, with the reader that holds the bytes behind it. */
+export interface ReadPreamble extends Preamble {
+  /** Holds (bounded, pausing the WebSocket) what came behind the preamble: `release()` it to the pump. */
+  reader: HeaderReader;
+}
+
 /**
- * Reads the sender's preamble from a freshly accepted WebSocket, for a caller that then hands the
- * connection to `pumpStreams`: bytes behind the preamble stay held on `ws` for the pump. A bad
- * version or mode is answered `[0,0,0]` and closed here (then rethrown); a timeout closes with
- * 1008.
+ * Reads the sender's preamble from a freshly accepted WebSocket, for a caller that then starts
+ * the pump with `initialData: reader.release()`. A bad version or mode is answered `[0,0,0]` and
+ * closed here (then rethrown); a timeout closes with 1008.
  */
-export async function readPreamble(ws: WebSocket, timeoutMs = PREAMBLE_TIMEOUT_MS): Promise<Preamble> {
-  const reader = new HeaderReader(ws, takeBufferedMessages(ws), { closedCode: "RF_ERR_TUNNEL_REFUSED" });
+export async function readPreamble(ws: WebSocket, timeoutMs = PREAMBLE_TIMEOUT_MS): Promise<ReadPreamble> {
+  const reader = new HeaderReader(ws, [], { closedCode: "RF_ERR_TUNNEL_REFUSED" });
   try {
     const step = await reader.read(new PreambleParser(), timeoutMs, "preamble");
-    holdMessages(ws, Buffer.alloc(0), false, reader.release());
-    return step.value;
+    return { ...step.value, reader };
   } catch (err) {
     reader.release();
     const code = (err as { code?: string }).code;
@@ -169,6 +172,5 @@ export function answerPreamble(
     return;
   }
   if (answer !== false) ws.send(encodeReplyError(answer));
-  takeBufferedMessages(ws);
   ws.close(1000, answer === false ? "no such port" : answer);
 }

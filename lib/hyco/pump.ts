@@ -21,13 +21,7 @@
 import type { Socket } from "node:net";
 import type { WebSocket } from "ws";
 import { MAX_FRAME_BYTES, PUMP_HIGH_WATER_BYTES } from "./constants.ts";
-import {
-  holdMessages,
-  type MessageGate,
-  messageBytes,
-  takeBufferedMessages,
-  takeMessageGate,
-} from "./held-messages.ts";
+import { HeldMessages, type MessageGate, messageBytes } from "./held-messages.ts";
 import { interceptPeerClose, keepReceivingWhileClosing, rawSocket } from "./ws-half-close.ts";
 
 export interface PumpOptions {
@@ -39,13 +33,19 @@ export interface PumpOptions {
   idleTimeoutMs?: number;
   /** Bytes already taken off the WebSocket (behind the preamble) to write to the socket first. */
   initialData?: readonly Buffer[];
+  /**
+   * A pipelined logical port (tunnel.ts): incoming bytes pass this filter first, which takes the
+   * listener's reply off the stream or refuses it.
+   */
+  gate?: MessageGate;
   /** Called with each chunk size, for metrics (kept out of the hot path when absent). */
   onBytes?: (direction: "toSocket" | "toWebSocket", bytes: number) => void;
   /**
    * A reusable connection (one that began as a standby, lib/hyco/standby.ts): each direction's
    * end is an empty binary message instead of the close handshake, and once both ends are
    * exchanged and the TCP socket is closed the pump lets go of the WebSocket, still open, with
-   * `reusable: true`. Messages behind the peer's end are held for the next stream.
+   * `reusable: true`. Messages behind the peer's end are held for the next stream
+   * ({@link Pump.takeNextStream}).
    */
   reusable?: boolean;
 }
@@ -80,6 +80,11 @@ export interface PumpResult {
 export interface Pump {
   done: Promise<PumpResult>;
   abort(reason?: string): void;
+  /**
+   * After a `reusable` result: the messages that came in behind the peer's end of stream, which
+   * belong to the next stream (the WebSocket stays paused until they are taken). Otherwise [].
+   */
+  takeNextStream(): Buffer[];
 }
 
 const SEND_OPTIONS = { binary: true, compress: false, fin: true } as const;
@@ -87,12 +92,11 @@ const SEND_OPTIONS = { binary: true, compress: false, fin: true } as const;
 /** End of one direction on a reusable connection: data frames are never empty. */
 const END_OF_STREAM = Buffer.alloc(0);
 
-/** Pumps until both sides are closed; resolves (never rejects) with byte counts and the ending. */
-export function pumpStreams(ws: WebSocket, socket: Socket, options: PumpOptions = {}): Promise<PumpResult> {
-  return startPump(ws, socket, options).done;
-}
-
-/** Like {@link pumpStreams}, with an `abort()` handle (drain timeouts, config removal). */
+/**
+ * Pumps between `ws` and `socket` until both are closed: `done` resolves (never rejects) with byte
+ * counts and the ending; `abort()` tears both sides down (drain timeouts, config removal). The one
+ * pump entry point; a tunnel from `openLogicalPort` calls it through `Tunnel.pump`.
+ */
 export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = {}): Pump {
   const highWater = options.highWaterBytes ?? PUMP_HIGH_WATER_BYTES;
   const maxFrame = Math.min(options.maxFrameBytes ?? MAX_FRAME_BYTES, MAX_FRAME_BYTES);
@@ -117,7 +121,8 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
   let lastActivity = Date.now();
   let idleTimer: NodeJS.Timeout | undefined;
   // Pipelined logical port (tunnel.ts): the listener's reply is still to be taken off the stream.
-  let gate: MessageGate | undefined = takeMessageGate(ws);
+  let gate: MessageGate | undefined = options.gate;
+  let nextStreamHeld: HeldMessages | undefined;
   let resolveDone!: (r: PumpResult) => void;
   const done = new Promise<PumpResult>((r) => {
     resolveDone = r;
@@ -158,7 +163,7 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
       ws.off("close", onWsClose);
       ws.off("error", onWsError);
       // Held (and the WebSocket paused) until the owner takes them with the next stream.
-      holdMessages(ws, END_OF_STREAM, false, nextStream);
+      nextStreamHeld = new HeldMessages(ws, nextStream);
     }
     resolveDone({
       bytesToSocket,
@@ -371,9 +376,8 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
   socket.on("error", onSocketError);
   socket.once("close", onSocketClose);
 
+  // Bytes that came in behind a preamble or its reply go first, then live traffic.
   for (const chunk of options.initialData ?? []) onMessage(chunk);
-  // Bytes that came in behind a preamble or its reply (tunnel.ts) go first, then live traffic.
-  for (const chunk of takeBufferedMessages(ws)) onMessage(chunk);
 
   const idleMs = options.idleTimeoutMs ?? 0;
   if (idleMs > 0) {
@@ -396,5 +400,5 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
   if (socketClosed) onSocketClose();
   else if (socket.readableEnded) onSocketEnd();
 
-  return { done, abort };
+  return { done, abort, takeNextStream: () => nextStreamHeld?.take() ?? [] };
 }

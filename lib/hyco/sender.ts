@@ -136,13 +136,15 @@ export function relaySocketOptions(opts: {
  * Opens a sender connection. Resolves with the open WebSocket once the listener accepted; rejects
  * with `RF_ERR_RELAY_NO_LISTENER` (404), `RF_ERR_RELAY_UNAUTHORIZED` (401),
  * `RF_ERR_RELAY_FORBIDDEN` (403), `RF_ERR_RELAY_REJECTED` (the listener's status, its
- * description in the message), `RF_ERR_RELAY_TIMEOUT` or `RF_ERR_RELAY_UNREACHABLE`.
+ * description in the message), `RF_ERR_RELAY_TIMEOUT` or `RF_ERR_RELAY_UNREACHABLE`. When
+ * `signal` aborts first, the connection is dropped and the promise rejects with its reason.
  *
  * On the wire a listener's rejection is only a status and a reason phrase, so a listener that
  * rejects with 401/403/404 is indistinguishable from the relay's own answer and gets that code
  * (the description still carries its text); rejections should use other codes (400, 503 …).
  */
-export function connectSender(options: SenderOptions): Promise<WebSocket> {
+export function connectSender(options: SenderOptions, signal?: AbortSignal): Promise<WebSocket> {
+  if (signal?.aborted) return Promise.reject(signal.reason);
   const timeoutMs = options.timeoutMs ?? CONNECT_TIMEOUT_MS;
   const headers: Record<string, string> = {};
   if (options.bearerToken) {
@@ -179,12 +181,13 @@ export function connectSender(options: SenderOptions): Promise<WebSocket> {
       }),
     );
     let settled = false;
-    const settle = (err?: RelayFleetError) => {
+    const settle = (err?: unknown) => {
       if (settled) return;
       settled = true;
       ws.off("open", onOpen);
       ws.off("unexpected-response", onResponse);
-      if (err) {
+      signal?.removeEventListener("abort", onAbort);
+      if (err !== undefined) {
         ws.off("error", onError);
         // Errors after this point are the caller's concern only if it holds the socket; it does not.
         ws.on("error", () => {});
@@ -203,6 +206,9 @@ export function connectSender(options: SenderOptions): Promise<WebSocket> {
       settle(errorForStatus(res.statusCode ?? 0, res.statusMessage ?? "", what));
     };
     const onError = (err: Error) => settle(errorForFailure(err, what));
+    // A caller that gives up (its client left) closes the connection in whatever state it is.
+    const onAbort = () => settle(signal?.reason);
+    signal?.addEventListener("abort", onAbort, { once: true });
     ws.once("open", onOpen);
     ws.once("unexpected-response", onResponse);
     ws.on("error", onError);

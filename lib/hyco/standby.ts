@@ -20,15 +20,12 @@
  * common case never hands out a connection the listener is about to close. Pools only stay warm
  * for `warmForMs` after the last use: a site nobody connects to costs no standby connections.
  */
-import type { Socket } from "node:net";
 import type { WebSocket } from "ws";
 import { Backoff, spreadAbove } from "../backoff.ts";
 import { hasErrorCode } from "../errors.ts";
 import { PING_INTERVAL_MS } from "./constants.ts";
-import { takeBufferedMessages } from "./held-messages.ts";
-import { type Pump, type PumpOptions, startPump } from "./pump.ts";
 import type { SenderOptions } from "./sender.ts";
-import { openLogicalPort } from "./tunnel.ts";
+import { openLogicalPort, type StandbySource } from "./tunnel.ts";
 
 /** The reserved logical port name of a standby connection. */
 export const STANDBY_PORT_NAME = "$standby";
@@ -113,23 +110,6 @@ const BURST_INTERVAL_MS = 250;
 /** Bound on the young ordinary streams remembered (far above any pool's ceiling). */
 const MAX_TRACKED_ORDINARY = 1_024;
 
-/** Which pool a standby in use came from (for `giveBack`). */
-const origins = new WeakMap<WebSocket, StandbyPool>();
-
-/**
- * `startPump` for a tunnel from `openLogicalPort`: one that came from a standby pool is pumped as
- * reusable and given back to its pool when the stream ends, so the next stream skips even the
- * refill's rendezvous.
- */
-export function startTunnelPump(ws: WebSocket, socket: Socket, options: PumpOptions = {}): Pump {
-  const pool = origins.get(ws);
-  if (!pool) return startPump(ws, socket, options);
-  const pump = startPump(ws, socket, { ...options, reusable: true });
-  socket.once("end", () => pool.expectBack(ws));
-  void pump.done.then((result) => pool.giveBack(ws, result.reusable === true));
-  return pump;
-}
-
 /**
  * Pings idle standby connections: NATs and firewalls between a site and the relay drop TCP flows
  * that stay silent for minutes, without a word to either end, and a dead standby would only show
@@ -179,7 +159,7 @@ interface Spare {
 }
 
 /** The standby connections of one hybrid connection (one sender identity). */
-export class StandbyPool {
+export class StandbyPool implements StandbySource {
   private readonly spares: Spare[] = [];
   private opening = 0;
   /** Standbys handed out and not given back yet, with the time they were taken. */
@@ -248,17 +228,17 @@ export class StandbyPool {
   }
 
   /**
-   * Ends the use of a standby from `take`. A `reusable` one (the pump's clean boundary) goes back
-   * to the pool, or is closed when the pool has enough; otherwise the pool just counts it gone.
+   * Ends the use of a standby from `take` (its tunnel calls this). A `reusable` one (the pump's
+   * clean boundary) goes back to the pool, or is closed when the pool has enough; one with
+   * `leftovers` (the listener sent behind its end of stream) is closed; otherwise the pool just
+   * counts it gone.
    */
-  giveBack(ws: WebSocket, reusable: boolean): void {
+  giveBack(ws: WebSocket, reusable: boolean, leftovers: Buffer[] = []): void {
     const use = this.inUse.get(ws);
     if (!use) return;
     this.inUse.delete(ws);
     if (use.ending) this.ending--;
-    origins.delete(ws);
     ws.off("close", use.onClose);
-    const leftovers = takeBufferedMessages(ws);
     if (reusable && ws.readyState === ws.OPEN && leftovers.length > 0) {
       ws.close(1002, "data after the end of stream"); // the listener broke the protocol
     } else if (reusable && ws.readyState === ws.OPEN) {
@@ -286,7 +266,6 @@ export class StandbyPool {
   }
 
   private lend(ws: WebSocket): void {
-    origins.set(ws, this);
     const onClose = () => this.giveBack(ws, false);
     this.inUse.set(ws, { takenAt: Date.now(), onClose, ending: false });
     ws.once("close", onClose);
@@ -435,10 +414,17 @@ export class StandbyPool {
     while (this.spares.length + this.opening + returning < target) {
       this.opening++;
       openLogicalPort(this.sender, STANDBY_PORT_NAME, { replyTimeoutMs: this.replyTimeoutMs }).then(
-        (ws) => {
+        (tunnel) => {
           this.opening--;
           this.failures.reset();
-          this.add(ws);
+          if (tunnel.takeHeld().length > 0) {
+            // The listener sent behind its standby answer, which the protocol does not allow.
+            tunnel.ws.close(1002, "unexpected data on a standby connection");
+            this.releaseWaiters();
+            this.pauseAfterFailure();
+            return;
+          }
+          this.add(tunnel.ws);
         },
         (err: unknown) => {
           this.opening--;
@@ -487,9 +473,7 @@ export class StandbyPool {
       // backoff, so a listener that ends every standby at once cannot make the pool spin.
       onGone: () => {
         this.drop(spare, "unexpected data on a standby connection");
-        const pause = spreadAbove(this.failureBackoffMs);
-        this.pausedUntil = Math.max(this.pausedUntil, Date.now() + pause);
-        this.scheduleFill();
+        this.pauseAfterFailure();
       },
     };
     spare.retireTimer.unref();
@@ -497,6 +481,16 @@ export class StandbyPool {
     ws.on("message", spare.onGone);
     this.spares.push(spare);
     this.heartbeat.start();
+  }
+
+  /**
+   * A standby that broke the protocol or was closed under us: replaced only after the failure
+   * backoff, so a listener that ends every standby at once cannot make the pool spin.
+   */
+  private pauseAfterFailure(): void {
+    const pause = spreadAbove(this.failureBackoffMs);
+    this.pausedUntil = Math.max(this.pausedUntil, Date.now() + pause);
+    this.scheduleFill();
   }
 
   private drop(spare: Spare, reason: string): void {

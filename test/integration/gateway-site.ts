@@ -2,7 +2,7 @@
  * A light stand-in for a site, for gateway tests where the site is incidental (several gateway
  * instances, circuit breaker, rate limits): the module's own listener factory (its control
  * channels, each on its retry slot, ADR 0013) with lib/hyco's `readPreamble` / `answerPreamble`
- * (lib/hyco/logical-port-listener.ts) and `pumpStreams`, forwarding each logical port name to a
+ * (lib/hyco/logical-port-listener.ts) and `startPump`, forwarding each logical port name to a
  * TCP target on 127.0.0.1. Tests about what the site does (byte-exact transfer, TLS passthrough,
  * PROXY v2) run the real relayListener module instead. A helper, not a test.
  */
@@ -11,7 +11,7 @@ import type { WebSocket } from "ws";
 import { RETRY_PERIOD_MS } from "../../lib/hyco/constants.ts";
 import type { HybridConnectionListener } from "../../lib/hyco/listener.ts";
 import { answerPreamble, readPreamble } from "../../lib/hyco/logical-port-listener.ts";
-import { pumpStreams } from "../../lib/hyco/pump.ts";
+import { startPump } from "../../lib/hyco/pump.ts";
 import { createLogger } from "../../lib/log.ts";
 import { createListenerFactory } from "../../modules/relayListener/src/listener-factory.ts";
 import type { CleanupContext } from "../helpers/index.ts";
@@ -55,7 +55,7 @@ function connectTarget(port: number): Promise<Socket> {
 async function serve(ws: WebSocket, targets: Record<string, number>, open: Set<WebSocket | Socket>) {
   open.add(ws);
   ws.once("close", () => open.delete(ws));
-  const { portName } = await readPreamble(ws);
+  const { portName, reader } = await readPreamble(ws);
   const port = targets[portName];
   if (port === undefined) return answerPreamble(ws, false);
   let socket: Socket;
@@ -67,7 +67,7 @@ async function serve(ws: WebSocket, targets: Record<string, number>, open: Set<W
   open.add(socket);
   socket.once("close", () => open.delete(socket));
   answerPreamble(ws, true);
-  await pumpStreams(ws, socket);
+  await startPump(ws, socket, { initialData: reader.release() }).done;
 }
 
 /** Starts the site's channels and resolves once the relay has every one online. */

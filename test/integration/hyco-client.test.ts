@@ -9,7 +9,7 @@ import { describe, it, type TestContext } from "node:test";
 import type { TLSSocket } from "node:tls";
 import type { WebSocket } from "ws";
 import { HybridConnectionListener, type ListenerOptions } from "../../lib/hyco/listener.ts";
-import { pumpStreams } from "../../lib/hyco/pump.ts";
+import { startPump } from "../../lib/hyco/pump.ts";
 import { connectSender } from "../../lib/hyco/sender.ts";
 import { startRelayEmulator } from "../../sim/relay-emulator/index.ts";
 import { waitFor } from "../helpers/index.ts";
@@ -271,7 +271,7 @@ describe("hyco client against the relay emulator", () => {
     listener.on("accept", async (req) => {
       const ws = await req.accept();
       const sock = net.connect({ port: (target.address() as AddressInfo).port, allowHalfOpen: true });
-      void pumpStreams(ws, sock);
+      startPump(ws, sock);
     });
     await waitFor(() => listener.state.status === "online", "listener online");
     const ws = await sender();

@@ -10,7 +10,7 @@ import { describe, it, type TestContext } from "node:test";
 import { type AcceptRequest, HybridConnectionListener } from "../../lib/hyco/listener.ts";
 import { answerPreamble, readPreamble } from "../../lib/hyco/logical-port-listener.ts";
 import { encodePreamble } from "../../lib/hyco/preamble.ts";
-import { pumpStreams } from "../../lib/hyco/pump.ts";
+import { startPump } from "../../lib/hyco/pump.ts";
 import { connectSender } from "../../lib/hyco/sender.ts";
 import { openLogicalPort } from "../../lib/hyco/tunnel.ts";
 import { startRelayEmulator } from "../../sim/relay-emulator/index.ts";
@@ -62,10 +62,11 @@ describe("logical ports through the relay", () => {
       sock.on("error", () => {});
       await once(sock, "connect");
       answerPreamble(ws, preamble.portName === "echo");
-      void pumpStreams(ws, sock);
+      startPump(ws, sock, { initialData: preamble.reader.release() });
     });
-    const ws = await openLogicalPort(senderOpts, "echo");
-    const parts: Buffer[] = [];
+    const tunnel = await openLogicalPort(senderOpts, "echo");
+    const ws = tunnel.ws;
+    const parts: Buffer[] = tunnel.takeHeld(); // the banner may have come right behind the reply
     ws.on("message", (d: Buffer) => parts.push(d));
     const payload = randomBytes(300_000);
     for (let i = 0; i < payload.length; i += 65536) ws.send(payload.subarray(i, i + 65536));
@@ -85,7 +86,7 @@ describe("logical ports through the relay", () => {
       sock.on("error", () => {});
       await once(sock, "connect");
       answerPreamble(ws, p.portName === "echo");
-      void pumpStreams(ws, sock);
+      startPump(ws, sock, { initialData: p.reader.release() });
     });
     // A raw sender: preamble and payload in ONE message, then more messages before any reply.
     const ws = await connectSender(senderOpts);
@@ -110,7 +111,7 @@ describe("logical ports through the relay", () => {
       sock.on("error", () => {});
       await once(sock, "connect");
       answerPreamble(ws, true);
-      void pumpStreams(ws, sock);
+      startPump(ws, sock, { initialData: p.reader.release() });
     });
     // A local TCP pair stands for the gateway's client connection.
     const pair = net.createServer({ allowHalfOpen: true });
@@ -121,8 +122,8 @@ describe("logical ports through the relay", () => {
       const client = net.connect({ port: (pair.address() as AddressInfo).port, allowHalfOpen: true });
       client.on("error", () => {});
       const [server] = (await once(pair, "connection")) as [net.Socket];
-      const ws = await openLogicalPort(senderOpts, name, { pipelined: true });
-      const done = pumpStreams(ws, server);
+      const tunnel = await openLogicalPort(senderOpts, name, { pipelined: true });
+      const done = tunnel.pump(server).done;
       return { client, done };
     };
     const { client, done } = await open("echo");

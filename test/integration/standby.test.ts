@@ -11,8 +11,8 @@ import net, { type AddressInfo } from "node:net";
 import { test } from "node:test";
 import type { WebSocket } from "ws";
 import type { SenderOptions } from "../../lib/hyco/sender.ts";
-import { StandbyPool, startTunnelPump } from "../../lib/hyco/standby.ts";
-import { openLogicalPort, takeBufferedMessages } from "../../lib/hyco/tunnel.ts";
+import { StandbyPool } from "../../lib/hyco/standby.ts";
+import { openLogicalPort } from "../../lib/hyco/tunnel.ts";
 import { waitFor } from "../helpers/index.ts";
 import {
   patchDesired,
@@ -50,9 +50,10 @@ async function siteWithModule(t: test.TestContext, env: Record<string, string>) 
 
 /** One logical connection to `echo` through `pool`; asserts the bytes come back intact. */
 async function echoThrough(sender: SenderOptions, pool: StandbyPool): Promise<void> {
-  const ws: WebSocket = await openLogicalPort(sender, "echo", { standby: pool });
+  const tunnel = await openLogicalPort(sender, "echo", { standby: pool });
+  const ws: WebSocket = tunnel.ws;
   const payload = randomBytes(100_000);
-  const echoed = await roundTrip(ws, takeBufferedMessages(ws), payload);
+  const echoed = await roundTrip(ws, tunnel.takeHeld(), payload);
   assert.ok(echoed.equals(payload), "echo through the tunnel");
   ws.close(1000);
 }
@@ -154,8 +155,8 @@ test("streams that end cleanly reuse one relayed connection; a reset stream does
     client.pause();
     client.on("error", () => {});
     openLogicalPort(sender, "echo", { standby: pool }).then(
-      (ws) => {
-        startTunnelPump(ws, client);
+      (tunnel) => {
+        tunnel.pump(client);
         client.resume();
       },
       () => client.destroy(),

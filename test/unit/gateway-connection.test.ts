@@ -10,16 +10,13 @@ import { Writable } from "node:stream";
 import { type TestContext, test } from "node:test";
 import type { WebSocket } from "ws";
 import { CircuitBreaker } from "../../cloud/gateway/src/circuit-breaker.ts";
-import {
-  type ConnectionContext,
-  handleConnection,
-  type PumpTunnel,
-} from "../../cloud/gateway/src/connection.ts";
+import { type ConnectionContext, handleConnection } from "../../cloud/gateway/src/connection.ts";
 import { createMetrics } from "../../cloud/gateway/src/metrics.ts";
 import { RouteStates } from "../../cloud/gateway/src/route-state.ts";
 import { buildRoutingTable, type Route } from "../../cloud/gateway/src/routing-table.ts";
 import { RelayFleetError } from "../../lib/errors.ts";
-import type { PumpResult } from "../../lib/hyco/pump.ts";
+import type { Pump, PumpResult } from "../../lib/hyco/pump.ts";
+import type { Tunnel, TunnelPumpOptions } from "../../lib/hyco/tunnel.ts";
 import { parseLedgerRows } from "../../lib/ledger/read-routes.ts";
 import { createLogger } from "../../lib/log.ts";
 
@@ -86,14 +83,20 @@ function harness(
     send: (data: Buffer) => sent.push(Buffer.from(data)),
     terminate: () => {},
   } as unknown as WebSocket;
-  const pump: PumpTunnel = (_ws, _socket, { idleTimeoutMs }) => {
+  const pump = (_socket: Socket, { idleTimeoutMs = 0 }: TunnelPumpOptions = {}): Pump => {
     let finish!: (r: PumpResult) => void;
     const done = new Promise<PumpResult>((r) => {
       finish = r;
     });
     pumps.push({ idleTimeoutMs, finish });
-    return { done, abort: () => finish({ bytesToSocket: 0, bytesToWebSocket: 0, endedBy: "aborted" }) };
+    return {
+      done,
+      abort: () => finish({ bytesToSocket: 0, bytesToWebSocket: 0, endedBy: "aborted" }),
+      takeNextStream: () => [],
+    };
   };
+  // The tunnel the fake relay side opens: its WebSocket records what is sent, its pump is faked.
+  const fakeTunnel = { ws: fakeWs, pump } as unknown as Tunnel;
   const ctx: ConnectionContext = {
     table: () => table,
     draining: () => options.draining === true,
@@ -101,9 +104,8 @@ function harness(
     openTunnel: async (route, signal) => {
       opened.push(route);
       await openTunnel(route, signal);
-      return fakeWs;
+      return fakeTunnel;
     },
-    pump,
     states: new RouteStates(),
     breaker: new CircuitBreaker({ threshold: 2 }),
     metrics,

@@ -5,10 +5,10 @@
  * are done. Every refusal is counted with its reason and closes the client promptly.
  */
 import type { Socket } from "node:net";
-import type { WebSocket } from "ws";
 import { type AuditEnd, type AuditRecord, endOfPump, endpoint } from "../../../lib/audit/index.ts";
-import { type ErrorCode, errorMessage, hasErrorCode } from "../../../lib/errors.ts";
-import type { PumpResult } from "../../../lib/hyco/pump.ts";
+import { type ErrorCode, errorMessage, hasErrorCode, RelayFleetError } from "../../../lib/errors.ts";
+import type { Pump } from "../../../lib/hyco/pump.ts";
+import type { Tunnel } from "../../../lib/hyco/tunnel.ts";
 import type { Logger } from "../../../lib/log.ts";
 import { encodeProxyV2 } from "../../../lib/proxy-protocol/index.ts";
 import type { CircuitBreaker } from "./circuit-breaker.ts";
@@ -20,23 +20,17 @@ import { lookupName, type Route, type RoutingTable } from "./routing-table.ts";
 import { ALERT_DECODE_ERROR, ALERT_UNRECOGNIZED_NAME, tlsAlert } from "./sni.ts";
 
 /**
- * Opens a tunnel (sender connection + logical-port preamble) to a route's site. Bytes the site
- * sends behind its answer stay held on the WebSocket (lib/hyco) until the pump takes them.
+ * Opens a tunnel (sender connection + logical-port preamble) to a route's site, giving up when
+ * `signal` aborts. Bytes the site sends behind its answer stay held on the tunnel until its pump
+ * takes them.
  */
-export type OpenTunnel = (route: Route, signal: AbortSignal) => Promise<WebSocket>;
-/** Pumps bytes between the tunnel and the client until both are closed. */
-export type PumpTunnel = (
-  ws: WebSocket,
-  socket: Socket,
-  options: { idleTimeoutMs: number },
-) => { done: Promise<PumpResult>; abort(reason?: string): void };
+export type OpenTunnel = (route: Route, signal: AbortSignal) => Promise<Tunnel>;
 
 export interface ConnectionContext {
   table(): RoutingTable;
   draining(): boolean;
   firstBytesTimeoutMs: number;
   openTunnel: OpenTunnel;
-  pump: PumpTunnel;
   states: RouteStates;
   breaker: CircuitBreaker;
   metrics: GatewayMetrics;
@@ -190,11 +184,13 @@ export async function handleConnection(ctx: ConnectionContext, port: number, soc
   ctx.metrics.active.inc({ route: key });
   // A client that leaves while the relay is still answering must not leave a tunnel behind.
   const setup = new AbortController();
-  const onEarlyClose = () => setup.abort();
+  const clientGone = () =>
+    setup.abort(new RelayFleetError("RF_ERR_GATEWAY_CLIENT_GONE", "client left during tunnel setup"));
+  const onEarlyClose = clientGone;
   socket.once("close", onEarlyClose);
   socket.pause();
   let untrack: (() => void) | undefined;
-  let pump: ReturnType<PumpTunnel> | undefined;
+  let pump: Pump | undefined;
   // A client that has sent no byte by the deadline holds a slot (and a relayed connection) for
   // nothing: close it. Bytes read while the socket is paused for setup count (bytesRead).
   const silentMs = route.limits.silentTimeoutMs;
@@ -206,16 +202,16 @@ export async function handleConnection(ctx: ConnectionContext, port: number, soc
           log.info({ event: "silent-timeout", route: key, source, ms: silentMs }, "silent client closed");
           if (pump) pump.abort("client silent");
           else {
-            setup.abort();
+            clientGone();
             socket.destroy();
           }
         }, silentMs)
       : undefined;
   silentTimer?.unref();
   try {
-    let ws: WebSocket;
+    let tunnel: Tunnel;
     try {
-      ws = await ctx.openTunnel(route, setup.signal);
+      tunnel = await ctx.openTunnel(route, setup.signal);
     } catch (err) {
       if (setup.signal.aborted) {
         ctx.breaker.release(route.siteId);
@@ -240,6 +236,7 @@ export async function handleConnection(ctx: ConnectionContext, port: number, soc
     ctx.breaker.onSuccess(route.siteId);
     ctx.metrics.openCircuits.set(ctx.breaker.openSites());
     socket.off("close", onEarlyClose);
+    const ws = tunnel.ws;
     if (socket.destroyed) {
       ws.terminate();
       audit("reset", "client closed during tunnel setup");
@@ -262,8 +259,7 @@ export async function handleConnection(ctx: ConnectionContext, port: number, soc
       ws.send(chunk, { binary: true });
       initialBytes += chunk.length;
     }
-    // Synchronously after the await above: lib/hyco re-emits held bytes on the next macrotask.
-    const running = ctx.pump(ws, socket, { idleTimeoutMs: route.limits.idleTimeoutMs });
+    const running = tunnel.pump(socket, { idleTimeoutMs: route.limits.idleTimeoutMs });
     pump = running;
     untrack = ctx.track((reason) => running.abort(reason));
     socket.resume();

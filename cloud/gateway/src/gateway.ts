@@ -11,7 +11,7 @@ import type { UnboundPort } from "../../../lib/ledger/gateway-status.ts";
 import type { LedgerSnapshot } from "../../../lib/ledger/read-routes.ts";
 import type { Logger } from "../../../lib/log.ts";
 import { type BreakerOptions, CircuitBreaker } from "./circuit-breaker.ts";
-import { type ConnectionContext, handleConnection, type OpenTunnel, type PumpTunnel } from "./connection.ts";
+import { type ConnectionContext, handleConnection, type OpenTunnel } from "./connection.ts";
 import type { GatewayMetrics } from "./metrics.ts";
 import { RouteStates } from "./route-state.ts";
 import {
@@ -28,7 +28,6 @@ export interface GatewayOptions {
   /** Reads the ledger (one query); throws when storage is unreachable. */
   loadLedger: () => Promise<LedgerSnapshot>;
   openTunnel: OpenTunnel;
-  pump: PumpTunnel;
   metrics: GatewayMetrics;
   log: Logger;
   /** Address the public ports bind to (default all interfaces). */
@@ -97,7 +96,6 @@ export class Gateway {
       draining: () => this.draining,
       firstBytesTimeoutMs: options.firstBytesTimeoutMs ?? 10_000,
       openTunnel: options.openTunnel,
-      pump: options.pump,
       states: this.states,
       breaker: this.breaker,
       metrics: options.metrics,

@@ -14,7 +14,7 @@ import { createAdminServer, isLoopbackHost } from "./admin-server.ts";
 import { loadConfig, RELAY_TOKEN_SCOPE } from "./config.ts";
 import { Gateway } from "./gateway.ts";
 import { createMetrics } from "./metrics.ts";
-import { type RelayAuth, relayPump, relayTunnelOpener } from "./relay-tunnel.ts";
+import { type RelayAuth, relayTunnelOpener } from "./relay-tunnel.ts";
 import { StatusReporter } from "./status-report.ts";
 
 const log = createLogger("gateway");
@@ -86,7 +86,6 @@ async function main(): Promise<void> {
         );
       },
     }),
-    pump: relayPump,
     metrics,
     log,
     bindHost: config.GATEWAY_BIND_HOST,

@@ -10,7 +10,6 @@ import type { WebSocket } from "ws";
 import { type AuditEnd, type AuditRecord, endOfPump, endpoint } from "../../../lib/audit/index.ts";
 import { errorMessage } from "../../../lib/errors.ts";
 import { HeaderReader, type HeaderReaderStats } from "../../../lib/hyco/header-reader.ts";
-import { takeBufferedMessages } from "../../../lib/hyco/held-messages.ts";
 import {
   acceptStream,
   CLOSE_CODES,
@@ -83,9 +82,10 @@ function connectTarget(
  */
 export async function serveConnection(ws: WebSocket, ctx: ConnectionContext): Promise<void> {
   let standby = false;
+  // Messages the pump held behind the previous stream's end belong to the next one.
+  let next: Buffer[] = [];
   for (;;) {
-    // Messages the pump held behind the previous stream's end belong to this one.
-    const reader = new HeaderReader(ws, takeBufferedMessages(ws), { code: "RF_ERR_MODULE_HEADER" });
+    const reader = new HeaderReader(ws, next, { code: "RF_ERR_MODULE_HEADER" });
     const request = await readLogicalPort(ws, reader, {
       preambleTimeoutMs: ctx.preambleTimeoutMs,
       standby: ctx.standby,
@@ -97,9 +97,16 @@ export async function serveConnection(ws: WebSocket, ctx: ConnectionContext): Pr
       return;
     }
     standby = request.standby;
-    const result = await serveStream(ws, reader, ctx, request.portName, standby);
-    if (!result?.reusable) return;
+    const ended = await serveStream(ws, reader, ctx, request.portName, standby);
+    if (!ended?.result.reusable) return;
+    next = ended.next;
   }
+}
+
+/** How a stream that reached the pump ended, and the messages that came in behind it. */
+interface StreamEnd {
+  result: PumpResult;
+  next: Buffer[];
 }
 
 /** One logical stream on `ws`: mapping, limits, allowlist, target, PROXY header, pump. */
@@ -109,7 +116,7 @@ async function serveStream(
   ctx: ConnectionContext,
   portName: string,
   reusable: boolean,
-): Promise<PumpResult | undefined> {
+): Promise<StreamEnd | undefined> {
   // The audit record of this stream (lib/audit): the outcome noted last, the pump's result.
   const startedAt = new Date();
   let outcome = "unknown-port";
@@ -255,7 +262,7 @@ async function serveStream(
     if (result.endedBy === "socket-error")
       mapping.recordError(`target connection: ${result.error ?? "error"}`);
     ctx.logger.debug({ portName, ...result }, "relayed connection ended");
-    return result;
+    return { result, next: pump.takeNextStream() };
   } catch (err) {
     mapping.recordError(errorMessage(err));
     ctx.logger.warn({ portName, err: errorMessage(err) }, "relayed connection failed");
