@@ -26,7 +26,7 @@ import { loadConfig } from "../cloud/gateway/src/config.ts";
 import { Gateway } from "../cloud/gateway/src/gateway.ts";
 import { createMetrics } from "../cloud/gateway/src/metrics.ts";
 import { relayTunnelOpener } from "../cloud/gateway/src/relay-tunnel.ts";
-import { StandbyPools } from "../lib/hyco/standby.ts";
+import { StandbyPools } from "../lib/hyco/standby-pools.ts";
 import { createLogger } from "../lib/log.ts";
 import { createListenerFactory } from "../modules/relayListener/src/listener-factory.ts";
 import { Reconciler } from "../modules/relayListener/src/reconciler.ts";

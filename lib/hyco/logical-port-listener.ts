@@ -26,7 +26,8 @@ import {
   PreambleParser,
   type RefusalReason,
 } from "./preamble.ts";
-import { CLOSE_STANDBY_FULL, STANDBY_PORT_NAME, type StandbyGate } from "./standby.ts";
+import { CLOSE_STANDBY_FULL, STANDBY_PORT_NAME } from "./standby.ts";
+import type { StandbyGate } from "./standby-gate.ts";
 
 /** Close codes a listener refuses a stream with. */
 export const CLOSE_CODES = {

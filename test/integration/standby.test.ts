@@ -11,7 +11,7 @@ import net, { type AddressInfo } from "node:net";
 import { test } from "node:test";
 import type { WebSocket } from "ws";
 import type { SenderOptions } from "../../lib/hyco/sender.ts";
-import { StandbyPool } from "../../lib/hyco/standby.ts";
+import { StandbyPool } from "../../lib/hyco/standby-pool.ts";
 import { openLogicalPort } from "../../lib/hyco/tunnel.ts";
 import { waitFor } from "../helpers/index.ts";
 import {

@@ -10,7 +10,8 @@ import type { WebSocket } from "ws";
 import { HEADER_HOLD_BYTES, HeaderReader } from "../../lib/hyco/header-reader.ts";
 import { CLOSE_CODES, readLogicalPort } from "../../lib/hyco/logical-port-listener.ts";
 import { encodePreamble, MODE_DATAGRAM, PreambleParser } from "../../lib/hyco/preamble.ts";
-import { CLOSE_STANDBY_FULL, StandbyGate } from "../../lib/hyco/standby.ts";
+import { CLOSE_STANDBY_FULL } from "../../lib/hyco/standby.ts";
+import { StandbyGate } from "../../lib/hyco/standby-gate.ts";
 
 class FakeWs extends EventEmitter {
   readonly OPEN = 1;

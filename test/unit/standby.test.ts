@@ -3,7 +3,10 @@ import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
 import { describe, it } from "node:test";
 import type { WebSocket } from "ws";
-import { Heartbeat, StandbyGate, StandbyPool, StandbyPools } from "../../lib/hyco/standby.ts";
+import { Heartbeat } from "../../lib/hyco/heartbeat.ts";
+import { StandbyGate } from "../../lib/hyco/standby-gate.ts";
+import { StandbyPool } from "../../lib/hyco/standby-pool.ts";
+import { StandbyPools } from "../../lib/hyco/standby-pools.ts";
 
 function fakeWs(): WebSocket & { closedWith?: number } {
   const ws = {

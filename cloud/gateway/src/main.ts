@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { ManagedIdentityCredential } from "@azure/identity";
 import { RefreshingToken } from "../../../lib/entra/refreshing-token.ts";
 import { errorMessage } from "../../../lib/errors.ts";
-import { StandbyPools } from "../../../lib/hyco/standby.ts";
+import { StandbyPools } from "../../../lib/hyco/standby-pools.ts";
 import { LedgerFollower } from "../../../lib/ledger/follow-ledger.ts";
 import { createTableClient, createTableClientWithCredential } from "../../../lib/ledger/table.ts";
 import { createLogger } from "../../../lib/log.ts";

@@ -9,7 +9,7 @@
  */
 import { hasErrorCode, RelayFleetError } from "../../../lib/errors.ts";
 import type { SenderOptions } from "../../../lib/hyco/sender.ts";
-import type { StandbyPools } from "../../../lib/hyco/standby.ts";
+import type { StandbyPools } from "../../../lib/hyco/standby-pools.ts";
 import { openLogicalPort } from "../../../lib/hyco/tunnel.ts";
 import type { OpenTunnel } from "./connection.ts";
 

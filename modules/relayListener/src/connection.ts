@@ -17,7 +17,7 @@ import {
   refuseStream,
 } from "../../../lib/hyco/logical-port-listener.ts";
 import { type PumpResult, startPump } from "../../../lib/hyco/pump.ts";
-import type { StandbyGate } from "../../../lib/hyco/standby.ts";
+import type { StandbyGate } from "../../../lib/hyco/standby-gate.ts";
 import type { Logger } from "../../../lib/log.ts";
 import { ProxyHeaderParser } from "../../../lib/proxy-protocol/index.ts";
 import { parseTarget } from "../../../lib/twin/index.ts";

@@ -7,7 +7,7 @@
  */
 import { errorMessage } from "../../../lib/errors.ts";
 import { keyFingerprint } from "../../../lib/hyco/sas.ts";
-import { StandbyGate } from "../../../lib/hyco/standby.ts";
+import { StandbyGate } from "../../../lib/hyco/standby-gate.ts";
 import type { Logger } from "../../../lib/log.ts";
 import {
   type ConfigChange,
