@@ -1,6 +1,7 @@
 /**
- * The stream pump: bytes between a relayed WebSocket (ws@8) and a TCP socket, the only code that
- * holds both. TCP semantics are kept:
+ * The stream pump: bytes between a relayed WebSocket (ws@8) and a TCP socket, for every stream of
+ * the project (the module's, the gateway's through `Tunnel.pump`, the test listeners'). TCP
+ * semantics are kept:
  *
  * - Backpressure both ways with a byte bound: the TCP socket is paused once the WebSocket's
  *   outgoing buffer (`ws.bufferedAmount`) passes `highWaterBytes` and resumed on the WebSocket
@@ -16,81 +17,22 @@
  * ws@8 has no API for half-close: the pump holds ws's automatic answer to the peer's close frame
  * until our TCP side has sent its FIN, and keeps receiving after its own close until the peer's
  * (lib/hyco/ws-half-close.ts, the one shim over ws internals). `idleTimeoutMs` bounds a peer that
- * never finishes.
+ * never finishes (idle-timer.ts). On a reusable connection each direction ends with an empty
+ * message instead (reusable-ends.ts); a pipelined sender's reply is taken off by a gate
+ * (tunnel.ts). The options and results are in pump-types.ts.
  */
 import type { Socket } from "node:net";
 import type { WebSocket } from "ws";
 import { MAX_FRAME_BYTES, PUMP_HIGH_WATER_BYTES } from "./constants.ts";
-import { HeldMessages, type MessageGate, messageBytes } from "./held-messages.ts";
+import { type HeldMessages, type MessageGate, messageBytes } from "./held-messages.ts";
+import { IdleTimer } from "./idle-timer.ts";
+import type { Pump, PumpEnd, PumpOptions, PumpResult } from "./pump-types.ts";
+import { ReusableEnds } from "./reusable-ends.ts";
 import { interceptPeerClose, keepReceivingWhileClosing, rawSocket } from "./ws-half-close.ts";
 
-export interface PumpOptions {
-  /** Backpressure bound for each direction's sink buffer, bytes (default 1 MiB). */
-  highWaterBytes?: number;
-  /** Largest binary frame sent, bytes (default and maximum 64 KiB). */
-  maxFrameBytes?: number;
-  /** Close both sides after this long without a byte either way (0 = never). */
-  idleTimeoutMs?: number;
-  /** Bytes already taken off the WebSocket (behind the preamble) to write to the socket first. */
-  initialData?: readonly Buffer[];
-  /**
-   * A pipelined logical port (tunnel.ts): incoming bytes pass this filter first, which takes the
-   * listener's reply off the stream or refuses it.
-   */
-  gate?: MessageGate;
-  /** Called with each chunk size, for metrics (kept out of the hot path when absent). */
-  onBytes?: (direction: "toSocket" | "toWebSocket", bytes: number) => void;
-  /**
-   * A reusable connection (one that began as a standby, lib/hyco/standby.ts): each direction's
-   * end is an empty binary message instead of the close handshake, and once both ends are
-   * exchanged and the TCP socket is closed the pump lets go of the WebSocket, still open, with
-   * `reusable: true`. Messages behind the peer's end are held for the next stream
-   * ({@link Pump.takeNextStream}).
-   */
-  reusable?: boolean;
-}
-
-export type PumpEnd =
-  /** Both sides finished normally (FIN and close frame, in either order). */
-  | "completed"
-  /** The TCP socket failed or was reset. */
-  | "socket-error"
-  /** The WebSocket failed, dropped (1006) or was closed with an error code. */
-  | "websocket-error"
-  /** `idleTimeoutMs` passed without traffic. */
-  | "idle-timeout"
-  /** `abort()` was called. */
-  | "aborted";
-
-export interface PumpResult {
-  /** Bytes written to the TCP socket (WebSocket → TCP). */
-  bytesToSocket: number;
-  /** Bytes sent on the WebSocket (TCP → WebSocket). */
-  bytesToWebSocket: number;
-  endedBy: PumpEnd;
-  /** Close code the WebSocket ended with (1000, 1005, 1006, …). */
-  closeCode?: number;
-  /** Message of the first error seen, if any. */
-  error?: string;
-  /** The stream ended at a clean boundary and the WebSocket is open for the next one. */
-  reusable?: true;
-}
-
-/** A running pump: `done` settles once both sides are closed; `abort()` tears both down. */
-export interface Pump {
-  done: Promise<PumpResult>;
-  abort(reason?: string): void;
-  /**
-   * After a `reusable` result: the messages that came in behind the peer's end of stream, which
-   * belong to the next stream (the WebSocket stays paused until they are taken). Otherwise [].
-   */
-  takeNextStream(): Buffer[];
-}
+export type { Pump, PumpEnd, PumpOptions, PumpResult } from "./pump-types.ts";
 
 const SEND_OPTIONS = { binary: true, compress: false, fin: true } as const;
-
-/** End of one direction on a reusable connection: data frames are never empty. */
-const END_OF_STREAM = Buffer.alloc(0);
 
 /**
  * Pumps between `ws` and `socket` until both are closed: `done` resolves (never rejects) with byte
@@ -113,13 +55,12 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
   let socketClosed = socket.destroyed;
   let waitingWsDrain = false;
   const reusable = options.reusable === true;
-  let endSent = false; // reusable: our end-of-stream went out
-  let endReceived = false; // reusable: the peer's end-of-stream came in
-  const nextStream: Buffer[] = []; // reusable: messages behind both ends, for the next stream
-  // Time of the last byte either way; the idle timer re-arms for what is left of the period, so
-  // it fires `idleTimeoutMs` after the last byte (a fixed-period check would take up to twice that).
-  let lastActivity = Date.now();
-  let idleTimer: NodeJS.Timeout | undefined;
+  const ends = new ReusableEnds(); // reusable: each direction's end of stream
+  const idleMs = options.idleTimeoutMs ?? 0;
+  const idle = new IdleTimer(idleMs, () => {
+    fail("idle-timeout", `no traffic for ${idleMs} ms`);
+    abort("idle timeout");
+  });
   // Pipelined logical port (tunnel.ts): the listener's reply is still to be taken off the stream.
   let gate: MessageGate | undefined = options.gate;
   let nextStreamHeld: HeldMessages | undefined;
@@ -151,9 +92,9 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
   };
 
   const finish = () => {
-    const atBoundary = reusable && endSent && endReceived && socketClosed && !wsClosed;
+    const atBoundary = reusable && ends.exchanged && socketClosed && !wsClosed;
     if (!(wsClosed && socketClosed) && !atBoundary) return;
-    if (idleTimer) clearTimeout(idleTimer);
+    idle.stop();
     closeHook.restore();
     ws.off("message", onMessage);
     ws.off("message", onMessageAfterEnd);
@@ -163,7 +104,7 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
       ws.off("close", onWsClose);
       ws.off("error", onWsError);
       // Held (and the WebSocket paused) until the owner takes them with the next stream.
-      nextStreamHeld = new HeldMessages(ws, nextStream);
+      nextStreamHeld = ends.holdNext(ws);
     }
     resolveDone({
       bytesToSocket,
@@ -179,7 +120,7 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
 
   function onMessage(data: Buffer | ArrayBuffer | Buffer[]): void {
     let buf = messageBytes(data);
-    lastActivity = Date.now();
+    idle.touch();
     if (gate !== undefined) {
       try {
         const step = gate(buf);
@@ -195,7 +136,7 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
     }
     if (reusable && buf.length === 0) {
       // The peer's end of stream: FIN to our TCP peer; what follows belongs to the next stream.
-      endReceived = true;
+      ends.received = true;
       ws.off("message", onMessage);
       ws.on("message", onMessageAfterEnd);
       if (!socket.destroyed) socket.end();
@@ -220,12 +161,10 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
    * too, so bytes before that break the protocol; bytes after it are kept for the next stream.
    */
   function onMessageAfterEnd(data: Buffer | ArrayBuffer | Buffer[]): void {
-    if (!endSent) {
+    if (!ends.keepAfterEnd(data)) {
       fail("websocket-error", "data after the end of stream");
       abort("data after the end of stream");
-      return;
     }
-    nextStream.push(messageBytes(data));
   }
 
   const onSocketDrain = () => {
@@ -294,7 +233,7 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
   }
 
   const onSocketData = (chunk: Buffer) => {
-    lastActivity = Date.now();
+    idle.touch();
     if (ws.readyState !== ws.OPEN) return;
     const length = chunk.length;
     bytesToWebSocket += length;
@@ -317,8 +256,7 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
     socketEnded = true;
     if (ws.readyState !== ws.OPEN) return;
     if (reusable && !peerClosed) {
-      endSent = true;
-      ws.send(END_OF_STREAM, SEND_OPTIONS);
+      ends.sendEnd(ws);
       return;
     }
     closeHook.close(1000);
@@ -333,7 +271,7 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
   const onSocketClose = () => {
     socketClosed = true;
     socketEnded = true;
-    if (reusable && endSent && endReceived) {
+    if (reusable && ends.exchanged) {
       finish(); // both ends exchanged: a clean boundary, whatever the socket said last
       return;
     }
@@ -378,22 +316,6 @@ export function startPump(ws: WebSocket, socket: Socket, options: PumpOptions = 
 
   // Bytes that came in behind a preamble or its reply go first, then live traffic.
   for (const chunk of options.initialData ?? []) onMessage(chunk);
-
-  const idleMs = options.idleTimeoutMs ?? 0;
-  if (idleMs > 0) {
-    const checkIdle = () => {
-      const quietFor = Date.now() - lastActivity;
-      if (quietFor < idleMs) {
-        idleTimer = setTimeout(checkIdle, idleMs - quietFor);
-        idleTimer.unref();
-        return;
-      }
-      fail("idle-timeout", `no traffic for ${idleMs} ms`);
-      abort("idle timeout");
-    };
-    idleTimer = setTimeout(checkIdle, idleMs);
-    idleTimer.unref();
-  }
 
   // Either side may already be gone when the pump starts.
   if (wsClosed) onWsClose(1006);
