@@ -16,7 +16,7 @@ import {
   readLogicalPort,
   refuseStream,
 } from "../../../lib/hyco/logical-port-listener.ts";
-import { type PumpResult, startPump } from "../../../lib/hyco/pump.ts";
+import { type Pump, type PumpResult, startPump } from "../../../lib/hyco/pump.ts";
 import type { StandbyGate } from "../../../lib/hyco/standby-gate.ts";
 import type { Logger } from "../../../lib/log.ts";
 import { ProxyHeaderParser } from "../../../lib/proxy-protocol/index.ts";
@@ -99,14 +99,15 @@ export async function serveConnection(ws: WebSocket, ctx: ConnectionContext): Pr
     standby = request.standby;
     const ended = await serveStream(ws, reader, ctx, request.portName, standby);
     if (!ended?.result.reusable) return;
-    next = ended.next;
+    // Taken in the same turn as the next reader starts: no message falls between the two.
+    next = ended.pump.takeNextStream();
   }
 }
 
-/** How a stream that reached the pump ended, and the messages that came in behind it. */
+/** How a stream that reached the pump ended, and its pump (which holds the next stream's bytes). */
 interface StreamEnd {
   result: PumpResult;
-  next: Buffer[];
+  pump: Pump;
 }
 
 /** One logical stream on `ws`: mapping, limits, allowlist, target, PROXY header, pump. */
@@ -262,7 +263,7 @@ async function serveStream(
     if (result.endedBy === "socket-error")
       mapping.recordError(`target connection: ${result.error ?? "error"}`);
     ctx.logger.debug({ portName, ...result }, "relayed connection ended");
-    return { result, next: pump.takeNextStream() };
+    return { result, pump };
   } catch (err) {
     mapping.recordError(errorMessage(err));
     ctx.logger.warn({ portName, err: errorMessage(err) }, "relayed connection failed");
