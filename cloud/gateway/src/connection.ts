@@ -186,8 +186,7 @@ export async function handleConnection(ctx: ConnectionContext, port: number, soc
   const setup = new AbortController();
   const clientGone = () =>
     setup.abort(new RelayFleetError("RF_ERR_GATEWAY_CLIENT_GONE", "client left during tunnel setup"));
-  const onEarlyClose = clientGone;
-  socket.once("close", onEarlyClose);
+  socket.once("close", clientGone);
   socket.pause();
   let untrack: (() => void) | undefined;
   let pump: Pump | undefined;
@@ -235,7 +234,7 @@ export async function handleConnection(ctx: ConnectionContext, port: number, soc
     }
     ctx.breaker.onSuccess(route.siteId);
     ctx.metrics.openCircuits.set(ctx.breaker.openSites());
-    socket.off("close", onEarlyClose);
+    socket.off("close", clientGone);
     const ws = tunnel.ws;
     if (socket.destroyed) {
       ws.terminate();
@@ -277,7 +276,7 @@ export async function handleConnection(ctx: ConnectionContext, port: number, soc
   } finally {
     if (silentTimer) clearTimeout(silentTimer);
     untrack?.();
-    socket.off("close", onEarlyClose);
+    socket.off("close", clientGone);
     ctx.states.release(key, source);
     ctx.metrics.active.dec({ route: key });
   }
