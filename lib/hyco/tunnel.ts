@@ -7,7 +7,7 @@
  * It resolves with a {@link Tunnel}: the object that owns the WebSocket, the bytes the listener
  * sent behind its reply (a server banner), the pipelined reply still to be read, and the standby
  * pool the connection came from. `tunnel.pump(socket)` hands all of that to the pump, so nothing
- * about a connection lives anywhere but on its tunnel.
+ * about a connection lives anywhere but on its tunnel (docs/adr/0019-tunnel-object-owns-connection-state.md).
  */
 import type { Socket } from "node:net";
 import type { WebSocket } from "ws";
