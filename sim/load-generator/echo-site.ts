@@ -24,8 +24,10 @@ export interface EchoSiteOptions {
 }
 
 async function echo(ws: WebSocket): Promise<void> {
-  await readPreamble(ws);
+  const { reader } = await readPreamble(ws);
   answerPreamble(ws, true);
+  // What came behind the preamble first, then live messages (attached in the same turn).
+  for (const chunk of reader.release()) ws.send(chunk, { binary: true });
   ws.on("message", (data, isBinary) => ws.send(data, { binary: isBinary }));
 }
 
