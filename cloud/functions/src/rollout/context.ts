@@ -6,8 +6,8 @@ import type { GatewayStatus, PortLedger } from "../../../../lib/ledger/index.ts"
 import type { Logger } from "../../../../lib/log.ts";
 import type { RelayAdmin } from "../relay-admin/types.ts";
 import type { FleetHub, JsonObject } from "./hub.ts";
-import type { NamespacePolicy, RelayNamespace } from "./namespaces.ts";
-import type { OnboardingQueueOptions } from "./onboarding-queue.ts";
+import type { NamespacePolicy, RelayNamespace } from "./namespace-types.ts";
+import type { OnboardingQueueOptions } from "./onboarding-options.ts";
 import type { SiteProfiles } from "./schemas.ts";
 
 /** Onboarding steps in order; tests inject a failure before each one. */

@@ -8,7 +8,8 @@
  */
 import { RelayFleetError } from "../../../../lib/errors.ts";
 import type { RolloutDeps } from "./context.ts";
-import { namespaceLoads, namespacesOf, placeSite, type RelayNamespace } from "./namespaces.ts";
+import type { RelayNamespace } from "./namespace-types.ts";
+import { namespaceLoads, namespacesOf, placeSite } from "./namespaces.ts";
 import { devicesOfRow } from "./offboard.ts";
 import { type RotateResult, rotateSiteKeys } from "./rotate.ts";
 

@@ -19,6 +19,7 @@ import { RelayFleetError } from "../../../../lib/errors.ts";
 import type { SiteRow } from "../../../../lib/ledger/index.ts";
 import type { RelayAdmin } from "../relay-admin/types.ts";
 import type { RolloutDeps } from "./context.ts";
+import type { NamespacePolicy, RelayNamespace } from "./namespace-types.ts";
 import { siteSpecSchema } from "./schemas.ts";
 
 /** Azure Relay's default concurrent connections per namespace (the relay FAQ's quota table). */
@@ -28,21 +29,6 @@ export const DEFAULT_LISTENER_CHANNELS = 2;
 /** Standbys budgeted per site: one gateway's pool ceiling (GATEWAY_STANDBY_MAX's default). */
 export const DEFAULT_STANDBY_CONNECTIONS = 16;
 export const DEFAULT_MAX_FILL = 0.8;
-
-export interface RelayNamespace {
-  admin: RelayAdmin;
-  /** Concurrent connections the namespace allows. */
-  connections: number;
-}
-
-export interface NamespacePolicy {
-  listenerChannels: number;
-  standbyConnections: number;
-  /** Fraction of a namespace's connections the rollout fills, at most. */
-  maxFill: number;
-  /** How long a ledger-derived load is trusted (default 30 s). */
-  refreshMs: number;
-}
 
 export interface NamespaceLoad {
   endpoint: string;

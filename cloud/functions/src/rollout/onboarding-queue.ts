@@ -20,10 +20,13 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import { errorMessage } from "../../../../lib/errors.ts";
+import type { ApplyHints } from "./apply.ts";
+import type { RolloutDeps } from "./context.ts";
 import { ValidationError } from "./errors.ts";
 import { MAX_BULK_DEVICES } from "./hub.ts";
+import type { OnboardingQueueOptions } from "./onboarding-options.ts";
 import { type CreateSiteBody, createSiteBodySchema } from "./schemas.ts";
-import type { Rollout } from "./service.ts";
+import type { SiteView } from "./site-view.ts";
 
 /** Most sites one job may carry (the scale the rollout is sized for, ADR 0024). */
 export const MAX_JOB_SITES = 10_000;
@@ -58,19 +61,6 @@ export interface OnboardingJob {
   sites: JobSite[];
 }
 
-export interface OnboardingQueueOptions {
-  /** Sites onboarded at once within a batch (default 4; the hub pacing bounds hub calls anyway). */
-  concurrency?: number;
-  /** Sites whose devices one bulk call creates (default and most: 100). */
-  batchSize?: number;
-  /** Attempts per site before a passing failure is final (default 5). */
-  maxAttempts?: number;
-  /** Wait before a site's retry, doubled per attempt (default 5 s). */
-  retryDelayMs?: number;
-  /** Finished jobs kept for callers to read (default 50, oldest dropped first). */
-  keepJobs?: number;
-}
-
 export interface OnboardingQueue {
   /** Checks the job whole (400 with each bad row's error, nothing queued) and starts it. */
   submit(body: unknown): OnboardingJob;
@@ -94,8 +84,18 @@ function passing(err: unknown): boolean {
   return typeof status !== "number" || status >= 500 || status === 429;
 }
 
+/**
+ * What the queue uses of the rollout (service.ts's Rollout), by shape: the rollout creates the
+ * queue, so the queue must not import it back.
+ */
+export interface OnboardingRollout {
+  readonly deps: Pick<RolloutDeps, "logger" | "hub">;
+  specFromProfile(siteId: string, deviceIds: string[], profile?: string): unknown;
+  createSite(body: unknown, hints?: ApplyHints): Promise<{ created: boolean; site: SiteView }>;
+}
+
 export function createOnboardingQueue(
-  rollout: Rollout,
+  rollout: OnboardingRollout,
   options: OnboardingQueueOptions = {},
 ): OnboardingQueue {
   const concurrency = Math.max(1, options.concurrency ?? 4);
