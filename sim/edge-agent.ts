@@ -18,12 +18,26 @@
  */
 import deviceSdk, { type ModuleClient, type Twin } from "azure-iot-device";
 import mqttTransport from "azure-iot-device-mqtt";
-import { z } from "zod";
 import { errorMessage } from "../lib/errors.ts";
 import { EDGE_AGENT_MODULE_ID } from "../lib/fleet-deployment.ts";
 import { type NodeProcessSpec, type RunningProcess, startNodeProcess } from "./child-process.ts";
-import type { ModuleImage } from "./module-images.ts";
+import { AgentReporter } from "./edge-agent-reporter.ts";
+import {
+  byStartupOrder,
+  type EdgeAgentOptions,
+  exitedState,
+  fingerprintOf,
+  type ModuleRuntimeState,
+  newRunningModule,
+  now,
+  type RunningModule,
+  readAgentDesired,
+  restartWanted,
+  runningState,
+  startFailedState,
+} from "./edge-agent-state.ts";
 import { Supervisor } from "./supervisor.ts";
+import { withTimeout } from "./with-timeout.ts";
 
 // CommonJS packages: Node's ESM loader cannot see their named exports, so take the namespace.
 const { ModuleClient: ModuleClientCtor } = deviceSdk;
@@ -31,140 +45,25 @@ const { Mqtt } = mqttTransport;
 
 export { EDGE_AGENT_MODULE_ID };
 
-const EnvValue = z.object({ value: z.union([z.string(), z.number(), z.boolean()]) });
-
-/** One entry of `$edgeAgent` desired `modules` (the parts the simulation acts on). */
-export const DesiredModule = z.object({
-  version: z.string().optional(),
-  type: z.string().optional(),
-  status: z.enum(["running", "stopped"]).default("running"),
-  restartPolicy: z.enum(["never", "on-failure", "on-unhealthy", "always"]).default("always"),
-  startupOrder: z.number().int().nonnegative().optional(),
-  env: z.record(z.string(), EnvValue).optional(),
-  settings: z.object({ image: z.string().min(1), createOptions: z.unknown().optional() }),
-});
-export type DesiredModule = z.infer<typeof DesiredModule>;
-
-const AgentDesired = z.object({
-  $version: z.number().int().optional(),
-  modules: z.record(z.string(), z.unknown()).default({}),
-});
-
-export type RuntimeStatus = "running" | "backoff" | "stopped" | "failed" | "unknown";
-
-/** A module's state as `$edgeAgent` reports it. */
-export interface ModuleRuntimeState {
-  runtimeStatus: RuntimeStatus;
-  statusDescription: string;
-  exitCode: number;
-  lastStartTimeUtc: string;
-  lastExitTimeUtc: string;
-  restartCount: number;
-  lastRestartTimeUtc: string;
-}
-
-export type AgentModuleEvent =
-  | { type: "started"; moduleId: string; replica: number; process: RunningProcess }
-  | { type: "stopped"; moduleId: string; replica: number };
-
-export interface EdgeAgentOptions {
-  deviceId: string;
-  /** `$edgeAgent`'s connection string (with `GatewayHostName=host:port` for the MQTT port). */
-  connectionString: string;
-  /** The hub's CA certificate (PEM). */
-  ca: string;
-  /** Image of a deployment → the module source that stands for it (undefined: not in this repo). */
-  resolveImage(image: string): ModuleImage | undefined;
-  /**
-   * What the runtime gives module `moduleId` besides the deployment's `env`: its identity (the
-   * simulator convention) and the host settings of the simulation. Laid over the deployment's env.
-   */
-  runtimeEnvironment(moduleId: string): Promise<NodeJS.ProcessEnv>;
-  /** Process name and log file of a module's process (default `<deviceId>-<moduleId>`). */
-  partName?(moduleId: string, replica: number): string;
-  logFile?(part: string): string | undefined;
-  /** Starts a process (the fleet's own spawn, so it tracks every process); default startNodeProcess. */
-  spawn?(spec: NodeProcessSpec): Promise<RunningProcess>;
-  /**
-   * Restarts exited modules (shared with the simulation's other parts, so crashes are counted and
-   * announced alike). Default: an own supervisor that restarts after 500 ms, doubling.
-   */
-  supervisor?: Supervisor;
-  onModuleEvent?(event: AgentModuleEvent): void;
-  /** Progress lines (a module started, stopped, failed). */
-  onLog?(line: string): void;
-  /** How often the whole twin is read again (a patch missed across a hub restart); default 5 s. */
-  resyncMs?: number;
-}
-
-interface Replica {
-  process: RunningProcess | undefined;
-  /** A start in flight (initial, by hand or by the supervisor). */
-  starting: Promise<void> | undefined;
-  /** Started once: from then on only the restart policy (the supervisor) or a restart by hand starts it. */
-  attempted?: boolean;
-}
-
-interface RunningModule {
-  moduleId: string;
-  desired: DesiredModule;
-  /** Fingerprint of what makes a new process necessary (image, env, createOptions, version). */
-  fingerprint: string;
-  image: ModuleImage | undefined;
-  replicas: Replica[];
-  state: ModuleRuntimeState;
-}
-
-const NEVER = "0001-01-01T00:00:00Z";
-const now = () => new Date().toISOString();
-
-function fingerprintOf(m: DesiredModule): string {
-  return JSON.stringify([m.settings.image, m.settings.createOptions ?? null, m.env ?? {}, m.version ?? ""]);
-}
-
-/** IoT Edge: `on-failure` / `on-unhealthy` restart a module that crashed; `always` after any exit. */
-export function restartWanted(policy: DesiredModule["restartPolicy"], exit: number | string): boolean {
-  if (policy === "always") return true;
-  if (policy === "never") return false;
-  return exit !== 0;
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms);
-    timer.unref();
-    p.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        reject(err instanceof Error ? err : new Error(String(err)));
-      },
-    );
-  });
-}
-
 export class EdgeAgent {
   readonly deviceId: string;
   private client: ModuleClient | undefined;
   private twin: Twin | undefined;
   private readonly modules = new Map<string, RunningModule>();
-  /** Module ids last reported (a removed one is reported as null once). */
-  private reportedIds = new Set<string>();
   private readonly supervisor: Supervisor;
   private readonly ownSupervisor: boolean;
   private stopped = false;
   private reconciling: Promise<void> = Promise.resolve();
   private pendingDesired: unknown;
-  private lastDesiredVersion = 0;
-  private lastDesiredStatus = { code: 200, description: "" };
-  private reportTimer: NodeJS.Timeout | undefined;
-  private reporting: Promise<void> = Promise.resolve();
-  private lastReportJson = "";
   private resyncTimer: NodeJS.Timeout | undefined;
   private readonly startedAt = now();
+  private readonly reporter = new AgentReporter({
+    startedAt: this.startedAt,
+    twin: () => this.twin,
+    modules: () => this.modules,
+    stopped: () => this.stopped,
+    log: (line) => this.log(line),
+  });
   /** Settles once the first desired properties have been acted on. */
   readonly firstReconcile: Promise<void>;
   private resolveFirst!: () => void;
@@ -249,27 +148,14 @@ export class EdgeAgent {
 
   /** Makes the running modules what `desiredIn` says. */
   private async reconcile(desiredIn: unknown): Promise<void> {
-    const parsed = AgentDesired.safeParse(desiredIn);
-    if (!parsed.success) {
-      this.lastDesiredStatus = {
-        code: 400,
-        description: `$edgeAgent desired properties: ${parsed.error.message}`,
-      };
-      this.scheduleReport();
+    const read = readAgentDesired(desiredIn);
+    if (read.version !== undefined) this.reporter.lastDesiredVersion = read.version;
+    if (!read.wanted) {
+      this.reporter.lastDesiredStatus = { code: 400, description: read.problems.join("; ") };
+      this.reporter.schedule();
       return;
     }
-    const desired = parsed.data;
-    if (desired.$version !== undefined) this.lastDesiredVersion = desired.$version;
-    const problems: string[] = [];
-    const wanted = new Map<string, DesiredModule>();
-    for (const [moduleId, raw] of Object.entries(desired.modules)) {
-      const m = DesiredModule.safeParse(raw);
-      if (m.success) wanted.set(moduleId, m.data);
-      else
-        problems.push(
-          `modules.${moduleId}: ${m.error.issues.map((i) => `${i.path.join(".")} ${i.message}`).join("; ")}`,
-        );
-    }
+    const { wanted, problems } = read;
     // Gone from the deployment, stopped, or changed: the old process goes first.
     for (const [moduleId, mod] of this.modules) {
       const next = wanted.get(moduleId);
@@ -289,20 +175,19 @@ export class EdgeAgent {
         } else this.modules.delete(moduleId);
       } else mod.desired = next;
     }
-    const order = [...wanted.entries()].sort(
-      ([, a], [, b]) =>
-        (a.startupOrder ?? Number.MAX_SAFE_INTEGER) - (b.startupOrder ?? Number.MAX_SAFE_INTEGER),
-    );
-    for (const [moduleId, next] of order) {
+    for (const [moduleId, next] of byStartupOrder(wanted)) {
       if (this.stopped) return;
       if (next.status === "stopped") {
         if (!this.modules.has(moduleId))
-          this.modules.set(moduleId, this.newModule(moduleId, next, "stopped"));
+          this.modules.set(
+            moduleId,
+            newRunningModule(moduleId, next, "stopped", this.opts.resolveImage(next.settings.image)),
+          );
         continue;
       }
       let mod = this.modules.get(moduleId);
       if (!mod) {
-        mod = this.newModule(moduleId, next, "unknown");
+        mod = newRunningModule(moduleId, next, "unknown", this.opts.resolveImage(next.settings.image));
         this.modules.set(moduleId, mod);
       }
       if (!mod.image) {
@@ -319,30 +204,11 @@ export class EdgeAgent {
       // Once started, an exited module is the restart policy's (a resync must not restart it).
       if (!r.process && !r.starting && !r.attempted) await this.startReplica(mod, 0);
     }
-    this.lastDesiredStatus =
+    this.reporter.lastDesiredStatus =
       problems.length === 0
         ? { code: 200, description: "" }
         : { code: 400, description: problems.join("; ") };
-    this.scheduleReport();
-  }
-
-  private newModule(moduleId: string, desired: DesiredModule, status: RuntimeStatus): RunningModule {
-    return {
-      moduleId,
-      desired,
-      fingerprint: fingerprintOf(desired),
-      image: this.opts.resolveImage(desired.settings.image),
-      replicas: [],
-      state: {
-        runtimeStatus: status,
-        statusDescription: status === "stopped" ? "stopped by the deployment" : "",
-        exitCode: 0,
-        lastStartTimeUtc: NEVER,
-        lastExitTimeUtc: NEVER,
-        restartCount: 0,
-        lastRestartTimeUtc: NEVER,
-      },
-    };
+    this.reporter.schedule();
   }
 
   private partName(moduleId: string, replica: number): string {
@@ -383,13 +249,8 @@ export class EdgeAgent {
     try {
       proc = await (this.opts.spawn ?? startNodeProcess)(spec);
     } catch (err) {
-      mod.state = {
-        ...mod.state,
-        runtimeStatus: "backoff",
-        statusDescription: `failed to start: ${errorMessage(err).split("\n")[0] ?? ""}`,
-        lastExitTimeUtc: now(),
-      };
-      this.scheduleReport();
+      mod.state = startFailedState(mod.state, errorMessage(err));
+      this.reporter.schedule();
       if (restart) throw err; // the supervisor schedules the next attempt
       this.watchFailedStart(mod, replica);
       return;
@@ -401,17 +262,10 @@ export class EdgeAgent {
       return;
     }
     r.process = proc;
-    const at = now();
-    mod.state = {
-      ...mod.state,
-      runtimeStatus: "running",
-      statusDescription: "running",
-      lastStartTimeUtc: at,
-      ...(restart ? { restartCount: mod.state.restartCount + 1, lastRestartTimeUtc: at } : {}),
-    };
+    mod.state = runningState(mod.state, restart);
     this.log(`${part} started (pid ${proc.child.pid})`);
     this.opts.onModuleEvent?.({ type: "started", moduleId: mod.moduleId, replica, process: proc });
-    this.scheduleReport();
+    this.reporter.schedule();
     void proc.exited.then((code) => this.exited(mod, replica, proc, code));
     this.supervisor.watch(
       part,
@@ -452,20 +306,13 @@ export class EdgeAgent {
     if (this.modules.get(mod.moduleId) !== mod) return;
     const asked = proc.stopRequested;
     const restarts = !asked && restartWanted(mod.desired.restartPolicy, code);
-    const anyRunning = mod.replicas.some((x) => x.process);
-    mod.state = {
-      ...mod.state,
-      exitCode: typeof code === "number" ? code : 137,
-      lastExitTimeUtc: now(),
-      ...(anyRunning
-        ? {}
-        : {
-            runtimeStatus: asked ? "stopped" : restarts ? "backoff" : "failed",
-            statusDescription: asked ? "stopped" : `exited (${code})`,
-          }),
-    };
+    mod.state = exitedState(mod.state, code, {
+      asked,
+      restarts,
+      anyRunning: mod.replicas.some((x) => x.process),
+    });
     if (!asked) this.log(`${this.partName(mod.moduleId, replica)} exited (${code})`);
-    this.scheduleReport();
+    this.reporter.schedule();
   }
 
   private async stopModule(mod: RunningModule): Promise<void> {
@@ -525,81 +372,9 @@ export class EdgeAgent {
     }
   }
 
-  // ---- reported properties ---------------------------------------------------------------------
-
-  private scheduleReport(): void {
-    if (this.stopped || this.reportTimer) return;
-    this.reportTimer = setTimeout(() => {
-      this.reportTimer = undefined;
-      this.reporting = this.reporting.then(() => this.report()).catch(() => undefined);
-    }, 100);
-    this.reportTimer.unref();
-  }
-
   /** `$edgeAgent`'s reported properties, the shape IoT Edge reports. */
   reportedProperties(): Record<string, unknown> {
-    const modules: Record<string, unknown> = {};
-    for (const [moduleId, mod] of this.modules) {
-      modules[moduleId] = {
-        ...mod.state,
-        status: mod.desired.status,
-        restartPolicy: mod.desired.restartPolicy,
-        version: mod.desired.version ?? "1.0",
-        type: mod.desired.type ?? "docker",
-        settings: { image: mod.desired.settings.image },
-      };
-    }
-    for (const id of this.reportedIds) if (!this.modules.has(id)) modules[id] = null;
-    const running = (description: string) => ({
-      runtimeStatus: "running",
-      statusDescription: description,
-      exitCode: 0,
-      lastStartTimeUtc: this.startedAt,
-      lastExitTimeUtc: NEVER,
-      restartCount: 0,
-      lastRestartTimeUtc: NEVER,
-      type: "docker",
-    });
-    return {
-      schemaVersion: "1.1",
-      version: { version: "simulated", build: "relay-fleet sim/edge-agent.ts", commit: "" },
-      lastDesiredVersion: this.lastDesiredVersion,
-      lastDesiredStatus: this.lastDesiredStatus,
-      runtime: {
-        type: "docker",
-        platform: { os: process.platform, architecture: process.arch, version: process.version },
-      },
-      systemModules: {
-        edgeAgent: running("the simulation's edge-agent stand-in"),
-        edgeHub: running("the IoT Hub emulator stands in for edgeHub"),
-      },
-      modules,
-    };
-  }
-
-  private async report(): Promise<void> {
-    const twin = this.twin;
-    if (!twin || this.stopped) return;
-    const patch = this.reportedProperties();
-    // The resync pass reconciles every few seconds; IoT Hub only hears about a change.
-    const json = JSON.stringify(patch);
-    if (json === this.lastReportJson) return;
-    await withTimeout(
-      new Promise<void>((resolve, reject) =>
-        twin.properties.reported.update(patch, (err?: Error) => (err ? reject(err) : resolve())),
-      ),
-      10_000,
-      "reporting $edgeAgent's properties",
-    ).then(
-      () => {
-        this.reportedIds = new Set(this.modules.keys());
-        this.lastReportJson = json;
-      },
-      (err: unknown) => {
-        this.log(`reporting failed: ${errorMessage(err)}`);
-        this.scheduleReport();
-      },
-    );
+    return this.reporter.properties();
   }
 
   private log(line: string): void {
@@ -614,7 +389,7 @@ export class EdgeAgent {
     if (this.stopped) return;
     this.stopped = true;
     clearTimeout(this.resyncTimer);
-    clearTimeout(this.reportTimer);
+    this.reporter.stop();
     if (this.ownSupervisor) this.supervisor.stop();
     await this.reconciling.catch(() => undefined);
     if (opts.stopModules !== false)

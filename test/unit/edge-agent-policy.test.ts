@@ -1,7 +1,14 @@
 /** The edge-agent stand-in's pure rules: restart policies as IoT Edge defines them, image names. */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { DesiredModule, restartWanted } from "../../sim/edge-agent.ts";
+import {
+  byStartupOrder,
+  DesiredModule,
+  exitedState,
+  newRunningModule,
+  readAgentDesired,
+  restartWanted,
+} from "../../sim/edge-agent-state.ts";
 import { imageName, moduleImages } from "../../sim/module-images.ts";
 
 test("restart policies: always after any exit, on-failure / on-unhealthy after a crash, never", () => {
@@ -41,4 +48,44 @@ test("an image names the repository's module by its last path segment, any tag o
   );
   assert.equal(resolve("localhost:5000/relaylistener:1")?.isReady({ msg: "relayListener ready" }), true);
   assert.equal(resolve("mcr.microsoft.com/azureiotedge-simulated-temperature-sensor:1.0"), undefined);
+});
+
+test("desired properties: a bad module is a problem and the others still run, in startupOrder", () => {
+  const read = readAgentDesired({
+    $version: 7,
+    modules: {
+      late: { settings: { image: "r/a:1" } },
+      first: { startupOrder: 0, settings: { image: "r/b:1" } },
+      broken: { settings: {} },
+    },
+  });
+  assert.equal(read.version, 7);
+  assert.ok(read.wanted);
+  assert.deepEqual(
+    byStartupOrder(read.wanted).map(([id]) => id),
+    ["first", "late"],
+  );
+  assert.equal(read.problems.length, 1);
+  assert.match(read.problems[0] ?? "", /^modules\.broken: settings\.image/);
+  const bad = readAgentDesired({ modules: "none" });
+  assert.equal(bad.wanted, undefined);
+  assert.match(bad.problems[0] ?? "", /\$edgeAgent desired properties/);
+});
+
+test("an exit is stopped when asked, backoff when it restarts, failed when it does not", () => {
+  const mod = newRunningModule(
+    "m",
+    DesiredModule.parse({ settings: { image: "r/a:1" } }),
+    "running",
+    undefined,
+  );
+  const after = (asked: boolean, restarts: boolean) =>
+    exitedState(mod.state, 1, { asked, restarts, anyRunning: false }).runtimeStatus;
+  assert.deepEqual(
+    [after(true, false), after(false, true), after(false, false)],
+    ["stopped", "backoff", "failed"],
+  );
+  const signalled = exitedState(mod.state, "SIGKILL", { asked: false, restarts: true, anyRunning: true });
+  assert.equal(signalled.exitCode, 137);
+  assert.equal(signalled.runtimeStatus, "running", "another replica still runs");
 });
