@@ -26,9 +26,10 @@ if (files.length === 0) {
   console.error("run-tests: no *.test.ts files found");
   process.exit(1);
 }
-// Integration tests mostly wait on sockets, so run more files than cores, but not so many that
+// Integration tests mostly wait on sockets (outage windows, idle windows, reconnect slots), so
+// run one file more than there are cores, up to 4: enough to fill those waits, not so many that
 // timing-sensitive tests starve on a 2-core CI machine.
-const concurrency = process.env.TEST_CONCURRENCY ?? String(Math.max(2, Math.min(4, availableParallelism())));
+const concurrency = process.env.TEST_CONCURRENCY ?? String(Math.min(4, availableParallelism() + 1));
 // The children the tests start run from one plain-ESM build of their entry points made here
 // (scripts/test-bundles.mjs). RELAY_FLEET_TEST_BUNDLES=off runs them through tsx instead.
 const env = { ...process.env };
