@@ -9,7 +9,7 @@
  * `functionsAppSettingsSchema` adds what only the Functions app needs (its timer's schedule).
  */
 import { z } from "zod";
-import { RelayFleetError } from "../../../lib/errors.ts";
+import { envOptionalInt, envText, parseEnv } from "../../../lib/env.ts";
 import {
   DEFAULT_GATEWAY_STATUS_TABLE,
   DEFAULT_LEDGER_TABLE,
@@ -39,18 +39,9 @@ function documented<T extends z.ZodType>(schema: T, meta: SettingMeta): T {
   return schema.meta({ ...meta });
 }
 
-const optionalText = () =>
-  z
-    .string()
-    .optional()
-    .transform((v) => (v === "" ? undefined : v));
+const optionalText = envText;
 
-const optionalInt = (min: number, max = Number.MAX_SAFE_INTEGER) =>
-  z
-    .string()
-    .optional()
-    .transform((v) => (v === undefined || v === "" ? undefined : Number(v)))
-    .pipe(z.number({ error: "must be a number" }).int("must be an integer").min(min).max(max).optional());
+const optionalInt = envOptionalInt;
 
 /** NCRONTAB with seconds first (`{second} {minute} {hour} {day} {month} {day-of-week}`). */
 const NCRONTAB = /^\s*(?:[0-9A-Za-z*/,-]+\s+){5}[0-9A-Za-z*/,-]+\s*$/;
@@ -290,15 +281,8 @@ export function describeSettings(
   });
 }
 
-function configError(message: string): RelayFleetError {
-  return new RelayFleetError("RF_ERR_ROLLOUT_CONFIG", message);
-}
-
 function parseWith<S extends z.ZodObject>(schema: S, env: NodeJS.ProcessEnv): z.output<S> {
-  const parsed = schema.safeParse(env);
-  if (parsed.success) return parsed.data;
-  const detail = parsed.error.issues.map((i) => `${i.path.join(".")} ${i.message}`).join("; ");
-  throw configError(`rollout configuration: ${detail}`);
+  return parseEnv(schema, env, "RF_ERR_ROLLOUT_CONFIG", "rollout configuration: ");
 }
 
 /** Reads and validates the rollout's environment; throws `RF_ERR_ROLLOUT_CONFIG` naming each bad variable. */

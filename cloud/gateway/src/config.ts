@@ -4,17 +4,12 @@
  */
 import { hostname } from "node:os";
 import { z } from "zod";
-import { RelayFleetError } from "../../../lib/errors.ts";
+import { envInt, envText, parseEnv } from "../../../lib/env.ts";
 import { DEFAULT_FULL_READ_INTERVAL_MS } from "../../../lib/ledger/follow-ledger.ts";
 import { DEFAULT_GATEWAY_STATUS_TABLE } from "../../../lib/ledger/gateway-status.ts";
 import { ROUTE_LIMIT_DEFAULTS, ROUTE_LIMIT_MAX } from "../../../lib/ledger/route-limits.ts";
 
-const int = (fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
-  z
-    .string()
-    .optional()
-    .transform((v) => (v === undefined || v === "" ? fallback : Number(v)))
-    .pipe(z.number().int().min(min).max(max));
+const int = envInt;
 
 /** Scope of the gateway's Entra ID token for Azure Relay (resource `https://relay.azure.net`). */
 export const RELAY_TOKEN_SCOPE = "https://relay.azure.net/.default";
@@ -28,10 +23,7 @@ export const GATEWAY_ROLES = {
   ledger: "Storage Table Data Reader",
 } as const;
 
-const optional = z
-  .string()
-  .optional()
-  .transform((v) => (v === "" ? undefined : v));
+const optional = envText();
 
 /** Every variable the gateway reads; the infrastructure tests derive app settings from it. */
 export const gatewayEnvSchema = z.object({
@@ -116,10 +108,5 @@ export type GatewayConfig = z.output<typeof gatewayEnvSchema>;
 
 /** Reads and validates the environment; throws `RF_ERR_GATEWAY_CONFIG` naming each bad variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
-  const parsed = refined.safeParse(env);
-  if (!parsed.success) {
-    const detail = parsed.error.issues.map((i) => `${i.path.join(".")} ${i.message}`).join("; ");
-    throw new RelayFleetError("RF_ERR_GATEWAY_CONFIG", `gateway configuration: ${detail}`);
-  }
-  return parsed.data;
+  return parseEnv(refined, env, "RF_ERR_GATEWAY_CONFIG", "gateway configuration: ");
 }

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { z } from "zod";
+import { envInt, parseEnv } from "../../../lib/env.ts";
 import { RelayFleetError } from "../../../lib/errors.ts";
 import { RETRY_PERIOD_MS } from "../../../lib/hyco/constants.ts";
 import { type Allowlist, allowlistFrom, type Lookup } from "./allowlist.ts";
@@ -50,18 +51,7 @@ export interface ModuleSettings {
   hubReconnect: { fleetSize: number; connectsPerSecond: number; minPeriodMs: number };
 }
 
-/** An integer variable: `fallback` when unset or empty, else within `min`-`max`. */
-const int = (fallback: number, min: number, max: number) =>
-  z
-    .string()
-    .optional()
-    .transform((raw, ctx) => {
-      if (raw === undefined || raw === "") return fallback;
-      const n = Number(raw);
-      if (Number.isInteger(n) && n >= min && n <= max) return n;
-      ctx.addIssue({ code: "custom", message: `=${raw} must be an integer ${min}-${max}` });
-      return z.NEVER;
-    });
+const int = envInt;
 
 /**
  * Every variable the module reads, validated once at start. Files named here are read by
@@ -91,11 +81,8 @@ export const moduleEnvSchema = z.object({
   HUB_RETRY_MIN_MS: int(5_000, 10, 600_000),
 });
 
-function parseEnv(env: NodeJS.ProcessEnv): z.output<typeof moduleEnvSchema> {
-  const parsed = moduleEnvSchema.safeParse(env);
-  if (parsed.success) return parsed.data;
-  const detail = parsed.error.issues.map((i) => `${i.path.join(".")}${i.message}`).join("; ");
-  throw new RelayFleetError("RF_ERR_MODULE_SETTING", detail);
+function parseModuleEnv(env: NodeJS.ProcessEnv): z.output<typeof moduleEnvSchema> {
+  return parseEnv(moduleEnvSchema, env, "RF_ERR_MODULE_SETTING", "");
 }
 
 /**
@@ -142,7 +129,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env, lookup?: Look
       );
     }
   }
-  const v = parseEnv(env);
+  const v = parseModuleEnv(env);
   return {
     allowlist: allowlistFrom(fileText, lookup),
     ignoredAllowlistEnv: env.RELAY_ALLOWED_TARGETS !== undefined,

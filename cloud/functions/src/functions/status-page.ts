@@ -13,6 +13,7 @@ import { readAudit } from "../audit/sources.ts";
 import { getAuditSources, getRollout } from "../config.ts";
 import { MODULE_ID } from "../rollout/desired-twin.ts";
 import type { Rollout } from "../rollout/index.ts";
+import { rolloutSettingsSchema } from "../settings.ts";
 import { buildFleetView, cachedView, type FleetView, pageOfSites } from "../status-page/fleet-view.ts";
 import { gatewayMetricsConfig, readGatewayTraffic } from "../status-page/gateway-metrics.ts";
 import { statusPageHtml } from "../status-page/page.ts";
@@ -43,7 +44,10 @@ async function siteAudit(siteId: string): Promise<unknown[] | undefined> {
   }
 }
 
-const CACHE_MS = Number(process.env.STATUS_PAGE_CACHE_MS ?? "1500") || 1500;
+// Read through its documented setting (settings.ts), so 0 means "no cache" as documented
+// (`Number(...) || 1500` turned 0 into the default) and a bad value is refused at start.
+const CACHE_MS =
+  rolloutSettingsSchema.shape.STATUS_PAGE_CACHE_MS.parse(process.env.STATUS_PAGE_CACHE_MS) ?? 1500;
 const views = new WeakMap<Rollout, () => Promise<FleetView>>();
 
 function viewOf(rollout: Rollout): Promise<FleetView> {
