@@ -15,31 +15,8 @@ export function envText() {
     .transform((v) => (v === "" ? undefined : v));
 }
 
-function integerIn(raw: string, min: number, max: number): number | undefined {
-  const n = Number(raw);
-  return Number.isInteger(n) && n >= min && n <= max ? n : undefined;
-}
-
 function range(min: number, max: number): string {
   return max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `${min}-${max}`;
-}
-
-/** An integer: `fallback` when unset or empty, else within `min`-`max`. */
-export function envInt(fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER) {
-  return z
-    .string()
-    .optional()
-    .transform((raw, ctx) => {
-      if (raw === undefined || raw === "") return fallback;
-      const n = integerIn(raw, min, max);
-      if (n !== undefined) return n;
-      ctx.addIssue({
-        code: "custom",
-        message: `must be an integer ${range(min, max)}`,
-        params: { shown: raw },
-      });
-      return z.NEVER;
-    });
 }
 
 /** An integer within `min`-`max`, or undefined when unset or empty. */
@@ -49,8 +26,8 @@ export function envOptionalInt(min = 0, max = Number.MAX_SAFE_INTEGER) {
     .optional()
     .transform((raw, ctx) => {
       if (raw === undefined || raw === "") return undefined;
-      const n = integerIn(raw, min, max);
-      if (n !== undefined) return n;
+      const n = Number(raw);
+      if (Number.isInteger(n) && n >= min && n <= max) return n;
       ctx.addIssue({
         code: "custom",
         message: `must be an integer ${range(min, max)}`,
@@ -58,6 +35,11 @@ export function envOptionalInt(min = 0, max = Number.MAX_SAFE_INTEGER) {
       });
       return z.NEVER;
     });
+}
+
+/** An integer: `fallback` when unset or empty, else within `min`-`max`. */
+export function envInt(fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER) {
+  return envOptionalInt(min, max).transform((n) => n ?? fallback);
 }
 
 /** `NAME problem` per issue (`NAME=value problem` for a number), joined. */
