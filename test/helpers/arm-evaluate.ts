@@ -147,6 +147,12 @@ function evalExpr(e: Expr, ctx: EvalContext, scope: Record<string, unknown>): un
       return arg(0) === true || arg(0) === "true";
     case "add":
       return num(0) + num(1);
+    case "range":
+      return Array.from({ length: num(1) }, (_, k) => num(0) + k);
+    case "equals":
+      return JSON.stringify(arg(0)) === JSON.stringify(arg(1));
+    case "if":
+      return arg(0) === true ? arg(1) : arg(2);
     case "sub":
       return num(0) - num(1);
     case "mul":
@@ -223,6 +229,29 @@ function evalExpr(e: Expr, ctx: EvalContext, scope: Record<string, unknown>): un
       return new Deferred(`listKeys(${text(arg(0))})`);
   }
   throw new Error(`no evaluator for ${e.name}`);
+}
+
+/** A resource as ARM deploys it: one element of its `copy` loop, with the context that evaluates it. */
+export interface DeployedResource {
+  resource: Resource;
+  ctx: EvalContext;
+}
+
+/**
+ * The template's resources with resource-level `copy` loops expanded, as ARM expands them: one entry
+ * per element, each with `copyIndex()` set for its loop (its own name and the unnamed form).
+ */
+export function deployedResources(ctx: EvalContext): DeployedResource[] {
+  return ctx.template.resources.flatMap((resource) => {
+    const loop = resource.copy as { name: string; count: unknown } | undefined;
+    if (!loop) return [{ resource, ctx }];
+    const count = evaluateValue(loop.count, ctx);
+    if (typeof count !== "number") throw new Error(`copy ${loop.name}: the count is not a number`);
+    return Array.from({ length: count }, (_, i) => ({
+      resource,
+      ctx: { ...ctx, copyIndex: { ...ctx.copyIndex, "": i, [loop.name]: i } },
+    }));
+  });
 }
 
 /** ARM resource types and names of a resource declared with a full `a/b/c` name. */

@@ -10,7 +10,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { test } from "node:test";
 import AjvDraft04, { type ValidateFunction } from "ajv-draft-04";
-import { evaluateValue, loadTemplate, type Resource } from "../helpers/arm-template.ts";
+import { deployedResources, evaluateValue, loadTemplate, type Resource } from "../helpers/arm-template.ts";
 import { REPO_ROOT } from "../helpers/index.ts";
 
 // CommonJS package: the default import is its module object, the class is its `default`.
@@ -146,7 +146,7 @@ test("every resource matches the schema of its type and API version", { skip }, 
   const { ajv, load } = makeAjv(files);
   const findings: string[] = [];
   const failures: string[] = [];
-  for (const resource of template.resources) {
+  for (const { resource, ctx } of deployedResources(EVAL)) {
     const rel = schemaFileFor(files, resource);
     const label = `${resource.type}@${resource.apiVersion}`;
     if (!rel) {
@@ -161,7 +161,7 @@ test("every resource matches the schema of its type and API version", { skip }, 
     for (const k of ["condition", "dependsOn", "copy", "scope", "comments"]) delete candidate[k];
     // Names are checked as ARM checks them: evaluated (default parameters), a child by its own
     // segment, so the schemas' length and pattern rules apply to the real name.
-    candidate.name = String(evaluateValue(resource.name, EVAL)).split("/").pop();
+    candidate.name = String(evaluateValue(resource.name, ctx)).split("/").pop();
     if (!validate(candidate))
       failures.push(`${label}: ${JSON.stringify(validate.errors?.slice(0, 3), null, 2)}`);
   }

@@ -9,6 +9,8 @@ import { test } from "node:test";
 import {
   callsIn,
   Deferred,
+  deployedResources,
+  type EvalContext,
   evaluateValue,
   expressionsIn,
   findResource,
@@ -57,14 +59,13 @@ const EXPECTED = [
   "hub-routing | Storage Blob Data Contributor | Microsoft.Storage/storageAccounts/blobServices/containers",
 ].sort();
 
-const assignments = template.resources.filter(
-  (r) => r.type === "Microsoft.Authorization/roleAssignments",
-) as Array<
-  Resource & {
-    scope?: string;
-    properties: { roleDefinitionId: string; principalId: string; principalType: string };
-  }
->;
+type RoleAssignment = Resource & {
+  scope?: string;
+  properties: { roleDefinitionId: string; principalId: string; principalType: string };
+};
+const assignments = deployedResources(ctx).filter(
+  (d) => d.resource.type === "Microsoft.Authorization/roleAssignments",
+) as Array<{ resource: RoleAssignment; ctx: EvalContext }>;
 
 test("the template's role table is the documented built-in IDs", () => {
   const roles = evaluateValue("[variables('roles')]", ctx) as Record<string, string>;
@@ -75,9 +76,11 @@ test("the template's role table is the documented built-in IDs", () => {
 });
 
 test("every role assignment is a built-in role on one resource the template creates, none wider", () => {
-  const declared = new Map(template.resources.map((r) => [resourcePath(r, ctx), r.type]));
+  const declared = new Map(
+    deployedResources(ctx).map((d) => [resourcePath(d.resource, d.ctx), d.resource.type]),
+  );
   const seen: string[] = [];
-  for (const a of assignments) {
+  for (const { resource: a, ctx } of assignments) {
     assert.ok(a.scope, "scoped to a resource, never the group or the subscription");
     const scope = String(evaluateValue(a.scope, ctx));
     assert.ok(declared.has(scope), `${scope} is a resource of this template`);
@@ -110,7 +113,7 @@ test("every role assignment is a built-in role on one resource the template crea
     assert.match(String(evaluateValue(a.name, ctx)), /^[0-9a-f-]{36}$/);
   }
   assert.deepEqual(seen.sort(), EXPECTED);
-  const names = assignments.map((a) => String(evaluateValue(a.name, ctx)));
+  const names = assignments.map((d) => String(evaluateValue(d.resource.name, d.ctx)));
   assert.equal(new Set(names).size, names.length, "one name per assignment");
 });
 
