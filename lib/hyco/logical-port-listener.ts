@@ -9,22 +9,20 @@
  * - {@link refuseStream} closes with the close code that says why (azbridge's "no such port" is a
  *   close without a reply; our senders read the code).
  *
- * `readPreamble` / `answerPreamble` are the same steps for a caller without mappings or standbys
- * (test listeners): bytes behind the preamble stay in the returned reader for the pump.
+ * A listener without mappings or standbys (the light test and load-generator site, sim/light-site.ts)
+ * calls the same three with the defaults; there is no second, simpler variant.
  */
 import type { WebSocket } from "ws";
-import { errorMessage, hasErrorCode } from "../errors.ts";
+import { errorMessage, hasErrorCode, RelayFleetError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { PREAMBLE_TIMEOUT_MS } from "./constants.ts";
-import { HeaderReader } from "./header-reader.ts";
+import type { HeaderReader } from "./header-reader.ts";
 import {
   encodeReplyError,
   encodeReplyOk,
   MODE_STREAM,
-  type Preamble,
   type PreambleMode,
   PreambleParser,
-  type RefusalReason,
 } from "./preamble.ts";
 import { CLOSE_STANDBY_FULL, STANDBY_PORT_NAME } from "./standby.ts";
 import type { StandbyGate } from "./standby-gate.ts";
@@ -57,11 +55,12 @@ export function acceptStream(ws: WebSocket, mode: PreambleMode = MODE_STREAM): v
 }
 
 export interface ReadLogicalPortOptions {
-  preambleTimeoutMs: number;
+  /** How long the sender has for its preamble (default {@link PREAMBLE_TIMEOUT_MS}). */
+  preambleTimeoutMs?: number | undefined;
   /** Standby connections this listener keeps (absent: a `$standby` is refused as unknown). */
   standby?: StandbyGate | undefined;
-  /** The connection is a standby whose previous stream ended cleanly: no new `$standby` comes. */
-  recycled: boolean;
+  /** The connection is a standby whose previous stream ended cleanly: no new `$standby` comes (default false). */
+  recycled?: boolean | undefined;
   logger?: Logger | undefined;
 }
 
@@ -78,13 +77,13 @@ export interface RequestedStream {
 export async function readLogicalPort(
   ws: WebSocket,
   reader: HeaderReader,
-  opts: ReadLogicalPortOptions,
+  opts: ReadLogicalPortOptions = {},
 ): Promise<RequestedStream | undefined> {
   let release: (() => void) | undefined;
   try {
     let step = opts.recycled
       ? undefined
-      : await reader.read(new PreambleParser(), opts.preambleTimeoutMs, "preamble");
+      : await reader.read(new PreambleParser(), opts.preambleTimeoutMs ?? PREAMBLE_TIMEOUT_MS, "preamble");
     const standby = !step || (step.value.portName === STANDBY_PORT_NAME && step.value.mode === MODE_STREAM);
     if (standby) {
       const gate = opts.standby;
@@ -119,59 +118,11 @@ export async function readLogicalPort(
     if (hasErrorCode(err, "RF_ERR_PREAMBLE_VERSION") || hasErrorCode(err, "RF_ERR_PREAMBLE_MODE")) {
       if (ws.readyState === ws.OPEN) ws.send(encodeReplyError("unsupported-version"));
     }
-    opts.logger?.warn({ err: errorMessage(err) }, "relayed connection without a valid preamble");
+    const code = err instanceof RelayFleetError ? err.code : undefined;
+    opts.logger?.warn({ err: errorMessage(err), code }, "relayed connection without a valid preamble");
     refuseStream(ws, CLOSE_CODES.policy, "bad preamble");
     return undefined;
   } finally {
     release?.();
   }
-}
-
-/** A preamble read by {@link readPreamble}, with the reader that holds the bytes behind it. */
-export interface ReadPreamble extends Preamble {
-  /** Holds (bounded, pausing the WebSocket) what came behind the preamble: `release()` it to the pump. */
-  reader: HeaderReader;
-}
-
-/**
- * Reads the sender's preamble from a freshly accepted WebSocket, for a caller that then starts
- * the pump with `initialData: reader.release()`. A bad version or mode is answered `[0,0,0]` and
- * closed here (then rethrown); a timeout closes with 1008.
- */
-export async function readPreamble(ws: WebSocket, timeoutMs = PREAMBLE_TIMEOUT_MS): Promise<ReadPreamble> {
-  const reader = new HeaderReader(ws, [], { closedCode: "RF_ERR_TUNNEL_REFUSED" });
-  try {
-    const step = await reader.read(new PreambleParser(), timeoutMs, "preamble");
-    return { ...step.value, reader };
-  } catch (err) {
-    reader.release();
-    const code = (err as { code?: string }).code;
-    if (ws.readyState === ws.OPEN) {
-      if (code === "RF_ERR_PREAMBLE_VERSION" || code === "RF_ERR_PREAMBLE_MODE") {
-        ws.send(encodeReplyError("unsupported-version"));
-        ws.close(1000, "unsupported preamble version");
-      } else if (code === "RF_ERR_PREAMBLE_TIMEOUT") ws.close(CLOSE_CODES.policy, "no preamble");
-      else ws.close(CLOSE_CODES.policy, "bad preamble");
-    }
-    throw err;
-  }
-}
-
-/**
- * Answers the preamble read by {@link readPreamble}. `true` sends `[1,0,mode]`; an azbridge
- * refusal reason sends its error reply and closes; `false` closes without a reply, which is how
- * azbridge says "no such port".
- */
-export function answerPreamble(
-  ws: WebSocket,
-  answer: boolean | RefusalReason,
-  mode: PreambleMode = MODE_STREAM,
-): void {
-  if (ws.readyState !== ws.OPEN) return;
-  if (answer === true) {
-    acceptStream(ws, mode);
-    return;
-  }
-  if (answer !== false) ws.send(encodeReplyError(answer));
-  ws.close(1000, answer === false ? "no such port" : answer);
 }

@@ -1,7 +1,8 @@
 /**
- * The load generator: one process holding many simulated sites (relay listeners through lib/hyco
- * answering tunnels, echo-site.ts) and many simulated modules on IoT Hub (the device SDK wired as
- * relayListener wires it, hub-module.ts), for the scale benchmark (bench/scale.bench.ts).
+ * The load generator: one process holding many simulated sites (light sites that answer every
+ * tunnel as the module does and echo its bytes, sim/light-site.ts) and many simulated modules on
+ * IoT Hub (the device SDK wired as relayListener wires it, hub-module.ts), for the scale benchmark
+ * (bench/scale.bench.ts).
  *
  *   node --import tsx sim/load-generator/main.ts <config.json>
  *
@@ -14,7 +15,7 @@ import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { errorMessage } from "../../lib/errors.ts";
 import { createLogger } from "../../lib/log.ts";
-import { EchoSite } from "./echo-site.ts";
+import { LightSite } from "../light-site.ts";
 import { SimulatedHubModule } from "./hub-module.ts";
 
 const configSchema = z.object({
@@ -68,7 +69,7 @@ async function main(): Promise<void> {
   if (!path) throw new Error("usage: main.ts <config.json>");
   const config = configSchema.parse(JSON.parse(readFileSync(path, "utf8")));
   const modules: SimulatedHubModule[] = [];
-  const sites: EchoSite[] = [];
+  const sites: LightSite[] = [];
   let modulesOpen = 0;
   let moduleFailures = 0;
   const status = () => ({
@@ -76,7 +77,7 @@ async function main(): Promise<void> {
     modulesOpen,
     moduleFailures,
     sites: sites.length,
-    channelsOnline: sites.reduce((n, s) => n + s.online(), 0),
+    channelsOnline: sites.reduce((n, s) => n + s.channelsOnline(), 0),
     tunnels: sites.reduce((n, s) => n + s.accepted, 0),
     rssMb: Math.round(process.memoryUsage().rss / 2 ** 20),
     cpuMs: Math.round((process.cpuUsage().user + process.cpuUsage().system) / 1_000),
@@ -115,7 +116,13 @@ async function main(): Promise<void> {
   if (s)
     work.push(
       paced(s.list, s.startPerSecond, (site) => {
-        const echoSite = new EchoSite({ ...site, ca: s.ca, channels: s.channels, logger: log });
+        const echoSite = new LightSite({
+          ...site,
+          ca: s.ca,
+          channels: s.channels,
+          streams: "echo",
+          logger: log,
+        });
         sites.push(echoSite);
         echoSite.start();
       }),

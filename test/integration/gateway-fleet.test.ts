@@ -2,8 +2,8 @@
  * Several gateways and unhappy sites: two instances serve the same ledger routes, a site without
  * a listener is refused at once and then backed off by the circuit breaker (`gateway_open_circuits`
  * shows it), a site that accepts but never answers the preamble is cut at the connect deadline,
- * and SIGTERM drains a live tunnel before exiting 0. The site is incidental here: the
- * light lib/hyco stand-in (gateway-site.ts), not the module.
+ * and SIGTERM drains a live tunnel before exiting 0. The site is incidental here: the light site
+ * (sim/light-site.ts through gateway-site.ts), not the module.
  */
 import assert from "node:assert/strict";
 import { connect, type Socket } from "node:net";

@@ -1,18 +1,29 @@
 /**
  * Logical ports (azbridge preamble) end to end through the relay emulator: sender writes the
- * preamble, listener reads it, decides, answers; bad input is refused with coded errors.
+ * preamble, listener reads it (the module's own `readLogicalPort`), decides, answers; bad input is
+ * refused with coded errors and the listener's close codes.
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import net, { type AddressInfo } from "node:net";
+import { PassThrough } from "node:stream";
 import { describe, it, type TestContext } from "node:test";
+import type { WebSocket } from "ws";
+import { HeaderReader } from "../../lib/hyco/header-reader.ts";
 import { type AcceptRequest, HybridConnectionListener } from "../../lib/hyco/listener.ts";
-import { answerPreamble, readPreamble } from "../../lib/hyco/logical-port-listener.ts";
-import { encodePreamble } from "../../lib/hyco/preamble.ts";
+import {
+  acceptStream,
+  CLOSE_CODES,
+  type ReadLogicalPortOptions,
+  readLogicalPort,
+  refuseStream,
+} from "../../lib/hyco/logical-port-listener.ts";
+import { encodePreamble, MODE_DATAGRAM } from "../../lib/hyco/preamble.ts";
 import { startPump } from "../../lib/hyco/pump.ts";
 import { connectSender } from "../../lib/hyco/sender.ts";
 import { openLogicalPort } from "../../lib/hyco/tunnel.ts";
+import { createLogger } from "../../lib/log.ts";
 import { startRelayEmulator } from "../../sim/relay-emulator/index.ts";
 import { waitFor } from "../helpers/index.ts";
 
@@ -38,6 +49,16 @@ async function setup(t: TestContext, onAccept: (req: AcceptRequest) => void) {
   return { relay, listener, senderOpts };
 }
 
+/** The listener side as the module reads it: the port asked for with the reader behind it, or undefined. */
+async function listen(ws: WebSocket, opts: ReadLogicalPortOptions = {}) {
+  const reader = new HeaderReader(ws);
+  const request = await readLogicalPort(ws, reader, opts);
+  if (!request) reader.release();
+  return request && { portName: request.portName, reader };
+}
+
+const noSuchPort = (ws: WebSocket) => refuseStream(ws, CLOSE_CODES.policy, "no such logical port");
+
 async function echoTarget(t: TestContext): Promise<number> {
   const server = net.createServer({ allowHalfOpen: true }, (s) => {
     s.on("error", () => {});
@@ -56,12 +77,14 @@ describe("logical ports through the relay", () => {
     const seen: string[] = [];
     const { senderOpts } = await setup(t, async (req) => {
       const ws = await req.accept();
-      const preamble = await readPreamble(ws);
+      const preamble = await listen(ws);
+      if (!preamble) return;
       seen.push(preamble.portName);
+      if (preamble.portName !== "echo") return noSuchPort(ws);
       const sock = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
       sock.on("error", () => {});
       await once(sock, "connect");
-      answerPreamble(ws, preamble.portName === "echo");
+      acceptStream(ws);
       startPump(ws, sock, { initialData: preamble.reader.release() });
     });
     const tunnel = await openLogicalPort(senderOpts, "echo");
@@ -81,11 +104,13 @@ describe("logical ports through the relay", () => {
     const port = await echoTarget(t);
     const { senderOpts } = await setup(t, async (req) => {
       const ws = await req.accept();
-      const p = await readPreamble(ws);
+      const p = await listen(ws);
+      if (!p) return;
+      if (p.portName !== "echo") return noSuchPort(ws);
       const sock = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
       sock.on("error", () => {});
       await once(sock, "connect");
-      answerPreamble(ws, p.portName === "echo");
+      acceptStream(ws);
       startPump(ws, sock, { initialData: p.reader.release() });
     });
     // A raw sender: preamble and payload in ONE message, then more messages before any reply.
@@ -105,12 +130,13 @@ describe("logical ports through the relay", () => {
     const port = await echoTarget(t);
     const { senderOpts } = await setup(t, async (req) => {
       const ws = await req.accept();
-      const p = await readPreamble(ws);
-      if (p.portName !== "echo") return answerPreamble(ws, false);
+      const p = await listen(ws);
+      if (!p) return;
+      if (p.portName !== "echo") return noSuchPort(ws);
       const sock = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
       sock.on("error", () => {});
       await once(sock, "connect");
-      answerPreamble(ws, true);
+      acceptStream(ws);
       startPump(ws, sock, { initialData: p.reader.release() });
     });
     // A local TCP pair stands for the gateway's client connection.
@@ -145,45 +171,51 @@ describe("logical ports through the relay", () => {
   it("refuses an unknown port name by closing: the sender gets RF_ERR_TUNNEL_REFUSED", async (t) => {
     const { senderOpts } = await setup(t, async (req) => {
       const ws = await req.accept();
-      const p = await readPreamble(ws);
-      answerPreamble(ws, p.portName === "known");
+      const p = await listen(ws);
+      if (p?.portName === "known") acceptStream(ws);
+      else noSuchPort(ws);
     });
-    await assert.rejects(openLogicalPort(senderOpts, "unknown"), { code: "RF_ERR_TUNNEL_REFUSED" });
+    await assert.rejects(openLogicalPort(senderOpts, "unknown"), {
+      code: "RF_ERR_TUNNEL_REFUSED",
+      closeCode: CLOSE_CODES.policy,
+    });
   });
 
-  it("answers azbridge's error replies", async (t) => {
+  it("answers azbridge's error replies: a datagram request to a stream listener", async (t) => {
     const { senderOpts } = await setup(t, async (req) => {
-      const ws = await req.accept();
-      await readPreamble(ws);
-      answerPreamble(ws, "datagram-unsupported");
+      await listen(await req.accept());
     });
-    await assert.rejects(openLogicalPort(senderOpts, "x"), (err: Error) => {
+    await assert.rejects(openLogicalPort(senderOpts, "x", { mode: MODE_DATAGRAM }), (err: Error) => {
       assert.equal((err as { code?: string }).code, "RF_ERR_TUNNEL_REFUSED");
       assert.match(err.message, /datagram-unsupported/);
       return true;
     });
   });
 
-  it("answers [0,0,0] to a bad version, times out a silent sender, survives garbage", async (t) => {
+  it("answers [0,0,0] to a bad version and closes 1008, times out a silent sender, survives garbage", async (t) => {
+    // The listener's warnings carry each refusal's code.
+    const lines = new PassThrough();
     const errors: string[] = [];
+    lines.on("data", (line: Buffer) => {
+      for (const l of line.toString().split("\n").filter(Boolean)) errors.push(JSON.parse(l).code);
+    });
+    const logger = createLogger("listener", { level: "warn", destination: lines });
     const { senderOpts } = await setup(t, async (req) => {
       const ws = await req.accept();
-      try {
-        await readPreamble(ws, 500);
-      } catch (err) {
-        errors.push((err as { code: string }).code);
-      }
+      await listen(ws, { preambleTimeoutMs: 500, logger });
     });
-    // Bad version.
+    // Bad version: azbridge's [0,0,0], then a policy close (the module's 1008; a second, simpler
+    // listener variant used to close this one with 1000, as if it were a clean end).
     const ws = await connectSender(senderOpts);
     const reply = once(ws, "message");
     ws.send(Buffer.from([2, 0, 0, 1, 65]));
     assert.deepEqual([...((await reply)[0] as Buffer)], [0, 0, 0]);
-    await once(ws, "close");
+    const [versionClose] = (await once(ws, "close")) as [number];
+    assert.equal(versionClose, CLOSE_CODES.policy);
     // Silent sender: the listener gives up and closes.
     const silent = await connectSender(senderOpts);
     const [code] = (await once(silent, "close")) as [number];
-    assert.equal(code, 1008);
+    assert.equal(code, CLOSE_CODES.policy);
     // Garbage then disconnect.
     const rude = await connectSender(senderOpts);
     rude.send(Buffer.from([1, 0]));
