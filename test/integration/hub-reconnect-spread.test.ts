@@ -4,7 +4,9 @@
  * the IoT Hub emulator with a connection quota of 10 a second; the emulator is stopped and
  * started again, and every module reconnects on its fleet-sized slot (20 modules at a budget of
  * 4 a second: a 5 s period). No second sees more new connections than the quota, the hub throttles
- * none, and all are back within the period (+10 %) of the hub's return.
+ * none, and all are back within the period (+10 %) of the hub's return. Then the hub drops every
+ * connection and stays up, so the SDK's immediate reconnect would meet a live hub all at once:
+ * the module's connect gate (hub-transport.ts) holds those attempts to the slots too.
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -93,5 +95,37 @@ test("a fleet reconnecting after a hub restart never exceeds the new-connection 
   assert.ok(
     perSecond.size >= 3,
     `reconnects spread over the period, not in a burst (${perSecond.size} seconds)`,
+  );
+
+  // The hub drops everyone and is back at once (a failover): no outage for the SDK's immediate
+  // attempts to fail against.
+  accepted.length = 0;
+  throttled = 0;
+  const dropped = Date.now();
+  for (let i = 0; i < FLEET; i++) emu.dropConnection(`site-dev-${i}`, "relayListener");
+  await waitFor(
+    () => accepted.length >= FLEET && connected() === FLEET,
+    "every module reconnected after the drop",
+    {
+      timeoutMs: PERIOD_MS * 3,
+    },
+  );
+  const dropSeconds = new Map<number, number>();
+  for (const at of accepted) {
+    const second = Math.floor((at - dropped) / 1_000);
+    dropSeconds.set(second, (dropSeconds.get(second) ?? 0) + 1);
+  }
+  assert.equal(throttled, 0, "after the drop the hub refused no connection");
+  assert.ok(
+    Math.max(...dropSeconds.values()) <= QUOTA,
+    `after the drop at most ${QUOTA} in any second (${[...dropSeconds].join(" ")})`,
+  );
+  assert.ok(
+    (dropSeconds.get(0) ?? 0) <= FLEET / 2,
+    `the SDK's immediate attempts were held to the slots (${dropSeconds.get(0) ?? 0} in the first second)`,
+  );
+  assert.ok(
+    Math.max(...accepted) - dropped <= PERIOD_MS * 1.1 + 1_000,
+    `all back within the period (+10 %) and the gap after the drop (${Math.max(...accepted) - dropped} ms)`,
   );
 });

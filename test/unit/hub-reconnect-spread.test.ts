@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { fleetSpreadPeriodMs, nextSlotDelay } from "../../lib/backoff.ts";
-import { HubReconnectSlots } from "../../modules/relayListener/src/hub-retry.ts";
+import { HubConnectGate, HubReconnectSlots } from "../../modules/relayListener/src/hub-retry.ts";
 import { readSettings } from "../../modules/relayListener/src/settings.ts";
 
 test("the spread period is fleet size over the connection budget, never below the floor", () => {
@@ -81,4 +81,34 @@ test("the module reads the fleet's size and budget from its environment, with S1
     { fleetSize: 10_000, connectsPerSecond: 900, minPeriodMs: 2_000 },
   );
   assert.throws(() => readSettings({ ...env, HUB_FLEET_SIZE: "0" }), /HUB_FLEET_SIZE/);
+});
+
+test("the connect gate holds every attempt after a loss to the module's next slot, the first open never", () => {
+  let now = 0;
+  // period 10 s, phase 0.5: slots at 5 s, 15 s, 25 s …
+  const slots = new HubReconnectSlots(
+    { fleetSize: 10, connectsPerSecond: 1, minPeriodMs: 1_000 },
+    0.5,
+    () => now,
+  );
+  const gate = new HubConnectGate(slots, () => now);
+  gate.lost();
+  assert.equal(gate.delayBeforeConnect(), 0, "before the first connection: the first open's own backoff");
+  gate.lost();
+  now = 1_000;
+  assert.equal(gate.delayBeforeConnect(), 0, "a failed first open is not held either");
+  gate.connected();
+  assert.equal(gate.delayBeforeConnect(), 0, "connected: nothing to hold");
+  now = 14_500;
+  gate.lost(); // the hub dropped the connection
+  assert.equal(gate.delayBeforeConnect(), 10_500, "the SDK's immediate attempt waits: 15 s is under the gap");
+  now = 24_000;
+  assert.equal(gate.delayBeforeConnect(), 1_000, "a retry timer early for its slot waits for it");
+  now = 25_300;
+  assert.equal(gate.delayBeforeConnect(), 0, "on (or late for) the slot: go");
+  gate.lost(); // that attempt was refused
+  assert.equal(gate.delayBeforeConnect(), 9_700, "the next one a period later");
+  now = 35_000;
+  gate.connected();
+  assert.equal(gate.delayBeforeConnect(), 0);
 });

@@ -7,7 +7,8 @@
  *
  * The same slots serve the SDK's own retries (its `RetryPolicy`: re-enabling twin and methods
  * after a drop) and the module's re-open after the SDK gave up (`HubConnection`), so a module
- * never makes two connection attempts in one period from two loops.
+ * never makes two connection attempts in one period from two loops. `HubConnectGate` holds every
+ * connection attempt after a loss to the next slot, the SDK's immediate one too (hub-transport.ts).
  */
 import { fleetSpreadPeriodMs, nextSlotDelay, type RetrySchedule } from "../../../lib/backoff.ts";
 
@@ -84,5 +85,44 @@ export class HubReconnectSlots implements SdkRetryPolicy {
         return failures;
       },
     };
+  }
+}
+
+/**
+ * When the module's MQTT transport may open a connection. Until the first connection succeeded
+ * anything goes (a fleet does not start within a second, and the first open has its own
+ * backoff). After that, once a connection was lost or an attempt failed, the next attempt waits
+ * for the module's first slot at least a second after the loss, whichever loop asks for it: the
+ * SDK's immediate reconnect inside its disconnect handler, its retries, a twin call that connects
+ * on demand, or the module's re-open. So a fleet that lost the hub together sends at most one
+ * CONNECT a module per period, on its phase, even when the hub drops everyone and is back at once.
+ */
+export class HubConnectGate {
+  private everConnected = false;
+  /** performance.now() of the last loss or failed attempt, if one came since the last success. */
+  private lostAt: number | undefined;
+
+  constructor(
+    private readonly slots: HubReconnectSlots,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  /** Milliseconds the next connection attempt must wait (0: go now). */
+  delayBeforeConnect(): number {
+    if (!this.everConnected || this.lostAt === undefined) return 0;
+    const { periodMs, phase } = this.slots;
+    const gap = Math.min(periodMs / 2, 1_000);
+    const slotAt = this.lostAt + nextSlotDelay(periodMs, phase, gap, this.lostAt);
+    return Math.max(0, Math.ceil(slotAt - this.now()));
+  }
+
+  connected(): void {
+    this.everConnected = true;
+    this.lostAt = undefined;
+  }
+
+  /** The connection dropped, or an attempt failed. */
+  lost(): void {
+    if (this.everConnected) this.lostAt = this.now();
   }
 }

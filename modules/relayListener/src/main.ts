@@ -1,26 +1,29 @@
 /**
- * relayListener entry point: the IoT Edge module. `ModuleClient.fromEnvironment(Mqtt)` works
+ * relayListener entry point: the IoT Edge module. `ModuleClient.fromEnvironment` (MQTT, gated on the reconnect slots) works
  * unchanged under the edge runtime (IOTEDGE_* variables) and under the simulator convention
  * (`EdgeHubConnectionString` + `EdgeModuleCACertificateFile`). SIGTERM/SIGINT: stop accepting,
  * drain (bounded), report offline, exit 0.
  */
 import deviceSdk from "azure-iot-device";
-import mqttTransport from "azure-iot-device-mqtt";
 import { errorMessage } from "../../../lib/errors.ts";
 import { createLogger } from "../../../lib/log.ts";
 import type { ModuleHubClient } from "./hub-client.ts";
+import { HubConnectGate, HubReconnectSlots } from "./hub-retry.ts";
+import { gatedMqtt } from "./hub-transport.ts";
 import { type RunningModule, startModule } from "./module.ts";
 import { readSettings } from "./settings.ts";
 
 // CommonJS packages: Node's ESM loader cannot see their named exports, so take the namespace.
 const { ModuleClient } = deviceSdk;
-const { Mqtt } = mqttTransport;
 
 const logger = createLogger("relayListener");
 
 async function main(): Promise<void> {
   const settings = readSettings();
-  const client = (await ModuleClient.fromEnvironment(Mqtt)) as unknown as ModuleHubClient;
+  // Every connection attempt after a loss waits for the module's slot (ADR 0027).
+  const hubSlots = new HubReconnectSlots(settings.hubReconnect);
+  const transport = gatedMqtt(new HubConnectGate(hubSlots));
+  const client = (await ModuleClient.fromEnvironment(transport)) as unknown as ModuleHubClient;
   let running: RunningModule | undefined;
   let stopping = false;
   const stop = (signal: string) => {
@@ -33,7 +36,7 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
-  running = await startModule({ client, settings, logger });
+  running = await startModule({ client, settings, logger, hubSlots });
   if (stopping) await running.shutdown();
 }
 

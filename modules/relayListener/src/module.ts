@@ -32,6 +32,11 @@ export interface StartModuleOptions {
   logger: Logger;
   listenerFactory?: ListenerFactory;
   version?: string;
+  /**
+   * The reconnect slots the client's transport is gated on (main.ts builds both, hub-transport.ts);
+   * made from the settings when absent.
+   */
+  hubSlots?: HubReconnectSlots;
 }
 
 export interface RunningModule {
@@ -155,7 +160,7 @@ export async function startModule(opts: StartModuleOptions): Promise<RunningModu
   }
 
   // Reconnects spread over the fleet's period, for the SDK's own retries and the module's re-opens.
-  const hubSlots = new HubReconnectSlots(settings.hubReconnect);
+  const hubSlots = opts.hubSlots ?? new HubReconnectSlots(settings.hubReconnect);
   const hub = new HubConnection(client, {
     slots: hubSlots,
     deadlineMs: settings.twinTimeoutMs,
