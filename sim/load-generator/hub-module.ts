@@ -7,15 +7,18 @@
  */
 import { createRequire } from "node:module";
 import deviceSdk, { type ModuleClient } from "azure-iot-device";
-import mqttTransport from "azure-iot-device-mqtt";
 import type { Logger } from "../../lib/log.ts";
 import type { ModuleHubClient } from "../../modules/relayListener/src/hub-client.ts";
 import { HubConnection } from "../../modules/relayListener/src/hub-connection.ts";
-import { type HubReconnectSettings, HubReconnectSlots } from "../../modules/relayListener/src/hub-retry.ts";
+import {
+  HubConnectGate,
+  type HubReconnectSettings,
+  HubReconnectSlots,
+} from "../../modules/relayListener/src/hub-retry.ts";
+import { gatedMqtt } from "../../modules/relayListener/src/hub-transport.ts";
 import { TwinSync } from "../../modules/relayListener/src/twin-sync.ts";
 
 const { ModuleClient: ModuleClientCtor } = deviceSdk;
-const { Mqtt } = mqttTransport;
 
 /**
  * The device SDK builds its user-agent platform string (azure-iot-common's
@@ -38,6 +41,8 @@ function platformStringOnce(): void {
 }
 platformStringOnce();
 
+type Connector = (...args: unknown[]) => unknown;
+
 export interface SimulatedHubModuleOptions {
   connectionString: string;
   ca: string;
@@ -45,6 +50,28 @@ export interface SimulatedHubModuleOptions {
   logger: Logger;
   /** Deadline of SDK calls (the module's TWIN_TIMEOUT_MS). */
   deadlineMs?: number;
+  /**
+   * Diagnostics (the scale benchmark): called for every MQTT connection the SDK starts, with the
+   * code path that asked for it (see `connectPath`).
+   */
+  onConnectAttempt?: (path: ConnectPath, at: number) => (outcome: string) => void;
+}
+
+/** Which loop made a connection attempt. */
+export type ConnectPath = "module-open" | "sdk-after-drop" | "sdk-retry" | "slot-gate" | "twin-call" | "other";
+
+/**
+ * Classifies a connection attempt by the stack that made it: the module's own open
+ * (`HubConnection`), the SDK's immediate attempt inside its disconnect handler, a retry the SDK's
+ * `RetryOperation` timer made, or an SDK call that connects on demand (getTwin, reported update).
+ */
+export function connectPath(stack: string): ConnectPath {
+  if (stack.includes("_disconnectHandler")) return "sdk-after-drop";
+  if (stack.includes("openWith") || stack.includes("HubConnection")) return "module-open";
+  if (stack.includes("retryOperation") && stack.includes("listOnTimeout")) return "sdk-retry";
+  if (stack.includes("GatedMqttBase") || stack.includes("Timeout._onTimeout")) return "slot-gate";
+  if (stack.includes("getTwin") || stack.includes("Twin")) return "twin-call";
+  return "other";
 }
 
 export class SimulatedHubModule {
@@ -53,14 +80,18 @@ export class SimulatedHubModule {
   private readonly port: ModuleHubClient;
   private readonly hub: HubConnection;
   private readonly twinSync: TwinSync;
-  private readonly slots: HubReconnectSlots;
+  readonly slots: HubReconnectSlots;
   /** Desired versions seen (a cheap sign the twin path works). */
   desiredVersion: number | null = null;
 
   constructor(private readonly opts: SimulatedHubModuleOptions) {
-    this.client = ModuleClientCtor.fromConnectionString(opts.connectionString, Mqtt);
-    this.port = this.client as unknown as ModuleHubClient;
     const slots = new HubReconnectSlots(opts.reconnect);
+    // As main.ts: every attempt after a loss waits for the module's slot.
+    this.client = ModuleClientCtor.fromConnectionString(
+      opts.connectionString,
+      gatedMqtt(new HubConnectGate(slots)),
+    );
+    this.port = this.client as unknown as ModuleHubClient;
     this.slots = slots;
     const deadlineMs = opts.deadlineMs ?? 15_000;
     this.hub = new HubConnection(this.port, {
@@ -82,6 +113,24 @@ export class SimulatedHubModule {
         onNoAnswer: (why) => void this.hub.reopen(why),
       },
     );
+    const observe = opts.onConnectAttempt;
+    const mqtt = (this.client as unknown as { _transport?: { _mqtt?: { _connectClient?: Connector } } })
+      ._transport?._mqtt;
+    const connect = mqtt?._connectClient;
+    if (observe && mqtt && connect) {
+      mqtt._connectClient = function (this: unknown, ...args: unknown[]) {
+        const limit = Error.stackTraceLimit;
+        Error.stackTraceLimit = 40;
+        const stack = new Error().stack ?? "";
+        Error.stackTraceLimit = limit;
+        const done = observe(connectPath(stack), Date.now());
+        const callback = args[0] as (err?: Error, ...rest: unknown[]) => void;
+        return connect.call(this, (err?: Error, ...rest: unknown[]) => {
+          done(err ? err.message.slice(0, 40) : "ok");
+          callback(err, ...rest);
+        });
+      };
+    }
     this.port.on("error", () => {});
     this.port.on("disconnect", (reason) => {
       if (!this.stopping)

@@ -11,12 +11,13 @@
  * online over time would be. Prints JSON lines: `status` every `statusEveryMs`, `ready` once all
  * are started; SIGTERM closes everything.
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { z } from "zod";
 import { errorMessage } from "../../lib/errors.ts";
 import { createLogger } from "../../lib/log.ts";
 import { LightSite } from "../light-site.ts";
-import { SimulatedHubModule } from "./hub-module.ts";
+import { type ConnectPath, SimulatedHubModule } from "./hub-module.ts";
 
 const configSchema = z.object({
   statusEveryMs: z.number().int().min(100).default(2_000),
@@ -30,6 +31,11 @@ const configSchema = z.object({
       }),
       startPerSecond: z.number().positive(),
       connectionStrings: z.array(z.string().min(1)),
+      /**
+       * Where to write each module's connection attempts (time, code path) and slot on SIGUSR2,
+       * for the benchmark's diagnosis of a reconnect wave.
+       */
+      diagnosticsFile: z.string().optional(),
     })
     .optional(),
   sites: z
@@ -72,6 +78,10 @@ async function main(): Promise<void> {
   const sites: LightSite[] = [];
   let modulesOpen = 0;
   let moduleFailures = 0;
+  const attempts: Array<Array<[number, ConnectPath, number, string]>> = [];
+  // How late this process runs its timers: a starved load generator bunches its modules' attempts.
+  const lag = monitorEventLoopDelay({ resolution: 20 });
+  lag.enable();
   const status = () => ({
     modules: modules.length,
     modulesOpen,
@@ -81,8 +91,29 @@ async function main(): Promise<void> {
     tunnels: sites.reduce((n, s) => n + s.accepted, 0),
     rssMb: Math.round(process.memoryUsage().rss / 2 ** 20),
     cpuMs: Math.round((process.cpuUsage().user + process.cpuUsage().system) / 1_000),
+    loopDelayMaxMs: Math.round(lag.max / 1e6),
+    loopDelayP99Ms: Math.round(lag.percentile(99) / 1e6),
   });
-  const timer = setInterval(() => say("status", status()), config.statusEveryMs);
+  const timer = setInterval(() => {
+    say("status", status());
+    lag.reset();
+  }, config.statusEveryMs);
+  process.on("SIGUSR2", () => {
+    const file = config.modules?.diagnosticsFile;
+    if (!file) return;
+    writeFileSync(
+      file,
+      JSON.stringify({
+        timeOrigin: performance.timeOrigin,
+        modules: modules.map((m, i) => ({
+          phase: m.slots.phase,
+          periodMs: m.slots.periodMs,
+          attempts: attempts[i] ?? [],
+        })),
+      }),
+    );
+    say("diagnostics", { file });
+  });
   const stop = async () => {
     clearInterval(timer);
     await Promise.allSettled([...modules.map((m) => m.stop()), ...sites.map((s) => s.close())]);
@@ -96,11 +127,25 @@ async function main(): Promise<void> {
   if (m)
     work.push(
       paced(m.connectionStrings, m.startPerSecond, (connectionString) => {
+        const mine: Array<[number, ConnectPath, number, string]> = [];
+        attempts.push(mine);
         const module = new SimulatedHubModule({
           connectionString,
           ca: m.ca,
           reconnect: m.reconnect,
           logger: log,
+          ...(m.diagnosticsFile
+            ? {
+                onConnectAttempt: (path, at) => {
+                  const entry: [number, ConnectPath, number, string] = [at, path, -1, "pending"];
+                  mine.push(entry);
+                  return (outcome) => {
+                    entry[2] = Date.now() - at;
+                    entry[3] = outcome;
+                  };
+                },
+              }
+            : {}),
         });
         modules.push(module);
         module.start().then(
