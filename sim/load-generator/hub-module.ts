@@ -58,12 +58,19 @@ export interface SimulatedHubModuleOptions {
 }
 
 /** Which loop made a connection attempt. */
-export type ConnectPath = "module-open" | "sdk-after-drop" | "sdk-retry" | "slot-gate" | "twin-call" | "other";
+export type ConnectPath =
+  | "module-open"
+  | "sdk-after-drop"
+  | "sdk-retry"
+  | "slot-gate"
+  | "twin-call"
+  | "other";
 
 /**
  * Classifies a connection attempt by the stack that made it: the module's own open
  * (`HubConnection`), the SDK's immediate attempt inside its disconnect handler, a retry the SDK's
- * `RetryOperation` timer made, or an SDK call that connects on demand (getTwin, reported update).
+ * `RetryOperation` timer made, an attempt the connect gate held to its slot (hub-transport.ts), or
+ * an SDK call that connects on demand (getTwin, reported update).
  */
 export function connectPath(stack: string): ConnectPath {
   if (stack.includes("_disconnectHandler")) return "sdk-after-drop";
