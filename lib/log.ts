@@ -1,4 +1,5 @@
 import pino, { type Logger, type LoggerOptions } from "pino";
+import { logLevelEnv } from "./env.ts";
 
 /**
  * Paths that must never reach a log line. Keys and tokens travel in config objects, HTTP headers
@@ -72,7 +73,9 @@ export type { Logger };
 
 /**
  * Creates the JSON logger every part uses. `destination` defaults to stdout; tests pass a stream
- * to assert on log content. LOG_LEVEL sets the level (default info).
+ * to assert on log content. LOG_LEVEL sets the level (default info), read through the schema field
+ * every part's environment schema includes (lib/env.ts): a bad value falls back to info here and is
+ * refused, named, by the part's own validation at start.
  */
 export function createLogger(
   name: string,
@@ -80,7 +83,7 @@ export function createLogger(
 ): Logger {
   const opts: LoggerOptions = {
     name,
-    level: options.level ?? process.env.LOG_LEVEL ?? "info",
+    level: options.level ?? logLevelEnv.safeParse(process.env.LOG_LEVEL).data ?? "info",
     redact: { paths: REDACTED_PATHS, censor: "[REDACTED]" },
     formatters: {
       level: (label) => ({ level: label }),

@@ -13,6 +13,8 @@ import { readFileSync } from "node:fs";
 import type { TokenCredential } from "@azure/identity";
 import httpBase from "azure-iot-http-base";
 import iothub, { type Client, type Registry } from "azure-iothub";
+import { z } from "zod";
+import { documented, envOptionalInt, envText, parseEnv } from "../env.ts";
 import { RelayFleetError } from "../errors.ts";
 import { parseServiceConnectionString } from "./iothub-connection-string.ts";
 
@@ -173,17 +175,32 @@ export function createIotHubServiceClients(
   );
 }
 
+/** The variables a service process reads to reach IoT Hub by connection string (the CLI's `deployment`). */
+export const iothubServiceEnvSchema = z.object({
+  IOTHUB_CONNECTION_STRING: documented(envText(), {
+    description: "IoT Hub service connection string (required)",
+  }),
+  IOTHUB_REST_PORT: documented(envOptionalInt(1, 65535), {
+    description: "HTTPS port of the hub's REST API when it is not 443 (the IoT Hub emulator)",
+  }),
+  IOTHUB_CA_FILE: documented(envText(), {
+    description: "PEM file of an extra CA to trust for IoT Hub (the emulator's)",
+  }),
+});
+
 /**
  * Reads `IOTHUB_CONNECTION_STRING`, `IOTHUB_REST_PORT` (optional) and `IOTHUB_CA_FILE`
- * (optional) and creates the clients. Throws `RF_ERR_IOTHUB_CONNECTION_STRING` when unset.
+ * (optional) through {@link iothubServiceEnvSchema} and creates the clients. Throws
+ * `RF_ERR_IOTHUB_CONNECTION_STRING` when unset or when a variable is bad (named).
  */
 export function iothubServiceClientsFromEnv(env: NodeJS.ProcessEnv = process.env): IotHubServiceClients {
-  const cs = env.IOTHUB_CONNECTION_STRING;
+  const settings = parseEnv(iothubServiceEnvSchema, env, "RF_ERR_IOTHUB_CONNECTION_STRING", "IoT Hub: ");
+  const cs = settings.IOTHUB_CONNECTION_STRING;
   if (!cs)
     throw new RelayFleetError("RF_ERR_IOTHUB_CONNECTION_STRING", "IOTHUB_CONNECTION_STRING is not set");
   const options: IotHubServiceOptions = {};
-  if (env.IOTHUB_REST_PORT) options.restPort = Number(env.IOTHUB_REST_PORT);
-  if (env.IOTHUB_CA_FILE) options.ca = readFileSync(env.IOTHUB_CA_FILE);
+  if (settings.IOTHUB_REST_PORT !== undefined) options.restPort = settings.IOTHUB_REST_PORT;
+  if (settings.IOTHUB_CA_FILE) options.ca = readFileSync(settings.IOTHUB_CA_FILE);
   return createIotHubServiceClients(cs, options);
 }
 

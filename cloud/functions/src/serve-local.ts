@@ -2,7 +2,7 @@
  * The rollout service as a local process, for the simulation: the same handlers the Functions host
  * loads, served over node:http by `http-server.ts`, configured from the environment
  * (`config.ts`). `ROLLOUT_PORT` (default 0 = any free port) and `ROLLOUT_FUNCTION_KEY` (default
- * random) choose where and with which key. Prints one JSON line `{"event":"listening",...}`.
+ * random) choose where and with which key (`localServerSettingsSchema` in settings.ts). Prints one JSON line `{"event":"listening",...}`.
  * It validates the settings the Functions app would (`RECONCILE_SCHEDULE` included, though no timer
  * runs here), so a configuration that would not start in Azure does not start here either.
  */
@@ -10,16 +10,16 @@ import { errorMessage } from "../../../lib/errors.ts";
 import { createLogger, redactSecrets } from "../../../lib/log.ts";
 import { rolloutFromEnv } from "./config.ts";
 import { startRolloutHttpServer } from "./http-server.ts";
-import { loadFunctionsAppSettings } from "./settings.ts";
+import { loadLocalServerSettings } from "./settings.ts";
 
 const logger = createLogger("rollout-local");
 
 try {
-  loadFunctionsAppSettings();
+  const settings = loadLocalServerSettings();
   const rollout = await rolloutFromEnv();
   const server = await startRolloutHttpServer(rollout, {
-    port: Number(process.env.ROLLOUT_PORT ?? "0") || 0,
-    ...(process.env.ROLLOUT_FUNCTION_KEY ? { functionKey: process.env.ROLLOUT_FUNCTION_KEY } : {}),
+    port: settings.ROLLOUT_PORT ?? 0,
+    ...(settings.ROLLOUT_FUNCTION_KEY ? { functionKey: settings.ROLLOUT_FUNCTION_KEY } : {}),
     logger,
   });
   process.stdout.write(

@@ -4,12 +4,22 @@
  * read this schema to check that the ARM template sets every variable a deployment needs, so a new
  * setting without a template entry fails CI.
  *
- * Two entry points: `rolloutSettingsSchema` is what the rollout service needs wherever it runs
+ * Three entry points: `rolloutSettingsSchema` is what the rollout service needs wherever it runs
  * (the Functions app, the simulation's local server, the CLI's direct mode);
- * `functionsAppSettingsSchema` adds what only the Functions app needs (its timer's schedule).
+ * `functionsAppSettingsSchema` adds what only the Functions app needs (its timer's schedule), and
+ * `localServerSettingsSchema` what only the simulation's local server reads (its port and key).
+ * Descriptions follow lib/env.ts's convention (`documented`), as the module's and the gateway's do.
  */
 import { z } from "zod";
-import { envOptionalInt, envText, parseEnv } from "../../../lib/env.ts";
+import {
+  type DescribedVariable,
+  describeEnv,
+  documented,
+  envOptionalInt,
+  envText,
+  logLevelEnv,
+  parseEnv,
+} from "../../../lib/env.ts";
 import {
   DEFAULT_GATEWAY_STATUS_TABLE,
   DEFAULT_LEDGER_TABLE,
@@ -26,6 +36,7 @@ import {
  */
 export type SettingDeploy = "app-setting" | "secret" | "local";
 
+/** A variable's documentation here: lib/env.ts's description, and where it is set. */
 export interface SettingMeta {
   description: string;
   deploy: SettingDeploy;
@@ -34,10 +45,6 @@ export interface SettingMeta {
 // Outside Linux's ephemeral range (lib/ledger/port-ranges.ts): the gateways' own outgoing
 // connections cannot take a public port before the gateway listens on it.
 const DEFAULT_PORT_RANGES = DEFAULT_PUBLIC_PORT_RANGES;
-
-function documented<T extends z.ZodType>(schema: T, meta: SettingMeta): T {
-  return schema.meta({ ...meta });
-}
 
 const optionalText = envText;
 
@@ -258,6 +265,16 @@ export const rolloutSettingsSchema = z.object({
     description: "status page: how long one computed fleet view serves every open page (default 1500)",
     deploy: "local",
   }),
+  IDENTITY_ENDPOINT: documented(optionalText(), {
+    description:
+      "managed identity endpoint the platform sets (App Service, the simulation's identity emulator); with RELAY_ENDPOINT: the relay emulator reached with the identity instead of a Manage key",
+    deploy: "local",
+  }),
+  LOG_LEVEL: documented(logLevelEnv, {
+    description:
+      "log level of the rollout's own logger (the local server, the CLI's direct mode; default info)",
+    deploy: "local",
+  }),
 });
 
 export const functionsAppSettingsSchema = rolloutSettingsSchema.extend({
@@ -267,17 +284,30 @@ export const functionsAppSettingsSchema = rolloutSettingsSchema.extend({
   }),
 });
 
+/** The simulation's local server (serve-local.ts): the rollout's settings and where it listens. */
+export const localServerSettingsSchema = functionsAppSettingsSchema.extend({
+  ROLLOUT_PORT: documented(optionalInt(0, 65535), {
+    description: "the local server's port (default 0: any free port, printed on its listening line)",
+    deploy: "local",
+  }),
+  ROLLOUT_FUNCTION_KEY: documented(optionalText(), {
+    description:
+      "the function key the local server requires (default: a random one, printed on its listening line)",
+    deploy: "local",
+  }),
+});
+
 export type RolloutSettings = z.output<typeof rolloutSettingsSchema>;
 export type FunctionsAppSettings = z.output<typeof functionsAppSettingsSchema>;
+export type LocalServerSettings = z.output<typeof localServerSettingsSchema>;
 
-/** Name, schema and documentation of every variable a settings schema reads. */
+/** Name and documentation of every variable a settings schema reads (lib/env.ts), with where it is set. */
 export function describeSettings(
   schema: z.ZodObject = functionsAppSettingsSchema,
-): Array<{ name: string } & SettingMeta> {
-  return Object.entries(schema.shape).map(([name, field]) => {
-    const meta = (field as z.ZodType).meta() as Partial<SettingMeta> | undefined;
-    if (!meta?.description || !meta.deploy) throw new Error(`setting ${name} is not documented`);
-    return { name, description: meta.description, deploy: meta.deploy };
+): Array<DescribedVariable<SettingMeta>> {
+  return describeEnv<SettingMeta>(schema).map((v) => {
+    if (!v.deploy) throw new Error(`setting ${v.name} does not say where it is set (deploy)`);
+    return v;
   });
 }
 
@@ -293,4 +323,9 @@ export function loadRolloutSettings(env: NodeJS.ProcessEnv = process.env): Rollo
 /** Same for the Functions app (and its local stand-in): also requires `RECONCILE_SCHEDULE`. */
 export function loadFunctionsAppSettings(env: NodeJS.ProcessEnv = process.env): FunctionsAppSettings {
   return parseWith(functionsAppSettingsSchema, env);
+}
+
+/** Same for the simulation's local server: the Functions app's settings and its own port and key. */
+export function loadLocalServerSettings(env: NodeJS.ProcessEnv = process.env): LocalServerSettings {
+  return parseWith(localServerSettingsSchema, env);
 }

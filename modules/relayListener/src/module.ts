@@ -67,7 +67,7 @@ function describeReason(reason: unknown): string {
 
 export async function startModule(opts: StartModuleOptions): Promise<RunningModule> {
   const { client, settings, logger } = opts;
-  const version = opts.version ?? moduleVersion();
+  const version = opts.version ?? moduleVersion(settings.version);
   const startedAt = new Date().toISOString();
   let stopping = false;
   let hubConnected = false;
@@ -76,8 +76,7 @@ export async function startModule(opts: StartModuleOptions): Promise<RunningModu
   let metrics: ModuleMetrics | undefined;
   // Tunnel audit records go upstream on output "audit", batched and bounded (audit-sender.ts).
   const audit = new AuditSender({ ...AUDIT_DEFAULTS, intervalMs: settings.auditIntervalMs, logger });
-  const deviceId =
-    process.env.IOTEDGE_DEVICEID ?? /DeviceId=([^;]+)/.exec(process.env.EdgeHubConnectionString ?? "")?.[1];
+  const deviceId = settings.deviceId;
   const sendOutput = client.sendOutputEvent?.bind(client);
   if (sendOutput) {
     audit.attach(async (body, properties) => {

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { z } from "zod";
-import { envInt, parseEnv } from "../../../lib/env.ts";
+import { documented, envInt, envOptionalInt, envText, logLevelEnv, parseEnv } from "../../../lib/env.ts";
 import { RelayFleetError } from "../../../lib/errors.ts";
 import { RETRY_PERIOD_MS } from "../../../lib/hyco/constants.ts";
 import { type Allowlist, allowlistFrom, type Lookup } from "./allowlist.ts";
@@ -27,9 +27,9 @@ export interface ModuleSettings {
   twinTimeoutMs: number;
   /** Full twin re-read even without a reconnect, as a safety net for a missed patch. */
   twinResyncMs: number;
-  /** Longest shutdown drain after SIGTERM. */
   /** At most one audit batch (IoT Hub message) per this interval. */
   auditIntervalMs: number;
+  /** Longest shutdown drain after SIGTERM. */
   shutdownDrainMs: number;
   /** Wait for the sender's preamble / PROXY header. */
   preambleTimeoutMs: number;
@@ -49,36 +49,94 @@ export interface ModuleSettings {
    * the hub's new-connection quota (ADR 0027). The deployment sets the fleet's figures.
    */
   hubReconnect: { fleetSize: number; connectsPerSecond: number; minPeriodMs: number };
+  /** The device's id (IOTEDGE_DEVICEID, or the simulator's connection string), for audit records. */
+  deviceId: string | undefined;
+  /** `MODULE_VERSION` set by the image build; undefined: the package version (version.ts). */
+  version: string | undefined;
 }
 
 const int = envInt;
+const text = envText;
 
 /**
- * Every variable the module reads, validated once at start. Files named here are read by
- * `readSettings`; `RELAY_ALLOWED_TARGETS` is only detected, never used (see below).
+ * Every variable the module reads, validated once at start, each with its description. Files
+ * named here are read by `readSettings`; `RELAY_ALLOWED_TARGETS` is only detected, never used
+ * (see below). The IoT Hub device SDK reads its own variables (the edge runtime's IOTEDGE_*,
+ * the simulator's EdgeHubConnectionString) in `ModuleClient.fromEnvironment`; listed here are the
+ * two the module itself reads to name its device in audit records.
  */
 export const moduleEnvSchema = z.object({
-  RELAY_ALLOWLIST_FILE: z.string().optional(),
-  RELAY_ALLOWED_TARGETS: z.string().optional(),
-  RELAY_CA_FILE: z.string().optional(),
-  METRICS_PORT: int(0, 0, 65535),
-  METRICS_HOST: z.string().optional(),
-  RELAY_LISTENER_COUNT: int(2, 1, 8),
-  REPORT_INTERVAL_MS: int(5_000, 0, 3_600_000),
-  TWIN_TIMEOUT_MS: int(15_000, 100, 600_000),
-  TWIN_RESYNC_MS: int(900_000, 1_000, 86_400_000),
-  SHUTDOWN_DRAIN_MS: int(20_000, 0, 600_000),
-  AUDIT_INTERVAL_MS: int(5_000, 100, 3_600_000),
-  PREAMBLE_TIMEOUT_MS: int(10_000, 100, 120_000),
-  STANDBY_MAX: int(64, 0, 1_000),
-  STANDBY_IDLE_MS: int(300_000, 1_000, 3_600_000),
-  TARGET_KEEPALIVE_MS: int(30_000, 1_000, 3_600_000),
-  RELAY_RETRY_PERIOD_MS: int(RETRY_PERIOD_MS, 10, 600_000),
+  RELAY_ALLOWLIST_FILE: documented(text(), {
+    description:
+      "the device owner's allowlist file (default /etc/relay-listener/allowlist.txt; absent: deny all)",
+  }),
+  RELAY_ALLOWED_TARGETS: documented(z.string().optional(), {
+    description: "ignored on purpose (the deployment, i.e. the cloud, sets it); logged as a warning when set",
+  }),
+  RELAY_CA_FILE: documented(text(), {
+    description: "extra CA (PEM file) for the relay's TLS: the local relay emulator's",
+  }),
+  METRICS_PORT: documented(envOptionalInt(0, 65535), {
+    description: "port of /metrics and /healthz (unset: no HTTP server; 0: a free port)",
+  }),
+  METRICS_HOST: documented(text(), { description: "address of the metrics port (default 0.0.0.0)" }),
+  RELAY_LISTENER_COUNT: documented(int(2, 1, 8), {
+    description: "control channels per module instance on the hybrid connection (default 2, redundancy)",
+  }),
+  REPORT_INTERVAL_MS: documented(int(5_000, 0, 3_600_000), {
+    description: "reported properties go out at most once per this interval, coalesced (default 5000)",
+  }),
+  TWIN_TIMEOUT_MS: documented(int(15_000, 100, 600_000), {
+    description: "a twin GET without an answer is abandoned and retried after this long (default 15000)",
+  }),
+  TWIN_RESYNC_MS: documented(int(900_000, 1_000, 86_400_000), {
+    description:
+      "full twin re-read even without a reconnect, a safety net for a missed patch (default 900000)",
+  }),
+  SHUTDOWN_DRAIN_MS: documented(int(20_000, 0, 600_000), {
+    description: "longest shutdown drain after SIGTERM (default 20000)",
+  }),
+  AUDIT_INTERVAL_MS: documented(int(5_000, 100, 3_600_000), {
+    description: "at most one audit batch (IoT Hub message) per this interval (default 5000)",
+  }),
+  PREAMBLE_TIMEOUT_MS: documented(int(10_000, 100, 120_000), {
+    description: "how long a sender has for its logical-port preamble and PROXY header (default 10000)",
+  }),
+  STANDBY_MAX: documented(int(64, 0, 1_000), {
+    description: "standby connections held for senders at most (default 64)",
+  }),
+  STANDBY_IDLE_MS: documented(int(300_000, 1_000, 3_600_000), {
+    description: "how long a standby connection waits for its preamble (default 300000)",
+  }),
+  TARGET_KEEPALIVE_MS: documented(int(30_000, 1_000, 3_600_000), {
+    description: "TCP keepalive initial delay on target sockets (default 30000)",
+  }),
+  RELAY_RETRY_PERIOD_MS: documented(int(RETRY_PERIOD_MS, 10, 600_000), {
+    description: `reconnect period of each relay listener, one attempt per period (default ${RETRY_PERIOD_MS}, ADR 0013)`,
+  }),
   // The fleet's size (or an upper bound) and the new connections a second it may open on its
   // hub: 95 of S1's 100 (the rest is headroom for devices that are not relay modules).
-  HUB_FLEET_SIZE: int(1, 1, 10_000_000),
-  HUB_CONNECTS_PER_SECOND: int(95, 1, 1_000_000),
-  HUB_RETRY_MIN_MS: int(5_000, 10, 600_000),
+  HUB_FLEET_SIZE: documented(int(1, 1, 10_000_000), {
+    description:
+      "modules in the fleet (or an upper bound), for the IoT Hub reconnect period (default 1, ADR 0027)",
+  }),
+  HUB_CONNECTS_PER_SECOND: documented(int(95, 1, 1_000_000), {
+    description: "new IoT Hub connections a second the fleet may open (default 95 of S1's 100)",
+  }),
+  HUB_RETRY_MIN_MS: documented(int(5_000, 10, 600_000), {
+    description: "shortest IoT Hub reconnect period, whatever the fleet's figures (default 5000)",
+  }),
+  IOTEDGE_DEVICEID: documented(text(), {
+    description: "the device's id, set by the IoT Edge runtime (audit records name the device with it)",
+  }),
+  EdgeHubConnectionString: documented(text(), {
+    description:
+      "the simulator's module connection string; its DeviceId names the device where IOTEDGE_DEVICEID is unset",
+  }),
+  MODULE_VERSION: documented(text(), {
+    description: "the module's version, set by the image build (default: the package version)",
+  }),
+  LOG_LEVEL: logLevelEnv,
 });
 
 function parseModuleEnv(env: NodeJS.ProcessEnv): z.output<typeof moduleEnvSchema> {
@@ -97,8 +155,7 @@ export const DEFAULT_ALLOWLIST_FILE = "/etc/relay-listener/allowlist.txt";
  * The allowlist file's text; undefined when the default file is absent (deny all). A path named
  * explicitly that cannot be read is a start-up error: the owner meant a file to be there.
  */
-function readAllowlistFile(env: NodeJS.ProcessEnv): string | undefined {
-  const explicit = env.RELAY_ALLOWLIST_FILE;
+function readAllowlistFile(explicit: string | undefined): string | undefined {
   const path = explicit || DEFAULT_ALLOWLIST_FILE;
   try {
     return readFileSync(path, "utf8");
@@ -116,25 +173,23 @@ function readAllowlistFile(env: NodeJS.ProcessEnv): string | undefined {
  * cloud) sets the environment, so an allowlist there could be widened by the cloud.
  */
 export function readSettings(env: NodeJS.ProcessEnv = process.env, lookup?: Lookup): ModuleSettings {
-  const fileText = readAllowlistFile(env);
+  const v = parseModuleEnv(env);
+  const fileText = readAllowlistFile(v.RELAY_ALLOWLIST_FILE);
   let relayCa: string | undefined;
-  if (env.RELAY_CA_FILE) {
+  if (v.RELAY_CA_FILE) {
     try {
-      relayCa = readFileSync(env.RELAY_CA_FILE, "utf8");
+      relayCa = readFileSync(v.RELAY_CA_FILE, "utf8");
     } catch (err) {
-      throw new RelayFleetError(
-        "RF_ERR_MODULE_SETTING",
-        `RELAY_CA_FILE ${env.RELAY_CA_FILE} cannot be read`,
-        { cause: err },
-      );
+      throw new RelayFleetError("RF_ERR_MODULE_SETTING", `RELAY_CA_FILE ${v.RELAY_CA_FILE} cannot be read`, {
+        cause: err,
+      });
     }
   }
-  const v = parseModuleEnv(env);
   return {
     allowlist: allowlistFrom(fileText, lookup),
-    ignoredAllowlistEnv: env.RELAY_ALLOWED_TARGETS !== undefined,
+    ignoredAllowlistEnv: v.RELAY_ALLOWED_TARGETS !== undefined,
     relayCa,
-    metricsPort: env.METRICS_PORT === undefined || env.METRICS_PORT === "" ? undefined : v.METRICS_PORT,
+    metricsPort: v.METRICS_PORT,
     metricsHost: v.METRICS_HOST ?? "0.0.0.0",
     listenerCount: v.RELAY_LISTENER_COUNT,
     reportIntervalMs: v.REPORT_INTERVAL_MS,
@@ -151,5 +206,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env, lookup?: Look
       connectsPerSecond: v.HUB_CONNECTS_PER_SECOND,
       minPeriodMs: v.HUB_RETRY_MIN_MS,
     },
+    deviceId: v.IOTEDGE_DEVICEID ?? /DeviceId=([^;]+)/.exec(v.EdgeHubConnectionString ?? "")?.[1],
+    version: v.MODULE_VERSION,
   };
 }

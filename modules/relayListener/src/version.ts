@@ -1,10 +1,10 @@
-/** The module's version: `MODULE_VERSION` (set by the image build) or the package version. */
+/** The module's version: `MODULE_VERSION` (set by the image build, read in settings.ts) or the package version. */
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-export function moduleVersion(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.MODULE_VERSION) return env.MODULE_VERSION;
+export function moduleVersion(fromBuild: string | undefined): string {
+  if (fromBuild) return fromBuild;
   // Walk up: the sources run from modules/relayListener/src, the image from dist/… below it.
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 6; i++) {

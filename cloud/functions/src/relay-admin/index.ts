@@ -1,5 +1,6 @@
 /**
- * Picks the relay admin implementation from the environment:
+ * Picks the relay admin implementation from the environment (read through the rollout's settings
+ * schema, settings.ts):
  * - Azure: `RELAY_SUBSCRIPTION_ID`, `RELAY_RESOURCE_GROUP`, `RELAY_NAMESPACE` (credentials from
  *   `DefaultAzureCredential`: managed identity in Functions, `az login` on a laptop).
  * - Emulator: `RELAY_ENDPOINT` (`sb://127.0.0.1:<port>`), `RELAY_MANAGE_KEY_NAME`,
@@ -7,6 +8,7 @@
  */
 import { readFileSync } from "node:fs";
 import { RelayFleetError } from "../../../../lib/errors.ts";
+import { loadRolloutSettings } from "../settings.ts";
 import { createArmRelayAdmin } from "./arm.ts";
 import { createEmulatorRelayAdmin } from "./emulator.ts";
 import type { RelayAdmin } from "./types.ts";
@@ -21,11 +23,12 @@ export * from "./types.ts";
  * otherwise the one namespace `relayAdminFromEnv` makes.
  */
 export async function relayAdminsFromEnv(env: NodeJS.ProcessEnv = process.env): Promise<RelayAdmin[]> {
-  const names = (env.RELAY_NAMESPACES ?? "")
+  const s = loadRolloutSettings(env);
+  const names = (s.RELAY_NAMESPACES ?? "")
     .split(",")
     .map((n) => n.trim())
     .filter(Boolean);
-  if (names.length === 0 || !env.RELAY_SUBSCRIPTION_ID || !env.RELAY_RESOURCE_GROUP)
+  if (names.length === 0 || !s.RELAY_SUBSCRIPTION_ID || !s.RELAY_RESOURCE_GROUP)
     return [await relayAdminFromEnv(env)];
   const admins: RelayAdmin[] = [];
   for (const name of new Set(names)) admins.push(await relayAdminFromEnv({ ...env, RELAY_NAMESPACE: name }));
@@ -34,39 +37,42 @@ export async function relayAdminsFromEnv(env: NodeJS.ProcessEnv = process.env): 
 
 /** Creates the relay admin the environment describes; throws one clear sentence when it describes none. */
 export async function relayAdminFromEnv(env: NodeJS.ProcessEnv = process.env): Promise<RelayAdmin> {
-  if (env.RELAY_SUBSCRIPTION_ID && env.RELAY_RESOURCE_GROUP && env.RELAY_NAMESPACE) {
+  const s = loadRolloutSettings(env);
+  const tls = s.RELAY_TLS || s.RELAY_CA_FILE !== undefined;
+  const ca = s.RELAY_CA_FILE ? { ca: readFileSync(s.RELAY_CA_FILE) } : {};
+  if (s.RELAY_SUBSCRIPTION_ID && s.RELAY_RESOURCE_GROUP && s.RELAY_NAMESPACE) {
     // Loaded lazily: the identity and ARM packages are heavy and unused locally.
     const [{ RelayAPI }, { DefaultAzureCredential }] = await Promise.all([
       import("@azure/arm-relay"),
       import("@azure/identity"),
     ]);
-    const client = new RelayAPI(new DefaultAzureCredential(), env.RELAY_SUBSCRIPTION_ID);
+    const client = new RelayAPI(new DefaultAzureCredential(), s.RELAY_SUBSCRIPTION_ID);
     return createArmRelayAdmin({
-      resourceGroup: env.RELAY_RESOURCE_GROUP,
-      namespace: env.RELAY_NAMESPACE,
+      resourceGroup: s.RELAY_RESOURCE_GROUP,
+      namespace: s.RELAY_NAMESPACE,
       hybridConnections: client.hybridConnections,
     });
   }
-  if (env.RELAY_ENDPOINT && env.RELAY_MANAGE_KEY_NAME && env.RELAY_MANAGE_KEY) {
+  if (s.RELAY_ENDPOINT && s.RELAY_MANAGE_KEY_NAME && s.RELAY_MANAGE_KEY) {
     return createEmulatorRelayAdmin({
-      endpoint: env.RELAY_ENDPOINT,
-      manageKeyName: env.RELAY_MANAGE_KEY_NAME,
-      manageKey: env.RELAY_MANAGE_KEY,
-      tls: env.RELAY_TLS === "1" || env.RELAY_CA_FILE !== undefined,
-      ...(env.RELAY_CA_FILE ? { ca: readFileSync(env.RELAY_CA_FILE) } : {}),
+      endpoint: s.RELAY_ENDPOINT,
+      manageKeyName: s.RELAY_MANAGE_KEY_NAME,
+      manageKey: s.RELAY_MANAGE_KEY,
+      tls,
+      ...ca,
     });
   }
-  if (env.RELAY_ENDPOINT && env.IDENTITY_ENDPOINT) {
+  if (s.RELAY_ENDPOINT && s.IDENTITY_ENDPOINT) {
     // The emulator with the app's managed identity (Azure Relay Owner), no Manage key.
     const { ManagedIdentityCredential } = await import("@azure/identity");
     const credential = new ManagedIdentityCredential(
-      env.AZURE_CLIENT_ID ? { clientId: env.AZURE_CLIENT_ID } : undefined,
+      s.AZURE_CLIENT_ID ? { clientId: s.AZURE_CLIENT_ID } : undefined,
     );
     return createEmulatorRelayAdmin({
-      endpoint: env.RELAY_ENDPOINT,
+      endpoint: s.RELAY_ENDPOINT,
       bearerToken: async () => (await credential.getToken("https://relay.azure.net/.default")).token,
-      tls: env.RELAY_TLS === "1" || env.RELAY_CA_FILE !== undefined,
-      ...(env.RELAY_CA_FILE ? { ca: readFileSync(env.RELAY_CA_FILE) } : {}),
+      tls,
+      ...ca,
     });
   }
   throw new RelayFleetError(

@@ -4,6 +4,8 @@
  * key (`<port>` or `<port>:<hostname>`), summed over every gateway that answered.
  */
 import { z } from "zod";
+import { parseEnv } from "../../../../lib/env.ts";
+import { rolloutSettingsSchema } from "../settings.ts";
 
 export interface RouteTraffic {
   activeConnections: number;
@@ -79,19 +81,29 @@ export type GatewayMetricsConfig = z.infer<typeof gatewayMetricsConfigSchema>;
 export async function gatewayMetricsConfig(
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<GatewayMetricsConfig> {
-  const token = env.GATEWAY_ADMIN_TOKEN ? { token: env.GATEWAY_ADMIN_TOKEN } : {};
-  if (env.GATEWAY_METRICS_FILE) {
+  const s = parseEnv(
+    rolloutSettingsSchema.pick({
+      GATEWAY_ADMIN_TOKEN: true,
+      GATEWAY_METRICS_FILE: true,
+      GATEWAY_METRICS_URLS: true,
+    }),
+    env,
+    "RF_ERR_ROLLOUT_CONFIG",
+    "rollout configuration: ",
+  );
+  const token = s.GATEWAY_ADMIN_TOKEN ? { token: s.GATEWAY_ADMIN_TOKEN } : {};
+  if (s.GATEWAY_METRICS_FILE) {
     try {
       const { readFile } = await import("node:fs/promises");
       const parsed = gatewayMetricsConfigSchema.shape.urls.safeParse(
-        (JSON.parse(await readFile(env.GATEWAY_METRICS_FILE, "utf8")) as { urls?: unknown }).urls,
+        (JSON.parse(await readFile(s.GATEWAY_METRICS_FILE, "utf8")) as { urls?: unknown }).urls,
       );
       return { urls: parsed.success ? parsed.data : [], ...token };
     } catch {
       return { urls: [], ...token };
     }
   }
-  const urls = (env.GATEWAY_METRICS_URLS ?? "")
+  const urls = (s.GATEWAY_METRICS_URLS ?? "")
     .split(",")
     .map((u) => u.trim())
     .filter((u) => z.url().safeParse(u).success);
