@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { mappingSpecSchema } from "../../cloud/functions/src/rollout/schemas.ts";
 import { ROUTE_LIMIT_DEFAULTS } from "../../lib/ledger/route-limits.ts";
-import { EXIT_USAGE, int, print, withClient } from "./shared.ts";
+import { EXIT_USAGE, int, logicalPortName, mappingName, print, withClient } from "./shared.ts";
 
 interface MappingOptions {
   disabled?: boolean;
@@ -74,10 +74,16 @@ export function registerMapCommands(program: Command): void {
       .option(
         "--port-name <name>",
         "logical port senders ask for, for azbridge clients (letters, digits, / _ - .; default: the mapping name)",
+        logicalPortName,
       );
+  /** `<siteId> <name>`, the name checked as a mapping name before any request. */
+  const siteAndName = (cmd: Command) =>
+    cmd
+      .argument("<siteId>", "the site")
+      .argument("<name>", "mapping name: 1-64 of A-Z a-z 0-9 _ -", mappingName);
   withMappingOptions(
-    map
-      .command("add <siteId> <name> <target>")
+    siteAndName(map.command("add"))
+      .argument("<target>", "on-prem host:port")
       .description(
         "Add a mapping: mapping name → on-prem host:port (fails if the name exists; see update, replace)",
       )
@@ -96,8 +102,7 @@ the gateway (the simulation also lists it in its live port table).`,
     withClient(async (c) => print(await c.addMapping(id, name, mappingBody(target, o)))),
   );
   withMappingOptions(
-    map
-      .command("update <siteId> <name>")
+    siteAndName(map.command("update"))
       .description("Change only the given fields of a mapping; every other field keeps its value")
       .option("--target <host:port>", "new on-prem target")
       .option("--enable", "enable it")
@@ -109,15 +114,14 @@ the gateway (the simulation also lists it in its live port table).`,
     return withClient(async (c) => print(await c.updateMapping(id, name, body)));
   });
   withMappingOptions(
-    map
-      .command("replace <siteId> <name> <target>")
+    siteAndName(map.command("replace"))
+      .argument("<target>", "on-prem host:port")
       .description("Replace a mapping whole: options left out return to their defaults")
       .option("--disabled", "make it disabled"),
   ).action((id: string, name: string, target: string, o: MappingOptions) =>
     withClient(async (c) => print(await c.replaceMapping(id, name, mappingBody(target, o)))),
   );
-  map
-    .command("remove <siteId> <name>")
+  siteAndName(map.command("remove"))
     .description("Remove a mapping and free its public port")
     .action((id: string, name: string) => withClient(async (c) => print(await c.deleteMapping(id, name))));
 }

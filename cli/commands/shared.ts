@@ -3,6 +3,8 @@
  * output, option parsers that fail as usage errors, the exit codes and the status row shape.
  */
 import { InvalidArgumentError } from "commander";
+import type { z } from "zod";
+import { LogicalPortNameSchema, MappingNameSchema } from "../../lib/twin/index.ts";
 import { createFleetClient, type FleetClient } from "../client.ts";
 import { discoverTarget } from "../discovery.ts";
 
@@ -22,6 +24,24 @@ export async function withClient<T>(fn: (c: FleetClient) => Promise<T>): Promise
 
 /** Prints a value as indented JSON on stdout. */
 export const print = (value: unknown) => console.log(JSON.stringify(value, null, 2));
+
+/** A command-line value checked by `schema`: its first refusal is the usage error. */
+function checkedBy(schema: z.ZodType<string>): (value: string) => string {
+  return (value) => {
+    const parsed = schema.safeParse(value);
+    if (parsed.success) return parsed.data;
+    throw new InvalidArgumentError(parsed.error.issues[0]?.message ?? "not accepted");
+  };
+}
+
+/**
+ * A mapping name argument, checked with the one mapping-name rule (lib/twin) on the command line:
+ * a bad name is a usage error before any request (the rollout API checks it again).
+ */
+export const mappingName = checkedBy(MappingNameSchema);
+
+/** An azbridge logical port name (`--port-name`), checked with lib/twin's rule likewise. */
+export const logicalPortName = checkedBy(LogicalPortNameSchema);
 
 /** A non-negative integer option. */
 export function int(value: string): number {

@@ -1,7 +1,8 @@
 /**
  * CLI conventions, run as the operator runs it (bin/relay-fleet.js in a child process):
  * --version, exit 2 for usage errors and 1 for runtime errors, JSON errors with their RF_ERR_*
- * code under --json, a description on every command, NO_COLOR only when non-empty.
+ * code under --json, a description on every command, NO_COLOR only when non-empty, mapping names
+ * checked on the command line with the one mapping-name rule.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -159,4 +160,19 @@ test("map add / update --port-name send the mapping's azbridge port name to the 
   );
   const help = await cli(cwd, ["map", "add", "--help"]);
   assert.match(help.stdout.replace(/\s+/g, " "), /--port-name <name> .*azbridge/);
+  // The CLI checks names itself, with lib/twin's one rule: a usage error, and no request sent.
+  const [dotted, reserved, badPortName] = await Promise.all([
+    cli(cwd, ["map", "add", "s1", "rdp.main", "10.0.0.5:3389"], env),
+    cli(cwd, ["map", "remove", "s1", "__proto__", "--json"], env),
+    cli(cwd, ["map", "update", "s1", "rdp_main", "--port-name", "rdp main"], env),
+  ]);
+  assert.equal(dotted.code, 2);
+  assert.match(dotted.stderr, /'rdp\.main' is invalid for argument 'name'\. mapping names are 1-64 characters/);
+  assert.equal(reserved.code, 2);
+  const error = (JSON.parse(reserved.stderr) as { error: { code: string; message: string } }).error;
+  assert.equal(error.code, "RF_ERR_CLI_USAGE");
+  assert.match(error.message, /"__proto__" is a reserved name/);
+  assert.equal(badPortName.code, 2);
+  assert.match(badPortName.stderr, /--port-name <name>.*logical port names are 1-255 characters/);
+  assert.equal(bodies.length, 2, "no request for a refused name");
 });
