@@ -135,6 +135,9 @@ export const ERROR_CODES = {
   RF_ERR_RELAYEMU_QUOTA_EXCEEDED: { status: 403, meaning: "relay emulator admin: creating a hybrid connection past the namespace quota (maxHybridConnectionsPerNamespace, 10,000 by default)" },
   RF_ERR_RELAYEMU_NOT_FOUND: { status: 404, meaning: "relay emulator admin: a rule operation on a hybrid connection that does not exist" },
   RF_ERR_RELAYEMU_STATE: { meaning: "relay emulator: the --state-file exists but is not a valid saved namespace" },
+  RF_ERR_IDENTITYEMU_INVALID: { status: 400, meaning: "identity emulator admin: a request body that is not JSON or fails validation (each field named)" },
+  RF_ERR_IDENTITYEMU_TOO_LARGE: { status: 413, meaning: "identity emulator admin: a request body over 16 KiB" },
+  RF_ERR_IDENTITYEMU_NOT_FOUND: { status: 404, meaning: "identity emulator: no identity of that name" },
 } as const satisfies Record<`RF_ERR_${string}`, ErrorCodeInfo>;
 
 /** Every error code there is. */

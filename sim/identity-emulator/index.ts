@@ -24,6 +24,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import { z } from "zod";
 import { signJwt, type TrustedIssuer } from "../../lib/entra/jwt.ts";
+import { errorMessage, RelayFleetError } from "../../lib/errors.ts";
 import { createLogger, type Logger } from "../../lib/log.ts";
 
 export const IDENTITY_API_VERSION = "2019-08-01";
@@ -98,16 +99,47 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-function readBody(req: IncomingMessage, limit = 16 * 1024): Promise<unknown> {
+/** Admin bodies are a few fields; a larger one is refused. */
+const MAX_ADMIN_BODY = 16 * 1024;
+/** What is read and dropped past the limit so the client gets its 413; beyond it the socket goes. */
+const MAX_DISCARD = 1024 * 1024;
+
+function tooLarge(): RelayFleetError {
+  return new RelayFleetError(
+    "RF_ERR_IDENTITYEMU_TOO_LARGE",
+    `request body larger than ${MAX_ADMIN_BODY} bytes`,
+  );
+}
+
+/**
+ * Reads an admin body as JSON (empty: `{}`). Too large: `RF_ERR_IDENTITYEMU_TOO_LARGE` as soon as
+ * it is seen, the rest read and dropped so the client reads the 413; not JSON:
+ * `RF_ERR_IDENTITYEMU_INVALID`.
+ */
+function readBody(req: IncomingMessage): Promise<unknown> {
   return new Promise((resolve, reject) => {
+    const declared = Number(req.headers["content-length"]);
+    if (Number.isFinite(declared) && declared > MAX_ADMIN_BODY) {
+      req.resume();
+      reject(tooLarge());
+      return;
+    }
     const chunks: Buffer[] = [];
     let size = 0;
+    let refused = false;
     req.on("data", (c: Buffer) => {
       size += c.length;
-      if (size > limit) {
-        reject(new Error("body too large"));
-        req.destroy();
-      } else chunks.push(c);
+      if (refused) {
+        if (size > MAX_DISCARD) req.destroy();
+        return;
+      }
+      if (size > MAX_ADMIN_BODY) {
+        refused = true;
+        chunks.length = 0;
+        reject(tooLarge());
+        return;
+      }
+      chunks.push(c);
     });
     req.on("error", reject);
     req.on("end", () => {
@@ -115,10 +147,20 @@ function readBody(req: IncomingMessage, limit = 16 * 1024): Promise<unknown> {
         const text = Buffer.concat(chunks).toString("utf8").trim();
         resolve(text === "" ? {} : JSON.parse(text));
       } catch {
-        reject(new Error("body is not JSON"));
+        reject(new RelayFleetError("RF_ERR_IDENTITYEMU_INVALID", "request body is not JSON"));
       }
     });
   });
+}
+
+/** A body checked by `schema`, or `RF_ERR_IDENTITYEMU_INVALID` naming each bad field. */
+function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
+  const parsed = schema.safeParse(body);
+  if (parsed.success) return parsed.data;
+  throw new RelayFleetError(
+    "RF_ERR_IDENTITYEMU_INVALID",
+    `invalid request body: ${parsed.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; ")}`,
+  );
 }
 
 function sameSecret(a: string, b: string): boolean {
@@ -146,7 +188,7 @@ export async function startIdentityEmulator(
   const stats: IdentityEmulatorStats = { issued: {}, refused: 0 };
 
   const addIdentity = (name: string): EmulatedIdentity => {
-    identityBody.parse({ name });
+    parseBody(identityBody, { name });
     let id = byName.get(name);
     if (!id) {
       id = {
@@ -163,7 +205,7 @@ export async function startIdentityEmulator(
 
   const issueToken = (name: string, resource: string, overrides: Record<string, unknown> = {}): string => {
     const id = byName.get(name);
-    if (!id) throw new Error(`no identity named ${name}`);
+    if (!id) throw new RelayFleetError("RF_ERR_IDENTITYEMU_NOT_FOUND", `no identity named ${name}`);
     const now = Math.floor(Date.now() / 1000);
     // The claims of an Entra v1 app-only token for a managed identity (those services read).
     const claims = {
@@ -245,28 +287,29 @@ export async function startIdentityEmulator(
     if (!sameSecret(auth, `Bearer ${adminToken}`)) return send(res, 401, { error: "admin token required" });
     try {
       if (req.method === "POST" && path === "/admin/identities") {
-        const b = identityBody.parse(await readBody(req));
+        const b = parseBody(identityBody, await readBody(req));
         return send(res, 200, addIdentity(b.name));
       }
       if (req.method === "POST" && path === "/admin/faults") {
-        const b = faultBody.parse(await readBody(req));
-        if (!byName.has(b.identity)) return send(res, 404, { error: `no identity named ${b.identity}` });
+        const b = parseBody(faultBody, await readBody(req));
+        if (!byName.has(b.identity))
+          throw new RelayFleetError("RF_ERR_IDENTITYEMU_NOT_FOUND", `no identity named ${b.identity}`);
         api.failTokens(b.identity, b.fail, b.status);
         return send(res, 200, { identity: b.identity, fail: b.fail });
       }
       if (req.method === "POST" && path === "/admin/settings") {
-        const b = settingsBody.parse(await readBody(req));
+        const b = parseBody(settingsBody, await readBody(req));
         lifetime = b.tokenLifetimeSeconds;
         return send(res, 200, { tokenLifetimeSeconds: lifetime });
       }
       if (req.method === "GET" && path === "/admin/stats") return send(res, 200, stats);
       return send(res, 404, { error: "not found" });
     } catch (err) {
-      const message =
-        err instanceof z.ZodError
-          ? err.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")
-          : String((err as Error).message);
-      return send(res, 400, { error: message });
+      // Typed refusals answer with their status and code; anything else is the emulator's fault.
+      if (err instanceof RelayFleetError && err.status !== undefined)
+        return send(res, err.status, { error: err.message, code: err.code });
+      logger.error({ err: errorMessage(err) }, "admin request failed");
+      return send(res, 500, { error: "internal error" });
     }
   };
 
@@ -310,7 +353,7 @@ export async function startIdentityEmulator(
       else faults.delete(name);
     },
     setTokenLifetime(seconds) {
-      settingsBody.parse({ tokenLifetimeSeconds: seconds });
+      parseBody(settingsBody, { tokenLifetimeSeconds: seconds });
       lifetime = seconds;
     },
     issueToken,
