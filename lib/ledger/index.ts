@@ -1,5 +1,6 @@
 /** The port ledger (ADR 0003): rows, allocation, Azure Table / Azurite client. */
 export * from "./cidr.ts";
+export * from "./device-claims.ts";
 export * from "./gateway-status.ts";
 export * from "./ledger.ts";
 export * from "./port-ledger.ts";

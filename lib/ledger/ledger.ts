@@ -6,6 +6,7 @@
  */
 import { odata, type TableClient } from "@azure/data-tables";
 import { RelayFleetError } from "../errors.ts";
+import { createDeviceClaims } from "./device-claims.ts";
 import type { AllocateRequest, PortLedger } from "./port-ledger.ts";
 import { DEFAULT_PUBLIC_PORT_RANGES, type PortRange, parsePortRanges, portsOf } from "./port-ranges.ts";
 import {
@@ -234,6 +235,7 @@ export function createLedgerOnClient(
   const ledger: PortLedger = {
     table: client.tableName,
     client,
+    ...createDeviceClaims(client),
     async ensureTable() {
       tableReady ??= client.createTable().catch((err) => {
         tableReady = undefined;

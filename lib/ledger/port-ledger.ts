@@ -3,6 +3,7 @@
  * and releasing public endpoints) and the shapes it takes. ledger.ts implements it on Table storage.
  */
 import type { TableClient } from "@azure/data-tables";
+import type { DeviceClaims } from "./device-claims.ts";
 import type { RouteRow, SiteRow } from "./schema.ts";
 
 /** Per-route limits stored with the route for the gateway to enforce. */
@@ -31,7 +32,8 @@ export interface AllocateRequest {
   options?: RouteOptions;
 }
 
-export interface PortLedger {
+/** Sites, routes and device claims (device-claims.ts). */
+export interface PortLedger extends DeviceClaims {
   readonly table: string;
   readonly client: TableClient;
   /** Creates the table if it does not exist. */

@@ -16,6 +16,21 @@ export const ROUTE_PARTITION = "route";
  * gateway that follows the ledger by Timestamp learns of deletions (lib/ledger/follow-ledger.ts).
  */
 export const TOMBSTONE_PARTITION = "deleted";
+/**
+ * PartitionKey of device claims: one row per device (RowKey: the device id in base64url, as device
+ * ids may hold characters a RowKey may not) naming the site the device belongs to, so the rollout
+ * checks a device with one point read instead of reading every site (device-claims.ts). Gateways
+ * read neither this partition nor its deletions.
+ */
+export const DEVICE_PARTITION = "device";
+/** The claims row saying every site's devices have been claimed (a ledger from before claims has none). */
+export const DEVICE_CLAIMS_COMPLETE_KEY = "~complete";
+
+/** The RowKey of a device's claim. */
+export function deviceClaimKey(deviceId: string): string {
+  return Buffer.from(deviceId, "utf8").toString("base64url");
+}
+
 /** How long tombstones are kept (the rollout's reconcile prunes older ones). */
 export const TOMBSTONE_RETENTION_MS = 24 * 3_600_000;
 

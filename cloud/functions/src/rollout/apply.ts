@@ -216,6 +216,9 @@ async function applyIn(
   // reconcile can finish a half-done onboarding from the spec stored here.
   await step(deps, "ledger", siteId, progress);
   const row = await deps.ledger.getSite(siteId);
+  // Claims before the row: a stop between the two leaves a claim the row does not confirm
+  // (harmless), never a device of the row without its claim (checkDevicesFree would miss it).
+  await deps.ledger.claimDevices(siteId, deviceIds);
   await deps.ledger.putSite({
     siteId,
     hybridConnection: hc,

@@ -84,6 +84,7 @@ export async function offboardSite(
   for (const hc of hcs) if (await relay.deleteHybridConnection(hc)) hybridConnectionDeleted = true;
 
   await deps.ledger.deleteSite(siteId);
+  await deps.ledger.releaseDeviceClaims(siteId, devices);
   forgetSite(deps, siteId);
   deps.logger?.info({ siteId, devices, ports: routes.map((r) => r.port) }, "site offboarded");
   return {

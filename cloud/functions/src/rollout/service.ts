@@ -246,6 +246,7 @@ export function createRollout(deps: RolloutDeps): Rollout {
         }
         const next = { ...structuredClone(previous.spec), deviceIds: current.filter((d) => d !== deviceId) };
         await commit(next, previous);
+        await deps.ledger.releaseDeviceClaims(siteId, [deviceId]);
         await detachDevice(deps, deviceId, { deleteDevice: options.deleteDevice === true });
         deps.logger?.info({ siteId, deviceId, devices: next.deviceIds }, "device left site");
         return getSiteView(siteId);

@@ -4,6 +4,7 @@ import { type SiteRow, siteIdSchema } from "../../../../lib/ledger/index.ts";
 import { MappingNameSchema } from "../../../../lib/twin/index.ts";
 import type { RolloutDeps } from "./context.ts";
 import { siteNotFound, ValidationError } from "./errors.ts";
+import { devicesOfRow } from "./offboard.ts";
 import { type SiteSpec, siteSpecSchema } from "./schemas.ts";
 
 export function checkSiteId(siteId: string): void {
@@ -56,23 +57,37 @@ export function sameSite(stored: SiteSpec, wanted: SiteSpec): boolean {
   );
 }
 
-/** Refuses devices that belong to another site (one ledger read: every site's spec). */
+/**
+ * Refuses devices that belong to another site: a point read of each device's claim in the ledger,
+ * confirmed against the claiming site's own row (a claim its site no longer lists refuses
+ * nothing), so the reads do not grow with the number of sites. A ledger from before claims has
+ * every site's devices claimed once first.
+ */
 export async function checkDevicesFree(
   deps: RolloutDeps,
   siteId: string,
   deviceIds: readonly string[],
 ): Promise<void> {
-  for (const row of await deps.ledger.listSites()) {
-    if (row.siteId === siteId) continue;
-    const theirs = storedSpecOf(row)?.deviceIds ?? [row.deviceId];
-    const taken = deviceIds.find((d) => theirs.includes(d));
-    if (taken !== undefined) {
+  await ensureDeviceClaims(deps);
+  for (const deviceId of deviceIds) {
+    const claimant = await deps.ledger.getDeviceClaim(deviceId);
+    if (claimant === undefined || claimant === siteId) continue;
+    const row = await deps.ledger.getSite(claimant);
+    if (row && devicesOfRow(row).includes(deviceId)) {
       throw new RelayFleetError(
         "RF_ERR_ROLLOUT_DEVICE_IN_OTHER_SITE",
-        `Device ${taken} belongs to site ${row.siteId}; remove it there first (relay-fleet devices remove ${row.siteId} ${taken}). Nothing was changed.`,
+        `Device ${deviceId} belongs to site ${row.siteId}; remove it there first (relay-fleet devices remove ${row.siteId} ${deviceId}). Nothing was changed.`,
       );
     }
   }
+}
+
+/** Claims every site's devices, once per ledger (its sites predate claims); afterwards one point read. */
+async function ensureDeviceClaims(deps: RolloutDeps): Promise<void> {
+  if (await deps.ledger.deviceClaimsComplete()) return;
+  for (const row of await deps.ledger.listSites())
+    await deps.ledger.claimDevices(row.siteId, devicesOfRow(row));
+  await deps.ledger.markDeviceClaimsComplete();
 }
 
 /** The next `<site>.<n>` (n ≥ 2) that is none of the site's devices, for a device added without a name. */
