@@ -25,6 +25,7 @@ import type { AddressInfo } from "node:net";
 import { z } from "zod";
 import { signJwt, type TrustedIssuer } from "../../lib/entra/jwt.ts";
 import { errorMessage, RelayFleetError } from "../../lib/errors.ts";
+import { readLimitedBody } from "../../lib/http-body.ts";
 import { createLogger, type Logger } from "../../lib/log.ts";
 
 export const IDENTITY_API_VERSION = "2019-08-01";
@@ -111,46 +112,16 @@ function tooLarge(): RelayFleetError {
   );
 }
 
-/**
- * Reads an admin body as JSON (empty: `{}`). Too large: `RF_ERR_IDENTITYEMU_TOO_LARGE` as soon as
- * it is seen, the rest read and dropped so the client reads the 413; not JSON:
- * `RF_ERR_IDENTITYEMU_INVALID`.
- */
-function readBody(req: IncomingMessage): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers["content-length"]);
-    if (Number.isFinite(declared) && declared > MAX_ADMIN_BODY) {
-      req.resume();
-      reject(tooLarge());
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let refused = false;
-    req.on("data", (c: Buffer) => {
-      size += c.length;
-      if (refused) {
-        if (size > MAX_DISCARD) req.destroy();
-        return;
-      }
-      if (size > MAX_ADMIN_BODY) {
-        refused = true;
-        chunks.length = 0;
-        reject(tooLarge());
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on("error", reject);
-    req.on("end", () => {
-      try {
-        const text = Buffer.concat(chunks).toString("utf8").trim();
-        resolve(text === "" ? {} : JSON.parse(text));
-      } catch {
-        reject(new RelayFleetError("RF_ERR_IDENTITYEMU_INVALID", "request body is not JSON"));
-      }
-    });
-  });
+/** Reads an admin body as JSON (empty: `{}`); too large or not JSON: a typed refusal. */
+async function readBody(req: IncomingMessage): Promise<unknown> {
+  const text = (
+    await readLimitedBody(req, { maxBytes: MAX_ADMIN_BODY, maxDiscardBytes: MAX_DISCARD, tooLarge })
+  ).trim();
+  try {
+    return text === "" ? {} : JSON.parse(text);
+  } catch {
+    throw new RelayFleetError("RF_ERR_IDENTITYEMU_INVALID", "request body is not JSON");
+  }
 }
 
 /** A body checked by `schema`, or `RF_ERR_IDENTITYEMU_INVALID` naming each bad field. */

@@ -6,7 +6,7 @@
 import type { IncomingMessage } from "node:http";
 import WebSocket from "ws";
 import { audienceFor, createSasToken } from "../../lib/hyco/sas.ts";
-import type { RelayEmulator } from "../../sim/relay-emulator/index.ts";
+import { type RelayEmulator, startRelayEmulator } from "../../sim/relay-emulator/index.ts";
 import type { CleanupContext } from "./index.ts";
 
 export interface Credentials {
@@ -206,4 +206,32 @@ export function nextMessage(ws: WebSocket, timeoutMs = 10_000): Promise<{ data: 
       resolve({ data, isBinary });
     });
   });
+}
+
+/** Where and as whom a listener or a sender reaches one hybrid connection. */
+export interface HybridConnectionAccess {
+  endpoint: string;
+  hybridConnection: string;
+  keyName: string;
+  key: string;
+}
+
+/**
+ * A relay emulator (closed after the test) with hybrid connection `hc` and its two rules:
+ * `listen` (Listen) and `send` (Send), as the access a listener and a sender take.
+ */
+export async function relayWithHybridConnection(
+  t: CleanupContext,
+  hc: string,
+): Promise<{ relay: RelayEmulator; listen: HybridConnectionAccess; send: HybridConnectionAccess }> {
+  const relay = await startRelayEmulator();
+  t.after(() => relay.close());
+  relay.admin.putHybridConnection(hc);
+  const access = (keyName: string, right: "Listen" | "Send") => ({
+    endpoint: relay.url,
+    hybridConnection: hc,
+    keyName,
+    key: relay.admin.putAuthorizationRule(hc, keyName, [right]).rule.primaryKey,
+  });
+  return { relay, listen: access("listen", "Listen"), send: access("send", "Send") };
 }

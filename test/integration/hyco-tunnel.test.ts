@@ -24,29 +24,19 @@ import { startPump } from "../../lib/hyco/pump.ts";
 import { connectSender } from "../../lib/hyco/sender.ts";
 import { openLogicalPort } from "../../lib/hyco/tunnel.ts";
 import { createLogger } from "../../lib/log.ts";
-import { startRelayEmulator } from "../../sim/relay-emulator/index.ts";
 import { waitFor } from "../helpers/index.ts";
+import { relayWithHybridConnection } from "../helpers/relay-emulator-clients.ts";
 
 const HC = "site-tun";
 
 async function setup(t: TestContext, onAccept: (req: AcceptRequest) => void) {
-  const relay = await startRelayEmulator();
-  t.after(() => relay.close());
-  relay.admin.putHybridConnection(HC);
-  const listen = relay.admin.putAuthorizationRule(HC, "listen", ["Listen"]).rule;
-  const send = relay.admin.putAuthorizationRule(HC, "send", ["Send"]).rule;
-  const listener = new HybridConnectionListener({
-    endpoint: relay.url,
-    hybridConnection: HC,
-    keyName: "listen",
-    key: listen.primaryKey,
-  });
+  const { relay, listen, send } = await relayWithHybridConnection(t, HC);
+  const listener = new HybridConnectionListener(listen);
   t.after(() => listener.close());
   listener.on("accept", onAccept);
   listener.start();
   await waitFor(() => listener.state.status === "online", "listener online");
-  const senderOpts = { endpoint: relay.url, hybridConnection: HC, keyName: "send", key: send.primaryKey };
-  return { relay, listener, senderOpts };
+  return { relay, listener, senderOpts: send };
 }
 
 /** The listener side as the module reads it: the port asked for with the reader behind it, or undefined. */

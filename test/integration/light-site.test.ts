@@ -13,30 +13,15 @@ import { encodePreamble } from "../../lib/hyco/preamble.ts";
 import { connectSender } from "../../lib/hyco/sender.ts";
 import { openLogicalPort } from "../../lib/hyco/tunnel.ts";
 import { LightSite, type LightSiteStreams } from "../../sim/light-site.ts";
-import { startRelayEmulator } from "../../sim/relay-emulator/index.ts";
 import { waitFor } from "../helpers/index.ts";
-
-const HC = "site-light";
+import { relayWithHybridConnection } from "../helpers/relay-emulator-clients.ts";
 
 async function site(t: TestContext, streams: LightSiteStreams) {
-  const relay = await startRelayEmulator();
-  t.after(() => relay.close());
-  relay.admin.putHybridConnection(HC);
-  const listen = relay.admin.putAuthorizationRule(HC, "listen", ["Listen"]).rule;
-  const send = relay.admin.putAuthorizationRule(HC, "send", ["Send"]).rule;
-  const light = new LightSite({
-    endpoint: relay.url,
-    hybridConnection: HC,
-    keyName: "listen",
-    key: listen.primaryKey,
-    streams,
-  });
+  const { listen, send } = await relayWithHybridConnection(t, "site-light");
+  const light = new LightSite({ ...listen, streams });
   t.after(() => light.close());
   await light.startOnline();
-  return {
-    light,
-    sender: { endpoint: relay.url, hybridConnection: HC, keyName: "send", key: send.primaryKey },
-  };
+  return { light, sender: send };
 }
 
 describe("light site", () => {

@@ -17,6 +17,7 @@ import type {
 } from "@azure/functions";
 import functions from "@azure/functions";
 import { errorMessage, hasErrorCode, RelayFleetError } from "../../../lib/errors.ts";
+import { readLimitedBody } from "../../../lib/http-body.ts";
 import { createLogger, type Logger } from "../../../lib/log.ts";
 import { setRollout } from "./config.ts";
 import type { ApiRoute } from "./functions/sites.ts";
@@ -100,39 +101,9 @@ function bodyTooLarge(): RelayFleetError {
   );
 }
 
-/**
- * Reads a body of at most MAX_BODY bytes. A larger one is refused with 413 as soon as it is seen
- * (from Content-Length, or when the count passes the limit), and the rest is read and dropped
- * rather than the socket being reset, so the client gets to read the answer.
- */
+/** A body of at most MAX_BODY bytes (lib/http-body.ts: a larger one is a 413 the client reads). */
 function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers["content-length"]);
-    if (Number.isFinite(declared) && declared > MAX_BODY) {
-      req.resume(); // drop what is sent; Node keeps the connection for the 413
-      reject(bodyTooLarge());
-      return;
-    }
-    let size = 0;
-    let tooLarge = false;
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => {
-      size += c.length;
-      if (tooLarge) {
-        if (size > MAX_DISCARD) req.destroy();
-        return;
-      }
-      if (size > MAX_BODY) {
-        tooLarge = true;
-        chunks.length = 0;
-        reject(bodyTooLarge());
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
-    req.on("error", reject);
-  });
+  return readLimitedBody(req, { maxBytes: MAX_BODY, maxDiscardBytes: MAX_DISCARD, tooLarge: bodyTooLarge });
 }
 
 function send(res: ServerResponse, status: number, body?: unknown): void {
