@@ -167,7 +167,10 @@ test("map add / update --port-name send the mapping's azbridge port name to the 
     cli(cwd, ["map", "update", "s1", "rdp_main", "--port-name", "rdp main"], env),
   ]);
   assert.equal(dotted.code, 2);
-  assert.match(dotted.stderr, /'rdp\.main' is invalid for argument 'name'\. mapping names are 1-64 characters/);
+  assert.match(
+    dotted.stderr,
+    /'rdp\.main' is invalid for argument 'name'\. mapping names are 1-64 characters/,
+  );
   assert.equal(reserved.code, 2);
   const error = (JSON.parse(reserved.stderr) as { error: { code: string; message: string } }).error;
   assert.equal(error.code, "RF_ERR_CLI_USAGE");
