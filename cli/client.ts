@@ -44,7 +44,7 @@ export interface FleetClient {
   listDevices(id: string): Promise<unknown>;
   removeDevice(id: string, deviceId: string, deleteDevice: boolean): Promise<unknown>;
   /** Sites' status and, where the API has them, the gateways' own reports. */
-  status(): Promise<{ sites: unknown[]; gateways?: unknown[] }>;
+  status(): Promise<{ sites: unknown[]; gateways?: unknown[]; warnings?: string[] }>;
   /** Moves a site to another relay namespace, keeping its public ports. */
   moveSite(id: string, namespace: string): Promise<unknown>;
   /** Each relay namespace's sites and connections against its quota. */
@@ -108,7 +108,8 @@ function apiClient(url: string, key: string): FleetClient {
     listDevices: (id) => call("GET", `/api/sites/${enc(id)}/devices`),
     removeDevice: (id, d, del) =>
       call("DELETE", `/api/sites/${enc(id)}/devices/${enc(d)}${del ? "?deleteDevice=true" : ""}`),
-    status: async () => (await call("GET", "/api/status")) as { sites: unknown[]; gateways?: unknown[] },
+    status: async () =>
+      (await call("GET", "/api/status")) as { sites: unknown[]; gateways?: unknown[]; warnings?: string[] },
     moveSite: (id, namespace) => call("POST", `/api/sites/${enc(id)}/move`, { namespace }),
     relayNamespaces: () => call("GET", "/api/relay-namespaces"),
     submitOnboarding: (b) => call("POST", "/api/onboarding-jobs", b),

@@ -4,18 +4,28 @@
  * the target condition of lib/fleet-deployment.ts, and removes older base deployments. IoT Hub
  * treats a deployment's content as immutable, so a changed manifest needs a new module version
  * (a new id); re-applying an unchanged one is a no-op.
+ *
+ * The base deployment tells the relayListener modules the fleet's size and their share of the
+ * hub's new-connection quota (HUB_FLEET_SIZE, HUB_CONNECTS_PER_SECOND; ADR 0027). The size is
+ * counted here from the devices the deployment targets and rounded up to a step, so it changes
+ * (a new deployment, every module restarted) only when the fleet has grown past it; both figures
+ * are in the base deployment's id.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Registry } from "azure-iothub";
+import { z } from "zod";
+import { envOptionalInt, parseEnv } from "../lib/env.ts";
 import { RelayFleetError } from "../lib/errors.ts";
 import {
   BASE_DEPLOYMENT_PREFIX,
   baseDeployment,
   type EdgeDeployment,
+  FLEET_TARGET_CONDITION,
   RETIRED_DEPLOYMENT_PREFIX,
   retiredDeployment,
 } from "../lib/fleet-deployment.ts";
+import { hubSkuSchema, relayConnectsPerSecond, sizedFleet } from "../lib/hub-fleet-size.ts";
 import { generateDeployment, loadEnv, readModules } from "../scripts/genconfig.ts";
 
 export interface ApplyResult {
@@ -29,13 +39,87 @@ export interface ApplyResult {
   removed: string[];
 }
 
-/** The base and retired deployments the repository's template describes for `platform`. */
+/** What the base deployment tells the modules about the fleet (ADR 0027). */
+export interface FleetSizing {
+  /** HUB_FLEET_SIZE. */
+  fleetSize: number;
+  /** HUB_CONNECTS_PER_SECOND. */
+  connectsPerSecond: number;
+}
+
+const sizingEnvSchema = z.object({
+  HUB_FLEET_SIZE: envOptionalInt(1, 10_000_000),
+  HUB_CONNECTS_PER_SECOND: envOptionalInt(1, 1_000_000),
+  IOTHUB_SKU: z
+    .string()
+    .optional()
+    .transform((v) => (v === "" ? undefined : v))
+    .pipe(hubSkuSchema.optional()),
+  IOTHUB_UNITS: envOptionalInt(1, 200),
+});
+
+/**
+ * The fleet's figures from the configuration (`.env`, the environment, the CLI's options) and,
+ * when known, the number of devices the deployment targets: HUB_FLEET_SIZE at least the configured
+ * one and a quarter above the devices, rounded up to 500 (lib/hub-fleet-size.ts);
+ * HUB_CONNECTS_PER_SECOND 95 % of the new-connection quota of the hub's SKU and units when the
+ * SKU is given, else the configured figure (default S1's 95).
+ */
+export function fleetSizing(
+  env: Record<string, string | undefined>,
+  options: { devices?: number; fleetSize?: number; hubSku?: string; hubUnits?: number } = {},
+): FleetSizing {
+  const v = parseEnv(
+    sizingEnvSchema,
+    {
+      ...env,
+      ...(options.fleetSize !== undefined ? { HUB_FLEET_SIZE: String(options.fleetSize) } : {}),
+      ...(options.hubSku !== undefined ? { IOTHUB_SKU: options.hubSku } : {}),
+      ...(options.hubUnits !== undefined ? { IOTHUB_UNITS: String(options.hubUnits) } : {}),
+    },
+    "RF_ERR_DEPLOYMENT",
+    "",
+  );
+  return {
+    fleetSize: sizedFleet(options.devices ?? 0, v.HUB_FLEET_SIZE ?? 0),
+    connectsPerSecond: v.IOTHUB_SKU
+      ? relayConnectsPerSecond(v.IOTHUB_SKU, v.IOTHUB_UNITS ?? 1)
+      : (v.HUB_CONNECTS_PER_SECOND ?? relayConnectsPerSecond("S1", v.IOTHUB_UNITS ?? 1)),
+  };
+}
+
+/** How many devices the base deployment targets: one IoT Hub query (`SELECT COUNT()`). */
+export async function countTargetedDevices(registry: Registry): Promise<number> {
+  const query = registry.createQuery(
+    `SELECT COUNT() AS devices FROM devices WHERE ${FLEET_TARGET_CONDITION}`,
+  );
+  const { result } = await query.next();
+  const parsed = z
+    .array(z.object({ devices: z.number().int().min(0) }))
+    .length(1)
+    .safeParse(result);
+  if (!parsed.success)
+    throw new RelayFleetError("RF_ERR_DEPLOYMENT", "IoT Hub's device count query answered no count");
+  return parsed.data[0]?.devices ?? 0;
+}
+
+/**
+ * The base and retired deployments the repository's template describes for `platform`, the base
+ * one with the fleet's figures (`sizing`; without it, sized from the configuration alone).
+ */
 export function buildFleetDeployments(
   root: string,
   platform: string,
   processEnv = process.env,
+  sizing?: FleetSizing,
 ): EdgeDeployment[] {
-  const env = loadEnv(root, processEnv);
+  const loaded = loadEnv(root, processEnv);
+  const figures = sizing ?? fleetSizing(loaded);
+  const env: Record<string, string | undefined> = {
+    ...loaded,
+    HUB_FLEET_SIZE: String(figures.fleetSize),
+    HUB_CONNECTS_PER_SECOND: String(figures.connectsPerSecond),
+  };
   const modules = readModules(root, env.MODULES_PATH || "modules", env);
   const template = env.DEPLOYMENT_CONFIG_TEMPLATE_FILE || "deployment.template.json";
   const manifest = generateDeployment(readFileSync(join(root, template), "utf8"), {
@@ -48,9 +132,25 @@ export function buildFleetDeployments(
   if (!mod) throw new RelayFleetError("RF_ERR_DEPLOYMENT", "modules/relayListener/module.json is missing");
   const version = env.CONTAINER_TAG ? `${mod.version}-${env.CONTAINER_TAG}` : mod.version;
   return [
-    baseDeployment(manifest, `${version}-${platform}`),
+    baseDeployment(manifest, `${version}-${platform}`, figures),
     retiredDeployment(manifest, `${version}-${platform}`),
   ];
+}
+
+/**
+ * The deployments for the fleet as it is in `registry`'s hub: HUB_FLEET_SIZE sized from the
+ * devices the base deployment targets (counted now) and the configuration.
+ */
+export async function buildSizedFleetDeployments(
+  registry: Registry,
+  root: string,
+  platform: string,
+  processEnv = process.env,
+  options: { fleetSize?: number; hubSku?: string; hubUnits?: number } = {},
+): Promise<{ deployments: EdgeDeployment[]; devices: number; sizing: FleetSizing }> {
+  const devices = await countTargetedDevices(registry);
+  const sizing = fleetSizing(loadEnv(root, processEnv), { ...options, devices });
+  return { deployments: buildFleetDeployments(root, platform, processEnv, sizing), devices, sizing };
 }
 
 const stable = (v: unknown): string =>

@@ -102,17 +102,30 @@ export interface EdgeDeployment {
   metrics: { queries: Record<string, string> };
 }
 
-/** The base at-scale deployment for a generated manifest (`npm run manifests` / genconfig). */
+/**
+ * The base at-scale deployment for a generated manifest (`npm run manifests` / genconfig). With
+ * the fleet's figures (the HUB_FLEET_SIZE and HUB_CONNECTS_PER_SECOND the manifest carries), the
+ * id names them too (`…-f500-c95`): a deployment's content is immutable, and a new fleet size is
+ * new content under the same module version.
+ */
 export function baseDeployment(
   manifest: { modulesContent: Record<string, unknown> },
   version: string,
+  fleet?: { fleetSize: number; connectsPerSecond: number },
 ): EdgeDeployment {
   return {
-    id: baseDeploymentId(version),
+    id: baseDeploymentId(fleet ? `${version}-f${fleet.fleetSize}-c${fleet.connectsPerSecond}` : version),
     schemaVersion: "1.0",
     priority: BASE_PRIORITY,
     targetCondition: FLEET_TARGET_CONDITION,
-    labels: { app: "relay-fleet", role: "base", version },
+    labels: {
+      app: "relay-fleet",
+      role: "base",
+      version,
+      ...(fleet
+        ? { fleetSize: String(fleet.fleetSize), connectsPerSecond: String(fleet.connectsPerSecond) }
+        : {}),
+    },
     content: { modulesContent: manifest.modulesContent },
     metrics: {
       queries: {
@@ -145,4 +158,32 @@ export function retiredDeployment(
     content: { modulesContent: { $edgeAgent: content.$edgeAgent ?? {}, $edgeHub: content.$edgeHub ?? {} } },
     metrics: { queries: {} },
   };
+}
+
+const deploymentFleetSizeSchema = z.object({
+  modulesContent: z.object({
+    $edgeAgent: z.object({
+      "properties.desired": z.object({
+        modules: z.object({
+          relayListener: z.object({
+            env: z.record(z.string(), z.object({ value: z.unknown() }).partial()).optional(),
+          }),
+        }),
+      }),
+    }),
+  }),
+});
+
+/**
+ * The HUB_FLEET_SIZE a deployment's content gives the relayListener modules: `null` when it names
+ * none (the module then takes 1), undefined when the content has no relayListener at all.
+ */
+export function deploymentFleetSize(content: unknown): number | null | undefined {
+  const parsed = deploymentFleetSizeSchema.safeParse(content);
+  if (!parsed.success) return undefined;
+  const raw =
+    parsed.data.modulesContent.$edgeAgent["properties.desired"].modules.relayListener.env?.HUB_FLEET_SIZE
+      ?.value;
+  const n = Number(raw);
+  return raw === undefined || raw === "" || !Number.isInteger(n) || n < 1 ? null : n;
 }

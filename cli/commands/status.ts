@@ -29,7 +29,9 @@ export function registerStatusCommand(program: Command): void {
       withClient(async (c) => {
         const status = await c.status();
         const rows = status.sites as StatusRow[];
+        // Fleet-wide warnings (the deployment's HUB_FLEET_SIZE below the fleet) on stderr, so
         // --json stays the array of sites (a port a gateway cannot bind is in its site's drift).
+        for (const w of status.warnings ?? []) console.error(`warning: ${w}`);
         if (o.json) return print(rows);
         const color = useColor();
         console.log(

@@ -8,7 +8,7 @@
  * burst of one window's budget passes and a steady rate above it is refused. IoT Hub also shapes
  * traffic before refusing it; the emulator refuses at once, which is the stricter choice.
  */
-import { z } from "zod";
+import { type HubSku, hubNewConnectionsPerSecond } from "../../lib/hub-fleet-size.ts";
 import { HubError } from "./errors.ts";
 
 export type QuotaClass =
@@ -20,9 +20,8 @@ export type QuotaClass =
   | "configurations"
   | "d2c";
 
-export const HUB_SKUS = ["F1", "B1", "B2", "B3", "S1", "S2", "S3"] as const;
-export const hubSkuSchema = z.enum(HUB_SKUS);
-export type HubSku = z.infer<typeof hubSkuSchema>;
+// The SKUs and the new-connection quota are shared with the deployment's sizing (lib/hub-fleet-size.ts).
+export { HUB_SKUS, type HubSku, hubSkuSchema } from "../../lib/hub-fleet-size.ts";
 
 /** Operations allowed per second for a class (the table's per-minute figures divided by 60). */
 type Rates = Record<QuotaClass, number>;
@@ -34,7 +33,7 @@ export function hubRates(sku: HubSku, units: number): Rates {
   if (tier === 3)
     return {
       registry: (5_000 * u) / 60,
-      connect: 6_000 * u,
+      connect: hubNewConnectionsPerSecond(sku, u),
       twinRead: 6_000 * u,
       twinUpdate: 3_000 * u,
       query: (1_000 * u) / 60,
@@ -44,7 +43,7 @@ export function hubRates(sku: HubSku, units: number): Rates {
   if (tier === 2)
     return {
       registry: (100 * u) / 60,
-      connect: 120 * u,
+      connect: hubNewConnectionsPerSecond(sku, u),
       twinRead: 120 * u,
       twinUpdate: 60 * u,
       query: (20 * u) / 60,
@@ -54,7 +53,7 @@ export function hubRates(sku: HubSku, units: number): Rates {
   // Free, B1 and S1: "higher of 100/s or 12/s per unit" and the like.
   return {
     registry: (100 * u) / 60,
-    connect: Math.max(100, 12 * u),
+    connect: hubNewConnectionsPerSecond(sku, u),
     twinRead: Math.max(100, 10 * u),
     twinUpdate: Math.max(50, 5 * u),
     query: (20 * u) / 60,

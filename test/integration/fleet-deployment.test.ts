@@ -4,11 +4,17 @@
  * and the IoT Hub emulator applies it by target condition and priority. A device the rollout
  * onboards gets relayListener in its $edgeAgent desired properties; an untagged edge device does
  * not; an offboarded device moves to the retired deployment and loses the module. Re-applying is
- * a no-op; a new version replaces the old deployments.
+ * a no-op; a new version replaces the old deployments. The base deployment tells the modules the
+ * fleet's size, counted from the devices it targets, and their share of the hub's connection
+ * quota (ADR 0027); the fleet status warns when the fleet outgrows it.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { applyFleetDeployments, buildFleetDeployments } from "../../cli/deployment.ts";
+import {
+  applyFleetDeployments,
+  buildFleetDeployments,
+  buildSizedFleetDeployments,
+} from "../../cli/deployment.ts";
 import { createIotHubServiceClients } from "../../lib/azure/iothub-service.ts";
 import { FLEET_TARGET_CONDITION } from "../../lib/fleet-deployment.ts";
 import { REPO_ROOT, waitFor } from "../helpers/index.ts";
@@ -102,4 +108,79 @@ test("the base deployment targets exactly the onboarded devices; offboarding rem
     SLOW,
   );
   assert.equal(image, "localhost:5000/relaylistener:0.1.0-ci2-amd64");
+});
+
+test("deployment apply sizes HUB_FLEET_SIZE from the devices it targets; the status warns when the fleet outgrows it", {
+  timeout: 180_000,
+}, async (t) => {
+  const env = await startRolloutEnv(t);
+  const { registry } = createIotHubServiceClients(env.hubEmulator.serviceConnectionString, {
+    restPort: env.hubEmulator.httpsPort,
+    ca: env.hubEmulator.caCert,
+  });
+  await env.rollout.createSite({ siteId: "size-1" });
+  await env.rollout.createSite({ siteId: "size-2", deviceIds: ["size-2", "size-2.2"] });
+  await registry.create({ deviceId: "size-other", capabilities: { iotEdge: true } });
+
+  const sized = await buildSizedFleetDeployments(
+    registry,
+    REPO_ROOT,
+    "amd64",
+    {},
+    { hubSku: "S1", hubUnits: 1 },
+  );
+  assert.equal(sized.devices, 3, "the devices the base deployment targets, counted by IoT Hub");
+  assert.deepEqual(sized.sizing, { fleetSize: 500, connectsPerSecond: 95 });
+  const base = sized.deployments[0]!;
+  assert.match(base.id, /-f500-c95$/, "the figures are in the id: a new size is a new deployment");
+  await applyFleetDeployments(registry, sized.deployments);
+
+  // Every targeted device's edge agent is told both figures for relayListener.
+  const relayEnv = async (deviceId: string) => {
+    try {
+      const twin = (await registry.getModuleTwin(deviceId, "$edgeAgent")).responseBody as unknown as {
+        properties: {
+          desired: { modules?: { relayListener?: { env?: Record<string, { value: string }> } } };
+        };
+      };
+      return twin.properties.desired.modules?.relayListener?.env;
+    } catch {
+      return undefined;
+    }
+  };
+  for (const d of ["size-1", "size-2", "size-2.2"]) {
+    const e = await waitFor(() => relayEnv(d), `${d}'s relayListener env`, SLOW);
+    assert.equal(e.HUB_FLEET_SIZE?.value, "500");
+    assert.equal(e.HUB_CONNECTS_PER_SECOND?.value, "95");
+  }
+
+  // A few more devices stay within the step: the same deployment, nothing restarted.
+  await env.rollout.createSite({ siteId: "size-3" });
+  const again = await buildSizedFleetDeployments(registry, REPO_ROOT, "amd64", {}, { hubSku: "S1" });
+  assert.equal(again.devices, 4);
+  assert.deepEqual(
+    (await applyFleetDeployments(registry, again.deployments)).deployments.map((d) => d.action),
+    ["unchanged", "unchanged"],
+  );
+  // A bigger hub: its quota, a new deployment.
+  const s3 = await buildSizedFleetDeployments(
+    registry,
+    REPO_ROOT,
+    "amd64",
+    {},
+    { hubSku: "S3", hubUnits: 2 },
+  );
+  assert.deepEqual(s3.sizing, { fleetSize: 500, connectsPerSecond: 11_400 });
+  assert.notEqual(s3.deployments[0]!.id, base.id);
+
+  // Sized to the fleet: no warning.
+  assert.deepEqual((await env.rollout.fleetView()).warnings, []);
+
+  // A base deployment that tells 4 modules the fleet is 2: their reconnects would exceed the quota.
+  const small = buildFleetDeployments(REPO_ROOT, "amd64", {}, { fleetSize: 2, connectsPerSecond: 95 });
+  await applyFleetDeployments(registry, small);
+  const view = await env.makeRollout().fleetView(); // a new instance: no cached deployment read
+  assert.equal(view.sites.length, 4);
+  assert.equal(view.warnings.length, 1, JSON.stringify(view.warnings));
+  assert.match(view.warnings[0]!, /4 relay modules.*HUB_FLEET_SIZE=2.*quota/);
 });

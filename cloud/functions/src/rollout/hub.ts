@@ -5,7 +5,12 @@
  */
 import type { Registry } from "azure-iothub";
 import { RelayFleetError } from "../../../../lib/errors.ts";
-import { FLEET_TARGET_CONDITION, readFleetTag } from "../../../../lib/fleet-deployment.ts";
+import {
+  BASE_DEPLOYMENT_PREFIX,
+  deploymentFleetSize,
+  FLEET_TARGET_CONDITION,
+  readFleetTag,
+} from "../../../../lib/fleet-deployment.ts";
 
 export type JsonObject = { [key: string]: unknown };
 
@@ -54,6 +59,12 @@ export interface FleetHub {
    * tag names; for reconcile, never polled.
    */
   queryFleetDevices(): Promise<Array<{ deviceId: string; siteId?: string }>>;
+  /**
+   * The base deployment IoT Hub applies (the newest `relay-fleet-base-*`: they share a priority)
+   * and the HUB_FLEET_SIZE it gives the modules (`null`: none, the module's default of 1); undefined
+   * when there is no base deployment. One configurations read (20 a minute per S1 unit).
+   */
+  baseDeploymentFleetSize?(): Promise<{ id: string; fleetSize: number | null } | undefined>;
 }
 
 /** Most devices one bulk registry call may name (IoT Hub's limit). */
@@ -142,7 +153,7 @@ function plain(value: unknown): unknown {
 /** {@link FleetHub} over an `azure-iothub` Registry. */
 export function createRegistryHub(registry: Registry, options: { queryPageSize?: number } = {}): FleetHub {
   const queryPageSize = options.queryPageSize ?? 1000;
-  return {
+  const hub: FleetHub = {
     async getDevice(deviceId) {
       try {
         const { responseBody } = await registry.get(deviceId);
@@ -294,7 +305,22 @@ export function createRegistryHub(registry: Registry, options: { queryPageSize?:
         };
       });
     },
+    async baseDeploymentFleetSize() {
+      let configurations: unknown;
+      try {
+        configurations = (await registry.getConfigurations()).responseBody;
+      } catch (err) {
+        throw wrap("read the deployments", err);
+      }
+      const base = (Array.isArray(configurations) ? configurations : [])
+        .map(asObject)
+        .filter((c) => typeof c.id === "string" && c.id.startsWith(BASE_DEPLOYMENT_PREFIX))
+        .sort((a, b) => String(b.createdTimeUtc ?? "").localeCompare(String(a.createdTimeUtc ?? "")))[0];
+      if (!base) return undefined;
+      return { id: String(base.id), fleetSize: deploymentFleetSize(base.content) ?? null };
+    },
   };
+  return hub;
 
   /** Every row of a query, page by page. */
   async function queryAll(sql: string, what: string): Promise<unknown[]> {

@@ -10,7 +10,7 @@ import type { RolloutDeps } from "./context.ts";
 import { MODULE_ID } from "./desired-twin.ts";
 import { type DeviceEventResult, handleDeviceEvent } from "./device-events.ts";
 import { siteNotFound, ValidationError } from "./errors.ts";
-import { fleetStatusView } from "./fleet-status.ts";
+import { type FleetStatusView, fleetStatusView } from "./fleet-status.ts";
 import { findNamespace, type MoveResult, moveSite } from "./move.ts";
 import { type NamespaceLoad, namespaceLoads } from "./namespaces.ts";
 import { detachDevice, type OffboardResult, offboardSite } from "./offboard.ts";
@@ -42,7 +42,7 @@ import {
 } from "./site-checks.ts";
 import { createSiteLock } from "./site-lock.ts";
 import { bySiteId, type SiteView, siteView } from "./site-view.ts";
-import { type GatewayView, type SiteStatus, siteStatusFromTwin } from "./status.ts";
+import { type SiteStatus, siteStatusFromTwin } from "./status.ts";
 
 export type { DeviceView, MappingView, SiteView } from "./site-view.ts";
 
@@ -79,7 +79,7 @@ export interface Rollout {
   /** One twin query: status of every site's module (with what the gateways report as drift). */
   fleetStatus(): Promise<SiteStatus[]>;
   /** `fleetStatus` and the gateways' own reports (their status table). */
-  fleetView(): Promise<{ sites: SiteStatus[]; gateways: GatewayView[] }>;
+  fleetView(): Promise<FleetStatusView>;
   handleDeviceEvent(event: unknown): Promise<DeviceEventResult>;
   /**
    * A device was deleted, under the site's lock like every other writer: it leaves its site
