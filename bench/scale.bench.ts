@@ -46,7 +46,25 @@ export async function runBenchmark(): Promise<BenchSection> {
     await s1.close();
   }
   if (only.includes("s3") || only.includes("gateways")) {
-    const s3 = await onboard({ sites, sku: "S3", units: 1, timeScale: 1, concurrency: 16, prefix: "s3-" });
+    const s3 = await onboard({
+      sites,
+      sku: "S3",
+      units: 1,
+      timeScale: 1,
+      concurrency: 16,
+      prefix: "s3-",
+      // A dedicated port for rdp and a TLS SNI route on the shared 443 for ssh: 2N routes on
+      // N + 1 listening sockets (bench/scale/gateways.ts).
+      siteBody: (siteId) => ({
+        mappings: {
+          rdp: { target: "10.0.0.5:3389" },
+          ssh: {
+            target: "10.0.0.5:22",
+            public: { kind: "tls-sni", port: 443, hostname: `${siteId}.sites.example` },
+          },
+        },
+      }),
+    });
     figures.push(...s3.figures);
     notes.push(...s3.notes);
     try {

@@ -9,10 +9,10 @@ import { randomBytes } from "node:crypto";
 import { type Azurite, startAzurite } from "../../sim/azurite.ts";
 import { type IotHubEmulator, startIotHubEmulator } from "../../sim/iothub-emulator/index.ts";
 import { type HubSku, hubRates, type QuotaClass } from "../../sim/iothub-emulator/quotas.ts";
-import { type RelayEmulator, startRelayEmulator } from "../../sim/relay-emulator/index.ts";
 import type { BenchFigure } from "../types.ts";
 import { type BenchChild, startBenchChild } from "./child.ts";
 import { machineLoad, watchProc } from "./proc-usage.ts";
+import { namespacesFor, type RelayNamespaces, startRelayNamespaces } from "./relay-namespaces.ts";
 
 export const PORT_RANGE = { from: 10_000, to: 29_999 };
 const PER_MINUTE: ReadonlySet<QuotaClass> = new Set(["registry", "query", "configurations"]);
@@ -21,7 +21,8 @@ export interface OnboardingRun {
   figures: BenchFigure[];
   notes: string[];
   azurite: Azurite;
-  relay: RelayEmulator;
+  /** The relay namespaces the rollout spread the sites over (one emulator process each). */
+  relay: RelayNamespaces;
   hub: IotHubEmulator;
   rollout: { url: string; functionKey: string; child: BenchChild };
   siteIds: string[];
@@ -36,6 +37,8 @@ export interface OnboardingOptions {
   timeScale: number;
   concurrency: number;
   prefix: string;
+  /** What each site is created with besides its id (default: the `default` profile). */
+  siteBody?: (siteId: string) => Record<string, unknown>;
 }
 
 /** Minimum seconds the hub's quotas allow for the operations counted, and the class that binds. */
@@ -68,7 +71,9 @@ export function quotaMinimum(
 export async function onboard(opts: OnboardingOptions): Promise<OnboardingRun> {
   const [azurite, relay, hub] = await Promise.all([
     startAzurite(),
-    startRelayEmulator(),
+    // As many namespaces as the rollout's placement fills for N sites (ADR 0025).
+    // (and room for the few sites the gateways' steady state adds).
+    startRelayNamespaces(namespacesFor(opts.sites + 16)),
     startIotHubEmulator({
       sku: opts.sku,
       units: opts.units,
@@ -82,7 +87,8 @@ export async function onboard(opts: OnboardingOptions): Promise<OnboardingRun> {
     IOTHUB_REST_PORT: String(hub.httpsPort),
     IOTHUB_CA_FILE: hub.caFile,
     LEDGER_CONNECTION_STRING: azurite.connectionString,
-    RELAY_ENDPOINT: relay.url,
+    RELAY_ENDPOINT: relay.urls[0],
+    RELAY_NAMESPACES: relay.urls.join(","),
     RELAY_MANAGE_KEY_NAME: relay.manageKeyName,
     RELAY_MANAGE_KEY: relay.manageKey,
     ROLLOUT_RELAY_SEND_AUTH: "sas",
@@ -119,7 +125,7 @@ export async function onboard(opts: OnboardingOptions): Promise<OnboardingRun> {
         const res = await fetch(`${url}/api/sites`, {
           method: "POST",
           headers: { "x-functions-key": functionKey, "content-type": "application/json" },
-          body: JSON.stringify({ siteId }),
+          body: JSON.stringify({ ...opts.siteBody?.(siteId), siteId }),
           signal: AbortSignal.timeout(600_000),
         }).catch((err: unknown) => ({ status: 0, text: async () => String(err) }));
         const text = await res.text();
@@ -160,7 +166,7 @@ export async function onboard(opts: OnboardingOptions): Promise<OnboardingRun> {
       },
     ];
     const notes = [
-      `${label}: ${opts.concurrency} concurrent API clients; minimum from the hub operations the rollout made (bucket starts full): ${min.detail.join("; ")}; bound by ${min.bound ?? "none"}. Throttled answers: ${
+      `${label}: ${relay.urls.length} relay namespace(s) configured (RELAY_NAMESPACES; one emulator process each, as many as ${opts.sites} sites fill at ADR 0025's 18 connections a site to 80 % of 5,000); ${opts.concurrency} concurrent API clients; minimum from the hub operations the rollout made (bucket starts full): ${min.detail.join("; ")}; bound by ${min.bound ?? "none"}. Throttled answers: ${
         Object.entries(hub.quotas.counts)
           .filter(([, c]) => c.throttled > 0)
           .map(([k, c]) => `${k} ${c.throttled}`)

@@ -3,6 +3,7 @@ import { test } from "node:test";
 import {
   type ArmHybridConnections,
   createArmRelayAdmin,
+  relayAdminsFromEnv,
 } from "../../cloud/functions/src/relay-admin/index.ts";
 
 /** A fake of the ARM client's hybridConnections group: records calls, keeps rules in a map. */
@@ -108,4 +109,23 @@ test("ARM failures become one clear RF_ERR_RELAYADMIN_FAILED sentence", async ()
     code: "RF_ERR_RELAYADMIN_FAILED",
     message: /could not create hybrid connection site-x: AuthorizationFailed/,
   });
+});
+
+test("without ARM, RELAY_NAMESPACES lists relay emulators (one namespace each) sharing the Manage key", async () => {
+  const key = { RELAY_MANAGE_KEY_NAME: "RootManageSharedAccessKey", RELAY_MANAGE_KEY: "a2V5" };
+  const admins = await relayAdminsFromEnv({
+    ...key,
+    RELAY_ENDPOINT: "https://127.0.0.1:1001",
+    RELAY_NAMESPACES: "https://127.0.0.1:1001, https://127.0.0.1:1002,https://127.0.0.1:1001",
+  });
+  assert.deepEqual(
+    admins.map((a) => a.endpoint),
+    ["https://127.0.0.1:1001", "https://127.0.0.1:1002"],
+  );
+  const one = await relayAdminsFromEnv({ ...key, RELAY_ENDPOINT: "https://127.0.0.1:1003" });
+  assert.deepEqual(
+    one.map((a) => a.endpoint),
+    ["https://127.0.0.1:1003"],
+    "no list: RELAY_ENDPOINT alone",
+  );
 });

@@ -20,18 +20,28 @@ export * from "./types.ts";
 /**
  * The relay namespaces the environment describes, in order: with ARM, each of `RELAY_NAMESPACES`
  * (comma-separated; default `RELAY_NAMESPACE` alone) in the same subscription and resource group;
- * otherwise the one namespace `relayAdminFromEnv` makes.
+ * with the relay emulator (one namespace a process), each entry is an emulator's URL in place of
+ * `RELAY_ENDPOINT`, all with the same Manage key (the scale benchmark); otherwise the one
+ * namespace `relayAdminFromEnv` makes.
  */
 export async function relayAdminsFromEnv(env: NodeJS.ProcessEnv = process.env): Promise<RelayAdmin[]> {
   const s = loadRolloutSettings(env);
-  const names = (s.RELAY_NAMESPACES ?? "")
-    .split(",")
-    .map((n) => n.trim())
-    .filter(Boolean);
-  if (names.length === 0 || !s.RELAY_SUBSCRIPTION_ID || !s.RELAY_RESOURCE_GROUP)
-    return [await relayAdminFromEnv(env)];
+  const names = [
+    ...new Set(
+      (s.RELAY_NAMESPACES ?? "")
+        .split(",")
+        .map((n) => n.trim())
+        .filter(Boolean),
+    ),
+  ];
+  const arm = Boolean(s.RELAY_SUBSCRIPTION_ID && s.RELAY_RESOURCE_GROUP);
+  const emulators = !arm && Boolean(s.RELAY_MANAGE_KEY_NAME && s.RELAY_MANAGE_KEY);
+  if (names.length === 0 || (!arm && !emulators)) return [await relayAdminFromEnv(env)];
   const admins: RelayAdmin[] = [];
-  for (const name of new Set(names)) admins.push(await relayAdminFromEnv({ ...env, RELAY_NAMESPACE: name }));
+  for (const name of names)
+    admins.push(
+      await relayAdminFromEnv(arm ? { ...env, RELAY_NAMESPACE: name } : { ...env, RELAY_ENDPOINT: name }),
+    );
   return admins;
 }
 
