@@ -176,7 +176,7 @@ export const rolloutSettingsSchema = z.object({
   }),
   RELAY_NAMESPACES: documented(optionalText(), {
     description:
-      "Azure Relay via ARM: comma-separated namespaces new sites are spread over, filled in this order (default: RELAY_NAMESPACE alone; the template lists its relayNamespaceCount namespaces)",
+      "comma-separated relay namespaces new sites are spread over, filled in this order: via ARM their names (default: RELAY_NAMESPACE alone; the template lists its relayNamespaceCount namespaces); with the relay emulator their URLs, all with RELAY_MANAGE_KEY (default: RELAY_ENDPOINT alone)",
     deploy: "app-setting",
   }),
   RELAY_NAMESPACE_CONNECTIONS: documented(optionalInt(1, 1_000_000), {
