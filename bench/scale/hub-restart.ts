@@ -162,8 +162,11 @@ export async function hubRestartSection(modules: number): Promise<BenchSection> 
           metric: "busiest second: new connections",
           value: busiest,
           unit: "/s",
-          target: `<= ${quota} (${QUOTA_OVERRIDE ? "quota set by BENCH_SCALE_CONNECT_QUOTA" : "S1 quota"})`,
-          met: busiest <= quota,
+          // The quota is a rate with a one-second burst (the hub's bucket holds one second's
+          // budget): a second after a quieter one may take up to twice the rate unthrottled, and
+          // a Binomial spread at 95 % of the rate has such seconds (ADR 0027). The throttle count
+          // is the quota's test; this shows how uneven the arrivals were.
+          target: `informational: ${QUOTA_OVERRIDE ? "quota set by BENCH_SCALE_CONNECT_QUOTA" : "S1 quota"} ${quota}/s with a burst of ${quota}; throttled CONNECTs are the test`,
         },
         {
           metric: "busiest 10 s: mean new connections a second",
