@@ -8,6 +8,12 @@ import { fileURLToPath } from "node:url";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
+/** Children still running: killed when the benchmark exits (one listener for all of them). */
+const running = new Set<() => void>();
+process.once("exit", () => {
+  for (const kill of running) kill();
+});
+
 export interface BenchChild {
   pid: number;
   waitFor(
@@ -33,7 +39,7 @@ export function startBenchChild(script: string, args: string[], env: NodeJS.Proc
     },
   );
   const kill = () => child.kill("SIGKILL");
-  process.once("exit", kill);
+  running.add(kill);
   const latest = new Map<string, Record<string, unknown>>();
   const waiters = new Set<(line: Record<string, unknown>) => void>();
   let buf = "";
@@ -57,6 +63,7 @@ export function startBenchChild(script: string, args: string[], env: NodeJS.Proc
   let exited = false;
   child.once("exit", (code) => {
     exited = true;
+    running.delete(kill);
     for (const w of waiters) w({ event: "failed", error: `exited with code ${code}` });
   });
   return {
@@ -87,7 +94,6 @@ export function startBenchChild(script: string, args: string[], env: NodeJS.Proc
       }),
     stop: () =>
       new Promise((res) => {
-        process.off("exit", kill);
         if (exited) return res();
         const timer = setTimeout(kill, 10_000);
         child.once("exit", () => {
