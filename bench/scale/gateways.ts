@@ -22,12 +22,11 @@ const progress = (what: string) => process.stderr.write(`scale: ${what}\n`);
 /** Sites put online at the relay (default: all onboarded). */
 const RELAY_SITES = Number(process.env.BENCH_SCALE_RELAY_SITES ?? Number.POSITIVE_INFINITY);
 /**
- * Standby connections each gateway holds per site (GATEWAY_STANDBY_CONNECTIONS, default 2): at
- * 2 a site, 10,000 sites are 20,000 sockets in every gateway, the whole descriptor limit of a
- * process here, so above 3,000 sites the benchmark runs the gateways without standbys and says so.
+ * Standby connections each gateway keeps per site (GATEWAY_STANDBY_CONNECTIONS; unset: the
+ * gateway's default). A gateway creates a site's pool on its first tunnel (lib/hyco/standby-pools.ts), so an
+ * idle fleet holds none and they do not count against a process's 20,000 descriptors here.
  */
-const standbysFor = (sites: number) =>
-  Number(process.env.BENCH_SCALE_GATEWAY_STANDBYS ?? (sites > 3_000 ? 0 : 2));
+const STANDBYS = process.env.BENCH_SCALE_GATEWAY_STANDBYS;
 /** The gateways' default poll (LEDGER_RELOAD_INTERVAL_MS): further apart than the 15 s re-read window (ADR 0015). */
 const POLL_MS = 30_000;
 const STEADY_MINUTES = 2;
@@ -138,7 +137,6 @@ export async function gatewaysSection(run: OnboardingRun): Promise<BenchSection>
     // 5 gateways on the ledger of every onboarded site.
     progress(`${online} channels online; starting ${GATEWAYS} gateways`);
     const gateways: Array<{ child: BenchChild; adminPort: number }> = [];
-    const standbys = standbysFor(run.siteIds.length);
     const loadStarted = Date.now();
     let loadWatch: ReturnType<typeof watchProc> | undefined;
     // Started together, as a scale set would start them.
@@ -151,7 +149,7 @@ export async function gatewaysSection(run: OnboardingRun): Promise<BenchSection>
         GATEWAY_HEALTH_HOST: "127.0.0.1",
         GATEWAY_HEALTH_PORT: "0",
         GATEWAY_INSTANCE_ID: `bench-gw-${g}-${randomBytes(3).toString("hex")}`,
-        GATEWAY_STANDBY_CONNECTIONS: String(standbys),
+        ...(STANDBYS ? { GATEWAY_STANDBY_CONNECTIONS: STANDBYS } : {}),
         LOG_LEVEL: "info",
       });
       children.push(child);
@@ -168,7 +166,7 @@ export async function gatewaysSection(run: OnboardingRun): Promise<BenchSection>
     const loading = loadWatch?.stop();
     // Settle: every gateway's first full read done and a poll past it.
     await new Promise((r) => setTimeout(r, POLL_MS * 2));
-    await occupancy(`with ${GATEWAYS} gateways, ${standbys} standby connections each a site`);
+    await occupancy(`with ${GATEWAYS} gateways started`);
     const first = gateways[0];
     if (!first) throw new Error("no gateway");
     progress("gateways loaded; one minute of steady state");
@@ -240,7 +238,7 @@ export async function gatewaysSection(run: OnboardingRun): Promise<BenchSection>
     );
     const m0 = after[0] ?? new Map();
     notes.push(
-      `Gateways: ${GATEWAYS} processes, ledger poll every ${POLL_MS / 1000} s; ${standbys} standby connections a site per gateway (GATEWAY_STANDBY_CONNECTIONS${standbys === 2 ? ", the default" : "; the default 2 would need 2 sockets a site in every gateway, past a process's 20,000 descriptors here at 10,000 sites"}); first gateway: routes ${routes}, listening ports ${sum(m0, "gateway_listening_ports")}, unbound ${sum(m0, "gateway_ports_unbound")}. Each site has one dedicated TCP port (rdp) and one TLS SNI route (ssh) on the shared port 443, so 2N routes take N + 1 listening sockets: a process may hold 20,000 file descriptors here, which 2N dedicated ports would fill at 10,000 sites. Rows read per gateway per minute: ${perGateway.map((v) => v.toFixed(0)).join(", ")}; ${rowsChanged.toFixed(1)} rows changed per minute (${changesWanted} sites onboarded through the rollout API over ${minutes.toFixed(1)} min). Machine: ${machineLoad()}.`,
+      `Gateways: ${GATEWAYS} processes, ledger poll every ${POLL_MS / 1000} s; standby connections per site: ${STANDBYS ?? "the gateway's default"} (a pool is created on a site's first tunnel: none here); first gateway: routes ${routes}, listening ports ${sum(m0, "gateway_listening_ports")}, unbound ${sum(m0, "gateway_ports_unbound")}. Each site has one dedicated TCP port (rdp) and one TLS SNI route (ssh) on the shared port 443, so 2N routes take N + 1 listening sockets: a process may hold 20,000 file descriptors here, which 2N dedicated ports would fill at 10,000 sites. Rows read per gateway per minute: ${perGateway.map((v) => v.toFixed(0)).join(", ")}; ${rowsChanged.toFixed(1)} rows changed per minute (${changesWanted} sites onboarded through the rollout API over ${minutes.toFixed(1)} min). Machine: ${machineLoad()}.`,
     );
     return { title: "Relay and gateways", figures, notes };
   } finally {
