@@ -18,7 +18,34 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { z } from "zod";
+import { documented, envText, parseEnv } from "../lib/env.ts";
 import { RelayFleetError } from "../lib/errors.ts";
+
+/**
+ * The variables discovery reads (lib/env.ts's convention). Direct mode then reads the rollout's
+ * own, through its schema (cloud/functions/src/settings.ts).
+ */
+export const cliEnvSchema = z.object({
+  RELAY_FLEET_API_URL: documented(
+    envText().pipe(z.url({ error: "must be the rollout API's URL (http:// or https://)" }).optional()),
+    { description: "URL of a deployed rollout API (the Functions app); wins over the simulation" },
+  ),
+  RELAY_FLEET_API_KEY: documented(envText(), {
+    description: "function key of the rollout API at RELAY_FLEET_API_URL",
+  }),
+  RELAY_FLEET_SIM_STATE: documented(envText(), {
+    description: "the local simulation's discovery file (default: .sim-state/sim.json here or in a parent)",
+  }),
+  IOTHUB_CONNECTION_STRING: documented(envText(), {
+    description: "direct mode, with a ledger connection string: the CLI runs the rollout logic itself",
+  }),
+  LEDGER_CONNECTION_STRING: documented(envText(), {
+    description: "direct mode: the port ledger's storage connection string (or AzureWebJobsStorage)",
+  }),
+  AzureWebJobsStorage: documented(envText(), {
+    description: "direct mode: the ledger's storage when LEDGER_CONNECTION_STRING is unset",
+  }),
+});
 
 export const SIM_STATE_RELATIVE = join(".sim-state", "sim.json");
 
@@ -66,7 +93,8 @@ export function readSimState(file: string): SimState {
 }
 
 /** Picks the target from the environment and the working directory. */
-export function discoverTarget(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Target {
+export function discoverTarget(processEnv: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Target {
+  const env = parseEnv(cliEnvSchema, processEnv, "RF_ERR_CLI_DISCOVERY", "CLI environment: ");
   if (env.RELAY_FLEET_API_URL) {
     return {
       kind: "api",

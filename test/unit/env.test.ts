@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { z } from "zod";
+import { cliEnvSchema, discoverTarget } from "../../cli/discovery.ts";
 import {
   functionsAppSettingsSchema,
   loadLocalServerSettings,
@@ -58,6 +59,7 @@ const PART_SCHEMAS: Array<[string, z.ZodObject]> = [
   ["Functions app", functionsAppSettingsSchema],
   ["rollout's local server", localServerSettingsSchema],
   ["IoT Hub service clients (CLI)", iothubServiceEnvSchema],
+  ["CLI discovery", cliEnvSchema],
 ];
 
 test("every part's schema describes every variable it reads", () => {
@@ -120,6 +122,10 @@ test("each part refuses a bad value with its code, naming the variable", () => {
       "RF_ERR_IOTHUB_CONNECTION_STRING",
     ),
     /^IoT Hub: IOTHUB_REST_PORT=https must be an integer 1-65535$/,
+  );
+  assert.match(
+    refusal(() => discoverTarget({ RELAY_FLEET_API_URL: "rollout.example" }), "RF_ERR_CLI_DISCOVERY"),
+    /^CLI environment: RELAY_FLEET_API_URL must be the rollout API's URL/,
   );
   // Read, not just declared: the local server's port and key, the module's device and version.
   const local = loadLocalServerSettings({
