@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ROLES } from "../lib/entra/roles.ts";
+import type { HubSku } from "../lib/hub-fleet-size.ts";
 import { type Azurite, startAzurite } from "./azurite.ts";
 import { type RunningProcess, readyString } from "./child-process.ts";
 import {
@@ -49,6 +50,8 @@ export interface CloudPartsOptions {
   supervisor: Supervisor;
   /** The site whose public ports include `port` (the shared demo services answer with its id). */
   siteOfPort(port: number): string | undefined;
+  /** IoT Hub throttles the hub emulator enforces (FleetOptions.hubQuotas); absent: none. */
+  hubQuotas?: { sku: HubSku; units: number } | undefined;
 }
 
 export class CloudParts {
@@ -141,7 +144,12 @@ export class CloudParts {
     await this.startRollout();
 
     this.progress("applying the fleet's IoT Edge deployments (relay-fleet deployment apply)");
-    await applySimulationDeployments(this.registry, (step) => this.progress(step));
+    const quotas = this.options.hubQuotas;
+    await applySimulationDeployments(
+      this.registry,
+      (step) => this.progress(step),
+      quotas ? { sku: quotas.sku, units: quotas.units } : {},
+    );
   }
 
   /** The issuer's public key, which the relay and IoT Hub emulators trust (`--trust-file`). */
@@ -240,6 +248,7 @@ export class CloudParts {
         trustFile: this.trustFile,
         rolloutPrincipalId: this.identity.addIdentity(ROLLOUT_IDENTITY).principalId,
         eventGridWebhook: webhook,
+        quotas: this.options.hubQuotas,
       },
       this.hub,
     );

@@ -80,12 +80,14 @@ export interface HubStart extends EmulatorStart {
   rolloutPrincipalId: string;
   /** Where device lifecycle events go (the rollout's Event Grid webhook, function key inside). */
   eventGridWebhook: string | undefined;
+  /** IoT Hub throttles to enforce (`--sku`, `--units`); absent: none. */
+  quotas?: { sku: string; units: number } | undefined;
 }
 
 /** Starts the IoT Hub emulator (again, after a crash: `previous` keeps its ports). */
 export async function startHubEmulator(
   launcher: PartLauncher,
-  { dir, trustFile, rolloutPrincipalId, eventGridWebhook }: HubStart,
+  { dir, trustFile, rolloutPrincipalId, eventGridWebhook, quotas }: HubStart,
   previous: HubInfo | undefined,
 ): Promise<{ hub: HubInfo; process: RunningProcess }> {
   // Given at every start: the emulator keeps role assignments in memory only.
@@ -101,6 +103,7 @@ export async function startHubEmulator(
     "--role",
     `${rolloutPrincipalId}=${ROLES.iotHubTwinContributor.id}`,
   ];
+  if (quotas) args.push("--sku", quotas.sku, "--units", String(quotas.units));
   if (previous)
     args.push("--mqtt-port", String(previous.mqttPort), "--https-port", String(previous.httpsPort));
   const ownerKey = ownedKey(join(dir, "owner.key"));

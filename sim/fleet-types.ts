@@ -3,6 +3,7 @@
  * the benchmarks) for each gateway, site and module it runs.
  */
 
+import type { HubSku } from "../lib/hub-fleet-size.ts";
 import type { NodeProcessSpec, RunningProcess } from "./child-process.ts";
 import type { DemoServices } from "./demo-services.ts";
 import type { SiteView } from "./rollout-client.ts";
@@ -41,6 +42,15 @@ export interface FleetOptions {
   onPartEvent?: (event: PartEvent) => void;
   /** First restart delay after a crash (doubles per crash in a row). */
   restartDelayMs?: number;
+  /**
+   * IoT Hub's published throttles the hub emulator enforces (registry operations, connections,
+   * twin reads and updates, queries, configurations), for this SKU and unit count. `npm start`
+   * runs with S1 × 1, the smallest production hub, so the simulation does what production would.
+   * Absent: unthrottled. The e2e tests run unthrottled on purpose (their suites restart hubs and
+   * onboard sites quickly, on a shared machine), except the npm start tests, which run npm start's
+   * default; the Azure Relay emulator enforces its namespace quotas always.
+   */
+  hubQuotas?: { sku: HubSku; units: number };
 }
 
 export interface GatewayHandle {

@@ -109,6 +109,7 @@ export class Fleet {
       gateways: options.gateways ?? 1,
       ledgerReloadMs: options.ledgerReloadMs ?? 2_000,
       portRange,
+      hubQuotas: options.hubQuotas,
       launcher,
       supervisor: this.supervisor,
       siteOfPort: (port) => {

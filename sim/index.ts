@@ -9,6 +9,7 @@ import { join, resolve } from "node:path";
 import { styleText } from "node:util";
 import { Command } from "commander";
 import { colorWanted } from "../lib/color.ts";
+import { HUB_SKUS, hubSkuSchema } from "../lib/hub-fleet-size.ts";
 import { killAllChildren } from "./child-process.ts";
 import { Fleet, type PartEvent } from "./fleet.ts";
 import { portLines, readFleetStatus, renderPorts, renderStatus } from "./live-status.ts";
@@ -24,6 +25,12 @@ const program = new Command()
     "1",
   )
   .option("--state-dir <dir>", "keep state (IoT Hub, ledger, relay) here across runs; default: a temp dir")
+  .option(
+    "--hub-sku <sku>",
+    `IoT Hub throttles the hub emulator enforces (${HUB_SKUS.join(", ")}, or none: unthrottled)`,
+    process.env.RELAY_FLEET_SIM_HUB_SKU || "S1",
+  )
+  .option("--hub-units <n>", "units of --hub-sku", process.env.RELAY_FLEET_SIM_HUB_UNITS || "1")
   .option("--no-ui", "plain log lines instead of the live status view")
   .option("--json", "machine-readable JSON lines on stdout (implies --no-ui)")
   .parse();
@@ -33,6 +40,8 @@ const opts = program.opts<{
   gateways: string;
   modulesPerSite: string;
   stateDir?: string;
+  hubSku: string;
+  hubUnits: string;
   ui: boolean;
   json?: boolean;
 }>();
@@ -49,6 +58,15 @@ function count(name: string, value: string, max: number): number {
 const sites = count("sites", opts.sites, 200);
 const gateways = Math.max(1, count("gateways", opts.gateways, 8));
 const modulesPerSite = Math.max(1, count("modules-per-site", opts.modulesPerSite, 4));
+const hubSku = hubSkuSchema.safeParse(opts.hubSku);
+if (opts.hubSku !== "none" && !hubSku.success) {
+  process.stderr.write(`--hub-sku must be one of ${HUB_SKUS.join(", ")} or none.\n`);
+  process.exit(2);
+}
+// The smallest production hub by default (S1 × 1): the simulation meets the quotas production will.
+const hubQuotas = hubSku.success
+  ? { sku: hubSku.data, units: Math.max(1, count("hub-units", opts.hubUnits, 200)) }
+  : undefined;
 const json = opts.json === true;
 const ui = opts.ui && !json && process.stdout.isTTY === true;
 const color = (style: Parameters<typeof styleText>[0], text: string) =>
@@ -138,6 +156,7 @@ try {
     sites,
     gateways,
     modulesPerSite,
+    ...(hubQuotas ? { hubQuotas } : {}),
     onProgress: progress,
     // Like IoT Edge's restartPolicy: always: a crashed part comes back with its state and port.
     restartCrashed: true,
@@ -156,6 +175,8 @@ try {
     rollout: fleet.rollout.url,
     statusPage: fleet.statusPageUrl,
     relay: fleet.relay.url,
+    // The IoT Hub throttles the hub emulator enforces (null: none).
+    iotHubQuotas: hubQuotas ?? null,
     sites: siteList,
     stateDir,
     logs: fleet.logsDir,

@@ -21,6 +21,11 @@ test("npm start: ready line, a page through the public port, the CLI, a live sit
   const sim = startSim(t, cwd, ["--sites", "1"]);
   const { out, exited } = sim;
   const ready = await sim.ready();
+  assert.deepEqual(
+    ready.iotHubQuotas,
+    { sku: "S1", units: 1 },
+    "npm start meets a small production hub's quotas",
+  );
   const site = (ready.sites as Array<{ siteId: string; publicPorts: Record<string, number> }>)[0];
   assert.equal(site?.siteId, "plant-1");
   const host = (ready.gateways as string[])[0] ?? "127.0.0.1";
