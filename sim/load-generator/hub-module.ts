@@ -94,10 +94,8 @@ export class SimulatedHubModule {
   constructor(private readonly opts: SimulatedHubModuleOptions) {
     const slots = new HubReconnectSlots(opts.reconnect);
     // As main.ts: every attempt after a loss waits for the module's slot.
-    this.client = ModuleClientCtor.fromConnectionString(
-      opts.connectionString,
-      gatedMqtt(new HubConnectGate(slots)),
-    );
+    const gate = new HubConnectGate(slots);
+    this.client = ModuleClientCtor.fromConnectionString(opts.connectionString, gatedMqtt(gate));
     this.port = this.client as unknown as ModuleHubClient;
     this.slots = slots;
     const deadlineMs = opts.deadlineMs ?? 15_000;
@@ -108,6 +106,7 @@ export class SimulatedHubModule {
       isStopping: () => this.stopping,
       onReopened: () => this.twinSync.refresh(),
     });
+    gate.onDropped = () => this.hub.transportLost();
     this.twinSync = new TwinSync(
       this.port,
       (_desired, version) => {

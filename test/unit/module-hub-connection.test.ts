@@ -71,3 +71,26 @@ test("an open that hangs is closed and tried again", async () => {
   await hub.open();
   assert.deepEqual(calls, ["open", "close", "open"]);
 });
+
+test("a dropped connection is the SDK's to handle until the module closed the client once, then the module's", async () => {
+  const { client, calls } = fakeClient();
+  let recovered = 0;
+  const hub = new HubConnection(client, {
+    deadlineMs: 1_000,
+    logger,
+    isStopping: () => false,
+    onReopened: async () => {
+      recovered++;
+    },
+  });
+  hub.transportLost();
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(calls, [], "the SDK still watches its transport: nothing to do");
+  // A missed deadline closes the client: the SDK's close drops its own disconnect handler.
+  await hub.reopen("no answer");
+  assert.deepEqual(calls, ["close", "open"]);
+  hub.transportLost();
+  for (let i = 0; i < 100 && recovered < 2; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(calls, ["close", "open", "open"], "the module re-opens by itself");
+  assert.equal(recovered, 2);
+});

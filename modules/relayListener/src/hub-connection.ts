@@ -37,6 +37,12 @@ export class HubConnection {
   private generation = 0;
   /** Re-opens after a missed deadline (tests, metrics). */
   reopens = 0;
+  /**
+   * The device SDK's `close()` removes its own transport `disconnect` handler and `open()` never
+   * adds it back: after a close of ours the SDK no longer notices a lost connection (it neither
+   * retries nor emits `disconnect`), so the module has to (`transportLost`).
+   */
+  private sdkStoppedWatching = false;
 
   constructor(
     private readonly client: ModuleHubClient,
@@ -122,8 +128,17 @@ export class HubConnection {
     return this.recovering;
   }
 
+  /**
+   * The transport lost its connection (hub-transport.ts). The SDK handles that itself until the
+   * module closed the client once; from then on the module reconnects on its slot.
+   */
+  transportLost(): void {
+    if (this.sdkStoppedWatching) void this.reconnect("connection lost");
+  }
+
   /** Closes the client with the deadline; a close that fails or hangs is not an error here. */
   async closeQuietly(): Promise<void> {
+    this.sdkStoppedWatching = true;
     await withDeadline(this.client.close(), this.opts.deadlineMs, "closing the IoT Hub client").catch(
       () => {},
     );

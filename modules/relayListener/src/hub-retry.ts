@@ -121,8 +121,17 @@ export class HubConnectGate {
     this.lostAt = undefined;
   }
 
-  /** The connection dropped, or an attempt failed. */
+  /** An attempt failed. */
   lost(): void {
     if (this.everConnected) this.lostAt = this.now();
+  }
+
+  /** Told when an open connection drops (the module's `HubConnection.transportLost`). */
+  onDropped: (() => void) | undefined;
+
+  /** An open connection dropped. */
+  dropped(): void {
+    this.lost();
+    this.onDropped?.();
   }
 }

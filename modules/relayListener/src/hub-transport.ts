@@ -29,7 +29,7 @@ function gatedBase(gate: HubConnectGate): InstanceType<typeof MqttBase> {
     constructor() {
       super();
       // Emitted when an open connection closes unexpectedly (registered before the transport's own listener).
-      this.on("error", () => gate.lost());
+      this.on("error", () => gate.dropped());
     }
 
     override connect(config: BaseConfig, done: Done): void {

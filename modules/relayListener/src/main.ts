@@ -22,7 +22,8 @@ async function main(): Promise<void> {
   const settings = readSettings();
   // Every connection attempt after a loss waits for the module's slot (ADR 0027).
   const hubSlots = new HubReconnectSlots(settings.hubReconnect);
-  const transport = gatedMqtt(new HubConnectGate(hubSlots));
+  const hubGate = new HubConnectGate(hubSlots);
+  const transport = gatedMqtt(hubGate);
   const client = (await ModuleClient.fromEnvironment(transport)) as unknown as ModuleHubClient;
   let running: RunningModule | undefined;
   let stopping = false;
@@ -36,7 +37,7 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
-  running = await startModule({ client, settings, logger, hubSlots });
+  running = await startModule({ client, settings, logger, hubSlots, hubGate });
   if (stopping) await running.shutdown();
 }
 

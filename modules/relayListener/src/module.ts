@@ -12,7 +12,7 @@ import { type ReportedProperties, SCHEMA_VERSION } from "../../../lib/twin/index
 import { AUDIT_DEFAULTS, AuditSender } from "./audit-sender.ts";
 import type { ModuleHubClient } from "./hub-client.ts";
 import { HubConnection } from "./hub-connection.ts";
-import { HubReconnectSlots } from "./hub-retry.ts";
+import { type HubConnectGate, HubReconnectSlots } from "./hub-retry.ts";
 import { createListenerFactory } from "./listener-factory.ts";
 import { registerMethods } from "./methods.ts";
 import { type HealthServer, ModuleMetrics, startHealthServer } from "./metrics.ts";
@@ -37,6 +37,8 @@ export interface StartModuleOptions {
    * made from the settings when absent.
    */
   hubSlots?: HubReconnectSlots;
+  /** The gate of the client's transport: tells the module when a connection drops. */
+  hubGate?: HubConnectGate;
 }
 
 export interface RunningModule {
@@ -172,6 +174,7 @@ export async function startModule(opts: StartModuleOptions): Promise<RunningModu
       attachReporter();
     },
   });
+  if (opts.hubGate) opts.hubGate.onDropped = () => hub.transportLost();
   const twinSync = new TwinSync(client, (desired, v) => void reconciler.applyDesired(desired, v), {
     twinTimeoutMs: settings.twinTimeoutMs,
     twinResyncMs: settings.twinResyncMs,
