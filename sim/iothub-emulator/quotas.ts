@@ -8,62 +8,19 @@
  * burst of one window's budget passes and a steady rate above it is refused. IoT Hub also shapes
  * traffic before refusing it; the emulator refuses at once, which is the stricter choice.
  */
-import { type HubSku, hubNewConnectionsPerSecond } from "../../lib/hub-fleet-size.ts";
+import {
+  type HubRates,
+  type HubSku,
+  hubRates,
+  PER_MINUTE,
+  type QuotaClass,
+} from "../../lib/iothub-quotas.ts";
 import { HubError } from "./errors.ts";
 
-export type QuotaClass =
-  | "registry"
-  | "connect"
-  | "twinRead"
-  | "twinUpdate"
-  | "query"
-  | "configurations"
-  | "d2c";
-
-// The SKUs and the new-connection quota are shared with the deployment's sizing (lib/hub-fleet-size.ts).
+// The rates table is shared with the rollout's pacing (lib/iothub-quotas.ts), the SKUs and the
+// new-connection quota with the deployment's sizing (lib/hub-fleet-size.ts).
 export { HUB_SKUS, type HubSku, hubSkuSchema } from "../../lib/hub-fleet-size.ts";
-
-/** Operations allowed per second for a class (the table's per-minute figures divided by 60). */
-type Rates = Record<QuotaClass, number>;
-
-/** The published throttles for `sku` with `units` units, in operations per second. */
-export function hubRates(sku: HubSku, units: number): Rates {
-  const u = Math.max(1, Math.floor(units));
-  const tier = sku.endsWith("3") ? 3 : sku.endsWith("2") ? 2 : 1;
-  if (tier === 3)
-    return {
-      registry: (5_000 * u) / 60,
-      connect: hubNewConnectionsPerSecond(sku, u),
-      twinRead: 6_000 * u,
-      twinUpdate: 3_000 * u,
-      query: (1_000 * u) / 60,
-      configurations: (20 * u) / 60,
-      d2c: 6_000 * u,
-    };
-  if (tier === 2)
-    return {
-      registry: (100 * u) / 60,
-      connect: hubNewConnectionsPerSecond(sku, u),
-      twinRead: 120 * u,
-      twinUpdate: 60 * u,
-      query: (20 * u) / 60,
-      configurations: (20 * u) / 60,
-      d2c: 120 * u,
-    };
-  // Free, B1 and S1: "higher of 100/s or 12/s per unit" and the like.
-  return {
-    registry: (100 * u) / 60,
-    connect: hubNewConnectionsPerSecond(sku, u),
-    twinRead: Math.max(100, 10 * u),
-    twinUpdate: Math.max(50, 5 * u),
-    query: (20 * u) / 60,
-    configurations: (20 * u) / 60,
-    d2c: Math.max(100, 12 * u),
-  };
-}
-
-/** A bucket holds a minute's budget for per-minute classes and a second's for the others. */
-const PER_MINUTE: ReadonlySet<QuotaClass> = new Set(["registry", "query", "configurations"]);
+export { hubRates, PER_MINUTE, type QuotaClass } from "../../lib/iothub-quotas.ts";
 
 interface Bucket {
   capacity: number;
@@ -99,7 +56,7 @@ export class HubQuotas {
   ) {
     if (!(timeScale > 0) || !Number.isFinite(timeScale))
       throw new RangeError(`timeScale ${timeScale} must be > 0`);
-    const rates: Partial<Rates> = { ...(sku ? hubRates(sku, units) : {}), ...overrides };
+    const rates: Partial<HubRates> = { ...(sku ? hubRates(sku, units) : {}), ...overrides };
     for (const cls of Object.keys(hubRates("S1", 1)) as QuotaClass[]) {
       this.counts[cls] = { allowed: 0, throttled: 0 };
       const rate = rates[cls];

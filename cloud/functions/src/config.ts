@@ -10,6 +10,7 @@ import {
   createIotHubServiceClientsWithCredential,
 } from "../../../lib/azure/iothub-service.ts";
 import { errorMessage, RelayFleetError } from "../../../lib/errors.ts";
+import { burstOf, hubRates } from "../../../lib/iothub-quotas.ts";
 import {
   createLedger,
   createLedgerOnClient,
@@ -101,9 +102,12 @@ export async function rolloutFromEnv(env: NodeJS.ProcessEnv = process.env): Prom
   const relay = relays[0];
   if (!relay) throw configError("No relay namespace is configured.");
   const logger = createLogger("rollout");
+  // The hub's published rates when its tier is known: the pacing spends them and no more.
+  const rates = settings.IOTHUB_SKU ? hubRates(settings.IOTHUB_SKU, settings.IOTHUB_UNITS ?? 1) : undefined;
   const rollout = createRollout({
-    // Bounded concurrency and 429 retries: onboarding stays within the hub's throttles.
+    // Paced per quota class, 429 answers as feedback: the rollout stays within the hub's throttles.
     hub: withHubPacing(createRegistryHub(registry), {
+      ...(rates ? { rates, timeScale: settings.IOTHUB_QUOTA_TIME_SCALE ?? 1 } : {}),
       onThrottled: (operation, delayMs) =>
         logger.warn({ event: "iothub-throttled", operation, delayMs }, "IoT Hub throttled; retrying"),
     }),
@@ -123,6 +127,11 @@ export async function rolloutFromEnv(env: NodeJS.ProcessEnv = process.env): Prom
         ? { standbyConnections: settings.RELAY_SITE_STANDBY_CONNECTIONS }
         : {}),
     },
+    // A bulk call of at most half the registry's burst (S1: 50 of its 100 a minute), so it never
+    // waits for the hub's whole budget.
+    ...(rates
+      ? { onboarding: { batchSize: Math.max(1, Math.floor(burstOf("registry", rates.registry) / 2)) } }
+      : {}),
     ledger,
     gatewayStatuses: () => readGatewayStatuses(gatewayStatusTable),
     profiles: profilesFrom(settings),

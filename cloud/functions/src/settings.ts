@@ -20,6 +20,7 @@ import {
   logLevelEnv,
   parseEnv,
 } from "../../../lib/env.ts";
+import { HUB_SKUS, type HubSku } from "../../../lib/iothub-quotas.ts";
 import {
   DEFAULT_GATEWAY_STATUS_TABLE,
   DEFAULT_LEDGER_TABLE,
@@ -126,6 +127,26 @@ export const rolloutSettingsSchema = z.object({
     description: "PEM file of an extra CA for the ledger's TLS (the simulation's Azurite)",
     deploy: "local",
   }),
+  IOTHUB_SKU: documented(
+    z
+      .enum(["", ...HUB_SKUS], { error: `must be one of ${HUB_SKUS.join(", ")}` })
+      .optional()
+      .transform((v) => (v ? (v as HubSku) : undefined)),
+    {
+      description:
+        "IoT Hub's tier (S1, S3, ...): the rollout paces each quota class at its published rate (hub-pacing.ts); unset: paced by the hub's 429 answers alone",
+      deploy: "app-setting",
+    },
+  ),
+  IOTHUB_UNITS: documented(optionalInt(1, 200), {
+    description: "IoT Hub units (default 1): the published rates scale with them",
+    deploy: "app-setting",
+  }),
+  IOTHUB_QUOTA_TIME_SCALE: documented(optionalInt(1, 3_600), {
+    description:
+      "the IoT Hub emulator's quota time scale (benchmarks only): the pacing refills that many times faster, as the emulator does",
+    deploy: "local",
+  }),
   IOTHUB_REST_PORT: documented(optionalInt(1, 65535), {
     description: "HTTPS port of the hub's REST API when it is not 443 (the IoT Hub emulator)",
     deploy: "local",
@@ -199,6 +220,11 @@ export const rolloutSettingsSchema = z.object({
   }),
   RELAY_ENDPOINT: documented(optionalText(), {
     description: "the relay emulator's endpoint (sb://127.0.0.1:<port>)",
+    deploy: "local",
+  }),
+  RELAY_ENDPOINTS: documented(optionalText(), {
+    description:
+      "relay emulators as several namespaces: comma-separated endpoints sharing RELAY_MANAGE_KEY_NAME and RELAY_MANAGE_KEY, filled in this order like RELAY_NAMESPACES (default: RELAY_ENDPOINT alone)",
     deploy: "local",
   }),
   RELAY_MANAGE_KEY_NAME: documented(optionalText(), {
