@@ -2,11 +2,13 @@
  * Onboarding jobs (issue 18, ADR 0024): `POST /api/onboarding-jobs` `{ sites: [<site body>…] }`
  * checks every row and queues them (202 with the job; 400 naming each bad row, nothing queued);
  * `GET /api/onboarding-jobs/{jobId}` is the job's progress, which `relay-fleet sites add
- * --from-file` polls. Function-key authentication like every other route.
+ * --from-file` polls (`?sites=unfinished`: only the sites not yet succeeded, the counts whole). Function-key authentication like every other route.
  */
 import { app } from "@azure/functions";
 import { RelayFleetError } from "../../../../lib/errors.ts";
 import { getRollout } from "../config.ts";
+import { ValidationError } from "../rollout/errors.ts";
+import { JOB_SITES_VIEWS, type JobSitesView } from "../rollout/onboarding-queue.ts";
 import { errorResponse, json, readJsonBody } from "./http-response.ts";
 import type { ApiRoute } from "./sites.ts";
 
@@ -31,7 +33,12 @@ export const ONBOARDING_ROUTES: ApiRoute[] = [
     handler: async (request, context) => {
       try {
         const jobId = request.params.jobId ?? "";
-        const job = (await getRollout()).onboarding.get(jobId);
+        const view = request.query.get("sites") ?? "all";
+        if (!(JOB_SITES_VIEWS as readonly string[]).includes(view))
+          throw new ValidationError("onboarding job query", [
+            { path: "sites", message: `must be one of ${JOB_SITES_VIEWS.join(", ")}` },
+          ]);
+        const job = (await getRollout()).onboarding.get(jobId, { sites: view as JobSitesView });
         if (!job)
           throw new RelayFleetError(
             "RF_ERR_ROLLOUT_JOB_NOT_FOUND",

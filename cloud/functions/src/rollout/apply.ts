@@ -12,7 +12,7 @@
  */
 import { RelayFleetError } from "../../../../lib/errors.ts";
 import { FLEET_TAG, type FleetTag, fleetTag } from "../../../../lib/fleet-deployment.ts";
-import type { RouteRow } from "../../../../lib/ledger/index.ts";
+import type { RouteRow, SiteRow } from "../../../../lib/ledger/index.ts";
 import { computeMergePatch } from "../../../../lib/twin/merge-patch.ts";
 import type { RelayAdmin } from "../relay-admin/types.ts";
 import { hybridConnectionOf, listenRule, type OnboardStep, type RolloutDeps, sendRule } from "./context.ts";
@@ -73,8 +73,15 @@ function sameRow(a: RouteRow, b: RouteRow): boolean {
  * allocates missing ones, releases routes of removed mappings and duplicates left by a race
  * between two instances (the lowest port wins, so both racers keep the same one).
  */
-export async function syncRoutes(deps: RolloutDeps, spec: SiteSpec): Promise<RouteRow[]> {
-  const existing = (await deps.ledger.listRoutes({ siteId: spec.siteId })).sort((a, b) => a.port - b.port);
+export async function syncRoutes(
+  deps: RolloutDeps,
+  spec: SiteSpec,
+  options: { newSite?: boolean } = {},
+): Promise<RouteRow[]> {
+  // A site that had no row has no routes (see `ApplyHints.row`): no scan of the route rows.
+  const existing = options.newSite
+    ? []
+    : (await deps.ledger.listRoutes({ siteId: spec.siteId })).sort((a, b) => a.port - b.port);
   const kept: RouteRow[] = [];
   const claimed = new Set<string>();
   for (const [name, mapping] of Object.entries(spec.mappings)) {
@@ -110,11 +117,26 @@ export async function syncRoutes(deps: RolloutDeps, spec: SiteSpec): Promise<Rou
 export interface ApplyHints {
   /** Devices created as IoT Edge devices just now: no read before their module is created. */
   newDevices?: ReadonlySet<string>;
+  /**
+   * The site's ledger row as the caller read it just now under the site's lock (`null`: it has
+   * none), so the change does not read it again. A site without a row has no routes either: the
+   * row is written before the ports and deleted after them (apply.ts, offboard.ts), so a new
+   * site's routes are not searched for (a scan of every route row, the ledger's largest table).
+   */
+  row?: SiteRow | null;
+  /**
+   * Devices the caller created a moment ago for this site (the onboarding queue's bulk call, on
+   * the site's first attempt) and nobody has written since: their module twin and tags are known
+   * to be empty, so they are written without being read first (two twin reads a device fewer).
+   */
+  untouched?: ReadonlySet<string>;
 }
 
 /** Result of applying a site. */
 export interface AppliedSite {
   spec: SiteSpec;
+  /** The site row as written. */
+  row: SiteRow;
   routes: RouteRow[];
   desiredVersion: number;
 }
@@ -127,8 +149,8 @@ const SAS_KEY_LENGTH = 44;
  * `lib/twin` schema and IoT Hub's 32 KB limit) and every public endpoint it needs (in range, free,
  * not asked for twice). Read-only; throws the error the change would otherwise fail with half way.
  */
-export async function checkSite(deps: RolloutDeps, spec: SiteSpec): Promise<void> {
-  const row = await deps.ledger.getSite(spec.siteId);
+export async function checkSite(deps: RolloutDeps, spec: SiteSpec, hints: ApplyHints = {}): Promise<void> {
+  const row = hints.row !== undefined ? (hints.row ?? undefined) : await deps.ledger.getSite(spec.siteId);
   const desired = buildDesired(
     {
       endpoint: row?.relayEndpoint ?? namespacesOf(deps)[0]?.admin.endpoint ?? deps.relay.endpoint,
@@ -140,7 +162,7 @@ export async function checkSite(deps: RolloutDeps, spec: SiteSpec): Promise<void
   );
   (deps.validateDesired ?? validateDesiredForWrite)(desired);
 
-  const existing = await deps.ledger.listRoutes({ siteId: spec.siteId });
+  const existing = hints.row === null ? [] : await deps.ledger.listRoutes({ siteId: spec.siteId });
   const asked = new Map<string, string>();
   for (const [name, mapping] of Object.entries(spec.mappings)) {
     const p = mapping.public;
@@ -171,7 +193,7 @@ export async function applySite(
   hints: ApplyHints = {},
 ): Promise<AppliedSite> {
   const { siteId, deviceIds } = spec;
-  const existing = await deps.ledger.getSite(siteId);
+  const existing = hints.row !== undefined ? (hints.row ?? undefined) : await deps.ledger.getSite(siteId);
   // A site stays in its namespace (moving it is `relay-fleet sites move`); a new one is placed
   // where it fits (namespaces.ts), before anything is written.
   const placement = existing ? undefined : await placeSite(deps, siteId, deviceIds.length);
@@ -215,11 +237,12 @@ async function applyIn(
   // The ledger row comes before the ports: every route then belongs to a known site, and
   // reconcile can finish a half-done onboarding from the spec stored here.
   await step(deps, "ledger", siteId, progress);
-  const row = await deps.ledger.getSite(siteId);
+  // The row as it is now (a key kept, its creation time); the caller's when it read it just now.
+  const row = hints.row !== undefined ? (hints.row ?? undefined) : await deps.ledger.getSite(siteId);
   // Claims before the row: a stop between the two leaves a claim the row does not confirm
   // (harmless), never a device of the row without its claim (checkDevicesFree would miss it).
   await deps.ledger.claimDevices(siteId, deviceIds);
-  await deps.ledger.putSite({
+  const written: SiteRow = {
     siteId,
     hybridConnection: hc,
     relayEndpoint: relay.endpoint,
@@ -229,16 +252,18 @@ async function applyIn(
     createdAt: row?.createdAt ?? new Date().toISOString(),
     profile: spec.profile,
     spec: JSON.stringify(spec),
-  });
+  };
+  await deps.ledger.putSite(written);
   if (progress) progress.saved = true;
 
   await step(deps, "ports", siteId, progress);
-  const routes = await syncRoutes(deps, spec);
+  const routes = await syncRoutes(deps, spec, { newSite: hints.row === null });
 
   await step(deps, "twin", siteId, progress);
   let desiredVersion = 0;
+  const untouched = (deviceId: string) => hints.untouched?.has(deviceId) === true;
   for (const deviceId of deviceIds) {
-    const v = await writeModuleTwin(deps, relay.endpoint, deviceId, hc, listen, spec);
+    const v = await writeModuleTwin(deps, relay.endpoint, deviceId, hc, listen, spec, untouched(deviceId));
     if (deviceId === deviceIds[0]) desiredVersion = v;
   }
 
@@ -248,8 +273,8 @@ async function applyIn(
     spec.profile,
     routes.map((r) => r.port),
   );
-  for (const deviceId of deviceIds) await writeFleetTag(deps, deviceId, wanted);
-  return { spec, routes, desiredVersion };
+  for (const deviceId of deviceIds) await writeFleetTag(deps, deviceId, wanted, untouched(deviceId));
+  return { spec, row: written, routes, desiredVersion };
 }
 
 /** Writes one device's module twin (a merge patch, nothing when it is current); its desired `$version`. */
@@ -260,8 +285,10 @@ async function writeModuleTwin(
   hc: string,
   listen: { name: string; primaryKey: string; secondaryKey: string },
   spec: SiteSpec,
+  untouched = false,
 ): Promise<number> {
-  const twin = await deps.hub.getModuleTwin(deviceId, MODULE_ID);
+  // A module created a moment ago has an empty twin: nothing to read.
+  const twin = untouched ? undefined : await deps.hub.getModuleTwin(deviceId, MODULE_ID);
   const currentDesired = withoutMeta(twin?.desired ?? {});
   const relayNow = (currentDesired.relay ?? {}) as JsonObject;
   const desired = buildDesired(
@@ -280,8 +307,13 @@ async function writeModuleTwin(
 }
 
 /** Tags one device with its site (only the rollout's fields: an operator's ring tag stays). */
-async function writeFleetTag(deps: RolloutDeps, deviceId: string, wanted: FleetTag): Promise<void> {
-  const tags = await deps.hub.getDeviceTags(deviceId);
+async function writeFleetTag(
+  deps: RolloutDeps,
+  deviceId: string,
+  wanted: FleetTag,
+  untouched = false,
+): Promise<void> {
+  const tags = untouched ? undefined : await deps.hub.getDeviceTags(deviceId);
   const current = (tags?.[FLEET_TAG] ?? {}) as JsonObject;
   const changed = Object.entries(wanted).some(([k, v]) => JSON.stringify(current[k]) !== JSON.stringify(v));
   // Arrays are replaced whole by a merge patch, which is what publicPorts needs.

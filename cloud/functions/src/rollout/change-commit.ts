@@ -6,7 +6,7 @@
 import { errorMessage, isErrorCode } from "../../../../lib/errors.ts";
 import { type ApplyHints, type ApplyProgress, applySite, checkSite } from "./apply.ts";
 import type { OnboardStep, RolloutDeps } from "./context.ts";
-import { ChangeError, type ChangeOutcome, siteNotFound } from "./errors.ts";
+import { ChangeError, type ChangeOutcome } from "./errors.ts";
 import { detachDevice, offboardSite } from "./offboard.ts";
 import type { SiteSpec } from "./schemas.ts";
 import { type SiteView, siteView } from "./site-view.ts";
@@ -19,9 +19,8 @@ export async function applyAndView(
   hints?: ApplyHints,
 ): Promise<SiteView> {
   const applied = await applySite(deps, spec, progress, hints);
-  const row = await deps.ledger.getSite(spec.siteId);
-  if (!row) throw siteNotFound(spec.siteId);
-  return siteView(applied.spec, row, applied.routes);
+  // The row just written, not read back.
+  return siteView(applied.spec, applied.row, applied.routes);
 }
 
 /** The error `err` as a change failure with `outcome`, keeping its code, status and issues. */
@@ -68,7 +67,7 @@ export async function commitChange(
   hints?: ApplyHints,
 ): Promise<SiteView> {
   try {
-    await checkSite(deps, spec);
+    await checkSite(deps, spec, hints);
   } catch (err) {
     throw unlessUnknown(err, "nothing-changed", "Nothing was changed.");
   }

@@ -84,38 +84,68 @@ function devicesOfRow(row: SiteRow): number {
   return 1;
 }
 
+type SiteLoad = { endpoint: string; connections: number };
+
+/**
+ * What this instance knows of the namespaces' loads: the sites read from the ledger, its own
+ * placements under way, and their sums per namespace kept as they change, so placing a site costs
+ * the same with ten thousand sites as with ten.
+ */
 interface Placer {
-  ledgerLoad?: { at: number; bySite: Map<string, { endpoint: string; connections: number }> };
+  ledgerLoad?: { at: number; bySite: Map<string, SiteLoad> };
   /** Placements of this instance whose site row may not be read back yet. */
-  pending: Map<string, { endpoint: string; connections: number }>;
+  pending: Map<string, SiteLoad>;
+  /** Per namespace (normalized endpoint): the sites and connections of `ledgerLoad` merged with `pending`. */
+  totals: Map<string, { sites: number; connections: number }>;
 }
 
 const placers = new WeakMap<RolloutDeps, Placer>();
+const keyOf = (endpoint: string) => endpoint.replace(/\/+$/, "").toLowerCase();
 
 function placerOf(deps: RolloutDeps): Placer {
   let p = placers.get(deps);
   if (!p) {
-    p = { pending: new Map() };
+    p = { pending: new Map(), totals: new Map() };
     placers.set(deps, p);
   }
   return p;
 }
 
-async function siteLoads(deps: RolloutDeps, fresh: boolean) {
+/** The load a site counts for now: its placement under way, else its ledger row. */
+const effective = (p: Placer, siteId: string) => p.pending.get(siteId) ?? p.ledgerLoad?.bySite.get(siteId);
+
+function add(p: Placer, load: SiteLoad | undefined, sign: 1 | -1): void {
+  if (!load) return;
+  const key = keyOf(load.endpoint);
+  const t = p.totals.get(key) ?? { sites: 0, connections: 0 };
+  t.sites += sign;
+  t.connections += sign * load.connections;
+  p.totals.set(key, t);
+}
+
+/** Changes what `siteId` counts for with `change`, keeping the totals. */
+function update(p: Placer, siteId: string, change: () => void): void {
+  add(p, effective(p, siteId), -1);
+  change();
+  add(p, effective(p, siteId), 1);
+}
+
+async function refreshLoads(deps: RolloutDeps, fresh: boolean): Promise<Placer> {
   const placer = placerOf(deps);
   const policy = policyOf(deps);
   if (fresh || !placer.ledgerLoad || Date.now() - placer.ledgerLoad.at > policy.refreshMs) {
-    const bySite = new Map<string, { endpoint: string; connections: number }>();
+    const bySite = new Map<string, SiteLoad>();
     for (const row of await deps.ledger.listSites())
       bySite.set(row.siteId, {
         endpoint: row.relayEndpoint,
         connections: siteConnections(policy, devicesOfRow(row)),
       });
     placer.ledgerLoad = { at: Date.now(), bySite };
+    placer.totals = new Map();
+    for (const siteId of new Set([...bySite.keys(), ...placer.pending.keys()]))
+      add(placer, effective(placer, siteId), 1);
   }
-  const merged = new Map(placer.ledgerLoad.bySite);
-  for (const [siteId, p] of placer.pending) merged.set(siteId, p);
-  return merged;
+  return placer;
 }
 
 /** Each configured namespace's sites and connections (`fresh`: re-read the ledger now). */
@@ -124,20 +154,17 @@ export async function namespaceLoads(
   options: { fresh?: boolean } = {},
 ): Promise<NamespaceLoad[]> {
   const policy = policyOf(deps);
-  const loads = namespacesOf(deps).map((n) => ({
-    endpoint: n.admin.endpoint,
-    sites: 0,
-    connections: 0,
-    quota: n.connections,
-    limit: Math.floor(n.connections * policy.maxFill),
-  }));
-  for (const s of (await siteLoads(deps, options.fresh === true)).values()) {
-    const load = loads.find((l) => sameEndpoint(l.endpoint, s.endpoint));
-    if (!load) continue;
-    load.sites++;
-    load.connections += s.connections;
-  }
-  return loads;
+  const placer = await refreshLoads(deps, options.fresh === true);
+  return namespacesOf(deps).map((n) => {
+    const t = placer.totals.get(keyOf(n.admin.endpoint));
+    return {
+      endpoint: n.admin.endpoint,
+      sites: t?.sites ?? 0,
+      connections: t?.connections ?? 0,
+      quota: n.connections,
+      limit: Math.floor(n.connections * policy.maxFill),
+    };
+  });
 }
 
 function noRoom(siteId: string, connections: number, loads: NamespaceLoad[]): RelayFleetError {
@@ -168,14 +195,16 @@ export async function placeSite(
   if (!chosen) throw noRoom(siteId, connections, loads);
   const placer = placerOf(deps);
   const entry = { endpoint: chosen.endpoint, connections };
-  placer.pending.set(siteId, entry);
+  update(placer, siteId, () => placer.pending.set(siteId, entry));
   return {
     admin: relayFor(deps, chosen.endpoint),
     release: (written) => {
       if (placer.pending.get(siteId) !== entry) return;
-      placer.pending.delete(siteId);
-      // A site row written now counts until the next ledger read sees it.
-      if (written && placer.ledgerLoad) placer.ledgerLoad.bySite.set(siteId, entry);
+      update(placer, siteId, () => {
+        placer.pending.delete(siteId);
+        // A site row written now counts until the next ledger read sees it.
+        if (written && placer.ledgerLoad) placer.ledgerLoad.bySite.set(siteId, entry);
+      });
     },
   };
 }
@@ -183,6 +212,8 @@ export async function placeSite(
 /** Forgets a site's load (offboarded) until the next ledger read. */
 export function forgetSite(deps: RolloutDeps, siteId: string): void {
   const placer = placerOf(deps);
-  placer.pending.delete(siteId);
-  placer.ledgerLoad?.bySite.delete(siteId);
+  update(placer, siteId, () => {
+    placer.pending.delete(siteId);
+    placer.ledgerLoad?.bySite.delete(siteId);
+  });
 }

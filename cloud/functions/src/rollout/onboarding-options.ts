@@ -3,9 +3,15 @@
  * the rollout's dependencies (context.ts) can carry them without importing the queue.
  */
 export interface OnboardingQueueOptions {
-  /** Sites onboarded at once within a batch (default 4; the hub pacing bounds hub calls anyway). */
+  /**
+   * Sites onboarded at once (default 32): enough to cover each site's round trips at the pace the
+   * hub pacing allows; the pacing, not this, keeps the hub's quotas.
+   */
   concurrency?: number;
-  /** Sites whose devices one bulk call creates (default and most: 100). */
+  /**
+   * Devices one bulk call creates (default and most: 100; the app takes half the registry's burst
+   * where that is less, S1's 100 a minute, so a bulk call never needs the hub's whole budget).
+   */
   batchSize?: number;
   /** Attempts per site before a passing failure is final (default 5). */
   maxAttempts?: number;

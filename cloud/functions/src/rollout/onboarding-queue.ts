@@ -37,6 +37,10 @@ export const onboardingJobBodySchema = z
 
 export type JobSiteState = "queued" | "running" | "succeeded" | "failed";
 
+/** Which sites a job's progress lists. */
+export const JOB_SITES_VIEWS = ["all", "unfinished"] as const;
+export type JobSitesView = (typeof JOB_SITES_VIEWS)[number];
+
 export interface JobSite {
   siteId: string;
   state: JobSiteState;
@@ -64,7 +68,11 @@ export interface OnboardingJob {
 export interface OnboardingQueue {
   /** Checks the job whole (400 with each bad row's error, nothing queued) and starts it. */
   submit(body: unknown): OnboardingJob;
-  get(jobId: string): OnboardingJob | undefined;
+  /**
+   * The job's progress; `sites: "unfinished"` lists only the sites not yet succeeded (the counts
+   * stay whole), a small answer to poll while a job of thousands of sites runs.
+   */
+  get(jobId: string, options?: { sites?: JobSitesView }): OnboardingJob | undefined;
   /** Resolves when the job has finished (tests, the CLI's direct mode). */
   settled(jobId: string): Promise<OnboardingJob | undefined>;
 }
@@ -74,9 +82,36 @@ interface Entry {
   site: JobSite;
   devices: string[];
   notBefore: number;
+  /** Its devices are created (or it is a retry) and it waits for a worker. */
+  prepared?: boolean;
 }
 
-const snapshot = (job: OnboardingJob): OnboardingJob => structuredClone(job);
+/** Wakes every waiter at once (`all`), or a waiter after `ms` (`next(ms)`). */
+class Wakeup {
+  private waiters: Array<() => void> = [];
+
+  next(ms?: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = ms === undefined ? undefined : setTimeout(resolve, ms);
+      this.waiters.push(() => {
+        if (timer) clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  all(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+}
+
+function snapshot(job: OnboardingJob, view: JobSitesView = "all"): OnboardingJob {
+  const { sites, ...rest } = job;
+  const listed = view === "all" ? sites : sites.filter((s) => s.state !== "succeeded");
+  return { ...structuredClone(rest), sites: structuredClone(listed) };
+}
 
 /** A failure that passes (retried later) rather than a refusal (final). */
 function passing(err: unknown): boolean {
@@ -98,7 +133,7 @@ export function createOnboardingQueue(
   rollout: OnboardingRollout,
   options: OnboardingQueueOptions = {},
 ): OnboardingQueue {
-  const concurrency = Math.max(1, options.concurrency ?? 4);
+  const concurrency = Math.max(1, options.concurrency ?? 32);
   const batchSize = Math.min(MAX_BULK_DEVICES, Math.max(1, options.batchSize ?? MAX_BULK_DEVICES));
   const maxAttempts = Math.max(1, options.maxAttempts ?? 5);
   const retryDelayMs = options.retryDelayMs ?? 5_000;
@@ -149,19 +184,31 @@ export function createOnboardingQueue(
     return out;
   }
 
-  function count(job: OnboardingJob): void {
+  function recount(job: OnboardingJob): void {
     const counts: Record<JobSiteState, number> = { queued: 0, running: 0, succeeded: 0, failed: 0 };
     for (const s of job.sites) counts[s.state]++;
     job.counts = counts;
     job.updatedAt = new Date().toISOString();
   }
 
-  async function onboard(entry: Entry, created: ReadonlySet<string>): Promise<void> {
+  /** Moves a site to `state`, keeping the job's counts (no pass over every site). */
+  function setState(job: OnboardingJob, site: JobSite, state: JobSiteState): void {
+    job.counts[site.state]--;
+    site.state = state;
+    job.counts[state]++;
+    job.updatedAt = new Date().toISOString();
+  }
+
+  async function onboard(job: OnboardingJob, entry: Entry, created: ReadonlySet<string>): Promise<void> {
     const { site } = entry;
     site.attempts++;
+    setState(job, site, "running");
     try {
-      const result = await rollout.createSite(entry.body, { newDevices: created });
-      site.state = "succeeded";
+      // On its first attempt, the devices this job just created for the site have nothing
+      // written on them yet; a retry reads them, since the last attempt may have written.
+      const untouched = new Set(site.attempts === 1 ? entry.devices.filter((d) => created.has(d)) : []);
+      const result = await rollout.createSite(entry.body, { newDevices: created, untouched });
+      setState(job, site, "succeeded");
       site.outcome = result.created ? "created" : "unchanged";
       site.publicPorts = result.site.publicPorts;
       delete site.reason;
@@ -174,11 +221,11 @@ export function createOnboardingQueue(
       if (passing(err) && site.attempts < maxAttempts) {
         const delay = retryDelayMs * 2 ** (site.attempts - 1);
         entry.notBefore = Date.now() + delay;
-        site.state = "queued";
+        setState(job, site, "queued");
         site.retryAt = new Date(entry.notBefore).toISOString();
         return;
       }
-      site.state = "failed";
+      setState(job, site, "failed");
       delete site.retryAt;
       // Refused: the devices this job created for the site go again (nothing of it remains).
       const ours = entry.devices.filter((d) => created.has(d));
@@ -215,40 +262,96 @@ export function createOnboardingQueue(
     return created;
   }
 
+  /**
+   * Works through the job as a pipeline: a feeder bulk-creates the devices of the next batch of
+   * queued sites while `concurrency` workers onboard the sites already prepared, so the hub's
+   * registry budget is spent without a pause between batches. What bounds the pace is the hub
+   * pacing (hub-pacing.ts), not the batches.
+   */
   async function run(job: OnboardingJob, entries: Entry[]): Promise<void> {
     const remembered = new Set<string>();
-    for (;;) {
-      const queued = entries.filter((e) => e.site.state === "queued");
-      if (queued.length === 0) break;
-      const now = Date.now();
-      const ready = queued.filter((e) => e.notBefore <= now);
-      if (ready.length === 0) {
-        const next = Math.min(...queued.map((e) => e.notBefore));
-        await new Promise((resolve) => setTimeout(resolve, Math.max(10, next - now)));
-        continue;
-      }
-      // A batch is as many sites as one bulk call has devices for.
-      const batch: Entry[] = [];
-      let devices = 0;
-      for (const e of ready) {
-        if (batch.length > 0 && devices + e.devices.length > batchSize) break;
-        batch.push(e);
-        devices += e.devices.length;
-      }
-      for (const d of await bulkCreate(batch)) remembered.add(d);
-      for (const e of batch) e.site.state = "running";
-      count(job);
-      let next = 0;
-      const worker = async () => {
-        for (let e = batch[next++]; e; e = batch[next++]) {
-          await onboard(e, remembered);
-          count(job);
+    const prepared: Entry[] = [];
+    const wake = new Wakeup();
+    const finished = () => job.counts.succeeded + job.counts.failed === job.total;
+    let feederError: unknown;
+    // Sites prepared ahead: enough that the workers never wait for the next bulk call.
+    const ahead = Math.max(batchSize, concurrency);
+
+    // Sites a passing failure put back in the queue (the workers add them).
+    const retries = new Set<Entry>();
+    const feeder = async () => {
+      let from = 0; // every entry before it has been prepared once
+      while (!finished()) {
+        if (prepared.length >= ahead) {
+          await wake.next();
+          continue;
         }
-      };
-      await Promise.all(Array.from({ length: Math.min(concurrency, batch.length) }, worker));
-    }
+        const now = Date.now();
+        const batch: Entry[] = [];
+        let devices = 0;
+        const take = (e: Entry) => {
+          if (batch.length > 0 && devices + e.devices.length > batchSize) return false;
+          batch.push(e);
+          devices += e.devices.length;
+          return true;
+        };
+        // Retries whose time has come first, then sites never tried, in file order.
+        for (const e of retries) {
+          if (e.site.state !== "queued" || e.prepared) {
+            retries.delete(e);
+            continue;
+          }
+          if (e.notBefore <= now && !take(e)) break;
+        }
+        while (from < entries.length) {
+          const e = entries[from] as Entry;
+          if (e.site.state !== "queued" || e.prepared) {
+            from++;
+            continue;
+          }
+          if (!take(e)) break;
+          from++;
+        }
+        if (batch.length === 0) {
+          // Nothing ready: wait for a worker to finish a site or the next retry's time.
+          const waiting = [...retries].filter((e) => e.site.state === "queued");
+          const next = waiting.length > 0 ? Math.min(...waiting.map((e) => e.notBefore)) : undefined;
+          await wake.next(next === undefined ? undefined : Math.max(10, next - now));
+          continue;
+        }
+        for (const e of batch) e.prepared = true;
+        for (const d of await bulkCreate(batch)) remembered.add(d);
+        prepared.push(...batch);
+        wake.all();
+      }
+    };
+
+    const worker = async () => {
+      while (!finished() && feederError === undefined) {
+        const e = prepared.shift();
+        if (!e) {
+          await wake.next();
+          continue;
+        }
+        e.prepared = false;
+        const onboarding = onboard(job, e, remembered); // the site is running from here
+        wake.all(); // the feeder may top up
+        await onboarding;
+        if (e.site.state === "queued") retries.add(e);
+        wake.all();
+      }
+    };
+
+    await Promise.all([
+      feeder().catch((err: unknown) => {
+        feederError = err;
+        wake.all();
+      }),
+      ...Array.from({ length: Math.min(concurrency, entries.length) }, worker),
+    ]);
+    if (feederError !== undefined) throw feederError;
     job.state = "done";
-    count(job);
+    job.updatedAt = new Date().toISOString();
     log?.info({ jobId: job.id, ...job.counts }, "onboarding job finished");
   }
 
@@ -288,15 +391,15 @@ export function createOnboardingQueue(
             "The onboarding job stopped; see the rollout's log. Submitting the file again finishes it.";
         }
         job.state = "done";
-        count(job);
+        recount(job);
       });
       jobs.set(job.id, { job, done });
       log?.info({ jobId: job.id, sites: job.total }, "onboarding job queued");
       return snapshot(job);
     },
-    get(jobId) {
+    get(jobId, options = {}) {
       const j = jobs.get(jobId);
-      return j ? snapshot(j.job) : undefined;
+      return j ? snapshot(j.job, options.sites) : undefined;
     },
     async settled(jobId) {
       const j = jobs.get(jobId);

@@ -203,7 +203,8 @@ export function createRollout(deps: RolloutDeps): Rollout {
         await checkDevicesFree(b.siteId, spec.deviceIds);
         return {
           created: row === undefined,
-          site: await commit(spec, row ? { spec } : undefined, new Set(), hints),
+          // The row read above, under the lock: the change need not read it again.
+          site: await commit(spec, row ? { spec } : undefined, new Set(), { ...hints, row: row ?? null }),
         };
       });
     },
