@@ -38,7 +38,6 @@ export async function runBenchmark(): Promise<BenchSection> {
       sku: "S1",
       units: 1,
       timeScale: S1_TIME_SCALE,
-      concurrency: 16,
       prefix: "s1-",
     });
     figures.push(...s1.figures);
@@ -51,7 +50,6 @@ export async function runBenchmark(): Promise<BenchSection> {
       sku: "S3",
       units: 1,
       timeScale: 1,
-      concurrency: 16,
       prefix: "s3-",
       // A dedicated port for rdp and a TLS SNI route on the shared 443 for ssh: 2N routes on
       // N + 1 listening sockets (bench/scale/gateways.ts).

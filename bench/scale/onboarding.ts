@@ -17,6 +17,13 @@ import { namespacesFor, type RelayNamespaces, startRelayNamespaces } from "./rel
 export const PORT_RANGE = { from: 10_000, to: 29_999 };
 const PER_MINUTE: ReadonlySet<QuotaClass> = new Set(["registry", "query", "configurations"]);
 
+interface PolledJob {
+  state: string;
+  total: number;
+  counts: { succeeded: number };
+  sites: Array<{ siteId: string; state: string; code?: string; reason?: string }>;
+}
+
 export interface OnboardingRun {
   figures: BenchFigure[];
   notes: string[];
@@ -35,7 +42,6 @@ export interface OnboardingOptions {
   units: number;
   /** Quota time scale (1 = real time). */
   timeScale: number;
-  concurrency: number;
   prefix: string;
   /** What each site is created with besides its id (default: the `default` profile). */
   siteBody?: (siteId: string) => Record<string, unknown>;
@@ -97,6 +103,10 @@ export async function onboard(opts: OnboardingOptions): Promise<OnboardingRun> {
       default: { mappings: { rdp: { target: "10.0.0.5:3389" }, ssh: { target: "10.0.0.5:22" } } },
     }),
     ROLLOUT_FUNCTION_KEY: functionKey,
+    // The rollout paces itself by the hub's published rates, at the emulator's time scale.
+    IOTHUB_SKU: opts.sku,
+    IOTHUB_UNITS: String(opts.units),
+    IOTHUB_QUOTA_TIME_SCALE: String(opts.timeScale),
     RECONCILE_SCHEDULE: "0 */5 * * * *",
   });
   const close = async () => {
@@ -115,27 +125,41 @@ export async function onboard(opts: OnboardingOptions): Promise<OnboardingRun> {
     );
     const watch = watchProc(child.pid);
     const loadBefore = machineLoad();
-    let failures = 0;
-    let firstError = "";
+    // One onboarding job, as `relay-fleet sites add --from-file` submits it (ADR 0024): the
+    // rollout's queue with its bulk device creation and pacing, its progress polled every second
+    // with ?sites=unfinished (the counts whole, a small answer at any size).
+    const headers = { "x-functions-key": functionKey, "content-type": "application/json" };
     const started = Date.now();
-    let next = 0;
-    const worker = async () => {
-      while (next < siteIds.length) {
-        const siteId = siteIds[next++] as string;
-        const res = await fetch(`${url}/api/sites`, {
-          method: "POST",
-          headers: { "x-functions-key": functionKey, "content-type": "application/json" },
-          body: JSON.stringify({ ...opts.siteBody?.(siteId), siteId }),
-          signal: AbortSignal.timeout(600_000),
-        }).catch((err: unknown) => ({ status: 0, text: async () => String(err) }));
-        const text = await res.text();
-        if (res.status !== 201) {
-          failures++;
-          firstError ||= `${res.status} ${text.slice(0, 200)}`;
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: opts.concurrency }, worker));
+    const submitted = await fetch(`${url}/api/onboarding-jobs`, {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ sites: siteIds.map((siteId) => ({ ...opts.siteBody?.(siteId), siteId })) }),
+      signal: AbortSignal.timeout(120_000),
+    });
+    const submitText = await submitted.text();
+    if (submitted.status !== 202)
+      throw new Error(`job refused: ${submitted.status} ${submitText.slice(0, 300)}`);
+    const jobId = String((JSON.parse(submitText) as { id: unknown }).id);
+    const polls = { count: 0, ms: 0, maxBytes: 0 };
+    let job: PolledJob;
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      const t0 = Date.now();
+      const res = await fetch(`${url}/api/onboarding-jobs/${jobId}?sites=unfinished`, {
+        headers,
+        signal: AbortSignal.timeout(60_000),
+      });
+      const text = await res.text();
+      polls.count++;
+      polls.ms += Date.now() - t0;
+      polls.maxBytes = Math.max(polls.maxBytes, text.length);
+      if (res.status !== 200) throw new Error(`job poll: ${res.status} ${text.slice(0, 300)}`);
+      job = JSON.parse(text) as PolledJob;
+      if (job.state === "done") break;
+    }
+    const failures = job.total - job.counts.succeeded;
+    const failed = job.sites.find((x) => x.state !== "succeeded");
+    const firstError = failed ? `${failed.siteId}: ${failed.code} ${failed.reason ?? ""}`.slice(0, 300) : "";
     const seconds = (Date.now() - started) / 1_000;
     const usage = watch.stop();
     const min = quotaMinimum(hub, opts.sku, opts.units, opts.timeScale);
@@ -166,7 +190,7 @@ export async function onboard(opts: OnboardingOptions): Promise<OnboardingRun> {
       },
     ];
     const notes = [
-      `${label}: ${relay.urls.length} relay namespace(s) configured (RELAY_NAMESPACES; one emulator process each, as many as ${opts.sites} sites fill at ADR 0025's 18 connections a site to 80 % of 5,000); ${opts.concurrency} concurrent API clients; minimum from the hub operations the rollout made (bucket starts full): ${min.detail.join("; ")}; bound by ${min.bound ?? "none"}. Throttled answers: ${
+      `${label}: ${relay.urls.length} relay namespace(s) configured (RELAY_NAMESPACES; one emulator process each, as many as ${opts.sites} sites fill at ADR 0025's 18 connections a site to 80 % of 5,000); one onboarding job (POST /api/onboarding-jobs; ${polls.count} progress polls, mean ${(polls.ms / Math.max(1, polls.count)).toFixed(0)} ms, largest answer ${(polls.maxBytes / 1024).toFixed(0)} KiB); minimum from the hub operations the rollout made (bucket starts full): ${min.detail.join("; ")}; bound by ${min.bound ?? "none"}. Throttled answers: ${
         Object.entries(hub.quotas.counts)
           .filter(([, c]) => c.throttled > 0)
           .map(([k, c]) => `${k} ${c.throttled}`)
