@@ -99,8 +99,10 @@ async function main(): Promise<void> {
       const from = `kept from an earlier run (commit ${previous.machine?.commit ?? "unknown"}, ${previous.machine?.date ?? "unknown date"}); not re-run this time`;
       for (const old of previous.sections ?? []) {
         if (ran.has(old.title)) continue;
-        const notes = (old.notes ?? []).filter((n) => !n.startsWith("kept from an earlier run"));
-        sections.push({ ...old, notes: [from, ...notes] });
+        // A section kept once already names the run it came from; only a fresh one gets this run's.
+        const notes = old.notes ?? [];
+        const kept = notes.some((n) => n.startsWith("kept from an earlier run"));
+        sections.push({ ...old, notes: kept ? notes : [from, ...notes] });
       }
     } catch {
       // no earlier report: only this run's sections
