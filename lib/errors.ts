@@ -104,7 +104,7 @@ export const ERROR_CODES = {
   RF_ERR_ROLLOUT_NOT_FOUND: { status: 404, meaning: "no API route or Event Grid function at that path" },
   RF_ERR_ROLLOUT_METHOD: { status: 405, meaning: "the route exists but not for that HTTP method" },
   RF_ERR_ROLLOUT_INTERNAL: { status: 500, meaning: "an unexpected failure while serving a request; details are logged, not returned" },
-  RF_ERR_ROLLOUT_BODY_TOO_LARGE: { status: 413, meaning: "an HTTP request body over 1 MiB" },
+  RF_ERR_ROLLOUT_BODY_TOO_LARGE: { status: 413, meaning: "an HTTP request body over its route's limit (1 MiB; 32 MiB for an onboarding job)" },
   RF_ERR_IOTHUB_BAD_REQUEST: { status: 400, meaning: "IoT Hub emulator: invalid request, twin limit, bad key or malformed JSON (hub code ArgumentInvalid)" },
   RF_ERR_IOTHUB_METHOD: { status: 405, meaning: "IoT Hub emulator: the path exists but not for that HTTP method (hub code MethodNotAllowed)" },
   RF_ERR_IOTHUB_UNAUTHORIZED: { status: 401, meaning: "IoT Hub emulator: missing, bad, expired or misdirected SAS token (CONNACK 5 on MQTT)" },

@@ -91,19 +91,20 @@ export function matchRoute(template: string, path: string): Record<string, strin
   return params;
 }
 
-/** Past this many bytes of an oversized body the connection is cut instead of drained. */
-const MAX_DISCARD = 16 * MAX_BODY;
-
-function bodyTooLarge(): RelayFleetError {
-  return new RelayFleetError(
-    "RF_ERR_ROLLOUT_BODY_TOO_LARGE",
-    `The request body is larger than ${MAX_BODY} bytes.`,
-  );
-}
-
-/** A body of at most MAX_BODY bytes (lib/http-body.ts: a larger one is a 413 the client reads). */
-function readBody(req: IncomingMessage): Promise<string> {
-  return readLimitedBody(req, { maxBytes: MAX_BODY, maxDiscardBytes: MAX_DISCARD, tooLarge: bodyTooLarge });
+/**
+ * A body of at most `maxBytes` (lib/http-body.ts: a larger one is a 413 the client reads; past
+ * 16 times the limit the connection is cut instead of drained).
+ */
+function readBody(req: IncomingMessage, maxBytes = MAX_BODY): Promise<string> {
+  return readLimitedBody(req, {
+    maxBytes,
+    maxDiscardBytes: 16 * maxBytes,
+    tooLarge: () =>
+      new RelayFleetError(
+        "RF_ERR_ROLLOUT_BODY_TOO_LARGE",
+        `The request body is larger than ${maxBytes} bytes.`,
+      ),
+  });
 }
 
 function send(res: ServerResponse, status: number, body?: unknown): void {
@@ -215,7 +216,7 @@ export async function startRolloutHttpServer(
       if (!params) continue;
       pathMatched = true;
       if (r.method !== req.method) continue;
-      const body = req.method === "GET" || req.method === "DELETE" ? "" : await readBody(req);
+      const body = req.method === "GET" || req.method === "DELETE" ? "" : await readBody(req, r.maxBodyBytes);
       const request = new HttpRequest({
         method: r.method,
         url: `http://localhost${req.url ?? "/"}`,

@@ -12,11 +12,16 @@ import { JOB_SITES_VIEWS, type JobSitesView } from "../rollout/onboarding-queue.
 import { errorResponse, json, readJsonBody } from "./http-response.ts";
 import type { ApiRoute } from "./sites.ts";
 
+/** 10,000 site bodies with devices and routes, with room to spare. */
+export const ONBOARDING_JOB_MAX_BODY_BYTES = 32 * 1024 * 1024;
+
 export const ONBOARDING_ROUTES: ApiRoute[] = [
   {
     name: "onboarding-jobs-create",
     method: "POST",
     route: "onboarding-jobs",
+    // A job takes up to 10,000 sites (ADR 0024): a few MiB of JSON, more than the default 1 MiB.
+    maxBodyBytes: ONBOARDING_JOB_MAX_BODY_BYTES,
     handler: async (request, context) => {
       try {
         const rollout = await getRollout();

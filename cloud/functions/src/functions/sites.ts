@@ -15,6 +15,11 @@ export interface ApiRoute {
   /** Functions route template (under the `/api` prefix of host.json). */
   route: string;
   handler: HttpHandler;
+  /**
+   * Largest body the local server (serve-local.ts) reads for this route; default 1 MiB. The
+   * Functions host itself allows 100 MB: only a route that takes lists needs more here.
+   */
+  maxBodyBytes?: number;
 }
 
 function guarded(
