@@ -19,35 +19,11 @@ import type { Pump, PumpResult } from "../../lib/hyco/pump.ts";
 import type { Tunnel, TunnelPumpOptions } from "../../lib/hyco/tunnel.ts";
 import { parseLedgerRows } from "../../lib/ledger/read-routes.ts";
 import { createLogger } from "../../lib/log.ts";
+import { ledgerRouteRow, ledgerSiteRow } from "../helpers/ledger-rows.ts";
 
-const site = {
-  partitionKey: "site",
-  rowKey: "s1",
-  hybridConnection: "site-s1",
-  relayEndpoint: "sb://relay.example",
-  sendKeyName: "send",
-  sendKey: "k1",
-  deviceId: "s1",
-  createdAt: "2025-01-01T00:00:00Z",
-};
-const routeRow = (rowKey: string, fields: Record<string, unknown> = {}) => {
-  const [port, host] = rowKey.split(":");
-  return {
-    partitionKey: "route",
-    rowKey,
-    kind: host ? "tls-sni" : "tcp",
-    port: Number(port),
-    ...(host ? { hostname: host } : {}),
-    siteId: "s1",
-    portName: "web",
-    allowCidrs: "[]",
-    maxConnections: 0,
-    ratePerMinute: 0,
-    idleTimeoutMs: 0,
-    proxyProtocol: false,
-    ...fields,
-  };
-};
+const site = ledgerSiteRow("s1");
+const routeRow = (rowKey: string, fields: Record<string, unknown> = {}) =>
+  ledgerRouteRow(rowKey, { portName: "web", ...fields });
 
 /** What the fake relay side saw: tunnels asked for, bytes sent on them, pumps started. */
 interface Harness {

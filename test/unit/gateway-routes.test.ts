@@ -8,35 +8,10 @@ import {
   lookupName,
 } from "../../cloud/gateway/src/routing-table.ts";
 import { parseLedgerRows } from "../../lib/ledger/read-routes.ts";
+import { ledgerRouteRow, ledgerSiteRow } from "../helpers/ledger-rows.ts";
 
-const site = (id: string, key = "k1") => ({
-  partitionKey: "site",
-  rowKey: id,
-  hybridConnection: `site-${id}`,
-  relayEndpoint: "sb://relay.example",
-  sendKeyName: "send",
-  sendKey: key,
-  deviceId: id,
-  createdAt: "2025-01-01T00:00:00Z",
-});
-const route = (rowKey: string, fields: Record<string, unknown> = {}) => {
-  const [port, host] = rowKey.split(":");
-  return {
-    partitionKey: "route",
-    rowKey,
-    kind: host ? "tls-sni" : "tcp",
-    port: Number(port),
-    ...(host ? { hostname: host } : {}),
-    siteId: "s1",
-    portName: "rdp",
-    allowCidrs: "[]",
-    maxConnections: 0,
-    ratePerMinute: 0,
-    idleTimeoutMs: 0,
-    proxyProtocol: false,
-    ...fields,
-  };
-};
+const site = ledgerSiteRow;
+const route = ledgerRouteRow;
 const table = (rows: Record<string, unknown>[]) => buildRoutingTable(parseLedgerRows(rows), 1);
 
 test("builds dedicated and shared ports and joins sites", () => {
