@@ -11,6 +11,15 @@
  * real port cannot be read back. The child therefore runs a few lines that build Azurite's
  * `TableServer` directly (the same classes the entry point uses) and print the bound address as
  * one JSON line: port 0 with no race and no retry loop.
+ *
+ * Point operations are made constant-time, as Azure's are (ADR 0033): Azurite's in-memory store
+ * (LokiJS) looks an entity up by `{ PartitionKey, RowKey }`, which LokiJS answers from its
+ * PartitionKey index and then a scan of the whole partition for the RowKey. The ledger keeps each
+ * kind of row in one partition (20,000 route rows at 10,000 sites), so every read, insert and
+ * replace cost grew with the fleet (1.6 ms of Azurite's CPU a point read at 1,000 rows, 10.6 ms at
+ * 20,000) and the storage emulator, not IoT Hub's quotas, bounded a large onboarding. The child
+ * asks the same two equalities the other way round (an `$and`: the same entity), so LokiJS starts
+ * from its RowKey index, which Azurite also keeps. Nothing else of Azurite changes.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -65,6 +74,14 @@ const Config = require(dist + "/table/TableConfiguration").default;
 const Server = require(dist + "/table/TableServer").default;
 const path = require("node:path");
 const memory = process.env.AZURITE_MEMORY === "1";
+const Loki = require(require.resolve("lokijs", { paths: [dist] }));
+const findOne = Loki.Collection.prototype.findOne;
+Loki.Collection.prototype.findOne = function (query) {
+  const keys = query && typeof query === "object" ? Object.keys(query) : [];
+  if (keys.length === 2 && keys[0] === "PartitionKey" && keys[1] === "RowKey" && typeof query.RowKey === "string")
+    return findOne.call(this, { RowKey: query.RowKey, PartitionKey: query.PartitionKey });
+  return findOne.call(this, query);
+};
 const dbPath = path.join(process.env.AZURITE_LOCATION, "__azurite_db_table__.json");
 const cert = process.env.AZURITE_CERT || "";
 const key = process.env.AZURITE_KEY_FILE || "";
