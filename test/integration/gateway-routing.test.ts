@@ -327,6 +327,7 @@ describe("gateway routing (real processes)", { timeout: 60_000 }, () => {
       long.write(b);
     }, 20);
     await sleep(300);
+    const listeningBefore = await gw.metric("gateway_listening_ports", {});
     await h.ledger.allocate({
       siteId: h.siteId,
       portName: "echo",
@@ -341,6 +342,9 @@ describe("gateway routing (real processes)", { timeout: 60_000 }, () => {
     const fresh = await roundTrip(await dial(ports.late!), Buffer.from("new route"));
     assert.equal(fresh.toString(), "new route");
     await assert.rejects(dial(ports.allow!), /ECONNREFUSED/);
+    // One port opened, one closed: the listening count (kept as ports open and close) is unchanged.
+    assert.equal(await gw.metric("gateway_listening_ports", {}), listeningBefore);
+    assert.equal(JSON.parse((await gw.admin("/readyz")).text).listening, listeningBefore);
     // SIGHUP reloads too (nothing changed now).
     gw.proc.child.kill("SIGHUP");
     await sleep(300);

@@ -85,7 +85,7 @@ export function createAdminServer(options: AdminOptions): Server {
         const unbound = gateway.unbound();
         return send(res, 200, {
           status: unbound.length > 0 ? "degraded" : "ready",
-          listening: gateway.listening().length,
+          listening: gateway.listeningCount,
           unbound,
           ...detail,
         });

@@ -76,6 +76,11 @@ export class Gateway {
   private loaded = false;
   private draining = false;
   private readonly servers = new Map<number, Server>();
+  /**
+   * Ports whose server is listening, kept as servers start and stop: the gauge and the probes
+   * read its size, as a scan of every server on every bind made loading N ports O(N²) (issue 18).
+   */
+  private readonly listeningSet = new Set<number>();
   /** Ports of the table that failed to bind, with their retry timers. */
   private readonly unboundPorts = new Map<number, UnboundState>();
   private readonly live = new Set<(reason: string) => void>();
@@ -120,6 +125,11 @@ export class Gateway {
   /** Live tunnels (for drain and tests). */
   get liveTunnels(): number {
     return this.live.size;
+  }
+
+  /** How many public ports are listening (O(1); for probes, the status row and metrics). */
+  get listeningCount(): number {
+    return this.listeningSet.size;
   }
 
   /** Ports currently listening, with their bound address. */
@@ -255,7 +265,7 @@ export class Gateway {
   }
 
   private publishPorts(): void {
-    this.options.metrics.listeningPorts.set(this.listening().length);
+    this.options.metrics.listeningPorts.set(this.listeningSet.size);
     this.options.metrics.unboundPorts.set(this.unboundPorts.size);
   }
 
@@ -263,6 +273,7 @@ export class Gateway {
     const { log, metrics } = this.options;
     const existing = this.servers.get(port);
     if (existing) existing.close();
+    this.listeningSet.delete(port);
     const server = createServer(
       // allowHalfOpen: a client FIN is a half-close the pump carries to the site, not the end.
       { allowHalfOpen: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 },
@@ -302,6 +313,7 @@ export class Gateway {
       });
       server.listen({ port, host: this.options.bindHost ?? "0.0.0.0", backlog: 4096 }, () => {
         server.on("error", (err) => log.error({ port, err: errorMessage(err) }, "listener error"));
+        if (this.servers.get(port) === server) this.listeningSet.add(port);
         const failed = this.unboundPorts.get(port);
         this.unboundPorts.delete(port);
         log.info(
@@ -323,6 +335,7 @@ export class Gateway {
       this.unboundPorts.delete(port);
     }
     const server = this.servers.get(port);
+    this.listeningSet.delete(port);
     if (!server) return;
     this.servers.delete(port);
     server.close();

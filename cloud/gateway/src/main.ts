@@ -143,7 +143,7 @@ async function main(): Promise<void> {
     heartbeatMs: config.LEDGER_RELOAD_INTERVAL_MS > 0 ? config.LEDGER_RELOAD_INTERVAL_MS : 30_000,
     snapshot: () => ({
       ready: gateway.ready,
-      listening: gateway.listening().length,
+      listening: gateway.listeningCount,
       unbound: gateway.unbound(),
     }),
     log,
