@@ -316,10 +316,15 @@ export class Gateway {
         if (this.servers.get(port) === server) this.listeningSet.add(port);
         const failed = this.unboundPorts.get(port);
         this.unboundPorts.delete(port);
-        log.info(
-          { event: "port-open", port, ...(failed ? { afterAttempts: failed.attempts + 1 } : {}) },
-          "listening on public port",
-        );
+        // A port bound at a reload is named in that reload's `reloaded` line: one line per port
+        // would be 10,000 lines per start of a large gateway. A port that binds after failing is
+        // news of its own.
+        if (failed)
+          log.info(
+            { event: "port-open", port, afterAttempts: failed.attempts + 1 },
+            "listening on public port",
+          );
+        else log.debug({ event: "port-open", port }, "listening on public port");
         this.publishPorts();
         if (failed) this.options.onStateChange?.();
         resolve();
@@ -339,7 +344,8 @@ export class Gateway {
     if (!server) return;
     this.servers.delete(port);
     server.close();
-    this.options.log.info({ event: "port-closed", port }, "stopped listening on public port");
+    // Named in the reload's `reloaded` line (or the `draining` one), so not logged one by one.
+    this.options.log.debug({ event: "port-closed", port }, "stopped listening on public port");
   }
 
   /**
