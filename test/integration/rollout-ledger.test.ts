@@ -97,6 +97,48 @@ test("host-name routes on a shared port are unique and the shared row goes with 
   assert.equal(rows.filter((r) => r.port === 443).length, 0, "shared row removed with its last host route");
 });
 
+test("an instance's hints (lowest free port, known shared ports) never outlive another's release", async (t) => {
+  // 443 is in the ranges too (last, so automatic choices come from 43000 up): it can be made dedicated.
+  const { make } = await setup(t, [
+    { from: 43000, to: 43009 },
+    { from: 443, to: 443 },
+  ]);
+  const a = make();
+  const b = make();
+  const tcp = (siteId: string) => ({ siteId, portName: "p", endpoint: { kind: "tcp" } as const });
+  const ports = [];
+  for (let i = 0; i < 4; i++) ports.push((await a.allocate(tcp(`s${i}`))).port);
+  assert.deepEqual(ports, [43000, 43001, 43002, 43003]);
+  // Its own release: the next allocation takes the lowest free port again, not the next one.
+  await a.release("43001");
+  assert.equal((await a.allocate(tcp("s4"))).port, 43001);
+  assert.equal((await a.allocate(tcp("s5"))).port, 43004);
+
+  // a knows 443 is shared; b releases the last host route there, so the shared row goes.
+  const host = (siteId: string, hostname: string) => ({
+    siteId,
+    portName: "web",
+    endpoint: { kind: "tls-sni", port: 443, hostname } as const,
+  });
+  const first = await a.allocate(host("s0", "one.example.com"));
+  await b.release(first.rowKey);
+  assert.equal((await b.listRoutes()).filter((r) => r.port === 443).length, 0);
+  // a's next host route on 443 writes the shared row again (its read after the insert).
+  await a.allocate(host("s1", "two.example.com"));
+  const on443 = (await b.listRoutes()).filter((r) => r.port === 443);
+  assert.deepEqual(on443.map((r) => r.kind).sort(), ["shared", "tls-sni"]);
+  // b makes 443 a dedicated port meanwhile: a's hint gives way to the refusal.
+  await b.release("443:two.example.com");
+  await b.allocate({ siteId: "s9", portName: "raw", endpoint: { kind: "tcp", port: 443 } });
+  await assert.rejects(a.allocate(host("s2", "three.example.com")), { code: "RF_ERR_LEDGER_PORT_TAKEN" });
+  const left = (await b.listRoutes()).filter((r) => r.port === 443);
+  assert.deepEqual(
+    left.map((r) => r.rowKey),
+    ["443"],
+    "the refused host route is not left behind",
+  );
+});
+
 test("site rows are stored, listed and deleted", async (t) => {
   const { first: ledger } = await setup(t);
   const row = {
