@@ -194,3 +194,22 @@ export function nextSlotDelay(
   const slot = Math.ceil((earliest - offset) / periodMs);
   return Math.max(0, Math.ceil(offset + slot * periodMs - now));
 }
+
+/** 1/φ = (√5 − 1) / 2: the step of the most evenly spread of all Kronecker sequences. */
+export const GOLDEN_RATIO_CONJUGATE = (Math.sqrt(5) - 1) / 2;
+
+/**
+ * The reconnect phase of the fleet's `ordinal`-th member: `frac(ordinal / φ)`. Unlike random
+ * phases (a Binomial spread: at 95 a second some seconds see 120), the first N of these points
+ * split the period into gaps of at most three lengths within a factor φ of each other (the
+ * three-gap theorem), so any window of the period holds `N × its length` give or take two,
+ * whatever N is: a fleet that grows one site at a time is evenly spread at every size, and
+ * members that leave only thin it out. ADR 0031.
+ */
+export function evenPhase(ordinal: number): number {
+  if (!Number.isSafeInteger(ordinal) || ordinal < 0)
+    throw new RangeError(`ordinal ${ordinal} must be a non-negative safe integer`);
+  // Reduced mod 2^32 first, so the product stays below 2^32 and its fraction is exact to 1e-6.
+  const phase = ((ordinal % 2 ** 32) * GOLDEN_RATIO_CONJUGATE) % 1;
+  return phase < 1 ? phase : 0;
+}

@@ -60,6 +60,8 @@ export const ERROR_CODES = {
   RF_ERR_LEDGER_PORT_TAKEN: { status: 409, meaning: "a requested public port belongs to another mapping, or is a dedicated port asked to carry host routes" },
   RF_ERR_LEDGER_PORT_OUT_OF_RANGE: { status: 400, meaning: "a requested public port is outside the configured ranges" },
   RF_ERR_LEDGER_HOSTNAME_TAKEN: { status: 409, meaning: "a host name on a shared port is already routed to another mapping" },
+  RF_ERR_LEDGER_BAD_COUNTER: { status: 500, meaning: "a counter row of the ledger (fleet-wide ordinals, e.g. hub reconnect phases) is unreadable or exhausted, or a take asked for a block outside 0 … 10,000; nothing was taken" },
+  RF_ERR_LEDGER_CONTENDED: { status: 503, meaning: "a ledger counter changed under every attempt of a take (many writers at once); nothing was taken, retry" },
   RF_ERR_LEDGER_STORAGE_UNAVAILABLE: { status: 503, meaning: "the port ledger's Table storage cannot be reached or fails (answered within about a second; no change was made at that step)" },
   RF_ERR_RELAYADMIN_UNREACHABLE: { status: 502, meaning: "the relay emulator's admin API cannot be reached" },
   RF_ERR_RELAYADMIN_FAILED: { status: 502, meaning: "Azure Relay (ARM) or the emulator admin API refused or failed an operation" },

@@ -3,6 +3,7 @@ export * from "./cidr.ts";
 export * from "./device-claims.ts";
 export * from "./gateway-status.ts";
 export * from "./ledger.ts";
+export * from "./ordinals.ts";
 export * from "./port-ledger.ts";
 export * from "./port-ranges.ts";
 export * from "./route-limits.ts";

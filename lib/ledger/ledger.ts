@@ -7,6 +7,7 @@
 import { odata, type TableClient } from "@azure/data-tables";
 import { RelayFleetError } from "../errors.ts";
 import { createDeviceClaims } from "./device-claims.ts";
+import { createOrdinalCounters } from "./ordinals.ts";
 import type { AllocateRequest, PortLedger } from "./port-ledger.ts";
 import { DEFAULT_PUBLIC_PORT_RANGES, type PortRange, parsePortRanges, portsOf } from "./port-ranges.ts";
 import {
@@ -264,6 +265,7 @@ export function createLedgerOnClient(
     table: client.tableName,
     client,
     ...createDeviceClaims(client),
+    ...createOrdinalCounters(client),
     async ensureTable() {
       tableReady ??= client.createTable().catch((err) => {
         tableReady = undefined;

@@ -4,6 +4,7 @@
  */
 import type { TableClient } from "@azure/data-tables";
 import type { DeviceClaims } from "./device-claims.ts";
+import type { OrdinalCounters } from "./ordinals.ts";
 import type { RouteRow, SiteRow } from "./schema.ts";
 
 /** Per-route limits stored with the route for the gateway to enforce. */
@@ -32,8 +33,8 @@ export interface AllocateRequest {
   options?: RouteOptions;
 }
 
-/** Sites, routes and device claims (device-claims.ts). */
-export interface PortLedger extends DeviceClaims {
+/** Sites, routes, device claims (device-claims.ts) and fleet-wide ordinals (ordinals.ts). */
+export interface PortLedger extends DeviceClaims, OrdinalCounters {
   readonly table: string;
   readonly client: TableClient;
   /** Creates the table if it does not exist. */

@@ -23,6 +23,11 @@ export const TOMBSTONE_PARTITION = "deleted";
  * read neither this partition nor its deletions.
  */
 export const DEVICE_PARTITION = "device";
+/**
+ * PartitionKey of counters: one row per counter (RowKey its name) handing out fleet-wide ordinals
+ * in blocks (ordinals.ts). Gateways read neither this partition nor its changes.
+ */
+export const COUNTER_PARTITION = "counter";
 /** The claims row saying every site's devices have been claimed (a ledger from before claims has none). */
 export const DEVICE_CLAIMS_COMPLETE_KEY = "~complete";
 

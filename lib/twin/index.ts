@@ -21,6 +21,8 @@ export {
   type DrainConfig,
   DrainSchema,
   defaultConfig,
+  type HubReconnectConfig,
+  HubReconnectSchema,
   isMappingName,
   LOGICAL_PORT_NAME_PATTERN,
   LogicalPortNameSchema,

@@ -63,6 +63,11 @@ export interface ReportedProperties {
   mappings: Record<string, ReportedMapping>;
   /** Parts of the desired document rejected, with path and reason (local refusals included). */
   errors: TwinError[];
+  /**
+   * The module's IoT Hub reconnect slot (ADR 0031): its phase in the fleet's spread period, and
+   * whether the twin assigned it (`hubReconnect.phase`) or the module drew it itself.
+   */
+  hubReconnect?: { phase: number; origin: "assigned" | "random"; periodMs: number };
 }
 
 /**

@@ -10,7 +10,7 @@
 import { z } from "zod";
 
 /** Version of this contract the module understands (major 1; minors add optional fields only). */
-export const SCHEMA_VERSION = "1.0";
+export const SCHEMA_VERSION = "1.1";
 
 /**
  * Mapping names, the one name rule of the project (the twin's keys, the rollout's API and
@@ -149,6 +149,25 @@ export const DrainSchema = z
 export type DrainConfig = z.output<typeof DrainSchema>;
 
 /**
+ * How the module reconnects to IoT Hub after an outage (ADR 0031): the phase of its slot in the
+ * fleet's spread period, assigned by the rollout from an evenly spread sequence over the fleet
+ * (`evenPhase` in lib/backoff.ts). Absent: the module keeps a random phase of its own (ADR 0027).
+ * A top-level part of its own, because that is the one place a module from before it tolerates
+ * (schema 1.0 ignores an unknown top-level field and applies the rest; an unknown field inside
+ * `relay` or `drain` would cost it that whole part).
+ */
+export const HubReconnectSchema = z
+  .strictObject({
+    phase: z
+      .number()
+      .min(0)
+      .lt(1)
+      .meta({ description: "0 ≤ phase < 1: where in each reconnect period the module's slot lies" }),
+  })
+  .meta({ description: "Reconnect slot after a hub outage; absent: a random phase of the module's own" });
+export type HubReconnectConfig = z.output<typeof HubReconnectSchema>;
+
+/**
  * Names every plain JavaScript object already answers to (`constructor`, `toString`,
  * `__proto__`, …). They are refused as mapping names rather than made to work: code that keeps
  * mappings in plain objects (ours, zod's record parser, the device SDK's twin merge, which skips
@@ -219,6 +238,7 @@ export const DesiredPropertiesSchema = z
       })
       .default({}),
     drain: DrainSchema.default({ onRemove: "drain", timeoutMs: 30_000 }),
+    hubReconnect: HubReconnectSchema.optional(),
   })
   .meta({
     title: "relayListener module twin: desired properties",

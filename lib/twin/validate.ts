@@ -5,12 +5,15 @@
  *
  * Parts: `schemaVersion` (an unknown major rejects the whole document: its meaning is unknown),
  * `relay` (all or nothing: a half-valid relay would register with the wrong credentials),
- * each mapping on its own (a bad mapping never takes the others with it), and `drain`.
+ * each mapping on its own (a bad mapping never takes the others with it), `drain` and
+ * `hubReconnect`. An unknown top-level field is reported and ignored, the rest applied: that is
+ * how a module tolerates a part a newer rollout writes (ADR 0031).
  */
 import type { z } from "zod";
 import {
   DesiredPropertiesSchema,
   DrainSchema,
+  HubReconnectSchema,
   logicalPortClashes,
   logicalPortClashMessage,
   logicalPortOf,
@@ -66,7 +69,7 @@ function withoutTwinMetadata(raw: Record<string, unknown>): Record<string, unkno
   return out;
 }
 
-const KNOWN_TOP_LEVEL = new Set(["schemaVersion", "relay", "mappings", "drain"]);
+const KNOWN_TOP_LEVEL = new Set(["schemaVersion", "relay", "mappings", "drain", "hubReconnect"]);
 
 /**
  * Validates a full desired-properties document (as `twin.properties.desired` holds it after the
@@ -118,8 +121,20 @@ export function validateDesired(raw: unknown, lastGood: RelayListenerConfig): Va
     else errors.push(...issuesToErrors("drain", parsed.error).map(keptOld("drain", lastGood.drain)));
   }
 
+  let hubReconnect = lastGood.hubReconnect;
+  if (doc.hubReconnect === undefined || doc.hubReconnect === null) hubReconnect = undefined;
+  else {
+    const parsed = HubReconnectSchema.safeParse(doc.hubReconnect);
+    if (parsed.success) hubReconnect = parsed.data;
+    else
+      errors.push(
+        ...issuesToErrors("hubReconnect", parsed.error).map(keptOld("hubReconnect", lastGood.hubReconnect)),
+      );
+  }
+
   const config: RelayListenerConfig = { schemaVersion: version, mappings, drain };
   if (relay) config.relay = relay;
+  if (hubReconnect) config.hubReconnect = hubReconnect;
   return { config, errors };
 }
 

@@ -140,6 +140,7 @@ type ReportedView = {
     }
   >;
   errors?: Array<{ path: string; message: string }>;
+  hubReconnect?: { phase: number; origin: string; periodMs: number };
 };
 
 export async function waitReported(

@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { createLedger, type PortLedger } from "../../lib/ledger/index.ts";
+import {
+  COUNTER_PARTITION,
+  createLedger,
+  createTableClient,
+  HUB_PHASE_COUNTER,
+  type PortLedger,
+} from "../../lib/ledger/index.ts";
 import { startAzurite } from "../../sim/azurite.ts";
 
 async function setup(t: { after(fn: () => unknown): void }, ranges = [{ from: 41000, to: 41099 }]) {
@@ -157,4 +163,35 @@ test("site rows are stored, listed and deleted", async (t) => {
   await ledger.deleteSite("s1");
   await ledger.deleteSite("s1");
   assert.equal(await ledger.getSite("s1"), undefined);
+});
+
+test("ordinal blocks taken at once by 5 ledger instances never overlap and leave no gap; a bad counter row is a clear error", async (t) => {
+  const { make, azurite } = await setup(t);
+  const ledgers: PortLedger[] = Array.from({ length: 5 }, make);
+  // 20 takes of 1 … 8 ordinals, five writers racing on one counter row (ETag conflicts retried).
+  const sizes = Array.from({ length: 20 }, (_, i) => (i % 8) + 1);
+  const firsts = await Promise.all(
+    sizes.map((n, i) => (ledgers[i % 5] as PortLedger).takeOrdinals(HUB_PHASE_COUNTER, n)),
+  );
+  const taken = firsts.flatMap((first, i) => Array.from({ length: sizes[i] ?? 0 }, (_, j) => first + j));
+  const total = sizes.reduce((a, b) => a + b, 0);
+  assert.equal(new Set(taken).size, total, "no ordinal handed out twice");
+  assert.deepEqual(
+    [...taken].sort((a, b) => a - b),
+    Array.from({ length: total }, (_, k) => k),
+    "the blocks cover 0 … total − 1",
+  );
+  assert.equal(await (ledgers[0] as PortLedger).takeOrdinals(HUB_PHASE_COUNTER, 0), total, "0 takes nothing");
+  await assert.rejects((ledgers[0] as PortLedger).takeOrdinals(HUB_PHASE_COUNTER, -1), {
+    code: "RF_ERR_LEDGER_BAD_COUNTER",
+  });
+
+  // A counter row someone broke: refused with its own code, nothing taken, nothing written.
+  const client = createTableClient(azurite.connectionString, "portledger");
+  await client.upsertEntity({ partitionKey: COUNTER_PARTITION, rowKey: "broken", next: "seven" }, "Replace");
+  await assert.rejects((ledgers[1] as PortLedger).takeOrdinals("broken", 3), {
+    code: "RF_ERR_LEDGER_BAD_COUNTER",
+  });
+  const row = await client.getEntity(COUNTER_PARTITION, "broken");
+  assert.equal(row.next, "seven");
 });

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { MODULE_ID, ONBOARD_STEPS, type Rollout } from "../../cloud/functions/src/rollout/index.ts";
+import { evenPhase } from "../../lib/backoff.ts";
+import { HUB_PHASE_COUNTER } from "../../lib/ledger/index.ts";
 import { startRolloutEnv } from "../helpers/rollout-env.ts";
 
 /** Everything a site owns across the three backends, read through the real SDK paths. */
@@ -60,6 +62,49 @@ test("onboarding creates every part once; a second run changes nothing", async (
     (err: { code?: string; status?: number }) =>
       err.code === "RF_ERR_ROLLOUT_SITE_EXISTS" && err.status === 409,
   );
+});
+
+test("every module gets a reconnect phase of its own from the fleet's sequence and keeps it on every re-apply", async (t) => {
+  const env = await startRolloutEnv(t);
+  const { hub, ledger } = env.rollout.deps;
+  const phaseOf = async (deviceId: string) =>
+    ((await hub.getModuleTwin(deviceId, MODULE_ID))?.desired.hubReconnect as { phase?: number } | undefined)
+      ?.phase;
+  const counter = () => ledger.takeOrdinals(HUB_PHASE_COUNTER, 0);
+
+  // A single create takes one ordinal a device (one block for a site's devices).
+  await env.rollout.createSite({ siteId: "ph-a" });
+  await env.rollout.createSite({ siteId: "ph-b", deviceIds: ["ph-b1", "ph-b2"] });
+  assert.equal(await phaseOf("ph-a"), evenPhase(0));
+  assert.equal(await phaseOf("ph-b1"), evenPhase(1));
+  assert.equal(await phaseOf("ph-b2"), evenPhase(2));
+  // An onboarding job reserves one block for the devices its bulk call created, in file order.
+  const job = env.rollout.onboarding.submit({
+    sites: [{ siteId: "ph-c" }, { siteId: "ph-d" }, { siteId: "ph-e" }],
+  });
+  const done = await env.rollout.onboarding.settled(job.id);
+  assert.equal(done?.counts.succeeded, 3);
+  assert.deepEqual(await Promise.all(["ph-c", "ph-d", "ph-e"].map(phaseOf)), [3, 4, 5].map(evenPhase));
+  assert.equal(await counter(), 6, "no ordinal taken twice or wasted");
+
+  // Re-applied, created again, or in a job again: the phases stay, nothing is written or taken.
+  const version = (await hub.getModuleTwin("ph-b2", MODULE_ID))?.desiredVersion;
+  await env.rollout.reapplySite("ph-b");
+  assert.equal((await env.rollout.createSite({ siteId: "ph-a" })).created, false);
+  const again = env.rollout.onboarding.submit({ sites: [{ siteId: "ph-c" }] });
+  assert.equal((await env.rollout.onboarding.settled(again.id))?.counts.succeeded, 1);
+  assert.equal(await phaseOf("ph-a"), evenPhase(0));
+  assert.equal(await phaseOf("ph-b2"), evenPhase(2));
+  assert.equal(await phaseOf("ph-c"), evenPhase(3));
+  assert.equal((await hub.getModuleTwin("ph-b2", MODULE_ID))?.desiredVersion, version, "no twin write");
+  assert.equal(await counter(), 6);
+
+  // A site from before phases (its twin has none) gets the next one when it is re-applied.
+  await hub.patchModuleDesired("ph-a", MODULE_ID, { hubReconnect: null });
+  assert.equal(await phaseOf("ph-a"), undefined);
+  await env.rollout.reapplySite("ph-a");
+  assert.equal(await phaseOf("ph-a"), evenPhase(6));
+  assert.equal(await counter(), 7);
 });
 
 test("a crash before any step converges on retry without duplicates or orphans", async (t) => {

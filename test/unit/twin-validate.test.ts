@@ -35,7 +35,7 @@ describe("validateDesired", () => {
       idleTimeoutMs: 0,
       proxyProtocol: "none",
     });
-    assert.equal(config.schemaVersion, "1.0");
+    assert.equal(config.schemaVersion, "1.1");
     assert.deepEqual(config.drain, { onRemove: "drain", timeoutMs: 30000 });
   });
 

@@ -2,8 +2,10 @@
  * How the module reconnects to IoT Hub, sized to the fleet (issue 18, ADR 0027). After a hub
  * outage every module of the fleet reconnects at once unless told otherwise, and IoT Hub refuses
  * new connections above its quota (S1: 100 a second per hub). So each module retries once per
- * spread period `fleetSize / connectsPerSecond` on its own random phase: together the fleet
- * arrives evenly at the budget, and all are back one period after the hub is.
+ * spread period `fleetSize / connectsPerSecond` on its own phase: together the fleet arrives
+ * evenly at the budget, and all are back one period after the hub is. The phase is the one the
+ * rollout gave the module in its twin (`hubReconnect.phase`, from a low-discrepancy sequence over
+ * the fleet: evenly spread, ADR 0031), else a random one of its own (ADR 0027).
  *
  * The same slots serve the SDK's own retries (its `RetryPolicy`: re-enabling twin and methods
  * after a drop) and the module's re-open after the SDK gave up (`HubConnection`), so a module
@@ -42,14 +44,44 @@ export interface SdkRetryPolicy {
 
 export class HubReconnectSlots implements SdkRetryPolicy {
   readonly periodMs: number;
+  /** 0 ≤ phase < 1: where in each period this module's slot lies (see {@link usePhase}). */
+  private current: number;
+  /** Where the phase came from: the twin (`assigned`) or the module itself (`random`). */
+  private origin: "assigned" | "random" = "random";
 
   constructor(
     readonly settings: HubReconnectSettings,
-    /** 0 ≤ phase < 1, random per module. */
-    readonly phase: number = Math.min(Math.random(), 0.999_999),
+    /** 0 ≤ phase < 1: the module's own phase, random per module, kept until the twin gives one. */
+    readonly ownPhase: number = Math.min(Math.random(), 0.999_999),
     private readonly now: () => number = () => performance.now(),
   ) {
     this.periodMs = fleetSpreadPeriodMs(settings.fleetSize, settings.connectsPerSecond, settings.minPeriodMs);
+    this.current = ownPhase;
+  }
+
+  get phase(): number {
+    return this.current;
+  }
+
+  get phaseOrigin(): "assigned" | "random" {
+    return this.origin;
+  }
+
+  /**
+   * Takes the phase the rollout assigned (the twin's `hubReconnect.phase`, validated by the twin
+   * contract), or goes back to the module's own random phase when there is none (a site from
+   * before ADR 0031, or the part was removed). A value outside [0, 1) is ignored: the slots keep
+   * what they had. Every later slot, the gate's and the SDK's retries, follows at once.
+   */
+  usePhase(phase: number | undefined): void {
+    if (phase === undefined) {
+      this.current = this.ownPhase;
+      this.origin = "random";
+      return;
+    }
+    if (!(phase >= 0 && phase < 1)) return;
+    this.current = phase;
+    this.origin = "assigned";
   }
 
   /**

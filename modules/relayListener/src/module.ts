@@ -89,6 +89,9 @@ export async function startModule(opts: StartModuleOptions): Promise<RunningModu
       await sendOutput("audit", message);
     });
   }
+  // Reconnects spread over the fleet's period, for the SDK's own retries and the module's re-opens;
+  // the phase the rollout assigned comes with the twin (ADR 0031), until then the module's own.
+  const hubSlots = opts.hubSlots ?? new HubReconnectSlots(settings.hubReconnect);
   const reconciler = new Reconciler({
     listenerFactory:
       opts.listenerFactory ??
@@ -105,6 +108,15 @@ export async function startModule(opts: StartModuleOptions): Promise<RunningModu
     keepAliveMs: settings.keepAliveMs,
     standby: settings.standby,
     changed: () => reporter?.markChanged(),
+    onHubReconnect: (part) => {
+      const before = hubSlots.phase;
+      hubSlots.usePhase(part?.phase);
+      if (hubSlots.phase !== before)
+        logger.info(
+          { phase: hubSlots.phase, origin: hubSlots.phaseOrigin, periodMs: hubSlots.periodMs },
+          "IoT Hub reconnect phase set",
+        );
+    },
     onOutcome: (mapping, outcome) => metrics?.connections.inc({ mapping, outcome }),
     onBytes: (mapping, direction, bytes) => metrics?.bytes.inc({ mapping, direction }, bytes),
     onTunnelEnd: (record) => {
@@ -130,6 +142,7 @@ export async function startModule(opts: StartModuleOptions): Promise<RunningModu
       relay: s.relay,
       mappings: s.mappings,
       errors: s.errors,
+      hubReconnect: { phase: hubSlots.phase, origin: hubSlots.phaseOrigin, periodMs: hubSlots.periodMs },
     };
   };
   reporter = new Reporter({ intervalMs: settings.reportIntervalMs, build: status, logger });
@@ -160,8 +173,6 @@ export async function startModule(opts: StartModuleOptions): Promise<RunningModu
     );
   }
 
-  // Reconnects spread over the fleet's period, for the SDK's own retries and the module's re-opens.
-  const hubSlots = opts.hubSlots ?? new HubReconnectSlots(settings.hubReconnect);
   const hub = new HubConnection(client, {
     slots: hubSlots,
     deadlineMs: settings.twinTimeoutMs,

@@ -42,6 +42,11 @@ export interface ReconcilerOptions {
   standby?: { max: number; idleMs: number };
   /** Something reportable changed (the reporter coalesces these). */
   changed?(): void;
+  /**
+   * The twin's `hubReconnect` part as applied (absent: none), at every desired version: the
+   * module's hub reconnect slots take its phase (ADR 0031). Not a listener change, so no diff.
+   */
+  onHubReconnect?(hubReconnect: RelayListenerConfig["hubReconnect"]): void;
   onOutcome?: ConnectionContext["onOutcome"];
   onBytes?: ConnectionContext["onBytes"];
   onTunnelEnd?: ConnectionContext["onTunnelEnd"];
@@ -121,6 +126,7 @@ export class Reconciler {
   private async apply(next: RelayListenerConfig): Promise<void> {
     const changes = diffConfig(this.config, next);
     this.config = next;
+    this.opts.onHubReconnect?.(next.hubReconnect);
     for (const change of changes) await this.applyChange(change);
     if (changes.length > 0)
       this.opts.logger.info({ changes: changes.map(describeChange) }, "configuration applied");

@@ -17,8 +17,9 @@ import { computeMergePatch } from "../../../../lib/twin/merge-patch.ts";
 import type { RelayAdmin } from "../relay-admin/types.ts";
 import { hybridConnectionOf, listenRule, type OnboardStep, type RolloutDeps, sendRule } from "./context.ts";
 import { buildDesired, MODULE_ID, withoutMeta } from "./desired-twin.ts";
-import type { JsonObject } from "./hub.ts";
+import type { JsonObject, ModuleTwinView } from "./hub.ts";
 import { namespacesOf, placeSite, relayFor } from "./namespaces.ts";
+import { reconnectPhases } from "./reconnect-phases.ts";
 import type { MappingSpec, SiteSpec } from "./schemas.ts";
 import { validateDesiredForWrite } from "./validate-desired.ts";
 
@@ -130,6 +131,11 @@ export interface ApplyHints {
    * to be empty, so they are written without being read first (two twin reads a device fewer).
    */
   untouched?: ReadonlySet<string>;
+  /**
+   * Reconnect phase ordinals the caller reserved for devices it created (the onboarding queue
+   * takes one block a batch, ADR 0031): a device without a phase takes its own from here.
+   */
+  ordinals?: ReadonlyMap<string, number>;
 }
 
 /** Result of applying a site. */
@@ -159,6 +165,8 @@ export async function checkSite(deps: RolloutDeps, spec: SiteSpec, hints: ApplyH
       sasKey: "k".repeat(SAS_KEY_LENGTH),
     },
     spec.mappings,
+    // A stand-in phase: IoT Hub counts a number 8 bytes whatever its value.
+    0.5,
   );
   (deps.validateDesired ?? validateDesiredForWrite)(desired);
 
@@ -262,8 +270,28 @@ async function applyIn(
   await step(deps, "twin", siteId, progress);
   let desiredVersion = 0;
   const untouched = (deviceId: string) => hints.untouched?.has(deviceId) === true;
+  // Every twin read first (a module created a moment ago has an empty twin: nothing to read), so
+  // the devices still without a reconnect phase take theirs in one block.
+  const twins = new Map<string, ModuleTwinView | undefined>();
+  for (const deviceId of deviceIds)
+    twins.set(deviceId, untouched(deviceId) ? undefined : await deps.hub.getModuleTwin(deviceId, MODULE_ID));
+  const phases = await reconnectPhases(
+    deps.ledger,
+    deviceIds,
+    (deviceId) => withoutMeta(twins.get(deviceId)?.desired ?? {}),
+    hints.ordinals,
+  );
   for (const deviceId of deviceIds) {
-    const v = await writeModuleTwin(deps, relay.endpoint, deviceId, hc, listen, spec, untouched(deviceId));
+    const v = await writeModuleTwin(
+      deps,
+      relay.endpoint,
+      deviceId,
+      twins.get(deviceId),
+      hc,
+      listen,
+      spec,
+      phases.get(deviceId),
+    );
     if (deviceId === deviceIds[0]) desiredVersion = v;
   }
 
@@ -277,18 +305,20 @@ async function applyIn(
   return { spec, row: written, routes, desiredVersion };
 }
 
-/** Writes one device's module twin (a merge patch, nothing when it is current); its desired `$version`. */
+/**
+ * Writes one device's module twin (a merge patch on `twin`, as read just now or undefined for a
+ * module created a moment ago; nothing when it is current); its desired `$version`.
+ */
 async function writeModuleTwin(
   deps: RolloutDeps,
   endpoint: string,
   deviceId: string,
+  twin: ModuleTwinView | undefined,
   hc: string,
   listen: { name: string; primaryKey: string; secondaryKey: string },
   spec: SiteSpec,
-  untouched = false,
+  phase: number | undefined,
 ): Promise<number> {
-  // A module created a moment ago has an empty twin: nothing to read.
-  const twin = untouched ? undefined : await deps.hub.getModuleTwin(deviceId, MODULE_ID);
   const currentDesired = withoutMeta(twin?.desired ?? {});
   const relayNow = (currentDesired.relay ?? {}) as JsonObject;
   const desired = buildDesired(
@@ -299,6 +329,7 @@ async function writeModuleTwin(
       sasKey: pickKey(relayNow.sasKey, listen),
     },
     spec.mappings,
+    phase,
   );
   (deps.validateDesired ?? validateDesiredForWrite)(desired);
   const patch = computeMergePatch(currentDesired, desired);

@@ -7,7 +7,8 @@ import type { JsonObject } from "./hub.ts";
 import type { MappingSpec } from "./schemas.ts";
 
 export const MODULE_ID = "relayListener";
-export const TWIN_SCHEMA_VERSION = "1.0";
+/** 1.1: `hubReconnect` (ADR 0031); a 1.0 module ignores it and applies the rest. */
+export const TWIN_SCHEMA_VERSION = "1.1";
 
 export interface RelayCredentials {
   endpoint: string;
@@ -16,8 +17,15 @@ export interface RelayCredentials {
   sasKey: string;
 }
 
-/** Desired properties for a site: relay credentials plus the module-side fields of each mapping. */
-export function buildDesired(relay: RelayCredentials, mappings: Record<string, MappingSpec>): JsonObject {
+/**
+ * Desired properties for one device of a site: relay credentials, the module-side fields of each
+ * mapping, and the module's IoT Hub reconnect phase when it has one (reconnect-phases.ts).
+ */
+export function buildDesired(
+  relay: RelayCredentials,
+  mappings: Record<string, MappingSpec>,
+  hubReconnectPhase?: number,
+): JsonObject {
   const twinMappings: JsonObject = {};
   for (const [name, m] of Object.entries(mappings)) {
     // defineProperty, not assignment: a key is always an own data property, whatever its name.
@@ -38,6 +46,7 @@ export function buildDesired(relay: RelayCredentials, mappings: Record<string, M
     relay: { ...relay },
     mappings: twinMappings,
     drain: { onRemove: "drain", timeoutMs: 30_000 },
+    ...(hubReconnectPhase !== undefined ? { hubReconnect: { phase: hubReconnectPhase } } : {}),
   };
 }
 

@@ -5,6 +5,8 @@
  *
  * - one bulk registry call creates the devices of up to 100 queued sites (IoT Hub's bulk
  *   `POST /devices`), so the onboarding that follows skips each device's read and its module's;
+ *   one take of the ledger's counter reserves the reconnect phase ordinals of the devices it
+ *   created (ADR 0031), so a batch costs two storage operations for them, not two a site;
  * - the sites are onboarded a few at a time (`concurrency`); every hub call goes through the
  *   rollout's hub pacing (bounded in flight, 429 and `Retry-After` honoured);
  * - a site that fails for a reason that passes (IoT Hub still throttling after the pacing's
@@ -20,6 +22,7 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import { errorMessage } from "../../../../lib/errors.ts";
+import { HUB_PHASE_COUNTER, type OrdinalCounters } from "../../../../lib/ledger/index.ts";
 import type { ApplyHints } from "./apply.ts";
 import type { RolloutDeps } from "./context.ts";
 import { ValidationError } from "./errors.ts";
@@ -124,7 +127,7 @@ function passing(err: unknown): boolean {
  * queue, so the queue must not import it back.
  */
 export interface OnboardingRollout {
-  readonly deps: Pick<RolloutDeps, "logger" | "hub">;
+  readonly deps: Pick<RolloutDeps, "logger" | "hub"> & { readonly ledger?: OrdinalCounters };
   specFromProfile(siteId: string, deviceIds: string[], profile?: string): unknown;
   createSite(body: unknown, hints?: ApplyHints): Promise<{ created: boolean; site: SiteView }>;
 }
@@ -199,7 +202,12 @@ export function createOnboardingQueue(
     job.updatedAt = new Date().toISOString();
   }
 
-  async function onboard(job: OnboardingJob, entry: Entry, created: ReadonlySet<string>): Promise<void> {
+  async function onboard(
+    job: OnboardingJob,
+    entry: Entry,
+    created: ReadonlySet<string>,
+    ordinals: ReadonlyMap<string, number>,
+  ): Promise<void> {
     const { site } = entry;
     site.attempts++;
     setState(job, site, "running");
@@ -207,7 +215,7 @@ export function createOnboardingQueue(
       // On its first attempt, the devices this job just created for the site have nothing
       // written on them yet; a retry reads them, since the last attempt may have written.
       const untouched = new Set(site.attempts === 1 ? entry.devices.filter((d) => created.has(d)) : []);
-      const result = await rollout.createSite(entry.body, { newDevices: created, untouched });
+      const result = await rollout.createSite(entry.body, { newDevices: created, untouched, ordinals });
       setState(job, site, "succeeded");
       site.outcome = result.created ? "created" : "unchanged";
       site.publicPorts = result.site.publicPorts;
@@ -237,6 +245,22 @@ export function createOnboardingQueue(
           );
         });
       }
+    }
+  }
+
+  /**
+   * Reserves one block of reconnect phase ordinals for the devices a bulk call created (in the
+   * batch's order, so a job's sites take consecutive ordinals). A device left without (storage
+   * failed here) takes its own when its site writes its twin.
+   */
+  async function reserveOrdinals(batch: Entry[], created: ReadonlySet<string>, into: Map<string, number>) {
+    const ids = batch.flatMap((e) => e.devices).filter((d) => created.has(d) && !into.has(d));
+    if (ids.length === 0 || !rollout.deps.ledger) return;
+    try {
+      const first = await rollout.deps.ledger.takeOrdinals(HUB_PHASE_COUNTER, ids.length);
+      for (const [i, d] of ids.entries()) into.set(d, first + i);
+    } catch (err) {
+      log?.warn({ err: errorMessage(err), devices: ids.length }, "reserving reconnect phases failed");
     }
   }
 
@@ -270,6 +294,7 @@ export function createOnboardingQueue(
    */
   async function run(job: OnboardingJob, entries: Entry[]): Promise<void> {
     const remembered = new Set<string>();
+    const ordinals = new Map<string, number>();
     const prepared: Entry[] = [];
     const wake = new Wakeup();
     const finished = () => job.counts.succeeded + job.counts.failed === job.total;
@@ -320,7 +345,9 @@ export function createOnboardingQueue(
           continue;
         }
         for (const e of batch) e.prepared = true;
-        for (const d of await bulkCreate(batch)) remembered.add(d);
+        const created = await bulkCreate(batch);
+        for (const d of created) remembered.add(d);
+        await reserveOrdinals(batch, created, ordinals);
         prepared.push(...batch);
         wake.all();
       }
@@ -334,7 +361,7 @@ export function createOnboardingQueue(
           continue;
         }
         e.prepared = false;
-        const onboarding = onboard(job, e, remembered); // the site is running from here
+        const onboarding = onboard(job, e, remembered, ordinals); // the site is running from here
         wake.all(); // the feeder may top up
         await onboarding;
         if (e.site.state === "queued") retries.add(e);
