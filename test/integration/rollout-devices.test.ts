@@ -28,12 +28,16 @@ async function targeted(env: RolloutEnv): Promise<string[]> {
   return (result as Array<{ deviceId: string }>).map((d) => d.deviceId).sort();
 }
 
+/** The site's desired properties on a device: every part but the module's own reconnect phase. */
 async function desiredOf(env: RolloutEnv, deviceId: string): Promise<Json | undefined> {
   const twin = await env.deps.hub.getModuleTwin(deviceId, MODULE_ID);
   if (!twin) return undefined;
-  const { $version: _v, $metadata: _m, ...rest } = twin.desired;
+  const { $version: _v, $metadata: _m, hubReconnect: _h, ...rest } = twin.desired;
   return rest;
 }
+
+const phaseOf = async (env: RolloutEnv, deviceId: string) =>
+  ((await env.deps.hub.getModuleTwin(deviceId, MODULE_ID))?.desired.hubReconnect as Json | undefined)?.phase;
 
 const tagOf = async (env: RolloutEnv, deviceId: string) =>
   (await env.deps.hub.getDeviceTags(deviceId))?.relayFleet as Json | undefined;
@@ -55,6 +59,11 @@ test("a site of two devices: each its own module twin and tag, one hybrid connec
   const a = await desiredOf(env, "red-1a");
   assert.ok(a?.relay);
   assert.deepEqual(await desiredOf(env, "red-1b"), a, "both devices get the site's desired properties");
+  const phases = [await phaseOf(env, "red-1a"), await phaseOf(env, "red-1b")];
+  assert.ok(
+    phases.every((p) => typeof p === "number") && phases[0] !== phases[1],
+    "each module its own phase",
+  );
   assert.equal((a.relay as Json).hybridConnection, "site-red-1", "one hybrid connection for the site");
   assert.deepEqual(
     (await env.deps.relay.list()).map((h) => h.name).filter((n) => n.includes("red-1")),
