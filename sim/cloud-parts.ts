@@ -23,7 +23,7 @@ import { applySimulationDeployments } from "./fleet-deployments.ts";
 import type { GatewayHandle, PartLauncher } from "./fleet-types.ts";
 import { type HubInfo, HubRegistry } from "./hub-registry.ts";
 import { type IdentityEmulator, startIdentityEmulator } from "./identity-emulator/index.ts";
-import { freePort } from "./ports.ts";
+import { freeServerPort } from "./ports.ts";
 import { putRelayRoleAssignment, type RelayInfo } from "./relay-admin-client.ts";
 import { RolloutClient } from "./rollout-client.ts";
 import type { Supervisor, Watchable } from "./supervisor.ts";
@@ -117,7 +117,7 @@ export class CloudParts {
 
     // The IoT Hub emulator posts device events to the rollout API, and the rollout API needs the
     // hub: fix the API's port and key first so the hub can start before it.
-    this.rolloutPort = await freePort();
+    this.rolloutPort = await freeServerPort();
     const functionKey = randomBytes(24).toString("base64url");
     this.client = new RolloutClient(`http://127.0.0.1:${this.rolloutPort}`, functionKey);
     const eventGridUrl = `http://127.0.0.1:${this.rolloutPort}/runtime/webhooks/EventGrid?functionName=device-lifecycle&code=${functionKey}`;

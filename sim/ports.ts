@@ -9,6 +9,12 @@ import { LINUX_EPHEMERAL_RANGE } from "../lib/ledger/port-ranges.ts";
 /** Lowest port of a simulation's public block (clear of well-known and registered services below). */
 const BLOCK_FLOOR = 22_000;
 
+/**
+ * Where a server whose port is fixed before it starts takes one: below the public blocks and the
+ * deployments' default public range (21000-21999), and below Linux's ephemeral range.
+ */
+const SERVER_PORTS = { from: 15_000, to: 19_999 };
+
 function tryListen(port: number, host: string): Promise<number | undefined> {
   return new Promise((resolve) => {
     const server = createServer();
@@ -31,6 +37,21 @@ export async function freePort(host = "127.0.0.1"): Promise<number> {
   const port = await tryListen(0, host);
   if (port === undefined) throw new Error(`no free port on ${host}`);
   return port;
+}
+
+/**
+ * A port for a server whose address must be known before it starts and kept across its restarts
+ * (the rollout API, whose URL the IoT Hub emulator needs first). Not a port 0 answer: that lies in
+ * the ephemeral range, where any process's outgoing connection can take it before the server
+ * binds (seen in CI: the rollout API failed with EADDRINUSE while the emulators started). Not in
+ * the public blocks either, which other simulations' gateways bind.
+ */
+export async function freeServerPort(host = "127.0.0.1", attempts = 50): Promise<number> {
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    const port = SERVER_PORTS.from + Math.floor(Math.random() * (SERVER_PORTS.to - SERVER_PORTS.from + 1));
+    if ((await tryListen(port, host)) !== undefined) return port;
+  }
+  throw new Error(`no free server port on ${host} in ${SERVER_PORTS.from}-${SERVER_PORTS.to}`);
 }
 
 /**

@@ -1,7 +1,7 @@
 /**
  * Issue 11, item 15: the public ports a deployment and the simulation hand out by default lie
  * outside Linux's ephemeral range, where the gateway's own outgoing connections could take one
- * before the gateway listens on it.
+ * before the gateway listens on it; nor does a server port the simulation fixes before its server starts.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -12,7 +12,7 @@ import {
   overlapWith,
   parsePortRanges,
 } from "../../lib/ledger/index.ts";
-import { freePortBlock } from "../../sim/ports.ts";
+import { freePortBlock, freeServerPort } from "../../sim/ports.ts";
 
 test("the production default range is outside 32768-60999", () => {
   const ranges = loadRolloutSettings({}).RELAY_PORT_RANGES;
@@ -25,6 +25,21 @@ test("the simulation's public port block is outside 32768-60999", async () => {
     const block = await freePortBlock(64);
     assert.deepEqual(overlapWith([block], LINUX_EPHEMERAL_RANGE), [], `${block.from}-${block.to}`);
     assert.equal(block.to - block.from + 1, 64);
+  }
+});
+
+test("a server port fixed before its server starts is outside the ephemeral range and the public blocks", async () => {
+  for (let i = 0; i < 5; i++) {
+    const port = await freeServerPort();
+    assert.deepEqual(overlapWith([{ from: port, to: port }], LINUX_EPHEMERAL_RANGE), [], String(port));
+    for (const range of parsePortRanges(DEFAULT_PUBLIC_PORT_RANGES)) {
+      assert.deepEqual(
+        overlapWith([{ from: port, to: port }], range),
+        [],
+        `${port} in the default public range`,
+      );
+    }
+    assert.ok(port < 22_000, `${port} lies in the simulation's public blocks`);
   }
 });
 
