@@ -179,7 +179,8 @@ export function fleetSpreadPeriodMs(fleetSize: number, perSecond: number, floorM
 
 /**
  * Delay from now to this loop's next slot `(phase + k) × periodMs` that is at least `minGapMs`
- * away. Unlike {@link RetrySlots} it keeps no state, so several retry loops of one client may
+ * away. `now` is the wall clock by default: the slots of a fleet's modules are only spread when
+ * they count from the same origin. Unlike {@link RetrySlots} it keeps no state, so several retry loops of one client may
  * share it: they all land on the same slots (and share one connection attempt there), and two
  * attempts of one loop are at least `minGapMs` apart even when a timer fires early.
  */
@@ -187,7 +188,7 @@ export function nextSlotDelay(
   periodMs: number,
   phase: number,
   minGapMs: number,
-  now: number = performance.now(),
+  now: number = Date.now(),
 ): number {
   const offset = phase * periodMs;
   const earliest = now + Math.max(0, minGapMs);

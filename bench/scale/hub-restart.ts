@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
+import { evenPhase } from "../../lib/backoff.ts";
 import { type IotHubEmulator, startIotHubEmulator } from "../../sim/iothub-emulator/index.ts";
 import { hubRates, type QuotaClass } from "../../sim/iothub-emulator/quotas.ts";
 import type { LoadGeneratorConfig } from "../../sim/load-generator/main.ts";
@@ -23,6 +24,9 @@ import { machineLoad } from "./proc-usage.ts";
 const QUOTA_OVERRIDE = process.env.BENCH_SCALE_CONNECT_QUOTA
   ? Number(process.env.BENCH_SCALE_CONNECT_QUOTA)
   : undefined;
+
+/** BENCH_SCALE_PHASES=random: the modules draw their own phases (the fleet before ADR 0031). */
+const RANDOM_PHASES = process.env.BENCH_SCALE_PHASES === "random";
 
 export async function hubRestartSection(modules: number): Promise<BenchSection> {
   const dir = mkdtempSync(join(tmpdir(), "bench-hub-restart-"));
@@ -52,8 +56,13 @@ export async function hubRestartSection(modules: number): Promise<BenchSection> 
   };
   let emu: IotHubEmulator = await startIotHubEmulator(options);
   const ids = Array.from({ length: modules }, (_, i) => `scale-${String(i).padStart(5, "0")}`);
-  // Identities are set up in process (not through the registry API, whose quota is not measured here).
-  for (const id of ids) emu.hub.createModule(emu.hub.createDevice(id, { iotEdge: true }), "relayListener");
+  // Identities are set up in process (not through the registry API, whose quota is not measured
+  // here), each module twin with the reconnect phase the rollout gives the k-th site (ADR 0031),
+  // or none with BENCH_SCALE_PHASES=random (each module draws its own, as before ADR 0031).
+  for (const [k, id] of ids.entries()) {
+    emu.hub.createModule(emu.hub.createDevice(id, { iotEdge: true }), "relayListener");
+    if (!RANDOM_PHASES) emu.hub.setDesired(id, "relayListener", { hubReconnect: { phase: evenPhase(k) } });
+  }
   const config: LoadGeneratorConfig = {
     statusEveryMs: 1_000,
     modules: {
@@ -151,7 +160,7 @@ export async function hubRestartSection(modules: number): Promise<BenchSection> 
       `${modules} simulated modules (device SDK ModuleClient over MQTT with TLS, wired as relayListener wires it: fleet-sized reconnect slots, HubConnection, TwinSync) in ${gens.children.length} load-generator processes of up to ${PER_PROCESS}: ${Math.round(heldMb)} MiB RSS together while holding them (${((heldMb * 1024) / modules).toFixed(0)} KiB a module). Worst event-loop delay of a load generator while the fleet reconnected: ${loopDelayMaxMs} ms; of the process running the IoT Hub emulator: ${Math.round(hubLoop.max / 1e6)} ms (p99 ${Math.round(hubLoop.percentile(99) / 1e6)} ms). The emulator took ${closedInMs} ms to close. CPU from the stop until all were back: load generators ${(cpuGensMs / 1_000).toFixed(1)} s, the emulator's process ${(cpuHubMs / 1_000).toFixed(1)} s (${((cpuGensMs + cpuHubMs) / Math.max(1, accepted.length)).toFixed(1)} ms a reconnect, so ${((((cpuGensMs + cpuHubMs) / Math.max(1, accepted.length)) * BUDGET) / 1_000).toFixed(2)} cores at ${BUDGET} a second).`,
       ...diagnosis,
       `Accepted CONNECTs per second after the return: ${Array.from({ length: lastSecond + 1 }, (_, k) => perSecond.get(k) ?? 0).join(" ")}; throttled at seconds: ${throttledAt.map((at) => Math.floor((at - back) / 1_000)).join(" ") || "none"}.`,
-      `Modules told HUB_FLEET_SIZE=${modules}, HUB_CONNECTS_PER_SECOND=${BUDGET} (period ${periodS.toFixed(1)} s). The emulator was stopped, left down 5 s and started again on the same ports and state; a connection counts from the hub's accepted CONNECT.`,
+      `Modules told HUB_FLEET_SIZE=${modules}, HUB_CONNECTS_PER_SECOND=${BUDGET} (period ${periodS.toFixed(1)} s), ${RANDOM_PHASES ? "each with a random phase of its own (BENCH_SCALE_PHASES=random)" : "the k-th with the phase frac(k/φ) in its twin's hubReconnect, as the rollout assigns them (ADR 0031)"}. The emulator was stopped, left down 5 s and started again on the same ports and state; a connection counts from the hub's accepted CONNECT.`,
       `Quota bound: S1 allows ${quota} new connections a second, its bucket starting full: the minimum for ${modules} is (${modules} − ${quota}) / ${quota} = ${minSeconds.toFixed(1)} s; +10 % = ${(minSeconds * 1.1).toFixed(1)} s.`,
       `${allBack ? "All" : "NOT all"} modules connected again (${connected()} of ${modules} connected at the end, ${accepted.length} CONNECTs accepted after the restart); machine during the run: ${loadDuring}.`,
     );
@@ -232,7 +241,8 @@ export function describeAttempts(
       else {
         p.back++;
         after++;
-        const offset = (((at - m.timeOrigin - m.phase * m.periodMs) % m.periodMs) + m.periodMs) % m.periodMs;
+        // Slots are on the wall clock (fleetClock, hub-retry.ts), as the attempts' times are.
+        const offset = (((at - m.phase * m.periodMs) % m.periodMs) + m.periodMs) % m.periodMs;
         lateness.push(offset > m.periodMs / 2 ? offset - m.periodMs : offset);
       }
       paths.set(path, p);

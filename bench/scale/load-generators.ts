@@ -16,7 +16,6 @@ import { sampleProc } from "./proc-usage.ts";
 export const PER_PROCESS = Number(process.env.BENCH_SCALE_PER_PROCESS ?? 1_000);
 
 export interface ModuleDiagnostics {
-  timeOrigin: number;
   phase: number;
   periodMs: number;
   attempts: Array<[number, string, number, string]>;
@@ -113,11 +112,8 @@ export function startLoadGenerators(dir: string, name: string, config: LoadGener
           await waiting;
           const file = configs[i]?.modules?.diagnosticsFile;
           if (!file) return;
-          const dump = JSON.parse(readFileSync(file, "utf8")) as {
-            timeOrigin: number;
-            modules: Array<Omit<ModuleDiagnostics, "timeOrigin">>;
-          };
-          for (const m of dump.modules) out.push({ ...m, timeOrigin: dump.timeOrigin });
+          const dump = JSON.parse(readFileSync(file, "utf8")) as { modules: ModuleDiagnostics[] };
+          out.push(...dump.modules);
         }),
       );
       return out;

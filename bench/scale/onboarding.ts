@@ -74,7 +74,22 @@ export function quotaMinimum(
   return { seconds, bound, detail };
 }
 
+/** First and last allowed operation of each quota class (epoch ms), where the time went. */
+type ClassSpan = Partial<Record<QuotaClass, { first: number; last: number }>>;
+
+/**
+ * Where the run's time went beyond the bound class's own span: before its first operation (the
+ * job's submission and checks) and after its last (the sites' remaining steps).
+ */
+function timeline(span: ClassSpan, cls: QuotaClass | undefined, started: number, ended: number): string {
+  const s = cls ? span[cls] : undefined;
+  if (!cls || !s) return "";
+  const f = (ms: number) => (ms / 1_000).toFixed(1);
+  return ` Timeline of ${cls}: first operation ${f(s.first - started)} s after the job was submitted, last ${f(ended - s.last)} s before it was done (${f(s.last - s.first)} s between them).`;
+}
+
 export async function onboard(opts: OnboardingOptions): Promise<OnboardingRun> {
+  const span: ClassSpan = {};
   const [azurite, relay, hub] = await Promise.all([
     startAzurite(),
     // As many namespaces as the rollout's placement fills for N sites (ADR 0025).
@@ -85,6 +100,12 @@ export async function onboard(opts: OnboardingOptions): Promise<OnboardingRun> {
       units: opts.units,
       quotaTimeScale: opts.timeScale,
       workloadPort: false,
+      onQuotaDecision: (cls, allowed, at) => {
+        if (!allowed) return;
+        const s = span[cls];
+        if (s) s.last = at;
+        else span[cls] = { first: at, last: at };
+      },
     }),
   ]);
   const functionKey = randomBytes(16).toString("hex");
@@ -160,7 +181,8 @@ export async function onboard(opts: OnboardingOptions): Promise<OnboardingRun> {
     const failures = job.total - job.counts.succeeded;
     const failed = job.sites.find((x) => x.state !== "succeeded");
     const firstError = failed ? `${failed.siteId}: ${failed.code} ${failed.reason ?? ""}`.slice(0, 300) : "";
-    const seconds = (Date.now() - started) / 1_000;
+    const ended = Date.now();
+    const seconds = (ended - started) / 1_000;
     const usage = watch.stop();
     const min = quotaMinimum(hub, opts.sku, opts.units, opts.timeScale);
     const scaled = opts.timeScale === 1 ? "" : ` (quota windows time-scaled ×${opts.timeScale})`;
@@ -195,7 +217,7 @@ export async function onboard(opts: OnboardingOptions): Promise<OnboardingRun> {
           .filter(([, c]) => c.throttled > 0)
           .map(([k, c]) => `${k} ${c.throttled}`)
           .join(", ") || "none"
-      }. Machine before the run: ${loadBefore}; after: ${machineLoad()}.`,
+      }.${timeline(span, min.bound, started, ended)} Machine before the run: ${loadBefore}; after: ${machineLoad()}.`,
       ...(firstError ? [`first failure (${label}): ${firstError}`] : []),
     ];
     return { figures, notes, azurite, relay, hub, rollout: { url, functionKey, child }, siteIds, close };

@@ -8,6 +8,7 @@
 import { createRequire } from "node:module";
 import deviceSdk, { type ModuleClient } from "azure-iot-device";
 import type { Logger } from "../../lib/log.ts";
+import { HubReconnectSchema } from "../../lib/twin/schema.ts";
 import type { ModuleHubClient } from "../../modules/relayListener/src/hub-client.ts";
 import { HubConnection } from "../../modules/relayListener/src/hub-connection.ts";
 import {
@@ -109,8 +110,11 @@ export class SimulatedHubModule {
     gate.onDropped = () => this.hub.transportLost();
     this.twinSync = new TwinSync(
       this.port,
-      (_desired, version) => {
+      (desired, version) => {
         this.desiredVersion = version;
+        // As the module's reconciler: the rollout's phase (ADR 0031) when the twin holds a valid one.
+        const part = HubReconnectSchema.safeParse(desired.hubReconnect);
+        slots.usePhase(part.success ? part.data.phase : undefined);
       },
       {
         twinTimeoutMs: deadlineMs,

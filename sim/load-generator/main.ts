@@ -104,7 +104,6 @@ async function main(): Promise<void> {
     writeFileSync(
       file,
       JSON.stringify({
-        timeOrigin: performance.timeOrigin,
         modules: modules.map((m, i) => ({
           phase: m.slots.phase,
           periodMs: m.slots.periodMs,

@@ -163,3 +163,21 @@ test("the module's slots take the twin's phase, ignore a bad one, and fall back 
   now = 1;
   assert.equal(slots.delayToNextSlot(), 8_999);
 });
+
+test("the slots are on the wall clock the fleet shares: a slot falls at phase × period past the epoch, in every process", () => {
+  const slots = new HubReconnectSlots({ fleetSize: 100, connectsPerSecond: 10, minPeriodMs: 1_000 }, 0.3);
+  const gate = new HubConnectGate(slots);
+  gate.connected();
+  gate.lost();
+  for (const delayOf of [() => slots.delayToNextSlot(), () => gate.delayBeforeConnect()]) {
+    const before = Date.now();
+    const delay = delayOf();
+    const after = Date.now();
+    // A process's own clock (performance.now()) would put the slot anywhere in the period.
+    const offset = (before + delay) % slots.periodMs;
+    assert.ok(
+      Math.abs(offset - 0.3 * slots.periodMs) <= after - before + 1,
+      `the slot lies ${offset} ms into its period, not at 3000`,
+    );
+  }
+});

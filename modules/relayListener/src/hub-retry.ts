@@ -42,6 +42,15 @@ export interface SdkRetryPolicy {
   nextRetryTimeout(retryCount: number, isThrottled: boolean): number;
 }
 
+/**
+ * The clock the slots are on: the wall clock, the one time every module of the fleet shares (an
+ * edge device keeps it synchronised; its SAS tokens for the hub and the relay need that anyway).
+ * A process's own clock (`performance.now()`, counted from the process's start) would put each
+ * module's phase at a different place, and evenly spread phases (ADR 0031) would arrive as if
+ * random. A step of the wall clock moves the next slot once; the slots keep no state to corrupt.
+ */
+export const fleetClock = (): number => Date.now();
+
 export class HubReconnectSlots implements SdkRetryPolicy {
   readonly periodMs: number;
   /** 0 ≤ phase < 1: where in each period this module's slot lies (see {@link usePhase}). */
@@ -53,7 +62,7 @@ export class HubReconnectSlots implements SdkRetryPolicy {
     readonly settings: HubReconnectSettings,
     /** 0 ≤ phase < 1: the module's own phase, random per module, kept until the twin gives one. */
     readonly ownPhase: number = Math.min(Math.random(), 0.999_999),
-    private readonly now: () => number = () => performance.now(),
+    private readonly now: () => number = fleetClock,
   ) {
     this.periodMs = fleetSpreadPeriodMs(settings.fleetSize, settings.connectsPerSecond, settings.minPeriodMs);
     this.current = ownPhase;
@@ -131,12 +140,12 @@ export class HubReconnectSlots implements SdkRetryPolicy {
  */
 export class HubConnectGate {
   private everConnected = false;
-  /** performance.now() of the last loss or failed attempt, if one came since the last success. */
+  /** When ({@link fleetClock}) the last loss or failed attempt came, if one came since the last success. */
   private lostAt: number | undefined;
 
   constructor(
     private readonly slots: HubReconnectSlots,
-    private readonly now: () => number = () => performance.now(),
+    private readonly now: () => number = fleetClock,
   ) {}
 
   /** Milliseconds the next connection attempt must wait (0: go now). */
