@@ -19,7 +19,7 @@ import { type FleetHub, hubStatus } from "./hub.ts";
 
 export interface HubPacingOptions {
   /**
-   * Hub operations under way at once (default 32 with `rates`, 8 without: then the slots held by
+   * Hub operations under way at once (default 64 with `rates`, 8 without: then the slots held by
    * throttled calls are what slows the instance down).
    */
   maxInFlight?: number;
@@ -196,7 +196,7 @@ class ClassLimiter {
 
 /** `hub` paced per quota class, with bounded operations in flight and 429 retries on every operation. */
 export function withHubPacing(hub: FleetHub, options: HubPacingOptions = {}): FleetHub {
-  const slots = new Slots(options.maxInFlight ?? (options.rates ? 32 : 8));
+  const slots = new Slots(options.maxInFlight ?? (options.rates ? 64 : 8));
   const maxWaitMs = options.maxWaitMs ?? 120_000;
   const wait = options.wait ?? ((ms: number) => sleep(ms));
   const now = options.now ?? Date.now;

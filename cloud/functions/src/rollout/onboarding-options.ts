@@ -4,13 +4,14 @@
  */
 export interface OnboardingQueueOptions {
   /**
-   * Sites onboarded at once (default 32): enough to cover each site's round trips at the pace the
+   * Sites onboarded at once (default 64): enough to cover each site's round trips at the pace the
    * hub pacing allows; the pacing, not this, keeps the hub's quotas.
    */
   concurrency?: number;
   /**
-   * Devices one bulk call creates (default and most: 100; the app takes half the registry's burst
-   * where that is less, S1's 100 a minute, so a bulk call never needs the hub's whole budget).
+   * Devices one bulk call creates (default and most: 100; the app takes a tenth of the registry's
+   * burst where that is less, 10 of S1's 100 a minute, so the single operations queued behind a
+   * bulk call in its class do not wait long; config.ts).
    */
   batchSize?: number;
   /** Attempts per site before a passing failure is final (default 5). */

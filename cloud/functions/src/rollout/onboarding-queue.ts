@@ -136,7 +136,7 @@ export function createOnboardingQueue(
   rollout: OnboardingRollout,
   options: OnboardingQueueOptions = {},
 ): OnboardingQueue {
-  const concurrency = Math.max(1, options.concurrency ?? 32);
+  const concurrency = Math.max(1, options.concurrency ?? 64);
   const batchSize = Math.min(MAX_BULK_DEVICES, Math.max(1, options.batchSize ?? MAX_BULK_DEVICES));
   const maxAttempts = Math.max(1, options.maxAttempts ?? 5);
   const retryDelayMs = options.retryDelayMs ?? 5_000;
