@@ -40,7 +40,8 @@ interface RelaySite {
 
 function relaySites(run: OnboardingRun, limit: number): RelaySite[] {
   const out: RelaySite[] = [];
-  for (const device of run.hub.hub.listDevices()) {
+  // Every device: the emulator's listing, like the hub's, stops at 1,000 unless told otherwise.
+  for (const device of run.hub.hub.listDevices(Number.MAX_SAFE_INTEGER)) {
     if (out.length >= limit) break;
     const deviceId = String(device.deviceId);
     let relay: Record<string, unknown> | undefined;
