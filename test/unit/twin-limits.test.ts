@@ -39,7 +39,8 @@ test(`desired with ${MAX_MAPPINGS} fully specified mappings fits 32 KB with dept
       },
     ]),
   );
-  const desired = DesiredPropertiesSchema.parse({ relay, mappings });
+  // With the reconnect phase the rollout writes into every twin (ADR 0031).
+  const desired = DesiredPropertiesSchema.parse({ relay, mappings, hubReconnect: { phase: 0.618034 } });
   assert.ok(twinSizeBytes(desired) < TWIN_SECTION_LIMIT_BYTES, String(twinSizeBytes(desired)));
   assert.ok(twinDepth(desired) <= TWIN_MAX_DEPTH);
 });
