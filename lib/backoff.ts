@@ -180,9 +180,10 @@ export function fleetSpreadPeriodMs(fleetSize: number, perSecond: number, floorM
 /**
  * Delay from now to this loop's next slot `(phase + k) × periodMs` that is at least `minGapMs`
  * away. `now` is the wall clock by default: the slots of a fleet's modules are only spread when
- * they count from the same origin. Unlike {@link RetrySlots} it keeps no state, so several retry loops of one client may
- * share it: they all land on the same slots (and share one connection attempt there), and two
- * attempts of one loop are at least `minGapMs` apart even when a timer fires early.
+ * they count from the same origin. Unlike {@link RetrySlots} it keeps no state, so several retry
+ * loops of one client may share it: they all land on the same slots (and share one connection
+ * attempt there), and two attempts of one loop are at least `minGapMs` apart even when a timer
+ * fires early.
  */
 export function nextSlotDelay(
   periodMs: number,
